@@ -1,0 +1,46 @@
+# One entry point per task; the README documents these and CI runs `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: setup engine demo test test-rust test-python bench bench-smoke clean
+
+## setup: create .venv, install Python deps and build the Rust engine into it
+setup: $(VENV)/.deps engine
+
+$(VENV)/.deps: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) is required" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+engine: $(VENV)/.deps
+	cd engine-crate && maturin develop --release -q
+
+## demo: profile the bundled sample data
+demo: setup
+	pravah run examples/data --op stats
+
+## test: every test, from nothing: Rust, Python unit, and the real platform
+test: setup test-rust test-python
+
+test-rust:
+	cd engine-crate && cargo test --release -q
+
+test-python: setup
+	scripts/platform-prereqs
+	$(PY) -m pytest -q
+
+## bench: the side-by-side benchmark against DuckDB, Polars and the classic tools
+bench: setup
+	$(PY) benchmarks/run.py
+
+bench-smoke: setup
+	$(PY) benchmarks/run.py --smoke
+
+clean:
+	rm -rf $(VENV) engine-crate/target

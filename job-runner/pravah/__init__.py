@@ -1,0 +1,1 @@
+"""Pravah: process large numbers of files fast, locally or on Kubernetes."""
