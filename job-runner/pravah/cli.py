@@ -1,0 +1,170 @@
+"""The `pravah` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from pydantic import ValidationError
+
+from pravah import render
+from pravah.local import JobFailed, LocalJob, execute
+from pravah.spec import OPERATIONS, OperationSpec, PravahJobManifest, describe_errors
+
+EXIT_FAILED = 1
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pravah")
+def cli() -> None:
+    """Pravah processes large numbers of files fast: locally with `pravah run`, or on
+    Kubernetes as PravahJob resources.
+
+    \b
+    Examples:
+      pravah run examples/data --op stats
+      pravah run logs/ --op grep --pattern 'ERROR .*timeout' --include '**/*.log'
+      pravah run data/ --op checksum --algorithm blake3 --output out/
+      pravah run -f examples/stats-volume.yaml --json
+    """
+
+
+def parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int]:
+    if value is None:
+        return (0, 1)
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise click.BadParameter("expected INDEX/COUNT, e.g. 0/4") from None
+    if count < 1 or not 0 <= index < count:
+        raise click.BadParameter(f"index must be in 0..COUNT-1 and COUNT >= 1, got {value}")
+    return (index, count)
+
+
+def parse_quantiles(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        return [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter("expected numbers between 0 and 1 separated by commas, e.g. 0.5,0.99") from None
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("-f", "--file", "manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Run a PravahJob manifest locally (its volume path is read relative to the manifest).")
+@click.option("--op", type=click.Choice(OPERATIONS), help="Operation to run on every file.")
+@click.option("--include", multiple=True, metavar="GLOB", help="Only files matching GLOB (repeatable), e.g. '**/*.csv'.")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB (repeatable); wins over --include.")
+@click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (loops are detected and reported).")
+@click.option("--threads", type=click.IntRange(min=1), help="Worker threads [default: the CPUs this process may use].")
+@click.option("--pattern", metavar="RE", help="grep: regular expression to search for.")
+@click.option("--ignore-case", "-i", is_flag=True, help="grep: match case-insensitively.")
+@click.option("--max-matches", type=click.IntRange(min=0), help="grep: matching lines kept per file [default: 100].")
+@click.option("--algorithm", type=click.Choice(["sha256", "blake3", "xxh3"]), help="checksum: digest [default: sha256].")
+@click.option("--delimiter", metavar="CHAR", help="stats/convert: field delimiter, '\\t' for TSV [default: ,].")
+@click.option("--no-header", is_flag=True, help="stats/convert: the first row is data, not column names.")
+@click.option("--quantiles", callback=parse_quantiles, metavar="Q,Q", help="stats: quantiles to estimate [default: 0.5,0.9,0.99].")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for result.json, checksum manifests and converted files.")
+@click.option("--max-errors", type=click.IntRange(min=0), help="Fail (exit 1) when more files than this cannot be processed.")
+@click.option("--shard", callback=parse_shard, metavar="INDEX/COUNT", help="Process only shard INDEX of COUNT (as a runner pod does).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result document alone on stdout.")
+def run(path: Path | None, manifest: Path | None, op: str | None, **options: Any) -> None:
+    """Run an operation over the files under PATH (or the job in a manifest).
+
+    \b
+    Operations:
+      stats     per-column profile of CSV/TSV files (types, nulls, min/max, mean, stddev,
+                distinct, quantiles, top values)
+      count     lines, words and bytes, per file and in total
+      checksum  sha256 / blake3 / xxh3 digests and a `sha256sum -c` compatible manifest
+      grep      regex matches with line numbers
+      convert   CSV to Parquet (zstd), one output per input file
+
+    Exit codes: 0 success, 1 the job failed (e.g. more bad files than --max-errors),
+    2 usage error.
+    """
+    job = job_from_manifest(manifest, options) if manifest else job_from_options(path, op, options)
+    if options["threads"]:
+        job.threads = options["threads"]
+    job.shard = options["shard"]
+    try:
+        job.engine_options()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        with render.progress_reporter(enabled=not options["as_json"]) as on_progress:
+            document = execute(job, on_progress)
+        status = 0
+    except JobFailed as failure:
+        document, status = failure.document, EXIT_FAILED
+        click.echo(f"error: {failure}", err=True)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if options["as_json"]:
+        click.echo(json.dumps(document, indent=2))
+    else:
+        render.summary(document)
+    sys.exit(status)
+
+
+def job_from_options(path: Path | None, op: str | None, options: dict[str, Any]) -> LocalJob:
+    if path is None:
+        raise click.UsageError("missing PATH (or use -f MANIFEST)")
+    if op is None:
+        raise click.UsageError("missing option '--op' (one of: " + ", ".join(OPERATIONS) + ")")
+    operation = {"type": op}
+    op_options = {
+        "stats": {"delimiter": options["delimiter"], "header": False if options["no_header"] else None,
+                  "quantiles": options["quantiles"]},
+        "checksum": {"algorithm": options["algorithm"]},
+        "grep": {"pattern": options["pattern"], "ignoreCase": options["ignore_case"] or None,
+                 "maxMatchesPerFile": options["max_matches"]},
+        "convert": {"delimiter": options["delimiter"], "header": False if options["no_header"] else None},
+    }.get(op)
+    if op == "grep" and not options["pattern"]:
+        raise click.UsageError("missing option '--pattern' (grep needs a regular expression)")
+    if op_options:
+        operation[op] = {key: value for key, value in op_options.items() if value is not None}
+    try:
+        spec = OperationSpec.model_validate(operation)
+    except ValidationError as exc:
+        raise click.UsageError("; ".join(describe_errors(exc, "--" + op))) from None
+    return LocalJob(root=path, operation=spec, include=options["include"], exclude=options["exclude"],
+                    follow_symlinks=options["follow_symlinks"], output_dir=options["output"],
+                    max_errors=options["max_errors"])
+
+
+def job_from_manifest(manifest: Path, options: dict[str, Any]) -> LocalJob:
+    try:
+        document = yaml.safe_load(manifest.read_text())
+        parsed = PravahJobManifest.model_validate(document)
+    except yaml.YAMLError as exc:
+        raise click.UsageError(f"{manifest}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        raise click.UsageError(f"{manifest}: " + "; ".join(describe_errors(exc))) from None
+    spec = parsed.spec
+    if spec.source.volume is None:
+        raise click.UsageError(f"{manifest}: spec.source: only volume sources run locally; "
+                               "submit S3 jobs to the cluster")
+    output_dir = options["output"]
+    if output_dir is None and spec.output is not None and spec.output.volume is not None:
+        output_dir = manifest.parent / spec.output.volume.path
+    return LocalJob(root=manifest.parent / spec.source.volume.path, operation=spec.operation,
+                    include=spec.include, exclude=spec.exclude, follow_symlinks=spec.followSymlinks,
+                    output_dir=output_dir,
+                    max_errors=options["max_errors"] if options["max_errors"] is not None else spec.maxErrors)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

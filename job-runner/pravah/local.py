@@ -1,0 +1,113 @@
+"""Run one job (or one shard of it) on this machine with the Rust engine.
+
+This is the code path shared by `pravah run` and the runner pods: list the files, take
+this shard's share, hand them to the engine, follow its progress, and turn its partial
+into the result document.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pravah_engine
+
+from pravah.sharding import FileEntry, shard_files
+from pravah.spec import OperationSpec
+
+ProgressCallback = Callable[[dict[str, int]], None]
+POLL_SECONDS = 0.1
+
+
+class JobFailed(Exception):
+    """The job ran but its outcome is a failure (e.g. more bad files than allowed)."""
+
+    def __init__(self, message: str, document: dict[str, Any]):
+        super().__init__(message)
+        self.document = document
+
+
+@dataclass
+class LocalJob:
+    root: Path
+    operation: OperationSpec
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    follow_symlinks: bool = False
+    threads: int = field(default_factory=pravah_engine.threads_available)
+    output_dir: Path | None = None
+    max_errors: int | None = None
+    shard: tuple[int, int] = (0, 1)
+
+    def list_files(self) -> tuple[list[FileEntry], list[dict[str, str]]]:
+        """This shard's files, and the entries the scan could not read."""
+        files, scan_errors = pravah_engine.scan(
+            str(self.root), list(self.include), list(self.exclude), self.follow_symlinks
+        )
+        index, count = self.shard
+        mine = shard_files(files, index, count)
+        return mine, [{"path": path, "reason": reason} for path, reason in scan_errors]
+
+    def engine_options(self) -> dict[str, Any]:
+        options = self.operation.engine_options()
+        if self.operation.type == "convert":
+            if self.output_dir is None:
+                raise ValueError("convert needs an output directory (--output)")
+            options["output_dir"] = str(self.output_dir)
+        return options
+
+
+def run_partial(
+    op: str, options: dict[str, Any], files: list[FileEntry], threads: int,
+    on_progress: ProgressCallback | None = None,
+) -> str:
+    """Run the engine to completion and return its partial (JSON).
+
+    Ctrl-C cancels the engine before re-raising, so no worker thread outlives the call.
+    """
+    run = pravah_engine.start(op, json.dumps(options), files, threads)
+    try:
+        while (partial := run.wait(POLL_SECONDS)) is None:
+            if on_progress:
+                on_progress(run.progress())
+    except KeyboardInterrupt:
+        run.cancel()
+        raise
+    if on_progress:
+        on_progress(run.progress())
+    return partial
+
+
+def execute(job: LocalJob, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Run the job and return the result document; raise JobFailed past `max_errors`."""
+    options = job.engine_options()
+    files, scan_errors = job.list_files()
+    if job.output_dir is not None:
+        job.output_dir.mkdir(parents=True, exist_ok=True)
+    partial = run_partial(job.operation.type, options, files, job.threads, on_progress)
+    document = json.loads(pravah_engine.finalize(job.operation.type, partial))
+    document["errors"] = sorted(document["errors"] + scan_errors, key=lambda e: e["path"])
+    document["threads"] = job.threads
+    if job.operation.type == "checksum":
+        document["result"]["manifest"] = write_manifest(document, job.output_dir)
+    if job.output_dir is not None:
+        (job.output_dir / "result.json").write_text(json.dumps(document, indent=2) + "\n")
+    if job.max_errors is not None and len(document["errors"]) > job.max_errors:
+        raise JobFailed(
+            f"{len(document['errors'])} files failed, more than maxErrors={job.max_errors}", document
+        )
+    return document
+
+
+def write_manifest(document: dict[str, Any], output_dir: Path | None) -> str | None:
+    """Write a `sha256sum -c` / `b3sum -c` compatible manifest next to the result."""
+    if output_dir is None:
+        return None
+    algorithm = document["result"]["algorithm"]
+    manifest = output_dir / f"{algorithm}sums.txt"
+    lines = [f"{entry['digest']}  {entry['path']}\n" for entry in document["result"]["files"]]
+    manifest.write_text("".join(lines))
+    return str(manifest)

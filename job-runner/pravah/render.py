@@ -1,0 +1,118 @@
+"""What `pravah run` shows a person: a live progress bar and a summary table."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
+                           TextColumn, TimeRemainingColumn, TransferSpeedColumn)
+from rich.table import Table
+
+from pravah.local import ProgressCallback
+
+console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def progress_reporter(enabled: bool = True) -> Iterator[ProgressCallback]:
+    """Yield a callback that draws engine progress; silent when stderr is not a terminal."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+        TextColumn("files"), MofNCompleteColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TextColumn("ETA"), TimeRemainingColumn(),
+        console=console, disable=not (enabled and console.is_terminal), transient=True,
+    )
+    with progress:
+        task = progress.add_task("processing", total=None)
+        files_task = progress.add_task("files", total=None, visible=False)
+
+        def update(snapshot: dict[str, int]) -> None:
+            progress.update(task, total=snapshot["bytes_total"] or None, completed=snapshot["bytes_done"],
+                            description=f"{snapshot['files_done']}/{snapshot['files_total']} files")
+            progress.update(files_task, total=snapshot["files_total"], completed=snapshot["files_done"])
+
+        yield update
+
+
+def summary(document: dict[str, Any]) -> None:
+    """Print a readable summary of a result document to stdout."""
+    out = Console()
+    result = document["result"]
+    op = document["operation"]
+    out.print(f"[bold]{op}[/bold]: {document['files']} files, {human_bytes(document['bytes'])}, "
+              f"{document.get('threads', '?')} threads, {len(document['errors'])} errors")
+    tables = {"stats": stats_table, "count": count_table, "checksum": checksum_table,
+              "grep": grep_table, "convert": convert_table}
+    out.print(tables[op](result))
+    if document["errors"]:
+        errors = Table("path", "line", "reason", title="files that could not be processed", title_justify="left")
+        for error in document["errors"][:20]:
+            errors.add_row(error["path"], str(error.get("line") or ""), error["reason"])
+        out.print(errors)
+        if len(document["errors"]) > 20:
+            out.print(f"... and {len(document['errors']) - 20} more (see --json)")
+
+
+def stats_table(result: dict[str, Any]) -> Table:
+    table = Table("column", "type", "count", "nulls", "min", "max", "mean", "stddev", "distinct",
+                  "quantiles", "top", title=f"{result['rows']} rows", title_justify="left")
+    for column in result["columns"]:
+        quantiles = " ".join(f"p{float(q) * 100:g}={fmt(v)}" for q, v in (column["quantiles"] or {}).items())
+        top = ", ".join(f"{t['value']} ({t['count']})" for t in column["top"][:3])
+        table.add_row(column["name"], column["type"], str(column["count"]), str(column["nulls"]),
+                      fmt(column["min"]), fmt(column["max"]), fmt(column["mean"]), fmt(column["stddev"]),
+                      str(column["distinct"]), quantiles, top)
+    return table
+
+
+def count_table(result: dict[str, Any]) -> Table:
+    table = Table("path", "lines", "words", "bytes")
+    for entry in result["files"][:20]:
+        table.add_row(entry["path"], str(entry["lines"]), str(entry["words"]), str(entry["bytes"]))
+    table.add_row("[bold]total", str(result["lines"]), str(result["words"]), str(result["bytes"]))
+    return table
+
+
+def checksum_table(result: dict[str, Any]) -> Table:
+    table = Table("digest", "bytes", "path", title=f"{result['algorithm']}", title_justify="left")
+    for entry in result["files"][:20]:
+        table.add_row(entry["digest"], str(entry["bytes"]), entry["path"])
+    if result.get("manifest"):
+        table.caption = f"manifest: {result['manifest']}"
+    return table
+
+
+def grep_table(result: dict[str, Any]) -> Table:
+    table = Table("path", "line", "text", title=f"{result['matches']} matching lines in "
+                  f"{result['files_with_matches']} files", title_justify="left")
+    for entry in result["files"][:20]:
+        for line in entry["lines"][:5]:
+            table.add_row(entry["path"], str(line["line"]), line["text"][:120])
+    return table
+
+
+def convert_table(result: dict[str, Any]) -> Table:
+    table = Table("source", "parquet", "rows", title=f"{result['rows']} rows, {result['compression']}",
+                  title_justify="left")
+    for entry in result["outputs"][:20]:
+        table.add_row(entry["source"], entry["path"], str(entry["rows"]))
+    return table
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"

@@ -1,0 +1,194 @@
+"""The PravahJob spec: one pydantic model shared by `pravah run -f`, the operator and the CRD.
+
+Field names are the camelCase names users write in manifests; everything that reads a
+manifest goes through `PravahJobSpec.model_validate`, so a bad field is reported with its
+dotted path in the same words everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+OPERATIONS = ("stats", "count", "checksum", "grep", "convert")
+Operation = Literal["stats", "count", "checksum", "grep", "convert"]
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+
+
+class SpecModel(BaseModel):
+    """Base for every spec part: unknown fields are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class S3Location(SpecModel):
+    bucket: str = Field(min_length=3, max_length=63, description="Bucket name.")
+    prefix: str = Field(default="", description="Key prefix; only keys below it are used.")
+    endpoint: str | None = Field(
+        default=None, description="S3 endpoint URL for S3-compatible servers (MinIO, Ceph)."
+    )
+    region: str | None = Field(default=None, description="Region of the bucket.")
+    credentialsSecret: str | None = Field(
+        default=None,
+        description="Secret in the job's namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
+    )
+
+
+class VolumeLocation(SpecModel):
+    claimName: str | None = Field(
+        default=None, description="PersistentVolumeClaim holding the files (cluster runs)."
+    )
+    path: str = Field(default="", description="Directory inside the volume (or a local path).")
+
+
+class Location(SpecModel):
+    """Exactly one of `s3` or `volume`."""
+
+    s3: S3Location | None = None
+    volume: VolumeLocation | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.s3 is None) == (self.volume is None):
+            raise ValueError("exactly one of s3 or volume must be set")
+        return self
+
+
+def _single_byte(delimiter: str) -> str:
+    delimiter = delimiter.replace("\\t", "\t")
+    if len(delimiter.encode()) != 1:
+        raise ValueError("delimiter must be a single byte, e.g. ',' or '\\t'")
+    return delimiter
+
+
+Delimiter = Annotated[str, AfterValidator(_single_byte), Field(description="Field delimiter; \\t for TSV.")]
+
+
+class StatsOptions(SpecModel):
+    delimiter: Delimiter = ","
+    header: bool = Field(default=True, description="The first row names the columns.")
+    quantiles: list[float] = Field(default=[0.5, 0.9, 0.99], max_length=32)
+    top: int = Field(default=5, ge=0, le=100, description="Most frequent values kept per column.")
+
+    @field_validator("quantiles")
+    @classmethod
+    def _in_unit_interval(cls, quantiles: list[float]) -> list[float]:
+        for q in quantiles:
+            if not 0.0 <= q <= 1.0:
+                raise ValueError(f"quantile {q} is outside [0, 1]")
+        return quantiles
+
+
+class ChecksumOptions(SpecModel):
+    algorithm: Literal["sha256", "blake3", "xxh3"] = "sha256"
+
+
+class GrepOptions(SpecModel):
+    pattern: str = Field(min_length=1, description="Regular expression (Rust regex syntax).")
+    ignoreCase: bool = False
+    maxMatchesPerFile: int = Field(default=100, ge=0, le=100000, description="Matching lines kept per file.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+        return pattern
+
+
+class ConvertOptions(SpecModel):
+    to: Literal["parquet"] = "parquet"
+    compression: Literal["zstd", "snappy", "none"] = "zstd"
+    delimiter: Delimiter = ","
+    header: bool = True
+
+
+class OperationSpec(SpecModel):
+    type: Operation
+    stats: StatsOptions | None = None
+    checksum: ChecksumOptions | None = None
+    grep: GrepOptions | None = None
+    convert: ConvertOptions | None = None
+
+    @model_validator(mode="after")
+    def _options_match_type(self) -> Self:
+        for name in ("stats", "checksum", "grep", "convert"):
+            if name != self.type and getattr(self, name) is not None:
+                raise ValueError(f"options for '{name}' given but the operation type is '{self.type}'")
+        if self.type == "grep" and self.grep is None:
+            raise ValueError("grep needs grep.pattern")
+        return self
+
+    def engine_options(self) -> dict[str, Any]:
+        """Options in the engine's snake_case vocabulary, defaults filled in."""
+        if self.type == "count":
+            return {}
+        defaults = {"stats": StatsOptions, "checksum": ChecksumOptions, "convert": ConvertOptions}
+        options = getattr(self, self.type) or defaults[self.type]()
+        if self.type == "grep":
+            return {
+                "pattern": options.pattern,
+                "ignore_case": options.ignoreCase,
+                "max_matches_per_file": options.maxMatchesPerFile,
+            }
+        return options.model_dump()
+
+
+class Resources(SpecModel):
+    cpu: int | Literal["auto"] = Field(default="auto", description="Whole cores per runner, or auto.")
+    memory: str = Field(default="2Gi", pattern=QUANTITY)
+
+    @field_validator("cpu")
+    @classmethod
+    def _positive(cls, cpu: int | str) -> int | str:
+        if isinstance(cpu, int) and not 1 <= cpu <= 256:
+            raise ValueError("cpu must be between 1 and 256 whole cores, or 'auto'")
+        return cpu
+
+
+class PravahJobSpec(SpecModel):
+    source: Location
+    include: list[str] = Field(default_factory=list, description="Globs of files to take, relative to the source.")
+    exclude: list[str] = Field(default_factory=list, description="Globs of files to skip; wins over include.")
+    followSymlinks: bool = False
+    operation: OperationSpec
+    output: Location | None = None
+    parallelism: int | Literal["auto"] = Field(default="auto", description="Number of shards (runner pods).")
+    resources: Resources = Field(default_factory=Resources)
+    maxErrors: int | None = Field(default=None, ge=0, description="Fail the job when more files than this fail.")
+    maxRetriesPerShard: int = Field(default=2, ge=0, le=10)
+    activeDeadlineSeconds: int | None = Field(default=None, ge=1)
+    ttlSecondsAfterFinished: int | None = Field(default=None, ge=0)
+    suspend: bool = False
+    queueName: str | None = Field(default=None, description="Kueue LocalQueue to submit to.")
+
+    @field_validator("parallelism")
+    @classmethod
+    def _parallelism_range(cls, parallelism: int | str) -> int | str:
+        if isinstance(parallelism, int) and not 1 <= parallelism <= 1000:
+            raise ValueError("parallelism must be between 1 and 1000, or 'auto'")
+        return parallelism
+
+
+class PravahJobManifest(SpecModel):
+    """A whole manifest as users write it; metadata is kept loose on purpose."""
+
+    model_config = ConfigDict(extra="ignore")
+    apiVersion: Literal["pravah.io/v1alpha1"]
+    kind: Literal["PravahJob"]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: PravahJobSpec
+
+
+def describe_errors(error: ValidationError, prefix: str = "") -> list[str]:
+    """Turn pydantic errors into 'spec.operation.type: ...' lines that name the field."""
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-after"))
+        where = ".".join(filter(None, [prefix, loc]))
+        lines.append(f"{where or '(root)'}: {item['msg']}")
+    return lines
