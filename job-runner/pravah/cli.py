@@ -114,6 +114,19 @@ def run(path: Path | None, manifest: Path | None, op: str | None, **options: Any
     sys.exit(status)
 
 
+@cli.command()
+def runner() -> None:
+    """Run one shard of a PravahJob, as a runner pod does.
+
+    Reads its job from PRAVAH_* environment variables set by the operator
+    (PRAVAH_JOB_UID, PRAVAH_SPEC, PRAVAH_SHARDS, PRAVAH_THREADS, PRAVAH_DATABASE_URL, ...)
+    and its shard from JOB_COMPLETION_INDEX. Exit code 3 means bad input: not retried.
+    """
+    from pravah.runner import main as run_shard
+
+    run_shard()
+
+
 def job_from_options(path: Path | None, op: str | None, options: dict[str, Any]) -> LocalJob:
     if path is None:
         raise click.UsageError("missing PATH (or use -f MANIFEST)")

@@ -15,6 +15,20 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 OPERATIONS = ("stats", "count", "checksum", "grep", "convert")
 Operation = Literal["stats", "count", "checksum", "grep", "convert"]
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+# Kubernetes object names: Secrets and PersistentVolumeClaims are DNS subdomains; the Kueue
+# queue name ends up in a label value, so it must be a DNS label.
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+# Bounds shared by the Python validation and the CRD schema generated from these models.
+# Every list has a maximum length and every string a maximum size, so that the API server
+# can bound the cost of the CEL rules in the CRD.
+MAX_GLOBS = 64
+MAX_GLOB_LENGTH = 1024
+PARALLELISM_RANGE = (1, 1000)
+CPU_RANGE = (1, 256)
+
+Glob = Annotated[str, Field(max_length=MAX_GLOB_LENGTH)]
 
 
 class SpecModel(BaseModel):
@@ -25,22 +39,29 @@ class SpecModel(BaseModel):
 
 class S3Location(SpecModel):
     bucket: str = Field(min_length=3, max_length=63, description="Bucket name.")
-    prefix: str = Field(default="", description="Key prefix; only keys below it are used.")
+    prefix: str = Field(default="", max_length=1024, description="Key prefix; only keys below it are used.")
     endpoint: str | None = Field(
-        default=None, description="S3 endpoint URL for S3-compatible servers (MinIO, Ceph)."
+        default=None,
+        max_length=2048,
+        description="S3 endpoint URL for S3-compatible servers (MinIO, Ceph).",
     )
-    region: str | None = Field(default=None, description="Region of the bucket.")
+    region: str | None = Field(default=None, max_length=64, description="Region of the bucket.")
     credentialsSecret: str | None = Field(
         default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
         description="Secret in the job's namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
     )
 
 
 class VolumeLocation(SpecModel):
     claimName: str | None = Field(
-        default=None, description="PersistentVolumeClaim holding the files (cluster runs)."
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="PersistentVolumeClaim holding the files (cluster runs).",
     )
-    path: str = Field(default="", description="Directory inside the volume (or a local path).")
+    path: str = Field(default="", max_length=4096, description="Directory inside the volume (or a local path).")
 
 
 class Location(SpecModel):
@@ -63,13 +84,21 @@ def _single_byte(delimiter: str) -> str:
     return delimiter
 
 
-Delimiter = Annotated[str, AfterValidator(_single_byte), Field(description="Field delimiter; \\t for TSV.")]
+Delimiter = Annotated[
+    str, AfterValidator(_single_byte), Field(max_length=2, description="Field delimiter; \\t for TSV.")
+]
 
 
 class StatsOptions(SpecModel):
     delimiter: Delimiter = ","
     header: bool = Field(default=True, description="The first row names the columns.")
-    quantiles: list[float] = Field(default=[0.5, 0.9, 0.99], max_length=32)
+    quantiles: list[float] = Field(
+        default=[0.5, 0.9, 0.99],
+        max_length=32,
+        description="Quantiles to estimate per numeric column, each in [0, 1].",
+        # Checked by _in_unit_interval below; stated here so the CRD schema says the same.
+        json_schema_extra={"items": {"type": "number", "minimum": 0, "maximum": 1}},
+    )
     top: int = Field(default=5, ge=0, le=100, description="Most frequent values kept per column.")
 
     @field_validator("quantiles")
@@ -86,7 +115,7 @@ class ChecksumOptions(SpecModel):
 
 
 class GrepOptions(SpecModel):
-    pattern: str = Field(min_length=1, description="Regular expression (Rust regex syntax).")
+    pattern: str = Field(min_length=1, max_length=4096, description="Regular expression (Rust regex syntax).")
     ignoreCase: bool = False
     maxMatchesPerFile: int = Field(default=100, ge=0, le=100000, description="Matching lines kept per file.")
 
@@ -108,7 +137,7 @@ class ConvertOptions(SpecModel):
 
 
 class OperationSpec(SpecModel):
-    type: Operation
+    type: Operation = Field(description="The operation; only the options block of this type may be given.")
     stats: StatsOptions | None = None
     checksum: ChecksumOptions | None = None
     grep: GrepOptions | None = None
@@ -139,38 +168,56 @@ class OperationSpec(SpecModel):
 
 
 class Resources(SpecModel):
-    cpu: int | Literal["auto"] = Field(default="auto", description="Whole cores per runner, or auto.")
-    memory: str = Field(default="2Gi", pattern=QUANTITY)
+    cpu: int | Literal["auto"] = Field(
+        default="auto",
+        description="Whole cores per runner, or auto.",
+        json_schema_extra={"minimum": CPU_RANGE[0], "maximum": CPU_RANGE[1]},
+    )
+    memory: str = Field(default="2Gi", max_length=32, pattern=QUANTITY, description="Memory per runner.")
 
     @field_validator("cpu")
     @classmethod
     def _positive(cls, cpu: int | str) -> int | str:
-        if isinstance(cpu, int) and not 1 <= cpu <= 256:
-            raise ValueError("cpu must be between 1 and 256 whole cores, or 'auto'")
+        low, high = CPU_RANGE
+        if isinstance(cpu, int) and not low <= cpu <= high:
+            raise ValueError(f"cpu must be between {low} and {high} whole cores, or 'auto'")
         return cpu
 
 
 class PravahJobSpec(SpecModel):
-    source: Location
-    include: list[str] = Field(default_factory=list, description="Globs of files to take, relative to the source.")
-    exclude: list[str] = Field(default_factory=list, description="Globs of files to skip; wins over include.")
-    followSymlinks: bool = False
-    operation: OperationSpec
-    output: Location | None = None
-    parallelism: int | Literal["auto"] = Field(default="auto", description="Number of shards (runner pods).")
-    resources: Resources = Field(default_factory=Resources)
+    source: Location = Field(description="Where the input files are: exactly one of s3 or volume.")
+    include: list[Glob] = Field(
+        default_factory=list, max_length=MAX_GLOBS, description="Globs of files to take, relative to the source."
+    )
+    exclude: list[Glob] = Field(
+        default_factory=list, max_length=MAX_GLOBS, description="Globs of files to skip; wins over include."
+    )
+    followSymlinks: bool = Field(default=False, description="Follow symbolic links when listing a volume.")
+    operation: OperationSpec = Field(description="What to compute for every file.")
+    output: Location | None = Field(
+        default=None, description="Where results go: exactly one of s3 or volume."
+    )
+    parallelism: int | Literal["auto"] = Field(
+        default="auto",
+        description="Number of shards (runner pods), or auto.",
+        json_schema_extra={"minimum": PARALLELISM_RANGE[0], "maximum": PARALLELISM_RANGE[1]},
+    )
+    resources: Resources = Field(default_factory=Resources, description="CPU and memory per runner pod.")
     maxErrors: int | None = Field(default=None, ge=0, description="Fail the job when more files than this fail.")
-    maxRetriesPerShard: int = Field(default=2, ge=0, le=10)
+    maxRetriesPerShard: int = Field(default=2, ge=0, le=10, description="Retries of a failed shard.")
     activeDeadlineSeconds: int | None = Field(default=None, ge=1)
     ttlSecondsAfterFinished: int | None = Field(default=None, ge=0)
-    suspend: bool = False
-    queueName: str | None = Field(default=None, description="Kueue LocalQueue to submit to.")
+    suspend: bool = Field(default=False, description="true stops a running job (phase Cancelled).")
+    queueName: str | None = Field(
+        default=None, max_length=63, pattern=DNS_LABEL, description="Kueue LocalQueue to submit to."
+    )
 
     @field_validator("parallelism")
     @classmethod
     def _parallelism_range(cls, parallelism: int | str) -> int | str:
-        if isinstance(parallelism, int) and not 1 <= parallelism <= 1000:
-            raise ValueError("parallelism must be between 1 and 1000, or 'auto'")
+        low, high = PARALLELISM_RANGE
+        if isinstance(parallelism, int) and not low <= parallelism <= high:
+            raise ValueError(f"parallelism must be between {low} and {high}, or 'auto'")
         return parallelism
 
 

@@ -1,0 +1,272 @@
+"""What a runner pod runs: one shard of a PravahJob.
+
+The shard's files are cut into deterministic batches. Each finished batch stores its
+partial result and file records in PostgreSQL in one transaction, so a retried pod skips
+what is done and nothing is counted twice. The shard that finishes last merges every
+partial into the result document and writes it to the output storage.
+
+Exit codes (the Job's podFailurePolicy relies on them): 0 done, 3 bad spec or input that
+a retry cannot fix, anything else is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pravah_engine
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pravah.sharding import FileEntry, shard_files
+from pravah.spec import PravahJobSpec, describe_errors
+from pravah.storage import Output, Source
+from pravah.store import Store
+
+EXIT_BAD_INPUT = 3
+BATCH_BYTES = 256 << 20
+BATCH_FILES = 4096
+PROGRESS_SECONDS = 1.0
+SUMMARY_KEYS = {
+    "stats": ("rows",), "count": ("lines", "words", "bytes"), "checksum": ("algorithm",),
+    "grep": ("pattern", "matches", "files_with_matches"), "convert": ("format", "compression", "rows"),
+}
+log = logging.getLogger("pravah.runner")
+
+
+class BadInput(Exception):
+    """A problem in the job itself: retrying the pod cannot help."""
+
+
+class RunnerContext(BaseSettings):
+    """Everything the operator tells a runner pod, through its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PRAVAH_")
+    job_uid: str
+    job_name: str
+    job_namespace: str = "default"
+    spec: str = Field(description="The PravahJob spec as JSON.")
+    shards: int = Field(ge=1)
+    shard: int = Field(ge=0, validation_alias="JOB_COMPLETION_INDEX")
+    threads: int = Field(ge=1)
+    database_url: str
+    source_dir: Path = Path("/data/source")
+    output_dir: Path = Path("/data/output")
+    scratch_dir: Path = Path("/tmp/pravah")
+    pod_name: str = Field(default="runner", validation_alias="POD_NAME")
+
+
+def cgroup_cpu_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
+    """Whole CPUs allowed by a cgroup v2 quota, or None when unlimited."""
+    try:
+        quota, period = path.read_text().split()
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else max(1, math.floor(int(quota) / int(period)))
+
+
+def plan_batches(files: list[FileEntry]) -> list[list[FileEntry]]:
+    """Consecutive groups of a shard's files, the same on every attempt."""
+    batches: list[list[FileEntry]] = []
+    current: list[FileEntry] = []
+    size = 0
+    for entry in files:
+        if current and (size + entry[1] > BATCH_BYTES or len(current) >= BATCH_FILES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += entry[1]
+    if current:
+        batches.append(current)
+    return batches
+
+
+def merge_all(op: str, partials: list[str]) -> str:
+    """Pairwise tree merge: each partial is parsed O(log n) times, not n times."""
+    while len(partials) > 1:
+        merged = [pravah_engine.merge(op, a, b) for a, b in zip(partials[::2], partials[1::2])]
+        partials = merged + ([partials[-1]] if len(partials) % 2 else [])
+    return partials[0]
+
+
+def relocate_paths(value: Any, local_prefix: str, display_prefix: str, output: Output | None = None) -> Any:
+    """Replace this pod's local paths in a result document with what users know them by."""
+    if isinstance(value, dict):
+        return {key: relocate_path(key, item, local_prefix, display_prefix, output)
+                if isinstance(item, str) else relocate_paths(item, local_prefix, display_prefix, output)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [relocate_paths(item, local_prefix, display_prefix, output) for item in value]
+    return value
+
+
+def relocate_path(key: str, value: str, local_prefix: str, display_prefix: str, output: Output | None) -> str:
+    if key in ("path", "source") and value.startswith(local_prefix):
+        return display_prefix + value[len(local_prefix):]
+    if key == "path" and output is not None and value.startswith(str(output.local_dir) + "/"):
+        return output.display_path(value)
+    return value
+
+
+def summarize(document: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers that go into the CR's status (the full document can be large)."""
+    result = document["result"]
+    summary = {"operation": document["operation"], "files": document["files"], "bytes": document["bytes"],
+               "errors": len(document["errors"])}
+    summary.update({key: result[key] for key in SUMMARY_KEYS[document["operation"]] if key in result})
+    if document["operation"] == "stats":
+        summary["columns"] = [column["name"] for column in result["columns"]][:20]
+    return summary
+
+
+class ShardRunner:
+    def __init__(self, context: RunnerContext, store: Store):
+        self.context = context
+        self.store = store
+        try:
+            self.spec = PravahJobSpec.model_validate_json(context.spec)
+        except ValidationError as exc:
+            raise BadInput("invalid spec: " + "; ".join(describe_errors(exc, "spec"))) from None
+        if self.spec.output is None:
+            raise BadInput("spec.output is required to run on the cluster")
+        self.op = self.spec.operation.type
+        self.source = Source(self.spec, context.source_dir, context.scratch_dir / context.job_uid)
+        self.output = Output(self.spec.output, context.output_dir, context.scratch_dir / context.job_uid)
+        self.threads = min(context.threads, cgroup_cpu_quota() or context.threads)
+
+    def engine_options(self) -> dict[str, Any]:
+        options = self.spec.operation.engine_options()
+        if self.op == "convert":
+            options["output_dir"] = str(self.output.local_dir / "parquet")
+        return options
+
+    async def run(self) -> None:
+        uid, shard = self.context.job_uid, self.context.shard
+        try:
+            files, scan_errors = await self.source.list()
+        except FileNotFoundError as exc:
+            raise BadInput(str(exc)) from None
+        mine = shard_files(files, shard, self.context.shards)
+        batches = plan_batches(mine)
+        log.info("shard %d/%d: %d files, %d bytes, %d batches, %d threads", shard, self.context.shards,
+                 len(mine), sum(size for _, size in mine), len(batches), self.threads)
+        await self.store.start_shard(uid, shard, len(mine), sum(size for _, size in mine), self.threads)
+        if shard == 0 and scan_errors:
+            await self.store.save_scan_errors(uid, scan_errors)
+        finished = await self.store.finished_batches(uid, shard)
+        done = [sum(counts[i] for counts in finished.values()) for i in range(3)]
+        if finished:
+            log.info("resuming: %d of %d batches already stored", len(finished), len(batches))
+        pending = [(index, batch) for index, batch in enumerate(batches) if index not in finished]
+        prefetch = asyncio.create_task(self.source.fetch(pending[0][1])) if pending else None
+        for position, (index, batch) in enumerate(pending):
+            await prefetch
+            if position + 1 < len(pending):
+                prefetch = asyncio.create_task(self.source.fetch(pending[position + 1][1]))
+            partial = await self.run_batch(batch, done)
+            errors = self.batch_errors(partial)
+            await self.store.save_batch(uid, shard, index, batch, partial, errors)
+            self.source.release(batch)
+            done = [done[0] + len(batch), done[1] + sum(size for _, size in batch), done[2] + len(errors)]
+        if await self.store.finish_shard(uid, shard):
+            await self.merge()
+
+    def batch_errors(self, partial: str) -> list[dict[str, Any]]:
+        document = json.loads(pravah_engine.finalize(self.op, partial))
+        return document["errors"]
+
+    async def run_batch(self, batch: list[FileEntry], done: list[int]) -> str:
+        """Run the engine on one batch, heartbeating progress; a lost database only delays it."""
+        run = pravah_engine.start(self.op, json.dumps(self.engine_options()), batch, self.threads)
+        while True:
+            partial = await asyncio.to_thread(run.wait, PROGRESS_SECONDS)
+            progress = run.progress()
+            try:
+                await self.store.report_progress(self.context.job_uid, self.context.shard,
+                                                 done[0] + progress["files_done"],
+                                                 done[1] + progress["bytes_done"], done[2] + progress["errors"])
+            except Exception as exc:  # progress is best effort: the batch itself is what counts
+                log.warning("progress not recorded (%s); continuing", exc.__class__.__name__)
+            if partial is not None:
+                return partial
+
+    async def merge(self) -> None:
+        """Merge every shard's partials into the result and publish it."""
+        uid = self.context.job_uid
+        partials = await self.store.partials(uid)
+        document = json.loads(pravah_engine.finalize(self.op, merge_all(self.op, partials)))
+        document["errors"] = sorted(document["errors"] + await self.store.scan_errors(uid), key=lambda e: e["path"])
+        document = relocate_paths(document, str(self.source.local_root) + "/", self.source.display_prefix(),
+                                  self.output)
+        document["threads"] = self.threads
+        document["shards"] = self.context.shards
+        self.output.local_dir.mkdir(parents=True, exist_ok=True)
+        names = ["result.json"]
+        if self.op == "checksum":
+            names.append(self.write_manifest(document))
+        if self.op == "convert":
+            names += self.converted_files()
+        (self.output.local_dir / "result.json").write_text(json.dumps(document, indent=2) + "\n")
+        await self.output.publish(names)
+        await self.store.save_result(uid, document, self.output.uri("result.json"))
+        log.info("merged %d partials: %d files, %d errors", len(partials), document["files"],
+                 len(document["errors"]))
+
+    def converted_files(self) -> list[str]:
+        root = self.output.local_dir
+        return [str(path.relative_to(root)) for path in sorted((root / "parquet").rglob("*.parquet"))]
+
+    def write_manifest(self, document: dict[str, Any]) -> str:
+        """A `sha256sum -c`-style manifest with paths relative to the source root."""
+        result = document["result"]
+        name = f"{result['algorithm']}sums.txt"
+        lines = [f"{entry['digest']}  {entry['path']}\n" for entry in result["files"]]
+        (self.output.local_dir / name).write_text("".join(lines))
+        result["manifest"] = self.output.uri(name)
+        return name
+
+
+def configure_logging() -> io.StringIO:
+    """Log to stderr (the pod log) and keep a copy that is archived in PostgreSQL."""
+    archive = io.StringIO()
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for stream in (sys.stderr, archive):
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(formatter)
+        logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+    return archive
+
+
+async def run_shard(context: RunnerContext, archive: io.StringIO) -> int:
+    async with Store(context.database_url) as store:
+        try:
+            await ShardRunner(context, store).run()
+            status = 0
+        except BadInput as exc:
+            log.error("bad input: %s", exc)
+            status = EXIT_BAD_INPUT
+        except Exception:
+            log.exception("shard failed; the Job will retry it")
+            status = 1
+        try:
+            await store.save_log(context.job_uid, context.shard, context.pod_name, archive.getvalue())
+        except Exception as exc:
+            log.warning("could not archive the log: %s", exc)
+        return status
+
+
+def main() -> None:
+    archive = configure_logging()
+    try:
+        context = RunnerContext()
+    except ValidationError as exc:
+        log.error("runner environment is incomplete: %s", "; ".join(describe_errors(exc)))
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(asyncio.run(run_shard(context, archive)))

@@ -1,0 +1,142 @@
+"""Where a runner reads its files from and writes its outputs to: a mounted volume or S3.
+
+A volume is already a local directory. S3 objects are listed with the same include and
+exclude globs as the engine's scan, downloaded concurrently into a scratch directory that
+mirrors their keys (so the engine reads local files), and reported back as `s3://` URIs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+import pravah_engine
+from wcmatch import glob
+
+from pravah.sharding import FileEntry
+from pravah.spec import Location, PravahJobSpec
+
+DOWNLOAD_CONCURRENCY = 32
+
+
+def s3_client(location: Any):
+    """An aioboto3 S3 client for a location; credentials come from the environment."""
+    session = aioboto3.Session()
+    return session.client("s3", endpoint_url=location.endpoint, region_name=location.region or "us-east-1")
+
+
+def glob_selected(relative: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    flags = glob.GLOBSTAR | glob.DOTGLOB
+    if include and not glob.globmatch(relative, list(include), flags=flags):
+        return False
+    return not (exclude and glob.globmatch(relative, list(exclude), flags=flags))
+
+
+class Source:
+    """The job's input files, listed identically by every shard."""
+
+    def __init__(self, spec: PravahJobSpec, volume_dir: Path, scratch_dir: Path):
+        self.spec = spec
+        self.location = spec.source
+        self.volume_dir = volume_dir
+        self.scratch_dir = scratch_dir
+
+    @property
+    def local_root(self) -> Path:
+        """The directory whose paths the engine sees (and result paths are made relative to)."""
+        if self.location.volume is not None:
+            return self.volume_dir
+        return self.scratch_dir / self.location.s3.bucket
+
+    def display_prefix(self) -> str:
+        """What replaces `local_root` in reported paths."""
+        if self.location.volume is not None:
+            return ""
+        return f"s3://{self.location.s3.bucket}/"
+
+    async def list(self) -> tuple[list[FileEntry], list[dict[str, str]]]:
+        if self.location.volume is not None:
+            if not self.volume_dir.exists():
+                raise FileNotFoundError(f"source directory {self.volume_dir} does not exist")
+            files, errors = pravah_engine.scan(str(self.volume_dir), list(self.spec.include),
+                                               list(self.spec.exclude), self.spec.followSymlinks)
+            return files, [{"path": path, "reason": reason} for path, reason in errors]
+        s3 = self.location.s3
+        files = []
+        async with s3_client(s3) as client:
+            paginator = client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=s3.bucket, Prefix=s3.prefix):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    if key.endswith("/") or not glob_selected(key[len(s3.prefix):].lstrip("/"),
+                                                               self.spec.include, self.spec.exclude):
+                        continue
+                    files.append((str(self.local_root / key), item["Size"]))
+        files.sort()
+        return files, []
+
+    async def fetch(self, files: list[FileEntry]) -> None:
+        """Make the files of one batch readable locally (downloads for S3)."""
+        if self.location.volume is not None:
+            return
+        s3 = self.location.s3
+        limit = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
+        root = str(self.local_root) + "/"
+
+        async with s3_client(s3) as client:
+            async def download(path: str) -> None:
+                target = Path(path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                async with limit:
+                    response = await client.get_object(Bucket=s3.bucket, Key=path.removeprefix(root))
+                    partial = target.with_name(target.name + ".part")
+                    with partial.open("wb") as out:
+                        async for chunk in response["Body"].iter_chunks(1 << 20):
+                            out.write(chunk)
+                    os.replace(partial, target)
+
+            await asyncio.gather(*(download(path) for path, _ in files))
+
+    def release(self, files: list[FileEntry]) -> None:
+        """Drop downloaded copies once their batch is stored, so scratch space stays bounded."""
+        if self.location.s3 is not None:
+            for path, _ in files:
+                Path(path).unlink(missing_ok=True)
+
+
+class Output:
+    """Where result.json, manifests and converted files go."""
+
+    def __init__(self, location: Location, volume_dir: Path, scratch_dir: Path):
+        self.location = location
+        self.volume_dir = volume_dir
+        self.scratch_dir = scratch_dir
+
+    @property
+    def local_dir(self) -> Path:
+        """A local directory the engine may write into (uploaded afterwards for S3)."""
+        return self.volume_dir if self.location.volume is not None else self.scratch_dir / "output"
+
+    def uri(self, name: str) -> str:
+        if self.location.volume is not None:
+            volume = self.location.volume
+            return f"pvc://{volume.claimName or 'local'}/{'/'.join(filter(None, [volume.path.strip('/'), name]))}"
+        return f"s3://{self.location.s3.bucket}/{self.location.s3.prefix}{name}"
+
+    def display_path(self, local_path: str) -> str:
+        """Report an output file by its URI, not by where this pod happened to write it."""
+        relative = os.path.relpath(local_path, self.local_dir)
+        return self.uri(relative)
+
+    async def publish(self, names: Sequence[str]) -> None:
+        """Upload files written under `local_dir` (no-op for a volume, already in place)."""
+        if self.location.volume is not None:
+            return
+        s3 = self.location.s3
+        async with s3_client(s3) as client:
+            for name in names:
+                await client.upload_file(str(self.local_dir / name), s3.bucket, f"{s3.prefix}{name}")

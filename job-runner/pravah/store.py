@@ -1,0 +1,230 @@
+"""PostgreSQL records shared by the operator and the runners.
+
+The CR is the source of truth for what a job *is*; PostgreSQL keeps what outlives pods and
+does not fit in etcd: per-shard progress, per-batch partial results, per-file records,
+runner logs and the full merged result. Every write is keyed so that a retry is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+
+import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+T = TypeVar("T")
+MIGRATION_LOCK = 0x70726176  # advisory lock id: one migrator at a time
+TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+             asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    uid: str
+    namespace: str
+    name: str
+    operation: str
+    spec: dict[str, Any]
+    shards: int
+    threads: int
+
+
+class Store:
+    """A small pool of connections, with writes retried across a database restart."""
+
+    def __init__(self, dsn: str, retry_seconds: float = 120.0):
+        self.dsn = dsn
+        self.retry_seconds = retry_seconds
+        self._pool: asyncpg.Pool | None = None
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _connected(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=4, command_timeout=30)
+        return self._pool
+
+    async def retrying(self, action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `action` on a connection, retrying while the database is unreachable."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT), stop=stop_after_delay(self.retry_seconds),
+            wait=wait_exponential(multiplier=0.2, max=3), reraise=True,
+        ):
+            with attempt:
+                pool = await self._connected()
+                async with pool.acquire() as connection:
+                    return await action(connection)
+        raise AssertionError("unreachable")
+
+    # -- schema --------------------------------------------------------------------------
+
+    async def migrate(self) -> list[str]:
+        """Apply the versioned migrations not applied yet; return the ones applied now."""
+
+        async def apply(connection: asyncpg.Connection) -> list[str]:
+            async with connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                await connection.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+                done = {row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations")}
+                applied = []
+                for version, sql in migrations():
+                    if version not in done:
+                        await connection.execute(sql)
+                        await connection.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                        applied.append(version)
+                return applied
+
+        return await self.retrying(apply)
+
+    # -- jobs (operator) -----------------------------------------------------------------
+
+    async def record_job(self, job: JobRecord) -> None:
+        await self.retrying(lambda c: c.execute(
+            "INSERT INTO jobs (uid, namespace, name, operation, spec, shards, threads) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (uid) DO NOTHING",
+            job.uid, job.namespace, job.name, job.operation, json.dumps(job.spec), job.shards, job.threads))
+
+    async def set_phase(self, uid: str, phase: str, reason: str | None = None, message: str | None = None) -> None:
+        await self.retrying(lambda c: c.execute(
+            "UPDATE jobs SET phase = $2, reason = $3, message = $4, "
+            "started_at = CASE WHEN $2 = 'Running' THEN coalesce(started_at, now()) ELSE started_at END, "
+            "finished_at = CASE WHEN $2 IN ('Succeeded', 'Failed', 'Cancelled') "
+            "THEN coalesce(finished_at, now()) ELSE finished_at END WHERE uid = $1",
+            uid, phase, reason, message))
+
+    async def job(self, uid: str) -> dict[str, Any] | None:
+        row = await self.retrying(lambda c: c.fetchrow("SELECT * FROM jobs WHERE uid = $1", uid))
+        return dict(row) if row else None
+
+    async def progress(self, uid: str) -> dict[str, int]:
+        """Progress summed over shards: what the operator rolls up into the status."""
+        row = await self.retrying(lambda c: c.fetchrow(
+            "SELECT coalesce(sum(files_total), 0) AS files_total, coalesce(sum(files_done), 0) AS files_done, "
+            "coalesce(sum(bytes_total), 0) AS bytes_total, coalesce(sum(bytes_done), 0) AS bytes_done, "
+            "coalesce(sum(errors), 0) AS errors, count(*) FILTER (WHERE state = 'done') AS shards_done, "
+            "max(threads) AS threads FROM shards WHERE job_uid = $1", uid))
+        return {key: int(value or 0) for key, value in row.items()}
+
+    async def error_samples(self, uid: str, limit: int = 10) -> list[dict[str, Any]]:
+        rows = await self.retrying(lambda c: c.fetch(
+            "SELECT path, error AS reason, line FROM file_records WHERE job_uid = $1 AND error IS NOT NULL "
+            "ORDER BY path LIMIT $2", uid, limit))
+        return [{key: value for key, value in dict(row).items() if value is not None} for row in rows]
+
+    async def runner_logs(self, uid: str) -> list[dict[str, Any]]:
+        rows = await self.retrying(lambda c: c.fetch(
+            "SELECT shard, pod, log, created_at FROM runner_logs WHERE job_uid = $1 ORDER BY shard, created_at", uid))
+        return [dict(row) for row in rows]
+
+    # -- shards (runner) -----------------------------------------------------------------
+
+    async def start_shard(self, uid: str, shard: int, files_total: int, bytes_total: int, threads: int) -> None:
+        await self.retrying(lambda c: c.execute(
+            "INSERT INTO shards (job_uid, shard, attempts, files_total, bytes_total, threads) "
+            "VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (job_uid, shard) DO UPDATE SET "
+            "attempts = shards.attempts + 1, files_total = $3, bytes_total = $4, threads = $5, "
+            "heartbeat_at = now()", uid, shard, files_total, bytes_total, threads))
+
+    async def report_progress(self, uid: str, shard: int, files_done: int, bytes_done: int, errors: int) -> None:
+        """One heartbeat; raises if the database is away (callers treat it as best effort)."""
+        pool = await self._connected()
+        await pool.execute(
+            "UPDATE shards SET files_done = $3, bytes_done = $4, errors = $5, heartbeat_at = now() "
+            "WHERE job_uid = $1 AND shard = $2", uid, shard, files_done, bytes_done, errors, timeout=2)
+
+    async def finished_batches(self, uid: str, shard: int) -> dict[int, tuple[int, int, int]]:
+        """Batches already stored for a shard: batch -> (files, bytes, errors)."""
+        rows = await self.retrying(lambda c: c.fetch(
+            "SELECT b.batch, b.files, b.bytes, count(f.error) AS errors FROM batches b "
+            "LEFT JOIN file_records f ON f.job_uid = b.job_uid AND f.shard = b.shard AND f.batch = b.batch "
+            "AND f.error IS NOT NULL WHERE b.job_uid = $1 AND b.shard = $2 GROUP BY b.batch, b.files, b.bytes",
+            uid, shard))
+        return {row["batch"]: (row["files"], row["bytes"], row["errors"]) for row in rows}
+
+    async def save_batch(self, uid: str, shard: int, batch: int, files: list[tuple[str, int]],
+                         partial: str, errors: list[dict[str, Any]]) -> None:
+        """Store one batch's partial and its file records atomically (at most once)."""
+        by_path = {error["path"]: error for error in errors}
+        records = [(uid, path, shard, batch, size, by_path.get(path, {}).get("reason"),
+                    by_path.get(path, {}).get("line")) for path, size in files]
+
+        async def save(connection: asyncpg.Connection) -> None:
+            async with connection.transaction():
+                inserted = await connection.fetchval(
+                    "INSERT INTO batches (job_uid, shard, batch, files, bytes, partial) "
+                    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING batch",
+                    uid, shard, batch, len(files), sum(size for _, size in files), partial)
+                if inserted is not None:
+                    await connection.executemany(
+                        "INSERT INTO file_records (job_uid, path, shard, batch, bytes, error, line) "
+                        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING", records)
+
+        await self.retrying(save)
+
+    async def finish_shard(self, uid: str, shard: int) -> bool:
+        """Mark a shard done; True when every shard is done and nobody has merged yet.
+
+        The job row is locked, so of shards finishing at the same moment exactly one sees
+        the last count; a retried pod that finds the result missing merges again.
+        """
+
+        async def finish(connection: asyncpg.Connection) -> bool:
+            async with connection.transaction():
+                job = await connection.fetchrow(
+                    "SELECT shards, result IS NOT NULL AS merged FROM jobs WHERE uid = $1 FOR UPDATE", uid)
+                await connection.execute(
+                    "UPDATE shards SET state = 'done', finished_at = coalesce(finished_at, now()), "
+                    "files_done = files_total, bytes_done = bytes_total WHERE job_uid = $1 AND shard = $2",
+                    uid, shard)
+                done = await connection.fetchval(
+                    "SELECT count(*) FROM shards WHERE job_uid = $1 AND state = 'done'", uid)
+                return done == job["shards"] and not job["merged"]
+
+        return await self.retrying(finish)
+
+    async def save_scan_errors(self, uid: str, errors: list[dict[str, str]]) -> None:
+        """Entries the listing could not read; kept apart from batches (they have no partial)."""
+        await self.retrying(lambda c: c.executemany(
+            "INSERT INTO file_records (job_uid, path, shard, batch, bytes, error) VALUES ($1, $2, 0, -1, 0, $3) "
+            "ON CONFLICT DO NOTHING", [(uid, error["path"], error["reason"]) for error in errors]))
+
+    async def scan_errors(self, uid: str) -> list[dict[str, str]]:
+        rows = await self.retrying(lambda c: c.fetch(
+            "SELECT path, error FROM file_records WHERE job_uid = $1 AND batch = -1 ORDER BY path", uid))
+        return [{"path": row["path"], "reason": row["error"]} for row in rows]
+
+    async def partials(self, uid: str) -> list[str]:
+        rows = await self.retrying(lambda c: c.fetch(
+            "SELECT partial FROM batches WHERE job_uid = $1 ORDER BY shard, batch", uid))
+        return [row["partial"] for row in rows]
+
+    async def save_result(self, uid: str, document: dict[str, Any], uri: str) -> None:
+        await self.retrying(lambda c: c.execute(
+            "UPDATE jobs SET result = $2, result_uri = $3 WHERE uid = $1", uid, json.dumps(document), uri))
+
+    async def save_log(self, uid: str, shard: int, pod: str, log: str) -> None:
+        await self.retrying(lambda c: c.execute(
+            "INSERT INTO runner_logs (job_uid, shard, pod, log) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (job_uid, shard, pod) DO UPDATE SET log = $4", uid, shard, pod, log))
+
+
+def migrations() -> list[tuple[str, str]]:
+    """(version, sql) pairs in order, read from the package's migrations folder."""
+    folder = resources.files("pravah") / "migrations"
+    files = sorted(entry for entry in folder.iterdir() if entry.name.endswith(".sql"))
+    return [(entry.name.removesuffix(".sql"), entry.read_text()) for entry in files]

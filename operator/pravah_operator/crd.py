@@ -1,0 +1,375 @@
+"""The PravahJob CustomResourceDefinition, generated from the pydantic models.
+
+`pravah.spec.PravahJobSpec` and `pravah_operator.status.PravahJobStatus` are the one source
+of truth: their JSON schemas are turned into a Kubernetes structural schema (every $ref
+inlined, Optional[X] as an optional X, Literal as enum, int-or-"auto" as int-or-string with
+a CEL rule) and the rules that pydantic checks in Python code are restated as CEL rules
+(x-kubernetes-validations), so that `kubectl apply` refuses what `pravah run -f` refuses.
+
+    python -m pravah_operator.crd            # print the CRD
+    python -m pravah_operator.crd --write    # write crds/pravahjobs.pravah.io.yaml
+    python -m pravah_operator.crd --check    # exit 1 if the checked-in file is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, NoDefault
+from pydantic_core import core_schema, to_jsonable_python
+
+from pravah.spec import Location, OperationSpec, PravahJobSpec
+from pravah_operator.status import PravahJobStatus
+
+GROUP = "pravah.io"
+VERSION = "v1alpha1"
+KIND = "PravahJob"
+PLURAL = "pravahjobs"
+SINGULAR = "pravahjob"
+SHORT_NAMES = ["pj"]
+CATEGORIES = ["pravah"]
+CRD_NAME = f"{PLURAL}.{GROUP}"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = REPO_ROOT / "crds" / f"{CRD_NAME}.yaml"
+
+HEADER = (
+    "# Generated from pravah.spec.PravahJobSpec and pravah_operator.status.PravahJobStatus.\n"
+    "# Do not edit: change the models, then run `python -m pravah_operator.crd --write`.\n"
+)
+
+IMMUTABLE_MESSAGE = "spec is immutable once created; only spec.suspend may change"
+MUTABLE_SPEC_FIELDS = ("suspend",)
+
+# Keywords a structural schema may carry (besides the x-kubernetes-* extensions).
+_KEPT = {
+    "type", "description", "properties", "required", "items", "enum", "default", "format",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
+    "pattern", "minItems", "maxItems", "uniqueItems", "multipleOf", "nullable",
+}
+_DROPPED = {"title", "$schema", "additionalProperties", "examples"}
+
+
+class _Generator(GenerateJsonSchema):
+    """Pydantic's JSON schema, with the values of default factories as defaults."""
+
+    def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            return to_jsonable_python(factory())
+        return super().get_default_value(schema)
+
+
+class SchemaError(ValueError):
+    """A model uses a JSON schema construct that has no structural equivalent."""
+
+
+# -- CEL rules ----------------------------------------------------------------------------
+
+def location_rules() -> list[dict[str, str]]:
+    """Location (source and output): exactly one of its storage kinds."""
+    kinds = list(Location.model_fields)
+    if len(kinds) != 2:  # pragma: no cover - guards the wording below
+        raise SchemaError(f"Location must have two kinds of storage, has {kinds}")
+    first, second = kinds
+    return [{
+        "rule": f"has(self.{first}) != has(self.{second})",
+        "message": f"exactly one of {first} or {second} must be set",
+    }]
+
+
+def operation_rules() -> list[dict[str, str]]:
+    """OperationSpec: options only for the chosen type; grep needs its pattern."""
+    rules = []
+    for name in OperationSpec.model_fields:
+        if name == "type":
+            continue
+        rules.append({
+            "rule": f"!has(self.{name}) || self.type == '{name}'",
+            "message": f"options for '{name}' given but the operation type is not '{name}'",
+            "messageExpression": f"\"options for '{name}' given but the operation type is '\" + self.type + \"'\"",
+            "fieldPath": f".{name}",
+            "reason": "FieldValueForbidden",
+        })
+    rules.append({
+        "rule": "self.type != 'grep' || has(self.grep)",
+        "message": "grep needs grep.pattern",
+        "fieldPath": ".grep",
+        "reason": "FieldValueRequired",
+    })
+    return rules
+
+
+def immutability_rule(model: type[BaseModel] = PravahJobSpec) -> dict[str, str]:
+    """A transition rule: every spec field except `suspend` keeps its value on update.
+
+    Built from the model's field list so that a new field is covered without anyone
+    remembering to add it; optional fields must be equally present or absent.
+    """
+    parts = []
+    for name, field in model.model_fields.items():
+        if name in MUTABLE_SPEC_FIELDS:
+            continue
+        if field.is_required():
+            parts.append(f"self.{name} == oldSelf.{name}")
+        else:
+            parts.append(
+                f"(has(self.{name}) ? has(oldSelf.{name}) && self.{name} == oldSelf.{name}"
+                f" : !has(oldSelf.{name}))"
+            )
+    # One comparison per line: CEL reads line breaks as spaces, and the CRD stays readable.
+    return {"rule": " &&\n".join(parts), "message": IMMUTABLE_MESSAGE, "reason": "FieldValueForbidden"}
+
+
+# Rules attached to the schema of a model wherever it is used (by $defs name).
+def _model_rules() -> dict[str, list[dict[str, str]]]:
+    return {Location.__name__: location_rules(), OperationSpec.__name__: operation_rules()}
+
+
+def _int_or_string_rule(strings: list[str], low: int | None, high: int | None) -> dict[str, str]:
+    allowed = ", ".join(f"'{s}'" for s in strings)
+    string_test = f"self == '{strings[0]}'" if len(strings) == 1 else f"self in [{allowed}]"
+    bounds = []
+    if low is not None:
+        bounds.append(f"self >= {low}")
+    if high is not None:
+        bounds.append(f"self <= {high}")
+    int_test = " && ".join(bounds) or "true"
+    words = " or ".join(f"'{s}'" for s in strings)
+    if low is not None and high is not None:
+        number = f"an integer from {low} to {high}"
+    elif low is not None:
+        number = f"an integer of at least {low}"
+    elif high is not None:
+        number = f"an integer of at most {high}"
+    else:
+        number = "an integer"
+    return {
+        "rule": f"type(self) == string ? {string_test} : ({int_test})",
+        "message": f"must be {words} or {number}",
+    }
+
+
+# -- JSON schema -> structural schema ----------------------------------------------------
+
+def _structural(node: dict[str, Any], defs: dict[str, Any], rules: dict[str, list], where: str) -> dict[str, Any]:
+    node = dict(node)
+    extra_rules: list[dict[str, str]] = []
+
+    ref = node.pop("$ref", None)
+    if ref is None and "allOf" in node and len(node["allOf"]) == 1 and "$ref" in node["allOf"][0]:
+        ref = node.pop("allOf")[0]["$ref"]
+    if ref is not None:
+        name = ref.rsplit("/", 1)[-1]
+        if name not in defs:
+            raise SchemaError(f"{where}: unresolved reference {ref}")
+        extra_rules.extend(rules.get(name, []))
+        # The referencing node's own keywords (description, default) win over the model's.
+        node = {**copy.deepcopy(defs[name]), **node}
+
+    if "anyOf" in node:
+        branches = [b for b in node.pop("anyOf") if b != {"type": "null"}]
+        if node.get("default", NoDefault) is None:
+            node.pop("default")
+        if len(branches) == 1:
+            # Optional[X]: X, optional because it is not listed in `required`.
+            return _finish(_structural({**branches[0], **node}, defs, rules, where), extra_rules, where)
+        return _finish(_int_or_string(node, branches, where), extra_rules, where)
+
+    if node.get("default", NoDefault) is None:
+        node.pop("default")
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+
+    unknown = set(node) - _KEPT - _DROPPED - {"additionalProperties"}
+    unknown = {k for k in unknown if not k.startswith("x-kubernetes-")}
+    if unknown:
+        raise SchemaError(f"{where}: no structural equivalent for {sorted(unknown)}")
+
+    extra_props = node.pop("additionalProperties", None)
+    for key in _DROPPED:
+        node.pop(key, None)
+
+    kind = node.get("type")
+    if kind == "object":
+        if "properties" in node:
+            node["properties"] = {
+                name: _structural(sub, defs, rules, f"{where}.{name}") for name, sub in node["properties"].items()
+            }
+        elif isinstance(extra_props, dict) and extra_props:
+            node["additionalProperties"] = _structural(extra_props, defs, rules, f"{where}.*")
+        else:
+            node["x-kubernetes-preserve-unknown-fields"] = True
+    elif kind == "array":
+        if "items" not in node:
+            raise SchemaError(f"{where}: a list needs a type for its items")
+        node["items"] = _structural(node["items"], defs, rules, f"{where}[]")
+    elif kind == "string" and "enum" in node and "maxLength" not in node:
+        # Bounds the CEL cost estimate of rules that compare the value.
+        node["maxLength"] = max(len(v) for v in node["enum"])
+    elif kind is None and not node.get("x-kubernetes-int-or-string"):
+        raise SchemaError(f"{where}: no type")
+
+    for bound in ("exclusiveMinimum", "exclusiveMaximum"):
+        if isinstance(node.get(bound), (int, float)) and not isinstance(node.get(bound), bool):
+            node["minimum" if bound == "exclusiveMinimum" else "maximum"] = node[bound]
+            node[bound] = True
+    return _finish(node, extra_rules, where)
+
+
+def _int_or_string(node: dict[str, Any], branches: list[dict[str, Any]], where: str) -> dict[str, Any]:
+    ints = [b for b in branches if b.get("type") == "integer"]
+    strings = [b for b in branches if b.get("type") == "string" and ("const" in b or "enum" in b)]
+    if len(ints) != 1 or len(strings) != 1 or len(branches) != 2:
+        raise SchemaError(f"{where}: only `int | Literal[...]` unions are supported, got {branches}")
+    words = [strings[0]["const"]] if "const" in strings[0] else list(strings[0]["enum"])
+    low = node.pop("minimum", ints[0].get("minimum"))
+    high = node.pop("maximum", ints[0].get("maximum"))
+    result = {k: v for k, v in node.items() if k not in _DROPPED and k != "type"}
+    result["x-kubernetes-int-or-string"] = True
+    result.setdefault("x-kubernetes-validations", []).append(_int_or_string_rule(words, low, high))
+    return result
+
+
+def _finish(node: dict[str, Any], extra_rules: list[dict[str, str]], where: str) -> dict[str, Any]:
+    if extra_rules:
+        existing = node.get("x-kubernetes-validations", [])
+        node["x-kubernetes-validations"] = existing + [copy.deepcopy(r) for r in extra_rules if r not in existing]
+    return node
+
+
+def structural_schema(model: type[BaseModel], rules: dict[str, list] | None = None) -> dict[str, Any]:
+    """The Kubernetes structural schema of a pydantic model."""
+    schema = model.model_json_schema(schema_generator=_Generator)
+    defs = schema.pop("$defs", {})
+    return _structural(schema, defs, _model_rules() if rules is None else rules, model.__name__)
+
+
+def spec_schema() -> dict[str, Any]:
+    schema = structural_schema(PravahJobSpec)
+    schema["description"] = "What to process and how; immutable once created, except suspend."
+    schema.setdefault("x-kubernetes-validations", []).append(immutability_rule())
+    return schema
+
+
+def status_schema() -> dict[str, Any]:
+    schema = structural_schema(PravahJobStatus)
+    schema["description"] = "Written by the operator."
+    return schema
+
+
+# -- the CRD ------------------------------------------------------------------------------
+
+PRINTER_COLUMNS = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Phase of the job."},
+    {"name": "Progress", "type": "integer", "jsonPath": ".status.progress.percent",
+     "description": "Percent done."},
+    {"name": "Files", "type": "string", "jsonPath": ".status.progress.files",
+     "description": "Files done out of all."},
+    {"name": "Throughput", "type": "string", "jsonPath": ".status.progress.throughput",
+     "description": "Current processing rate."},
+    {"name": "Shards", "type": "string", "jsonPath": ".status.shards.ready",
+     "description": "Finished shards out of all."},
+    {"name": "Errors", "type": "integer", "jsonPath": ".status.errors.count", "priority": 1,
+     "description": "Files that failed."},
+    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1,
+     "description": "Why the job is in its phase."},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def crd() -> dict[str, Any]:
+    """The CustomResourceDefinition as a dict."""
+    root = {
+        "type": "object",
+        "description": "A PravahJob processes a set of files in parallel shards and keeps one merged result.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "APIVersion of this object (pravah.io/v1alpha1)."},
+            "kind": {"type": "string", "description": "Kind of this object (PravahJob)."},
+            "metadata": {"type": "object"},
+            "spec": spec_schema(),
+            "status": status_schema(),
+        },
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": CRD_NAME, "labels": {"app.kubernetes.io/part-of": "pravah"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+                "categories": list(CATEGORIES),
+            },
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": root},
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": copy.deepcopy(PRINTER_COLUMNS),
+            }],
+        },
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style; lists indented under their key; multi-line strings as literal blocks."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False):
+        return super().increase_indent(flow, False)
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _str(dumper: yaml.SafeDumper, value: str):
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def render() -> str:
+    """The CRD as YAML text, byte-for-byte deterministic."""
+    body = yaml.dump(crd(), Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=120, allow_unicode=True)
+    return HEADER + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pravah_operator.crd", description=__doc__.splitlines()[0])
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--write", action="store_true", help=f"write {CRD_FILE.relative_to(REPO_ROOT)}")
+    action.add_argument("--check", action="store_true", help="exit 1 if the checked-in CRD is not up to date")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.write:
+        CRD_FILE.parent.mkdir(parents=True, exist_ok=True)
+        CRD_FILE.write_text(text)
+        print(f"wrote {CRD_FILE.relative_to(REPO_ROOT)}", file=sys.stderr)
+    elif args.check:
+        if not CRD_FILE.exists() or CRD_FILE.read_text() != text:
+            print(f"{CRD_FILE.relative_to(REPO_ROOT)} is stale: run `python -m pravah_operator.crd --write`",
+                  file=sys.stderr)
+            return 1
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""`pravah-operator`: lead (by Lease), migrate the database, then run the kopf handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import click
+import kopf
+from kubernetes_asyncio import client, config
+from pydantic import ValidationError
+
+from pravah.spec import describe_errors
+from pravah.store import Store
+
+from pravah_operator import metrics, pravahjob
+from pravah_operator.leader import LeaderElector, LeaseLost
+from pravah_operator.settings import OperatorSettings
+
+log = logging.getLogger("pravah.operator")
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Keep kopf's bookkeeping under our own names and let our Events tell the story."""
+    settings.persistence.finalizer = "pravah.io/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="pravah.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="pravah.io", key="last-handled-configuration")
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 120
+    settings.networking.request_timeout = 30
+
+
+async def load_kube_config() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        await config.load_kube_config()
+    return client.ApiClient()
+
+
+async def serve(settings: OperatorSettings) -> None:
+    api = await load_kube_config()
+    elector = LeaderElector(api, settings.lease_name, settings.lease_namespace, settings.identity,
+                            settings.lease_seconds)
+    await elector.acquire()
+    store = Store(settings.database_url)
+    applied = await store.migrate()
+    log.info("database schema ready (applied now: %s)", ", ".join(applied) or "none")
+    metrics.serve(settings.metrics_port)
+    stop = asyncio.Event()
+    operator = asyncio.create_task(kopf.operator(
+        standalone=True, clusterwide=not settings.namespaces, namespaces=settings.namespaces,
+        memo=kopf.Memo(context=pravahjob.Context(settings, api, store)), stop_flag=stop))
+    holder = asyncio.create_task(elector.hold())
+    done, _ = await asyncio.wait({operator, holder}, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    holder.cancel()
+    await asyncio.gather(operator, return_exceptions=True)
+    await store.close()
+    await api.close()
+    if holder in done and isinstance(holder.exception(), LeaseLost):
+        raise holder.exception()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--verbose", "-v", is_flag=True, help="Log at debug level.")
+def main(verbose: bool) -> None:
+    """Run the Pravah operator: turns PravahJobs into Indexed Jobs and follows them.
+
+    Settings come from PRAVAH_* environment variables (PRAVAH_DATABASE_URL is required);
+    the cluster from the in-cluster service account or KUBECONFIG. Several replicas may
+    run: one leads (a Lease), the others wait and take over when it stops renewing.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = OperatorSettings()
+    except ValidationError as exc:
+        raise click.UsageError("settings: " + "; ".join(describe_errors(exc, "PRAVAH"))) from None
+    try:
+        asyncio.run(serve(settings))
+    except LeaseLost as exc:
+        log.error("%s; stopping so that a standby takes over", exc)
+        sys.exit(1)

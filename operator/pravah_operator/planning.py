@@ -1,0 +1,177 @@
+"""Pure decisions: how many runners, how many cores each, and the batch/v1 Job that runs them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pravah.spec import PravahJobSpec
+
+from pravah_operator.settings import OperatorSettings
+
+EXIT_BAD_INPUT = 3
+SOURCE_MOUNT = "/data/source"
+OUTPUT_MOUNT = "/data/output"
+JOB_LABEL = "pravah.io/job"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+
+class PlanningError(Exception):
+    """The job cannot run on this cluster as written (e.g. no node is big enough)."""
+
+
+@dataclass(frozen=True)
+class Sizing:
+    cpu_per_runner: int
+    shards: int
+
+
+def parse_cpu(quantity: str) -> float:
+    """A Kubernetes CPU quantity ('2', '3500m', '1.5') in cores."""
+    quantity = str(quantity)
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def node_is_eligible(node: dict[str, Any]) -> bool:
+    """Ready, schedulable, and without NoSchedule/NoExecute taints."""
+    spec, status = node.get("spec") or {}, node.get("status") or {}
+    if spec.get("unschedulable"):
+        return False
+    if any(taint.get("effect") in ("NoSchedule", "NoExecute") for taint in spec.get("taints") or []):
+        return False
+    ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    return bool(ready) and ready[0].get("status") == "True"
+
+
+def size_runners(spec: PravahJobSpec, nodes: list[dict[str, Any]]) -> Sizing:
+    """Whole cores per runner and the number of shards.
+
+    `cpu: auto` takes the smallest eligible node's allocatable cores, so a runner fits on
+    every node; `parallelism: auto` then fills every node with as many runners as fit.
+    """
+    cores = [math.floor(parse_cpu(node["status"]["allocatable"]["cpu"])) for node in nodes
+             if node_is_eligible(node) and (node.get("status") or {}).get("allocatable", {}).get("cpu")]
+    cores = [count for count in cores if count >= 1]
+    if not cores:
+        raise PlanningError("no Ready, schedulable node with at least one whole allocatable CPU")
+    if spec.resources.cpu == "auto":
+        cpu = min(cores)
+    else:
+        cpu = spec.resources.cpu
+        if cpu > max(cores):
+            raise PlanningError(f"spec.resources.cpu={cpu} but the largest node has {max(cores)} allocatable CPUs")
+    shards = spec.parallelism if spec.parallelism != "auto" else sum(count // cpu for count in cores)
+    return Sizing(cpu_per_runner=cpu, shards=max(1, shards))
+
+
+def job_name(name: str, uid: str) -> str:
+    """Deterministic (so a restarted operator finds it) and within the 63-character label limit."""
+    base = f"pravah-{name}"
+    if len(base) <= 63:
+        return base
+    digest = hashlib.sha256(uid.encode()).hexdigest()[:8]
+    return f"{base[:54].rstrip('-.')}-{digest}"
+
+
+def runner_env(spec: PravahJobSpec, name: str, namespace: str, uid: str, sizing: Sizing,
+               settings: OperatorSettings) -> list[dict[str, Any]]:
+    env = [
+        {"name": "PRAVAH_JOB_UID", "value": uid},
+        {"name": "PRAVAH_JOB_NAME", "value": name},
+        {"name": "PRAVAH_JOB_NAMESPACE", "value": namespace},
+        {"name": "PRAVAH_SPEC", "value": spec.model_dump_json(exclude_none=True)},
+        {"name": "PRAVAH_SHARDS", "value": str(sizing.shards)},
+        {"name": "PRAVAH_THREADS", "value": str(sizing.cpu_per_runner)},
+        {"name": "PRAVAH_SCRATCH_DIR", "value": settings.runner_scratch_dir},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    if settings.runner_database_secret:
+        env.append({"name": "PRAVAH_DATABASE_URL", "valueFrom": {
+            "secretKeyRef": {"name": settings.runner_database_secret, "key": "url"}}})
+    else:
+        env.append({"name": "PRAVAH_DATABASE_URL", "value": settings.database_url})
+    if spec.source.volume is not None:
+        env.append({"name": "PRAVAH_SOURCE_DIR", "value": join_mount(SOURCE_MOUNT, spec.source.volume.path)})
+    if spec.output is not None and spec.output.volume is not None:
+        env.append({"name": "PRAVAH_OUTPUT_DIR", "value": join_mount(OUTPUT_MOUNT, spec.output.volume.path)})
+    secrets = {location.s3.credentialsSecret for location in (spec.source, spec.output)
+               if location is not None and location.s3 is not None and location.s3.credentialsSecret}
+    for secret in sorted(secrets)[:1]:
+        env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+                for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    return env
+
+
+def join_mount(mount: str, path: str) -> str:
+    return "/".join([mount, path.strip("/")]) if path.strip("/") else mount
+
+
+def volumes(spec: PravahJobSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Pod volumes and container mounts for volume sources and outputs."""
+    pod_volumes, mounts = [], []
+    for role, location, mount, read_only in (("source", spec.source, SOURCE_MOUNT, True),
+                                             ("output", spec.output, OUTPUT_MOUNT, False)):
+        if location is None or location.volume is None or not location.volume.claimName:
+            continue
+        pod_volumes.append({"name": role, "persistentVolumeClaim": {"claimName": location.volume.claimName}})
+        mounts.append({"name": role, "mountPath": mount, "readOnly": read_only})
+    return pod_volumes, mounts
+
+
+def job_manifest(spec: PravahJobSpec, name: str, namespace: str, uid: str, sizing: Sizing,
+                 settings: OperatorSettings) -> dict[str, Any]:
+    """The Indexed Job: one completion per shard, retried per index, bad input not retried."""
+    labels = {JOB_LABEL: name, "app.kubernetes.io/name": "pravah-runner", "app.kubernetes.io/managed-by": "pravah"}
+    if spec.queueName:
+        labels[QUEUE_LABEL] = spec.queueName
+    pod_volumes, mounts = volumes(spec)
+    cpu = str(sizing.cpu_per_runner)
+    container = {
+        "name": "runner",
+        "image": settings.runner_image,
+        "command": list(settings.runner_command),
+        "env": runner_env(spec, name, namespace, uid, sizing, settings),
+        "resources": {"requests": {"cpu": cpu, "memory": spec.resources.memory},
+                      "limits": {"cpu": cpu, "memory": spec.resources.memory}},
+        "volumeMounts": mounts,
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+    pod_spec = {"restartPolicy": "Never", "containers": [container],
+                "volumes": pod_volumes + [{"name": "scratch", "emptyDir": {}}]}
+    container["volumeMounts"].append({"name": "scratch", "mountPath": settings.runner_scratch_dir})
+    if settings.runner_service_account:
+        pod_spec["serviceAccountName"] = settings.runner_service_account
+        pod_spec["automountServiceAccountToken"] = False
+    job_spec: dict[str, Any] = {
+        "completionMode": "Indexed",
+        "completions": sizing.shards,
+        "parallelism": sizing.shards,
+        "backoffLimitPerIndex": spec.maxRetriesPerShard,
+        "maxFailedIndexes": 0,
+        "podFailurePolicy": {"rules": [
+            {"action": "FailIndex", "onExitCodes": {"containerName": "runner", "operator": "In",
+                                                    "values": [EXIT_BAD_INPUT]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]},
+        "suspend": bool(spec.queueName),
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if spec.activeDeadlineSeconds:
+        job_spec["activeDeadlineSeconds"] = spec.activeDeadlineSeconds
+    if spec.ttlSecondsAfterFinished is not None:
+        job_spec["ttlSecondsAfterFinished"] = spec.ttlSecondsAfterFinished
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name(name, uid), "namespace": namespace, "labels": labels,
+                     "annotations": {"pravah.io/spec-hash": spec_hash(spec)}},
+        "spec": job_spec,
+    }
+
+
+def spec_hash(spec: PravahJobSpec) -> str:
+    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,286 @@
+"""kopf handlers for PravahJob: admit, run as an Indexed Job, roll up status, cancel, clean up.
+
+Every handler funnels into `reconcile`, which looks at the world as it is (the CR's status,
+the Job, PostgreSQL) and moves the job one step on. That makes each call idempotent and a
+restarted operator simply carries on: the Job's name is derived from the PravahJob, so it is
+created at most once, and every database write is keyed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import kopf
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from pravah.runner import summarize
+from pravah.spec import PravahJobSpec, describe_errors
+from pravah.store import JobRecord, Store
+
+from pravah_operator import metrics, planning
+from pravah_operator.settings import OperatorSettings
+from pravah_operator.status import condition, fraction, human_rate, now_rfc3339, percent, set_condition
+
+GROUP, VERSION, PLURAL = "pravah.io", "v1alpha1", "pravahjobs"
+RESOURCE = (GROUP, VERSION, PLURAL)
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+ACTIVE = ("Running",)
+log = logging.getLogger("pravah.operator")
+
+
+class Context:
+    """What the handlers share: settings, clients, and one lock per job."""
+
+    def __init__(self, settings: OperatorSettings, api: client.ApiClient, store: Store):
+        self.settings = settings
+        self.api = api
+        self.store = store
+        self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+
+    def plain(self, obj: Any) -> dict[str, Any]:
+        return self.api.sanitize_for_serialization(obj)
+
+
+def context_of(memo: Any) -> Context:
+    return memo["context"]
+
+
+@kopf.on.create(*RESOURCE)
+async def created(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile(body, patch, context_of(memo))
+
+
+@kopf.on.field(*RESOURCE, field="spec.suspend")
+async def suspend_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile(body, patch, context_of(memo))
+
+
+@kopf.timer(*RESOURCE, interval=2.0, initial_delay=1.0,
+            when=lambda status, **_: status.get("phase") not in TERMINAL)
+async def follow(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile(body, patch, context_of(memo))
+
+
+@kopf.on.delete(*RESOURCE)
+async def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Keep the history: the record stays in PostgreSQL; the Job goes with its owner."""
+    if (body.get("status") or {}).get("phase") not in TERMINAL:
+        await context_of(memo).store.set_phase(body.metadata.uid, "Cancelled", "Deleted", "the PravahJob was deleted")
+    metrics.forget(body.metadata.uid)
+
+
+async def reconcile(body: kopf.Body, patch: kopf.Patch, ctx: Context) -> None:
+    async with ctx.locks[body.metadata.uid]:
+        status = dict(body.get("status") or {})
+        phase = status.get("phase")
+        if phase in TERMINAL:
+            return
+        try:
+            spec = PravahJobSpec.model_validate(dict(body["spec"]))
+        except ValidationError as exc:
+            return transition(body, patch, status, "Failed", "InvalidSpec", "; ".join(describe_errors(exc, "spec")))
+        if spec.suspend:
+            return await cancel(body, patch, status, ctx)
+        if phase in (None, "Pending", "Queued"):
+            return await admit(body, patch, status, spec, ctx)
+        return await roll_up(body, patch, status, spec, ctx)
+
+
+def transition(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str,
+               message: str) -> None:
+    """Set the phase with its conditions, and tell the story as an Event."""
+    generation = body.metadata.get("generation")
+    previous = status.get("conditions") or []
+    conditions = previous
+    for kind, is_true in (("Running", phase == "Running"), ("Complete", phase == "Succeeded"),
+                          ("Failed", phase == "Failed"), ("Cancelled", phase == "Cancelled"),
+                          ("Queued", phase == "Queued")):
+        if is_true or any(c.get("type") == kind for c in previous):
+            conditions = set_condition(conditions, condition(kind, is_true, reason, message, generation, previous))
+    patch.status.update({"phase": phase, "reason": reason, "message": message, "observedGeneration": generation,
+                         "conditions": conditions})
+    if phase in TERMINAL:
+        patch.status["completionTime"] = now_rfc3339()
+    if status.get("phase") != phase or status.get("reason") != reason:
+        kopf.event(body, type="Warning" if phase == "Failed" else "Normal", reason=phase, message=message)
+        log.info("%s/%s: %s (%s) %s", body.metadata.namespace, body.metadata.name, phase, reason, message)
+    status.update(phase=phase, reason=reason)
+    metrics.phase_changed(body.metadata.uid, phase)
+
+
+async def admit(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], spec: PravahJobSpec,
+                ctx: Context) -> None:
+    """Check what the schema cannot, size the runners, then create the Job (or queue)."""
+    name, namespace, uid = body.metadata.name, body.metadata.namespace, body.metadata.uid
+    if spec.output is None:
+        return transition(body, patch, status, "Failed", "InvalidSpec",
+                          "spec.output is required: the result needs somewhere to go")
+    for field, location in (("spec.source.s3", spec.source.s3), ("spec.output.s3", spec.output.s3)):
+        if location is not None and location.credentialsSecret and not await secret_exists(
+                ctx, namespace, location.credentialsSecret):
+            return transition(body, patch, status, "Failed", "MissingSecret",
+                              f"{field}.credentialsSecret: secret {location.credentialsSecret!r} "
+                              f"not found in namespace {namespace}")
+    running = await running_in_namespace(ctx, namespace, uid)
+    if running >= ctx.settings.max_running_per_namespace:
+        if status.get("phase") != "Queued":
+            transition(body, patch, status, "Queued", "ConcurrencyLimit",
+                       f"{running} jobs running in {namespace}; at most "
+                       f"{ctx.settings.max_running_per_namespace} run at once")
+        return
+    nodes = ctx.plain(await ctx.core.list_node())["items"]
+    try:
+        sizing = planning.size_runners(spec, nodes)
+    except planning.PlanningError as exc:
+        return transition(body, patch, status, "Failed", "Unschedulable", str(exc))
+    await ctx.store.record_job(JobRecord(uid=uid, namespace=namespace, name=name, operation=spec.operation.type,
+                                         spec=spec.model_dump(mode="json"), shards=sizing.shards,
+                                         threads=sizing.cpu_per_runner))
+    manifest = planning.job_manifest(spec, name, namespace, uid, sizing, ctx.settings)
+    kopf.adopt(manifest, owner=body)
+    try:
+        await ctx.batch.create_namespaced_job(namespace, manifest)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    patch.status.update({
+        "startTime": status.get("startTime") or now_rfc3339(), "jobName": manifest["metadata"]["name"],
+        "cpuPerRunner": sizing.cpu_per_runner, "threads": sizing.cpu_per_runner,
+        "shards": {"total": sizing.shards, "active": 0, "succeeded": 0, "failed": 0,
+                   "ready": fraction(0, sizing.shards)},
+    })
+    await ctx.store.set_phase(uid, "Running")
+    transition(body, patch, status, "Running", "JobCreated",
+               f"{sizing.shards} shards × {sizing.cpu_per_runner} CPU on Job {manifest['metadata']['name']}")
+
+
+async def secret_exists(ctx: Context, namespace: str, name: str) -> bool:
+    try:
+        await ctx.core.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+async def running_in_namespace(ctx: Context, namespace: str, uid: str) -> int:
+    listing = await ctx.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    return sum(1 for item in listing["items"]
+               if item["metadata"]["uid"] != uid and (item.get("status") or {}).get("phase") in ACTIVE)
+
+
+async def read_job(ctx: Context, name: str, namespace: str) -> dict[str, Any] | None:
+    try:
+        return ctx.plain(await ctx.batch.read_namespaced_job(name, namespace))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+async def roll_up(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], spec: PravahJobSpec,
+                  ctx: Context) -> None:
+    """Fold the Job's and the runners' state into the status; finish the job when they are done."""
+    uid, namespace = body.metadata.uid, body.metadata.namespace
+    job_name = status.get("jobName") or planning.job_name(body.metadata.name, uid)
+    job = await read_job(ctx, job_name, namespace)
+    if job is None:
+        return transition(body, patch, status, "Failed", "JobDeleted", f"Job {job_name} was deleted before it finished")
+    job_status = job.get("status") or {}
+    total = job["spec"].get("completions") or 1
+    patch.status["shards"] = {
+        "total": total, "active": job_status.get("active", 0), "succeeded": job_status.get("succeeded", 0),
+        "failed": job_status.get("failed", 0), "ready": fraction(job_status.get("succeeded", 0), total)}
+    await roll_up_progress(patch, status, uid, ctx)
+    job_conditions = {c["type"]: c for c in job_status.get("conditions") or [] if c.get("status") == "True"}
+    if "Complete" in job_conditions:
+        return await succeed(body, patch, status, spec, ctx)
+    if "Failed" in job_conditions:
+        failed = job_conditions["Failed"]
+        await ctx.store.set_phase(uid, "Failed", failed.get("reason"), failed.get("message"))
+        return transition(body, patch, status, "Failed", failed.get("reason") or "JobFailed",
+                          failed.get("message") or "the Job failed")
+    if job["spec"].get("suspend"):
+        if status.get("phase") != "Queued":
+            transition(body, patch, status, "Queued", "WaitingForAdmission", "the Job waits for Kueue to admit it")
+    elif status.get("phase") != "Running":
+        transition(body, patch, status, "Running", "Admitted", "the Job's pods are starting")
+
+
+async def roll_up_progress(patch: kopf.Patch, status: dict[str, Any], uid: str, ctx: Context) -> None:
+    """Progress from the runners' heartbeats; skipped (not fatal) while PostgreSQL is away."""
+    try:
+        progress = await asyncio.wait_for(ctx.store.progress(uid), timeout=5)
+        samples = await asyncio.wait_for(ctx.store.error_samples(uid), timeout=5)
+    except Exception as exc:
+        log.warning("progress of %s not available: %s", uid, exc.__class__.__name__)
+        return
+    elapsed = max(time.time() - started_at(status), 1e-3)
+    rate = progress["bytes_done"] / elapsed
+    patch.status["progress"] = {
+        "filesTotal": progress["files_total"], "filesDone": progress["files_done"],
+        "bytesTotal": progress["bytes_total"], "bytesDone": progress["bytes_done"],
+        "percent": percent(progress["bytes_done"], progress["bytes_total"]) if progress["bytes_total"]
+        else percent(progress["files_done"], progress["files_total"]),
+        "bytesPerSecond": int(rate), "files": fraction(progress["files_done"], progress["files_total"]),
+        "throughput": human_rate(rate)}
+    patch.status["errors"] = {"count": progress["errors"], "samples": samples}
+    if progress["threads"]:
+        patch.status["threads"] = progress["threads"]
+
+
+def started_at(status: dict[str, Any]) -> float:
+    start = status.get("startTime")
+    if not start:
+        return time.time()
+    return datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+async def succeed(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], spec: PravahJobSpec,
+                  ctx: Context) -> None:
+    uid = body.metadata.uid
+    record = await ctx.store.job(uid)
+    if record is None or record["result"] is None:
+        return transition(body, patch, status, "Failed", "ResultMissing",
+                          "every shard finished but no merged result was recorded")
+    document = json.loads(record["result"])
+    summary = summarize(document)
+    errors = len(document["errors"])
+    patch.status["result"] = {"uri": record["result_uri"], "summary": summary}
+    patch.status["errors"] = {"count": errors, "samples": [
+        {key: value for key, value in error.items() if key in ("path", "reason", "line")}
+        for error in document["errors"][:10]]}
+    patch.status["progress"] = {**patch.status.get("progress", {}), "percent": 100,
+                                "files": fraction(document["files"], document["files"])}
+    metrics.job_finished(document, time.time() - started_at(status))
+    if spec.maxErrors is not None and errors > spec.maxErrors:
+        message = f"{errors} files failed, more than maxErrors={spec.maxErrors}"
+        await ctx.store.set_phase(uid, "Failed", "TooManyErrors", message)
+        return transition(body, patch, status, "Failed", "TooManyErrors", message)
+    message = f"{document['files']} files, {document['bytes']} bytes, {errors} errors; result at {record['result_uri']}"
+    await ctx.store.set_phase(uid, "Succeeded", "Completed", message)
+    transition(body, patch, status, "Succeeded", "Completed", message)
+
+
+async def cancel(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], ctx: Context) -> None:
+    """`spec.suspend: true` stops the job for good: the Job and its pods are deleted."""
+    name = status.get("jobName") or planning.job_name(body.metadata.name, body.metadata.uid)
+    try:
+        await ctx.batch.delete_namespaced_job(name, body.metadata.namespace, propagation_policy="Background")
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    await ctx.store.set_phase(body.metadata.uid, "Cancelled", "Suspended", "spec.suspend was set")
+    transition(body, patch, status, "Cancelled", "Suspended", "spec.suspend was set; the runner pods were stopped")

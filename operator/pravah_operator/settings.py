@@ -1,0 +1,28 @@
+"""Operator settings: one class, read from PRAVAH_* environment variables."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRAVAH_")
+
+    database_url: str = Field(description="PostgreSQL DSN for the operator.")
+    runner_database_secret: str | None = Field(
+        default=None, description="Secret (key `url`) giving runners their DSN; else database_url is passed as is.")
+    runner_image: str = "ghcr.io/pravah-io/pravah-runner:latest"
+    runner_command: list[str] = ["pravah", "runner"]
+    runner_service_account: str | None = "pravah-runner"
+    runner_scratch_dir: str = "/tmp/pravah"
+    max_running_per_namespace: int = Field(default=10, ge=1, description="Jobs beyond this wait in phase Queued.")
+    status_interval: float = Field(default=2.0, gt=0, description="Seconds between status roll-ups.")
+    namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty = cluster-wide.")
+    lease_name: str = "pravah-operator"
+    lease_namespace: str = "pravah-system"
+    lease_seconds: int = Field(default=15, ge=5)
+    identity: str = Field(default_factory=socket.gethostname)
+    metrics_port: int = Field(default=8080, ge=0, description="Prometheus /metrics port; 0 disables it.")
