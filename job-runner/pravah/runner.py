@@ -30,8 +30,6 @@ from pravah.storage import Output, Source
 from pravah.store import Store
 
 EXIT_BAD_INPUT = 3
-BATCH_BYTES = 256 << 20
-BATCH_FILES = 4096
 PROGRESS_SECONDS = 1.0
 SUMMARY_KEYS = {
     "stats": ("rows",), "count": ("lines", "words", "bytes"), "checksum": ("algorithm",),
@@ -60,6 +58,8 @@ class RunnerContext(BaseSettings):
     output_dir: Path = Path("/data/output")
     scratch_dir: Path = Path("/tmp/pravah")
     pod_name: str = Field(default="runner", validation_alias="POD_NAME")
+    batch_files: int = Field(default=4096, ge=1, description="Files per stored batch: the unit of resumption.")
+    batch_bytes: int = Field(default=256 << 20, ge=1, description="Bytes per stored batch.")
 
 
 def cgroup_cpu_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
@@ -71,13 +71,13 @@ def cgroup_cpu_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
     return None if quota == "max" else max(1, math.floor(int(quota) / int(period)))
 
 
-def plan_batches(files: list[FileEntry]) -> list[list[FileEntry]]:
+def plan_batches(files: list[FileEntry], max_files: int, max_bytes: int) -> list[list[FileEntry]]:
     """Consecutive groups of a shard's files, the same on every attempt."""
     batches: list[list[FileEntry]] = []
     current: list[FileEntry] = []
     size = 0
     for entry in files:
-        if current and (size + entry[1] > BATCH_BYTES or len(current) >= BATCH_FILES):
+        if current and (size + entry[1] > max_bytes or len(current) >= max_files):
             batches.append(current)
             current, size = [], 0
         current.append(entry)
@@ -153,7 +153,7 @@ class ShardRunner:
         except FileNotFoundError as exc:
             raise BadInput(str(exc)) from None
         mine = shard_files(files, shard, self.context.shards)
-        batches = plan_batches(mine)
+        batches = plan_batches(mine, self.context.batch_files, self.context.batch_bytes)
         log.info("shard %d/%d: %d files, %d bytes, %d batches, %d threads", shard, self.context.shards,
                  len(mine), sum(size for _, size in mine), len(batches), self.threads)
         await self.store.start_shard(uid, shard, len(mine), sum(size for _, size in mine), self.threads)

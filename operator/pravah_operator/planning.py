@@ -88,6 +88,8 @@ def runner_env(spec: PravahJobSpec, name: str, namespace: str, uid: str, sizing:
         {"name": "PRAVAH_SCRATCH_DIR", "value": settings.runner_scratch_dir},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
+    if settings.runner_batch_files:
+        env.append({"name": "PRAVAH_BATCH_FILES", "value": str(settings.runner_batch_files)})
     if settings.runner_database_secret:
         env.append({"name": "PRAVAH_DATABASE_URL", "valueFrom": {
             "secretKeyRef": {"name": settings.runner_database_secret, "key": "url"}}})

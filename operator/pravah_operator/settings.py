@@ -18,6 +18,8 @@ class OperatorSettings(BaseSettings):
     runner_command: list[str] = ["pravah", "runner"]
     runner_service_account: str | None = "pravah-runner"
     runner_scratch_dir: str = "/tmp/pravah"
+    runner_batch_files: int | None = Field(
+        default=None, ge=1, description="Files per stored batch in runners (the unit a retried shard resumes from).")
     max_running_per_namespace: int = Field(default=10, ge=1, description="Jobs beyond this wait in phase Queued.")
     status_interval: float = Field(default=2.0, gt=0, description="Seconds between status roll-ups.")
     namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty = cluster-wide.")
