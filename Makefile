@@ -23,7 +23,7 @@ engine: $(VENV)/.deps
 
 ## demo: profile the bundled sample data
 demo: setup
-	pravah run examples/data --op stats
+	pravah run examples/data --op stats --include '**/*.csv'
 
 ## test: every test, from nothing: Rust, Python unit, and the real platform
 test: setup test-rust test-python
