@@ -31,10 +31,6 @@ from pravah.store import Store
 
 EXIT_BAD_INPUT = 3
 PROGRESS_SECONDS = 1.0
-SUMMARY_KEYS = {
-    "stats": ("rows",), "count": ("lines", "words", "bytes"), "checksum": ("algorithm",),
-    "grep": ("pattern", "matches", "files_with_matches"), "convert": ("format", "compression", "rows"),
-}
 log = logging.getLogger("pravah.runner")
 
 
@@ -112,17 +108,6 @@ def relocate_path(key: str, value: str, local_prefix: str, display_prefix: str, 
     if key == "path" and output is not None and value.startswith(str(output.local_dir) + "/"):
         return output.display_path(value)
     return value
-
-
-def summarize(document: dict[str, Any]) -> dict[str, Any]:
-    """The few numbers that go into the CR's status (the full document can be large)."""
-    result = document["result"]
-    summary = {"operation": document["operation"], "files": document["files"], "bytes": document["bytes"],
-               "errors": len(document["errors"])}
-    summary.update({key: result[key] for key in SUMMARY_KEYS[document["operation"]] if key in result})
-    if document["operation"] == "stats":
-        summary["columns"] = [column["name"] for column in result["columns"]][:20]
-    return summary
 
 
 class ShardRunner:

@@ -21,7 +21,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from pravah.runner import summarize
+from pravah.results import summarize
 from pravah.spec import PravahJobSpec, describe_errors
 from pravah.store import JobRecord, Store
 

@@ -115,6 +115,8 @@ class Cluster:
         terminal = {"Succeeded", "Failed", "Cancelled"}
 
         def reached():
+            if self.operators and all(op.popen.poll() is not None for op in self.operators):
+                raise AssertionError(f"every operator exited; log:\n{self.operators[-1].log()[-3000:]}")
             job = self.get(name)
             phase = (job.get("status") or {}).get("phase")
             if phase in phases:
