@@ -300,6 +300,7 @@ def test_kubectl_get_columns_and_wait_for_complete(cluster, sample_data):
 
 
 def test_two_replicas_one_leads_and_the_other_takes_over(cluster, sample_data):
+    wait_for(lambda: "leading as operator-1" in cluster.operators[0].log(), 30, "operator-1 to lead")
     standby = cluster.start_operator("operator-2")
     holder = lambda: json.loads(cluster.kubectl("get", "lease", "pravah-operator", "-o", "json", check=False).stdout
                                 or "{}").get("spec", {}).get("holderIdentity")
