@@ -1,0 +1,258 @@
+"""Authentication and authorization: two modes behind one interface.
+
+    principal = await auth.authenticate(request)             # 401 when it fails
+    await auth.authorize(principal, "create", namespace)      # 403 when not allowed
+    await auth.namespaces_for(principal, "list")              # None = every namespace
+
+* kubernetes: the caller's bearer token is checked with a TokenReview, and every action
+  with a SubjectAccessReview on `pravahjobs` (group pravah.io) in the target namespace, so
+  REST obeys the same RBAC as kubectl. Answers are reused for a few seconds, as the API
+  server does for its own webhook authenticators.
+* standalone: users live in PostgreSQL (argon2 password hashes); POST /auth/token issues
+  short-lived HS256 JWTs; roles viewer < submitter < admin; each user is bound to
+  namespaces (admins act in all). The user's role and namespaces are re-read (cached for a
+  few seconds) on every request, so a changed or deleted user loses access at once.
+
+Verbs are Kubernetes verbs: get, list, watch, create, patch (cancel), delete (purge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from aiohttp import web
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from pravah_api.errors import ApiError, forbidden, unauthenticated
+from pravah_api.k8s import Kube
+from pravah_api.keys import AUTH, PRINCIPAL
+from pravah_api.settings import ApiSettings
+from pravah_api.store import ApiStore
+
+ROLE_VERBS: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"get", "list", "watch"}),
+    "submitter": frozenset({"get", "list", "watch", "create", "patch", "delete"}),
+    "admin": frozenset({"get", "list", "watch", "create", "patch", "delete", "manage-users"}),
+}
+MAX_CACHE = 10_000
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    groups: tuple[str, ...] = ()
+    uid: str | None = None
+    extra: dict[str, list[str]] = field(default_factory=dict, hash=False, compare=False)
+    role: str | None = None  # standalone mode
+    namespaces: tuple[str, ...] | None = None  # standalone mode
+
+
+class TtlCache:
+    """A small time-bounded memo (answers of reviews and user look-ups)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.entries: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any) -> tuple[bool, Any]:
+        entry = self.entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return False, None
+        return True, entry[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        if self.seconds <= 0:
+            return
+        if len(self.entries) >= MAX_CACHE:
+            now = time.monotonic()
+            self.entries = {k: v for k, v in self.entries.items() if v[0] >= now}
+            if len(self.entries) >= MAX_CACHE:
+                self.entries.clear()
+        self.entries[key] = (time.monotonic() + self.seconds, value)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthenticated()
+    return token.strip()
+
+
+class Authenticator:
+    mode: str
+
+    async def authenticate(self, request: web.Request) -> Principal:
+        raise NotImplementedError
+
+    async def authorize(self, principal: Principal, verb: str, namespace: str | None) -> None:
+        """Raise 403 unless `principal` may `verb` pravahjobs in `namespace` (None: all namespaces)."""
+        if not await self.allowed(principal, verb, namespace):
+            where = f"in namespace {namespace!r}" if namespace else "in all namespaces"
+            raise forbidden(f"{principal.name} may not {verb} pravahjobs {where}")
+
+    async def allowed(self, principal: Principal, verb: str, namespace: str | None) -> bool:
+        raise NotImplementedError
+
+    async def namespaces_for(self, principal: Principal, verb: str) -> list[str] | None:
+        """The namespaces where `verb` is allowed; None when it is allowed in all of them."""
+        raise NotImplementedError
+
+
+class KubernetesAuth(Authenticator):
+    mode = "kubernetes"
+
+    def __init__(self, kube: Kube, cache_seconds: float):
+        self.kube = kube
+        self.tokens = TtlCache(cache_seconds)
+        self.reviews = TtlCache(cache_seconds)
+        self.all_namespaces = TtlCache(cache_seconds)
+
+    async def authenticate(self, request: web.Request) -> Principal:
+        token = bearer_token(request)
+        key = hashlib.sha256(token.encode()).hexdigest()
+        found, principal = self.tokens.get(key)
+        if not found:
+            status = await self.kube.token_review(token)
+            principal = None
+            if status.get("authenticated"):
+                user = status.get("user") or {}
+                principal = Principal(name=user.get("username") or "", groups=tuple(user.get("groups") or ()),
+                                      uid=user.get("uid"), extra=user.get("extra") or {})
+            self.tokens.put(key, principal)
+        if principal is None:
+            raise unauthenticated("the bearer token was not accepted by the Kubernetes API server")
+        return principal
+
+    async def allowed(self, principal: Principal, verb: str, namespace: str | None) -> bool:
+        key = (principal.name, principal.groups, principal.uid, verb, namespace)
+        found, answer = self.reviews.get(key)
+        if not found:
+            answer, _ = await self.kube.access_review(principal.name, list(principal.groups), principal.uid,
+                                                      principal.extra, verb, namespace)
+            self.reviews.put(key, answer)
+        return answer
+
+    async def namespaces_for(self, principal: Principal, verb: str) -> list[str] | None:
+        if await self.allowed(principal, verb, None):
+            return None
+        found, names = self.all_namespaces.get("names")
+        if not found:
+            names = await self.kube.namespaces()
+            self.all_namespaces.put("names", names)
+        limit = asyncio.Semaphore(16)
+
+        async def check(namespace: str) -> bool:
+            async with limit:
+                return await self.allowed(principal, verb, namespace)
+
+        answers = await asyncio.gather(*(check(namespace) for namespace in names))
+        return [namespace for namespace, ok in zip(names, answers) if ok]
+
+
+class StandaloneAuth(Authenticator):
+    mode = "standalone"
+
+    def __init__(self, settings: ApiSettings, store: ApiStore):
+        if settings.api_jwt_secret is None or len(settings.api_jwt_secret.get_secret_value()) < 32:
+            raise ValueError("standalone mode needs PRAVAH_API_JWT_SECRET of at least 32 characters")
+        self.secret = settings.api_jwt_secret.get_secret_value()
+        self.ttl = settings.api_jwt_ttl_seconds
+        self.issuer = settings.api_jwt_issuer
+        self.store = store
+        self.hasher = PasswordHasher()
+        self.users = TtlCache(min(settings.api_auth_cache_seconds, 5.0))
+        self._dummy_hash: str | None = None
+
+    # -- passwords and tokens --------------------------------------------------------------
+
+    async def hash_password(self, password: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, password)
+
+    async def verify_password(self, password_hash: str, password: str) -> bool:
+        def verify() -> bool:
+            try:
+                return self.hasher.verify(password_hash, password)
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(verify)
+
+    async def issue_token(self, username: str, password: str) -> str:
+        user = await self.store.user(username)
+        if user is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await self.hash_password("not a password of anyone")
+            await self.verify_password(self._dummy_hash, password)  # same cost either way
+            raise unauthenticated("invalid username or password")
+        if not await self.verify_password(user["password_hash"], password):
+            raise unauthenticated("invalid username or password")
+        now = int(time.time())
+        claims = {"sub": username, "iss": self.issuer, "iat": now, "nbf": now, "exp": now + self.ttl}
+        return jwt.encode(claims, self.secret, algorithm="HS256")
+
+    def invalidate(self, username: str) -> None:
+        self.users.entries.pop(username, None)
+
+    # -- the interface ---------------------------------------------------------------------
+
+    async def authenticate(self, request: web.Request) -> Principal:
+        token = bearer_token(request)
+        try:
+            claims = jwt.decode(token, self.secret, algorithms=["HS256"], issuer=self.issuer,
+                                options={"require": ["sub", "exp", "iat"]})
+        except jwt.ExpiredSignatureError:
+            raise unauthenticated("the token has expired; get a new one from POST /auth/token") from None
+        except jwt.PyJWTError:
+            raise unauthenticated("the token is not valid") from None
+        username = str(claims["sub"])
+        found, user = self.users.get(username)
+        if not found:
+            user = await self.store.user(username)
+            self.users.put(username, user)
+        if user is None:
+            raise unauthenticated("the token's user no longer exists")
+        return Principal(name=username, groups=(f"pravah:{user['role']}",), role=user["role"],
+                         namespaces=tuple(user["namespaces"]))
+
+    async def allowed(self, principal: Principal, verb: str, namespace: str | None) -> bool:
+        if verb not in ROLE_VERBS.get(principal.role or "", frozenset()):
+            return False
+        if principal.role == "admin":
+            return True
+        return namespace is not None and namespace in (principal.namespaces or ())
+
+    async def namespaces_for(self, principal: Principal, verb: str) -> list[str] | None:
+        if principal.role == "admin":
+            return None
+        if verb not in ROLE_VERBS.get(principal.role or "", frozenset()):
+            return []
+        return list(principal.namespaces or ())
+
+
+def authenticator(settings: ApiSettings, kube: Kube, store: ApiStore) -> Authenticator:
+    if settings.api_auth_mode == "standalone":
+        return StandaloneAuth(settings, store)
+    return KubernetesAuth(kube, settings.api_auth_cache_seconds)
+
+
+async def principal_of(request: web.Request) -> Principal:
+    """The authenticated caller of this request (authenticated once per request)."""
+    principal = request.get(PRINCIPAL)
+    if principal is None:
+        try:
+            principal = await request.app[AUTH].authenticate(request)
+        except ApiException as exc:
+            raise ApiError(503, f"cannot check the token with the Kubernetes API server ({exc.status})") from None
+        request[PRINCIPAL] = principal
+    return principal

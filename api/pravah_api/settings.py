@@ -1,0 +1,43 @@
+"""API settings: one class, read from PRAVAH_* environment variables (and KUBECONFIG)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRAVAH_", extra="ignore")
+
+    database_url: str = Field(description="PostgreSQL DSN (the same database as the operator's).")
+    kubeconfig: str | None = Field(
+        default=None, validation_alias=AliasChoices("PRAVAH_KUBECONFIG", "KUBECONFIG"),
+        description="Kubeconfig of the service's own credential; unset = in-cluster service account.")
+    api_host: str = "0.0.0.0"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    api_auth_mode: Literal["kubernetes", "standalone"] = Field(
+        default="kubernetes",
+        description="kubernetes: TokenReview + SubjectAccessReview; standalone: users in PostgreSQL and JWTs.")
+    api_jwt_secret: SecretStr | None = Field(default=None, description="HMAC key of the JWTs (standalone mode).")
+    api_jwt_ttl_seconds: int = Field(default=900, ge=30, le=86400, description="Lifetime of issued tokens.")
+    api_jwt_issuer: str = "pravah-api"
+    api_bootstrap_admin: str | None = Field(
+        default=None,
+        description="USER:PASSWORD of an admin created at start when no admin exists (standalone mode).")
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted request body.")
+    api_default_namespace: str = Field(default="default", description="Namespace of jobs posted without one.")
+    api_page_size: int = Field(default=50, ge=1, le=1000, description="Default page size of GET /jobs.")
+    api_max_page_size: int = Field(default=500, ge=1, le=5000)
+    api_inline_result_bytes: int = Field(
+        default=8 * 1_048_576, ge=0,
+        description="Results up to this size come from PostgreSQL; larger ones are streamed from storage.")
+    api_events_interval: float = Field(default=1.0, gt=0, description="Seconds between progress checks (SSE).")
+    api_events_heartbeat: float = Field(default=15.0, gt=0, description="Seconds between SSE keep-alives.")
+    api_auth_cache_seconds: float = Field(
+        default=10.0, ge=0, description="How long TokenReview and SubjectAccessReview answers are reused.")
+    api_kube_timeout: float = Field(default=10.0, gt=0, description="Timeout of one Kubernetes API call.")
+    api_database_pool_size: int = Field(default=10, ge=1, le=100)
+    api_kube_pool_size: int = Field(default=64, ge=1, le=1000)
+    api_docs_title: str = "Pravah API"

@@ -1,0 +1,121 @@
+"""The API's PostgreSQL access: the shared `pravah.store.Store` plus the API's own tables
+(users, Idempotency-Key answers, job locations; see migrations/0002_api.sql)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from pravah.store import Store
+
+
+class ApiStore(Store):
+    """A `Store` with a pool sized for a web service and short retries (requests must not hang)."""
+
+    def __init__(self, dsn: str, pool_size: int = 10, retry_seconds: float = 3.0):
+        super().__init__(dsn, retry_seconds=retry_seconds)
+        self.pool_size = pool_size
+
+    async def _connected(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size,
+                                                   command_timeout=15)
+        return self._pool
+
+    async def ping(self) -> str:
+        pool = await self._connected()
+        return await pool.fetchval("SELECT version()", timeout=3)
+
+    # -- job locations: id (uid) -> namespace/name ---------------------------------------
+
+    async def remember_job(self, uid: str, namespace: str, name: str) -> None:
+        await self.retrying(lambda c: c.execute(
+            "INSERT INTO api_job_locations (uid, namespace, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            uid, namespace, name))
+
+    async def locate_job(self, uid: str) -> tuple[str, str] | None:
+        row = await self.retrying(lambda c: c.fetchrow(
+            "SELECT namespace, name FROM api_job_locations WHERE uid = $1 "
+            "UNION ALL SELECT namespace, name FROM jobs WHERE uid = $1 LIMIT 1", uid))
+        return (row["namespace"], row["name"]) if row else None
+
+    # -- idempotency -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def idempotency(self, principal: str, key: str) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction holding the key's lock: concurrent retries of one request queue here."""
+        pool = await self._connected()
+        async with pool.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+                                     f"{principal}\n{key}")
+            yield connection
+
+    @staticmethod
+    async def idempotent_answer(connection: asyncpg.Connection, principal: str, key: str) -> dict[str, Any] | None:
+        row = await connection.fetchrow(
+            "SELECT request_hash, job_uid::text AS uid, namespace, name FROM api_idempotency_keys "
+            "WHERE principal = $1 AND key = $2", principal, key)
+        return dict(row) if row else None
+
+    @staticmethod
+    async def save_idempotent_answer(connection: asyncpg.Connection, principal: str, key: str, request_hash: str,
+                                     uid: str, namespace: str, name: str) -> None:
+        await connection.execute(
+            "INSERT INTO api_idempotency_keys (principal, key, request_hash, job_uid, namespace, name) "
+            "VALUES ($1, $2, $3, $4, $5, $6)", principal, key, request_hash, uid, namespace, name)
+        await connection.execute(
+            "INSERT INTO api_job_locations (uid, namespace, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            uid, namespace, name)
+
+    # -- history -----------------------------------------------------------------------------
+
+    async def job_history(self, uid: str) -> dict[str, Any] | None:
+        row = await self.retrying(lambda c: c.fetchrow(
+            "SELECT phase, reason, message, created_at, started_at, finished_at, result_uri, "
+            "result IS NOT NULL AS has_result, octet_length(result::text) AS result_bytes "
+            "FROM jobs WHERE uid = $1", uid))
+        return dict(row) if row else None
+
+    async def result_text(self, uid: str) -> str | None:
+        return await self.retrying(lambda c: c.fetchval("SELECT result::text FROM jobs WHERE uid = $1", uid))
+
+    # -- users (standalone mode) -------------------------------------------------------------
+
+    async def user(self, username: str) -> dict[str, Any] | None:
+        row = await self.retrying(lambda c: c.fetchrow("SELECT * FROM api_users WHERE username = $1", username))
+        return dict(row) if row else None
+
+    async def users(self) -> list[dict[str, Any]]:
+        rows = await self.retrying(lambda c: c.fetch("SELECT * FROM api_users ORDER BY username"))
+        return [dict(row) for row in rows]
+
+    async def create_user(self, username: str, password_hash: str, role: str, namespaces: list[str]) -> dict | None:
+        """The new user, or None when the name is taken."""
+        row = await self.retrying(lambda c: c.fetchrow(
+            "INSERT INTO api_users (username, password_hash, role, namespaces) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (username) DO NOTHING RETURNING *", username, password_hash, role, namespaces))
+        return dict(row) if row else None
+
+    async def update_user(self, username: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        columns = {key: changes[key] for key in ("password_hash", "role", "namespaces") if key in changes}
+        assignments = ", ".join(f"{column} = ${index + 2}" for index, column in enumerate(columns))
+        sets = f"{assignments}, updated_at = now()" if assignments else "updated_at = now()"
+        row = await self.retrying(lambda c: c.fetchrow(
+            f"UPDATE api_users SET {sets} WHERE username = $1 RETURNING *", username, *columns.values()))
+        return dict(row) if row else None
+
+    async def delete_user(self, username: str) -> bool:
+        done = await self.retrying(lambda c: c.execute("DELETE FROM api_users WHERE username = $1", username))
+        return done.endswith(" 1")
+
+    async def has_admin(self) -> bool:
+        return bool(await self.retrying(lambda c: c.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM api_users WHERE role = 'admin')")))
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,16 @@
+"""The columns of the generated CSVs, shared by gen.py, run.py and worker.py.
+
+Kept free of heavy imports: worker.py loads it in the process whose peak memory is measured.
+"""
+
+# Column name -> kind.  run.py derives the DuckDB and Polars queries from this,
+# so the competing queries always cover exactly the generated columns.
+COLUMNS: dict[str, str] = {
+    "id": "int",
+    "amount": "float",  # about 3 % empty (null)
+    "quantity": "int",
+    "flag": "bool",
+    "day": "date",  # YYYY-MM-DD
+    "category": "category",  # low-cardinality string
+    "note": "text",  # free text; some fields quoted (commas, quotes, newlines)
+}

@@ -1,0 +1,348 @@
+"""What the benchmark measures: tools, workloads and goals, as data.
+
+A *tool* turns (context, workload) into a job: either command lines run
+concurrently by run.py (the classic Unix tools) or a spec for worker.py (the
+libraries).  A *workload* names an operation, a data set, the rivals that run
+it beside Pravah, the goals (ratios) to report, and a cross-check of results.
+Adding a variant is adding a row here, not code in run.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+# --- context and jobs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileSet:
+    """One data set: its root and its files (relative paths, sorted) with sizes."""
+
+    name: str
+    root: Path
+    files: tuple[tuple[str, int], ...]
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _, size in self.files)
+
+    def fraction(self, fraction: float) -> FileSet:
+        """The first part of the files in path order, as worker.take_fraction selects them."""
+        if fraction >= 1:
+            return self
+        keep = max(1, math.ceil(len(self.files) * fraction))
+        return FileSet(self.name, self.root, self.files[:keep])
+
+    def shards(self, n: int) -> list[list[str]]:
+        """Split the file list into ``n`` contiguous parts of about equal bytes.
+
+        This is how a person runs a single-threaded tool on n cores: halve the
+        list and start one process per half.
+        """
+        total, parts, current, done = self.bytes, [], [], 0
+        for path, size in self.files:
+            boundary = total * (len(parts) + 1) / n
+            # Close the part here if that lands nearer its share than taking one more file.
+            if current and len(parts) < n - 1 and abs(done - boundary) <= abs(done + size - boundary):
+                parts.append(current)
+                current = []
+            current.append(path)
+            done += size
+        parts.append(current)
+        return [p for p in parts if p]
+
+
+@dataclass(frozen=True)
+class Ctx:
+    sets: dict[str, FileSet]
+    threads: int
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class CmdJob:
+    """Processes started together; time runs from the first start to the last exit."""
+
+    argvs: list[list[str]]
+    cwd: Path
+    ok_codes: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """One worker.py process; the time is the one it reports (work only)."""
+
+    spec: dict
+
+
+Job = CmdJob | WorkerJob
+Parser = Callable[[list[str]], dict]
+
+
+@dataclass(frozen=True)
+class Tool:
+    key: str
+    label: Callable[[int], str]  # threads -> label shown in the table
+    build: Callable[[Ctx, Workload], Job]
+    parse: Parser | None = None  # captured stdout of each process -> summary for the checks
+    needs: str | None = None  # executable that must be on PATH
+
+
+@dataclass(frozen=True)
+class Goal:
+    """Pravah against the best of ``against``.
+
+    metric "speed": Pravah MB/s / baseline MB/s must be >= target.
+    metric "memory": Pravah peak RSS / baseline peak RSS must be <= target.
+    """
+
+    against: tuple[str, ...]
+    target: float
+    metric: str = "speed"
+
+    def describe(self, labels: dict[str, str]) -> str:
+        names = " / ".join(labels.get(a, a) for a in self.against)
+        if self.metric == "memory":
+            return f"peak RSS <= {self.target:g}x {names}"
+        best = "best of " if len(self.against) > 1 else ""
+        return f">= {self.target:g}x {best}{names}"
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    dataset: str  # "big" | "small"
+    op: str  # Pravah operation
+    options: dict
+    rivals: tuple[str, ...]
+    goals: tuple[Goal, ...] = ()
+    check: Check | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.name} ({self.dataset})"
+
+
+# --- output parsers (for the cross-checks) ------------------------------------------------------
+
+
+def parse_wc(outputs: list[str]) -> dict:
+    """`wc [-l]` lines: counts then path; the 'total' lines are skipped, files summed."""
+    sums: list[int] = []
+    for out in outputs:
+        for line in out.splitlines():
+            fields = line.split()
+            if not fields or fields[-1] == "total":
+                continue
+            nums = [int(x) for x in fields[:-1]]
+            sums = [a + b for a, b in zip(sums, nums)] if sums else nums
+    keys = ("lines", "words", "bytes")[: len(sums)]
+    return dict(zip(keys, sums))
+
+
+_OPENSSL_LINE = re.compile(r"^\S+\((?P<path>.*)\)= (?P<digest>[0-9a-f]+)$")
+_SUM_LINE = re.compile(r"^(?P<digest>[0-9a-f]{32,}) [ *](?P<path>.*)$")
+
+
+def parse_digest_lines(outputs: list[str]) -> dict:
+    """`b3sum` / `sha256sum` ("hex  path") and `openssl dgst` ("ALG(path)= hex") output."""
+    digests = {}
+    for out in outputs:
+        for line in out.splitlines():
+            m = _OPENSSL_LINE.match(line) or _SUM_LINE.match(line)
+            if m:
+                digests[m["path"]] = m["digest"]
+    return {"digests": digests}
+
+
+def parse_counts(outputs: list[str]) -> dict:
+    """`grep -c -H` / `rg -c -H` output: "path:count" per file."""
+    total = 0
+    for out in outputs:
+        for line in out.splitlines():
+            _, _, count = line.rpartition(":")
+            if count.isdigit():
+                total += int(count)
+    return {"matches": total}
+
+
+# --- cross-checks -------------------------------------------------------------------------------
+# Each check gets the workload, the data set and {tool key: summary}; it returns
+# (status, message) pairs, status "ok" or "WARN".  A speed figure is only worth
+# something if the fast tool computed the same answer.
+
+Check = Callable[["Workload", FileSet, dict], list[tuple[str, str]]]
+
+
+def _pravah_result(summaries: dict) -> dict | None:
+    doc = summaries.get("pravah", {}).get("doc")
+    return json.loads(Path(doc).read_text())["result"] if doc else None
+
+
+def _relative(path: str, root: Path) -> str:
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return str(p.resolve().relative_to(root.resolve()))
+        except ValueError:
+            return str(p)
+    return str(p)
+
+
+def _compare(what: str, mine, summaries: dict, rivals: tuple[str, ...]) -> list[tuple[str, str]]:
+    out = []
+    for tool in rivals:
+        theirs = summaries.get(tool, {}).get(what)
+        if theirs is not None:
+            ok = theirs == mine
+            out.append(("ok" if ok else "WARN", f"{what}: pravah {mine} {'=' if ok else '!='} {tool} {theirs}"))
+    return out
+
+
+def check_rows(wl: Workload, fs: FileSet, summaries: dict) -> list[tuple[str, str]]:
+    result = _pravah_result(summaries)
+    return _compare("rows", result["rows"], summaries, ("duckdb", "polars")) if result else []
+
+
+def check_count(wl: Workload, fs: FileSet, summaries: dict) -> list[tuple[str, str]]:
+    result = _pravah_result(summaries)
+    if result is None:
+        return []
+    return [c for key in ("lines", "words", "bytes") for c in _compare(key, result[key], summaries, ("wc-l", "wc"))]
+
+
+def check_digests(wl: Workload, fs: FileSet, summaries: dict) -> list[tuple[str, str]]:
+    result = _pravah_result(summaries)
+    if result is None:
+        return []
+    mine = {_relative(e["path"], fs.root): e["digest"].lower() for e in result["files"]}
+    out = []
+    for tool, summary in summaries.items():
+        theirs = summary.get("digests")
+        if not theirs:
+            continue
+        agree = sum(1 for path, digest in theirs.items() if mine.get(path) == digest)
+        status = "ok" if agree == len(theirs) == len(mine) else "WARN"
+        message = f"digests: {agree} of {len(theirs)} files agree with {tool} (pravah listed {len(mine)})"
+        out.append((status, message))
+    return out
+
+
+def check_grep(wl: Workload, fs: FileSet, summaries: dict) -> list[tuple[str, str]]:
+    result = _pravah_result(summaries)
+    return _compare("matches", result["matches"], summaries, ("rg", "grep")) if result else []
+
+
+# --- tools --------------------------------------------------------------------------------------
+
+
+def _per_shard(*argv: str, ok: tuple[int, ...] = (0,)) -> Callable[[Ctx, Workload], CmdJob]:
+    """One process per shard: ``argv`` followed by that shard's files."""
+
+    def build(ctx: Ctx, wl: Workload) -> CmdJob:
+        fs = ctx.sets[wl.dataset]
+        args = [a.format(**wl.options) for a in argv]
+        return CmdJob([args + shard for shard in fs.shards(ctx.threads)], fs.root, ok)
+
+    return build
+
+
+def _single(*argv: str, ok: tuple[int, ...] = (0,)) -> Callable[[Ctx, Workload], CmdJob]:
+    """One process over all files (for tools that use several threads themselves)."""
+
+    def build(ctx: Ctx, wl: Workload) -> CmdJob:
+        fs = ctx.sets[wl.dataset]
+        args = [a.format(threads=ctx.threads, **wl.options) for a in argv]
+        return CmdJob([args + [p for p, _ in fs.files]], fs.root, ok)
+
+    return build
+
+
+def _worker(tool: str, threads: int | None = None, fraction: float = 1.0):
+    def build(ctx: Ctx, wl: Workload) -> WorkerJob:
+        fs = ctx.sets[wl.dataset]
+        pattern = "*.csv" if wl.dataset == "big" else "**/*.csv"
+        return WorkerJob({
+            "tool": tool, "task": wl.op, "root": str(fs.root), "glob": str(fs.root / pattern),
+            "threads": threads or ctx.threads, "options": wl.options, "fraction": fraction,
+        })
+
+    return build
+
+
+GREP_OK = (0, 1)  # 1 = no line matched
+
+# Pravah variants that read only part of the data set (for the memory goal).
+FRACTIONS = {"pravah-quarter": 0.25}
+
+TOOLS: dict[str, Tool] = {t.key: t for t in [
+    Tool("pravah", lambda n: f"pravah, {n} threads", _worker("pravah")),
+    Tool("pravah-1t", lambda n: "pravah, 1 thread", _worker("pravah", threads=1)),
+    Tool("pravah-quarter", lambda n: f"pravah, {n} threads, 1/4 of the files",
+         _worker("pravah", fraction=FRACTIONS["pravah-quarter"])),
+    Tool("duckdb", lambda n: f"duckdb, {n} threads", _worker("duckdb")),
+    Tool("polars", lambda n: f"polars, {n} threads", _worker("polars")),
+    Tool("wc-l", lambda n: f"wc -l, {n} processes", _per_shard("wc", "-l"), parse_wc, "wc"),
+    Tool("wc", lambda n: f"wc (lines words bytes), {n} processes", _per_shard("wc"), parse_wc, "wc"),
+    Tool("b3sum", lambda n: f"b3sum, 1 process, {n} threads", _single("b3sum"), parse_digest_lines, "b3sum"),
+    Tool("b3sum-xn", lambda n: f"b3sum, {n} processes", _per_shard("b3sum", "--num-threads", "1"),
+         parse_digest_lines, "b3sum"),
+    Tool("openssl", lambda n: f"openssl dgst -sha256, {n} processes", _per_shard("openssl", "dgst", "-sha256"),
+         parse_digest_lines, "openssl"),
+    Tool("sha256sum", lambda n: f"sha256sum, {n} processes", _per_shard("sha256sum"),
+         parse_digest_lines, "sha256sum"),
+    Tool("rg", lambda n: f"ripgrep -j{n}, 1 process",
+         _single("rg", "--no-config", "--no-ignore", "-j", "{threads}", "-c", "-H", "-e", "{pattern}", "--",
+                 ok=GREP_OK), parse_counts, "rg"),
+    Tool("grep", lambda n: f"grep -E, {n} processes",
+         _per_shard("grep", "-E", "-c", "-H", "-e", "{pattern}", "--", ok=GREP_OK), parse_counts, "grep"),
+]}
+
+
+# --- workloads ----------------------------------------------------------------------------------
+
+STATS = {"delimiter": ",", "header": True, "quantiles": [0.5, 0.99], "top": 5}
+CONVERT = {"to": "parquet", "compression": "zstd", "delimiter": ",", "header": True}
+# Pravah counts every matching line and keeps the text of the first 100 per
+# file (its default); the rivals count every matching line with -c.  So every
+# tool reads every byte and the totals can be compared.
+GREP_KEEP = 100
+PATTERNS = {
+    "literal": "timeout",
+    "alternation": "error|timeout|refused",
+    "class": "[0-9]{4}-[0-9]{2}-3[01]",
+}
+
+
+def _workloads() -> list[Workload]:
+    out = [
+        Workload("stats", "big", "stats", STATS, ("pravah-1t", "pravah-quarter", "duckdb", "polars"),
+                 (Goal(("duckdb",), 2), Goal(("polars",), 2), Goal(("pravah-1t",), 1.8),
+                  Goal(("pravah-quarter",), 1.25, "memory")), check_rows),
+        Workload("stats", "small", "stats", STATS, ("duckdb", "polars"),
+                 (Goal(("duckdb",), 10),), check_rows),
+    ]
+    for ds in ("big", "small"):
+        out += [
+            Workload("count lines", ds, "count", {}, ("wc-l",), (Goal(("wc-l",), 0.9),), check_count),
+            Workload("count lines+words+bytes", ds, "count", {}, ("wc",), (Goal(("wc",), 3),), check_count),
+            Workload("checksum blake3", ds, "checksum", {"algorithm": "blake3"}, ("b3sum", "b3sum-xn"),
+                     (Goal(("b3sum", "b3sum-xn"), 0.9),), check_digests),
+            Workload("checksum sha256", ds, "checksum", {"algorithm": "sha256"}, ("openssl", "sha256sum"),
+                     (Goal(("openssl",), 0.9),), check_digests),
+        ]
+        for kind, pattern in PATTERNS.items():
+            options = {"pattern": pattern, "ignore_case": False, "max_matches_per_file": GREP_KEEP}
+            out.append(Workload(f"grep {kind}", ds, "grep", options, ("rg", "grep"),
+                                (Goal(("rg", "grep"), 0.9),), check_grep))
+    out.append(Workload("convert to parquet (zstd)", "big", "convert", CONVERT, ("duckdb", "polars"),
+                        (Goal(("duckdb",), 1.5),), check_rows))
+    return out
+
+
+WORKLOADS: list[Workload] = _workloads()

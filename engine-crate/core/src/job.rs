@@ -1,0 +1,222 @@
+//! Requests and runs: option validation, the per-file driver, and a handle
+//! to a run executing in the background on its own thread pool.
+
+use rayon::prelude::*;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::control::{Control, ProgressSnapshot};
+use crate::error::{invalid, EngineError};
+use crate::ops::checksum::{ChecksumBody, ChecksumOp};
+use crate::ops::convert::{ConvertBody, ConvertOp};
+use crate::ops::count::{CountBody, CountOp};
+use crate::ops::grep::{GrepBody, GrepOp};
+use crate::ops::stats::{StatsBody, StatsOp};
+use crate::ops::{Operation, OPS};
+use crate::partial::{finalize_json, merge_json, Partial};
+use crate::FileTask;
+
+/// A validated request.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Stats(StatsOp),
+    Count(CountOp),
+    Checksum(ChecksumOp),
+    Grep(GrepOp),
+    Convert(ConvertOp),
+}
+
+fn unknown_op<T>(op: &str) -> Result<T, EngineError> {
+    invalid(format!("op: unknown '{op}' (expected {})", OPS.join(", ")))
+}
+
+impl Request {
+    /// Validates `op` and its JSON options.
+    pub fn parse(op: &str, options: &str) -> Result<Self, EngineError> {
+        Ok(match op {
+            "stats" => Request::Stats(StatsOp::from_options(options)?),
+            "count" => Request::Count(CountOp::from_options(options)?),
+            "checksum" => Request::Checksum(ChecksumOp::from_options(options)?),
+            "grep" => Request::Grep(GrepOp::from_options(options)?),
+            "convert" => Request::Convert(ConvertOp::from_options(options)?),
+            other => return unknown_op(other),
+        })
+    }
+
+    /// Runs on the current rayon pool and returns the partial as JSON.
+    pub fn run(&self, files: &[FileTask], ctl: &Control) -> Result<String, EngineError> {
+        match self {
+            Request::Stats(op) => run_op(op, files, ctl),
+            Request::Count(op) => run_op(op, files, ctl),
+            Request::Checksum(op) => run_op(op, files, ctl),
+            Request::Grep(op) => run_op(op, files, ctl),
+            Request::Convert(op) => run_op(op, files, ctl),
+        }
+    }
+}
+
+/// Processes every file, folding per-thread partials and merging them.
+pub fn run_partial<O: Operation>(op: &O, files: &[FileTask], ctl: &Control) -> Result<Partial<O::Body>, EngineError> {
+    op.prepare()?;
+    let partial = files
+        .par_iter()
+        .try_fold(
+            || Partial::new(O::NAME, op.empty()),
+            |mut acc, task| -> Result<_, EngineError> {
+                ctl.check()?;
+                if let Err(e) = op.process_file(task, ctl, &mut acc.body)? {
+                    ctl.file_error();
+                    acc.errors.push(e);
+                }
+                acc.files += 1;
+                acc.bytes += task.size;
+                ctl.file_done();
+                Ok(acc)
+            },
+        )
+        .try_reduce(|| Partial::new(O::NAME, op.empty()), |a, b| a.merge(b))?;
+    ctl.check()?;
+    Ok(partial)
+}
+
+pub fn run_op<O: Operation>(op: &O, files: &[FileTask], ctl: &Control) -> Result<String, EngineError> {
+    run_partial(op, files, ctl)?.to_json()
+}
+
+/// `merge(op, a, b)` on partial JSON texts.
+pub fn merge(op: &str, a: &str, b: &str) -> Result<String, EngineError> {
+    match op {
+        "stats" => merge_json::<StatsBody>(op, a, b),
+        "count" => merge_json::<CountBody>(op, a, b),
+        "checksum" => merge_json::<ChecksumBody>(op, a, b),
+        "grep" => merge_json::<GrepBody>(op, a, b),
+        "convert" => merge_json::<ConvertBody>(op, a, b),
+        other => unknown_op(other),
+    }
+}
+
+/// `finalize(op, partial)`: the result document as JSON.
+pub fn finalize(op: &str, p: &str) -> Result<String, EngineError> {
+    match op {
+        "stats" => finalize_json::<StatsBody>(op, p),
+        "count" => finalize_json::<CountBody>(op, p),
+        "checksum" => finalize_json::<ChecksumBody>(op, p),
+        "grep" => finalize_json::<GrepBody>(op, p),
+        "convert" => finalize_json::<ConvertBody>(op, p),
+        other => unknown_op(other),
+    }
+}
+
+type Outcome = Option<Result<String, EngineError>>;
+
+#[derive(Default)]
+struct Shared {
+    outcome: Mutex<Outcome>,
+    cond: Condvar,
+}
+
+/// How long `wait` lets workers wind down after a cancel before raising anyway.
+const CANCEL_GRACE: Duration = Duration::from_millis(40);
+
+/// A run executing in the background on a dedicated pool of `threads` threads.
+pub struct Job {
+    ctl: Arc<Control>,
+    shared: Arc<Shared>,
+}
+
+impl Job {
+    /// Validates the request and starts it; returns at once.
+    pub fn start(op: &str, options: &str, files: Vec<FileTask>, threads: usize) -> Result<Job, EngineError> {
+        if threads < 1 {
+            return invalid("threads must be >= 1");
+        }
+        let request = Request::parse(op, options)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("pravah-worker-{i}"))
+            .build()
+            .map_err(|e| EngineError::Internal(format!("cannot start {threads} worker threads: {e}")))?;
+        let bytes_total = files.iter().map(|f| f.size).sum();
+        let ctl = Arc::new(Control::new(files.len() as u64, bytes_total));
+        let shared = Arc::new(Shared::default());
+        let (ctl2, shared2) = (ctl.clone(), shared.clone());
+        std::thread::Builder::new()
+            .name("pravah-run".into())
+            .spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    pool.install(|| request.run(&files, &ctl2))
+                }))
+                .unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "worker panicked".to_string());
+                    Err(EngineError::Internal(msg))
+                });
+                drop(pool);
+                let mut g = shared2.outcome.lock().unwrap_or_else(|e| e.into_inner());
+                *g = Some(result);
+                shared2.cond.notify_all();
+            })
+            .map_err(|e| EngineError::Internal(format!("cannot start run thread: {e}")))?;
+        Ok(Job { ctl, shared })
+    }
+
+    pub fn progress(&self) -> ProgressSnapshot {
+        self.ctl.snapshot()
+    }
+
+    /// Asks the workers to stop; they check between chunks and buffers.
+    pub fn cancel(&self) {
+        self.ctl.cancel();
+        let _g = self.shared.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        self.shared.cond.notify_all();
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.shared.outcome.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Waits for the outcome. `None` when `timeout` elapsed first. After a
+    /// cancel, returns `Err(Cancelled)` within a short grace period even if
+    /// a worker is still finishing its current buffer.
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<Result<String, EngineError>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut cancel_seen: Option<Instant> = None;
+        let mut g = self.shared.outcome.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = g.as_ref() {
+                return Some(match r {
+                    Ok(s) if !self.ctl.is_cancelled() || cancel_seen.is_none() => Ok(s.clone()),
+                    Ok(_) => Err(EngineError::Cancelled),
+                    Err(e) => Err(e.clone()),
+                });
+            }
+            let now = Instant::now();
+            if self.ctl.is_cancelled() {
+                let since = *cancel_seen.get_or_insert(now);
+                if now >= since + CANCEL_GRACE {
+                    return Some(Err(EngineError::Cancelled));
+                }
+            }
+            let mut step = Duration::from_millis(10);
+            if let Some(d) = deadline {
+                if now >= d {
+                    return None;
+                }
+                step = step.min(d - now);
+            }
+            g = self.shared.cond.wait_timeout(g, step).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        // A dropped handle stops its run instead of burning CPU unobserved.
+        if !self.is_done() {
+            self.ctl.cancel();
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! Pravah core: parallel, chunked, mergeable file operations.
+//!
+//! The crate has no Python dependency; `pravah-engine` wraps it for Python.
+//! Layout, one concern per module:
+//!
+//! * [`scan`]: walking a directory tree into a sorted file list.
+//! * [`split`]: planning byte ranges of big files and moving CSV chunk
+//!   boundaries to record boundaries (quote parity).
+//! * [`io`]: positioned reads into reusable buffers.
+//! * [`control`]: progress counters and cancellation.
+//! * [`partial`]: the serialisable partial envelope shared by every op.
+//! * [`ops`]: the operations (`count`, `checksum`, `grep`, `stats`, `convert`).
+//! * [`job`]: validating a request and running it on a dedicated thread pool.
+//! * [`sys`]: CPUs usable by this process.
+
+pub mod control;
+pub mod error;
+pub mod io;
+pub mod job;
+pub mod ops;
+pub mod partial;
+pub mod scan;
+pub mod split;
+pub mod sys;
+
+pub use control::{Control, ProgressSnapshot};
+pub use error::{EngineError, FileError};
+pub use job::{finalize, merge, Job, Request};
+pub use scan::{scan, ScanOptions, ScanResult};
+
+/// A file to process: path and size in bytes as seen when it was listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileTask {
+    pub path: String,
+    pub size: u64,
+}
+
+impl FileTask {
+    pub fn new(path: impl Into<String>, size: u64) -> Self {
+        FileTask { path: path.into(), size }
+    }
+}

@@ -1,0 +1,262 @@
+//! `checksum`: one digest per file (sha256, blake3 or xxh3-64).
+//!
+//! Digests are sequential per file, so parallelism comes from hashing many
+//! files at once; blake3 additionally hashes each big file with all threads
+//! (`update_rayon` on memory-mapped slices, falling back to buffered reads if
+//! the file cannot be mapped). Progress and cancellation are checked after
+//! every buffer or slice.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::Digest;
+use std::fs::File;
+use std::io::Read;
+
+use super::options::Options;
+use super::Operation;
+use crate::control::Control;
+use crate::error::{invalid, EngineError, FileError};
+use crate::io::{with_buffer, STREAM_BUF};
+use crate::partial::Body;
+use crate::FileTask;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    Sha256,
+    Blake3,
+    Xxh3,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Blake3 => "blake3",
+            Algorithm::Xxh3 => "xxh3",
+        }
+    }
+}
+
+/// Files at least this big are hashed with blake3's multi-threaded mode.
+const BLAKE3_PARALLEL_MIN: u64 = 4 << 20;
+/// Slice of a mapped file hashed between progress / cancel checks.
+const BLAKE3_SLICE: usize = 16 << 20;
+
+#[derive(Debug, Clone)]
+pub struct ChecksumOp {
+    pub algorithm: Algorithm,
+}
+
+impl ChecksumOp {
+    pub fn from_options(text: &str) -> Result<Self, EngineError> {
+        let mut o = Options::parse("checksum", text)?;
+        let name = o.string("algorithm", Some("sha256"))?;
+        o.finish()?;
+        let algorithm = match name.as_str() {
+            "sha256" => Algorithm::Sha256,
+            "blake3" => Algorithm::Blake3,
+            "xxh3" => Algorithm::Xxh3,
+            other => return invalid(format!("checksum.algorithm: unknown '{other}' (expected sha256, blake3, xxh3)")),
+        };
+        Ok(ChecksumOp { algorithm })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileDigest {
+    pub path: String,
+    pub bytes: u64,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChecksumBody {
+    pub algorithm: Algorithm,
+    pub files: Vec<FileDigest>,
+}
+
+fn sort_files(files: &mut [FileDigest]) {
+    files.sort_by(|a, b| {
+        a.path.as_bytes().cmp(b.path.as_bytes()).then(a.bytes.cmp(&b.bytes)).then(a.digest.cmp(&b.digest))
+    });
+}
+
+impl Body for ChecksumBody {
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        if self.algorithm != other.algorithm {
+            return Err(format!(
+                "checksum.algorithm: cannot merge {} with {}",
+                self.algorithm.name(),
+                other.algorithm.name()
+            ));
+        }
+        self.files.extend(other.files);
+        sort_files(&mut self.files);
+        Ok(())
+    }
+
+    fn result(&self) -> Value {
+        let mut files = self.files.clone();
+        sort_files(&mut files);
+        json!({"algorithm": self.algorithm.name(), "files": files})
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+enum Hasher {
+    Sha256(Box<sha2::Sha256>),
+    Blake3(Box<blake3::Hasher>),
+    Xxh3(Box<xxhash_rust::xxh3::Xxh3Default>),
+}
+
+impl Hasher {
+    fn new(a: Algorithm) -> Self {
+        match a {
+            Algorithm::Sha256 => Hasher::Sha256(Box::default()),
+            Algorithm::Blake3 => Hasher::Blake3(Box::default()),
+            Algorithm::Xxh3 => Hasher::Xxh3(Box::new(xxhash_rust::xxh3::Xxh3Default::new())),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Blake3(h) => {
+                h.update(data);
+            }
+            Hasher::Xxh3(h) => h.update(data),
+        }
+    }
+
+    fn finish(self) -> String {
+        match self {
+            Hasher::Sha256(h) => hex(h.finalize().as_slice()),
+            Hasher::Blake3(h) => h.finalize().to_hex().to_string(),
+            Hasher::Xxh3(h) => format!("{:016x}", h.digest()),
+        }
+    }
+}
+
+/// Streams a file through the hasher. `Ok(Err)` is a per-file problem.
+fn digest_file(alg: Algorithm, task: &FileTask, ctl: &Control) -> Result<Result<(u64, String), FileError>, EngineError> {
+    let mut file = match File::open(&task.path) {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+    };
+    if alg == Algorithm::Blake3 && task.size >= BLAKE3_PARALLEL_MIN {
+        if let Some(r) = blake3_mapped(&file, ctl)? {
+            return Ok(r);
+        }
+    }
+    let mut hasher = Hasher::new(alg);
+    let mut total = 0u64;
+    let res = with_buffer(|buf| -> Result<Result<(), FileError>, EngineError> {
+        buf.resize(STREAM_BUF, 0);
+        loop {
+            ctl.check()?;
+            match file.read(buf) {
+                Ok(0) => return Ok(Ok(())),
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    total += n as u64;
+                    ctl.add_bytes(n as u64);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+            }
+        }
+    })?;
+    Ok(res.map(|()| (total, hasher.finish())))
+}
+
+/// blake3 over a memory map, all threads per slice. `None` when the file
+/// cannot be mapped (the caller then streams it).
+fn blake3_mapped(file: &File, ctl: &Control) -> Result<Option<Result<(u64, String), FileError>>, EngineError> {
+    // SAFETY: the map is read-only and dropped before returning; a file
+    // truncated underneath would fault, the same trade-off as `b3sum`.
+    let map = match unsafe { memmap2::Mmap::map(file) } {
+        Ok(m) => m,
+        Err(_) => return Ok(None),
+    };
+    let _ = map.advise(memmap2::Advice::Sequential);
+    let mut h = blake3::Hasher::new();
+    for slice in map.chunks(BLAKE3_SLICE) {
+        ctl.check()?;
+        h.update_rayon(slice);
+        ctl.add_bytes(slice.len() as u64);
+    }
+    Ok(Some(Ok((map.len() as u64, h.finalize().to_hex().to_string()))))
+}
+
+impl Operation for ChecksumOp {
+    type Body = ChecksumBody;
+    const NAME: &'static str = "checksum";
+
+    fn empty(&self) -> ChecksumBody {
+        ChecksumBody { algorithm: self.algorithm, files: Vec::new() }
+    }
+
+    fn process_file(&self, task: &FileTask, ctl: &Control, acc: &mut ChecksumBody) -> Result<Result<(), FileError>, EngineError> {
+        Ok(digest_file(self.algorithm, task, ctl)?.map(|(bytes, digest)| {
+            acc.files.push(FileDigest { path: task.path.clone(), bytes, digest });
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digests() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("abc");
+        std::fs::write(&p, b"abc").unwrap();
+        let t = FileTask::new(p.to_str().unwrap(), 3);
+        let ctl = Control::default();
+        let sha = digest_file(Algorithm::Sha256, &t, &ctl).unwrap().unwrap();
+        assert_eq!(sha.1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        let b3 = digest_file(Algorithm::Blake3, &t, &ctl).unwrap().unwrap();
+        assert_eq!(b3.1, "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85");
+        let x = digest_file(Algorithm::Xxh3, &t, &ctl).unwrap().unwrap();
+        assert_eq!(x.1, format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"abc")));
+    }
+
+    #[test]
+    fn big_blake3_matches_streaming() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("big");
+        let data: Vec<u8> = (0..(BLAKE3_PARALLEL_MIN as usize * 5 + 12345)).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let t = FileTask::new(p.to_str().unwrap(), data.len() as u64);
+        let got = digest_file(Algorithm::Blake3, &t, &Control::default()).unwrap().unwrap();
+        assert_eq!(got.1, blake3::hash(&data).to_hex().to_string());
+    }
+
+    #[test]
+    fn unknown_algorithm_is_named() {
+        let e = ChecksumOp::from_options(r#"{"algorithm": "md5"}"#).unwrap_err().to_string();
+        assert_eq!(e, "checksum.algorithm: unknown 'md5' (expected sha256, blake3, xxh3)");
+    }
+
+    #[test]
+    fn merge_is_order_free() {
+        let f = |p: &str| FileDigest { path: p.into(), bytes: 1, digest: "00".into() };
+        let mut a = ChecksumBody { algorithm: Algorithm::Xxh3, files: vec![f("b"), f("a")] };
+        let b = ChecksumBody { algorithm: Algorithm::Xxh3, files: vec![f("c")] };
+        let mut b2 = b.clone();
+        b2.merge(a.clone()).unwrap();
+        a.merge(b).unwrap();
+        assert_eq!(a.result(), b2.result());
+    }
+}

@@ -1,0 +1,260 @@
+//! `count`: lines, words and bytes, like `wc -l -w -c`.
+//!
+//! Lines are `\n` bytes (SIMD byte count). Words are maximal runs of
+//! non-whitespace bytes (ASCII whitespace: space, `\t`, `\n`, `\v`, `\f`,
+//! `\r`), counted as "non-space byte preceded by a space byte" so any byte
+//! range can be counted on its own and neighbouring ranges joined exactly.
+//! Big files are cut into plain byte ranges counted in parallel.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::fs::File;
+
+use super::options::Options;
+use super::Operation;
+use crate::control::Control;
+use crate::error::{EngineError, FileError};
+use crate::io::{read_range_into, read_to_end_from, with_buffer};
+use crate::partial::Body;
+use crate::FileTask;
+
+/// Bytes per parallel range of a big file.
+pub const CHUNK: u64 = 8 << 20;
+
+#[derive(Debug, Clone)]
+pub struct CountOp {
+    pub chunk: u64,
+}
+
+impl CountOp {
+    pub fn from_options(text: &str) -> Result<Self, EngineError> {
+        Options::parse("count", text)?.finish()?;
+        Ok(CountOp { chunk: CHUNK })
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FileCount {
+    pub path: String,
+    pub lines: u64,
+    pub words: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CountBody {
+    pub lines: u64,
+    pub words: u64,
+    pub bytes: u64,
+    pub files: Vec<FileCount>,
+}
+
+fn sort_files(files: &mut [FileCount]) {
+    files.sort_by(|a, b| {
+        a.path.as_bytes().cmp(b.path.as_bytes()).then((a.lines, a.words, a.bytes).cmp(&(b.lines, b.words, b.bytes)))
+    });
+}
+
+impl Body for CountBody {
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        self.lines += other.lines;
+        self.words += other.words;
+        self.bytes += other.bytes;
+        self.files.extend(other.files);
+        sort_files(&mut self.files);
+        Ok(())
+    }
+
+    fn result(&self) -> Value {
+        let mut files = self.files.clone();
+        sort_files(&mut files);
+        json!({"lines": self.lines, "words": self.words, "bytes": self.bytes, "files": files})
+    }
+}
+
+/// Counts of one byte range, joinable with its neighbours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Piece {
+    pub bytes: u64,
+    pub lines: u64,
+    /// Word starts inside the range, counting its first byte when non-space.
+    pub words: u64,
+    pub first_is_word: bool,
+    pub last_is_word: bool,
+}
+
+#[inline(always)]
+fn is_space(b: u8) -> bool {
+    b == b' ' || b.wrapping_sub(b'\t') < 5
+}
+
+/// Number of positions `i >= 1` where `buf[i-1]` is space and `buf[i]` is not.
+fn inner_word_starts(buf: &[u8]) -> u64 {
+    if buf.len() < 2 {
+        return 0;
+    }
+    let (prev, cur) = (&buf[..buf.len() - 1], &buf[1..]);
+    let mut total = 0u64;
+    // Blocks of 255 keep the per-lane u8 sums from overflowing and let the
+    // compiler vectorise the loop.
+    for (p, c) in prev.chunks(255).zip(cur.chunks(255)) {
+        let s = p.iter().zip(c).fold(0u8, |acc, (&a, &b)| acc.wrapping_add((is_space(a) & !is_space(b)) as u8));
+        total += s as u64;
+    }
+    total
+}
+
+impl Piece {
+    pub fn of(buf: &[u8]) -> Piece {
+        if buf.is_empty() {
+            return Piece::default();
+        }
+        let first_is_word = !is_space(buf[0]);
+        Piece {
+            bytes: buf.len() as u64,
+            lines: bytecount::count(buf, b'\n') as u64,
+            words: inner_word_starts(buf) + first_is_word as u64,
+            first_is_word,
+            last_is_word: !is_space(buf[buf.len() - 1]),
+        }
+    }
+
+    /// Joins `self` with the range that directly follows it.
+    pub fn then(self, next: Piece) -> Piece {
+        if self.bytes == 0 {
+            return next;
+        }
+        if next.bytes == 0 {
+            return self;
+        }
+        Piece {
+            bytes: self.bytes + next.bytes,
+            lines: self.lines + next.lines,
+            words: self.words + next.words - (self.last_is_word && next.first_is_word) as u64,
+            first_is_word: self.first_is_word,
+            last_is_word: next.last_is_word,
+        }
+    }
+}
+
+fn count_file(op: &CountOp, task: &FileTask, ctl: &Control) -> Result<Result<Piece, FileError>, EngineError> {
+    let file = match File::open(&task.path) {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+    };
+    let n = crate::split::chunk_count(task.size, op.chunk);
+    if n == 1 {
+        return Ok(with_buffer(|buf| match read_to_end_from(&file, 0, buf, task.size as usize + 1) {
+            Ok(_) => {
+                ctl.add_bytes(buf.len() as u64);
+                Ok(Piece::of(buf))
+            }
+            Err(e) => Err(FileError::io(&task.path, &e)),
+        }));
+    }
+    let chunk = op.chunk;
+    let piece = (0..n)
+        .into_par_iter()
+        .map(|i| -> Result<Result<Piece, FileError>, EngineError> {
+            ctl.check()?;
+            Ok(with_buffer(|buf| {
+                let off = i as u64 * chunk;
+                let r = if i + 1 < n {
+                    read_range_into(&file, off, chunk as usize, buf)
+                } else {
+                    read_to_end_from(&file, off, buf, chunk as usize)
+                };
+                match r {
+                    Ok(_) => {
+                        ctl.add_bytes(buf.len() as u64);
+                        Ok(Piece::of(buf))
+                    }
+                    Err(e) => Err(FileError::io(&task.path, &e)),
+                }
+            }))
+        })
+        .try_reduce(
+            || Ok(Piece::default()),
+            |a, b| Ok(match (a, b) {
+                (Ok(a), Ok(b)) => Ok(a.then(b)),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }),
+        )?;
+    Ok(piece)
+}
+
+impl Operation for CountOp {
+    type Body = CountBody;
+    const NAME: &'static str = "count";
+
+    fn empty(&self) -> CountBody {
+        CountBody::default()
+    }
+
+    fn process_file(&self, task: &FileTask, ctl: &Control, acc: &mut CountBody) -> Result<Result<(), FileError>, EngineError> {
+        Ok(count_file(self, task, ctl)?.map(|p| {
+            acc.lines += p.lines;
+            acc.words += p.words;
+            acc.bytes += p.bytes;
+            acc.files.push(FileCount { path: task.path.clone(), lines: p.lines, words: p.words, bytes: p.bytes });
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn naive(buf: &[u8]) -> (u64, u64) {
+        let lines = buf.iter().filter(|&&b| b == b'\n').count() as u64;
+        let words = buf.split(|&b| is_space(b)).filter(|w| !w.is_empty()).count() as u64;
+        (lines, words)
+    }
+
+    #[test]
+    fn counts_like_wc() {
+        let p = Piece::of(b"hello world\n  two\tlines\r\n\x0bx");
+        assert_eq!((p.lines, p.words, p.bytes), (2, 5, 27));
+        assert_eq!(Piece::of(b""), Piece::default());
+    }
+
+    proptest! {
+        #[test]
+        fn split_pieces_join_exactly(data in proptest::collection::vec(prop_oneof![Just(b' '), Just(b'\n'), Just(b'a'), Just(b'\t'), any::<u8>()], 0..2000), cuts in proptest::collection::vec(0usize..2000, 0..6)) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.sort();
+            let mut joined = Piece::default();
+            let mut last = 0;
+            for c in cuts.into_iter().chain(std::iter::once(data.len())) {
+                joined = joined.then(Piece::of(&data[last..c]));
+                last = c;
+            }
+            let (lines, words) = naive(&data);
+            prop_assert_eq!(joined.lines, lines);
+            prop_assert_eq!(joined.words, words);
+            prop_assert_eq!(joined.bytes, data.len() as u64);
+        }
+
+        #[test]
+        fn merge_laws(a in prop::collection::vec(("[a-c]{1,3}", 0u64..100, 0u64..100, 0u64..100), 0..5),
+                      b in prop::collection::vec(("[a-c]{1,3}", 0u64..100, 0u64..100, 0u64..100), 0..5),
+                      c in prop::collection::vec(("[a-c]{1,3}", 0u64..100, 0u64..100, 0u64..100), 0..5)) {
+            let mk = |v: &Vec<(String, u64, u64, u64)>| {
+                let mut body = CountBody::default();
+                for (p, l, w, by) in v {
+                    body.lines += l; body.words += w; body.bytes += by;
+                    body.files.push(FileCount { path: p.clone(), lines: *l, words: *w, bytes: *by });
+                }
+                body
+            };
+            let m = |x: CountBody, y: CountBody| { let mut x = x; x.merge(y).unwrap(); x };
+            let left = m(m(mk(&a), mk(&b)), mk(&c));
+            let right = m(mk(&a), m(mk(&b), mk(&c)));
+            let swapped = m(mk(&c), m(mk(&b), mk(&a)));
+            prop_assert_eq!(left.result(), right.result());
+            prop_assert_eq!(left.result(), swapped.result());
+        }
+    }
+}

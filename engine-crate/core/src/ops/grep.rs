@@ -1,0 +1,285 @@
+//! `grep`: lines matching a regular expression, with 1-based line numbers.
+//!
+//! The regex runs over whole buffers (its literal prefilters do the heavy
+//! lifting), and line boundaries are located only around matches. A line
+//! matches when the regex matches within the line alone: a candidate match
+//! that crosses a newline (e.g. through `\s`) is re-checked against its first
+//! line. `^`/`$` match at line starts/ends. Big files are split into chunks
+//! aligned to lines and searched in parallel; chunk results are joined in
+//! order so line numbers stay exact.
+
+use rayon::prelude::*;
+use regex::bytes::{Regex, RegexBuilder};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::fs::File;
+
+use super::options::Options;
+use super::Operation;
+use crate::control::Control;
+use crate::error::{invalid, EngineError, FileError};
+use crate::io::{read_to_end_from, with_buffer};
+use crate::partial::Body;
+use crate::split::{chunk_count, read_aligned};
+use crate::FileTask;
+
+pub const CHUNK: u64 = 8 << 20;
+
+#[derive(Debug, Clone)]
+pub struct GrepOp {
+    pub pattern: String,
+    pub ignore_case: bool,
+    pub max_matches_per_file: usize,
+    pub regex: Regex,
+    pub chunk: u64,
+}
+
+impl GrepOp {
+    pub fn from_options(text: &str) -> Result<Self, EngineError> {
+        let mut o = Options::parse("grep", text)?;
+        let pattern = o.string("pattern", None)?;
+        let ignore_case = o.boolean("ignore_case", false)?;
+        let max = o.uint("max_matches_per_file", 100, 0, 1_000_000)? as usize;
+        o.finish()?;
+        Self::new(&pattern, ignore_case, max)
+    }
+
+    pub fn new(pattern: &str, ignore_case: bool, max_matches_per_file: usize) -> Result<Self, EngineError> {
+        let regex = match RegexBuilder::new(pattern).case_insensitive(ignore_case).multi_line(true).build() {
+            Ok(r) => r,
+            Err(e) => return invalid(format!("grep.pattern: invalid regex {pattern:?}: {e}")),
+        };
+        Ok(GrepOp { pattern: pattern.to_string(), ignore_case, max_matches_per_file, regex, chunk: CHUNK })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Line {
+    pub line: u64,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GrepFile {
+    pub path: String,
+    pub matches: u64,
+    pub lines: Vec<Line>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GrepBody {
+    pub pattern: String,
+    pub max_matches_per_file: usize,
+    pub matches: u64,
+    pub files_with_matches: u64,
+    pub files: Vec<GrepFile>,
+}
+
+fn sort_files(files: &mut [GrepFile]) {
+    files.sort_by(|a, b| {
+        a.path.as_bytes().cmp(b.path.as_bytes()).then(a.matches.cmp(&b.matches)).then(a.lines.cmp(&b.lines))
+    });
+}
+
+impl Body for GrepBody {
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        if self.pattern != other.pattern {
+            return Err("grep.pattern: cannot merge partials of different patterns".into());
+        }
+        self.matches += other.matches;
+        self.files_with_matches += other.files_with_matches;
+        self.files.extend(other.files);
+        sort_files(&mut self.files);
+        Ok(())
+    }
+
+    fn result(&self) -> Value {
+        let mut files = self.files.clone();
+        sort_files(&mut files);
+        json!({
+            "pattern": self.pattern,
+            "matches": self.matches,
+            "files_with_matches": self.files_with_matches,
+            "files": files,
+        })
+    }
+}
+
+/// Matches in one line-aligned range; line numbers are 0-based within it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hits {
+    pub newlines: u64,
+    pub matches: u64,
+    pub lines: Vec<Line>,
+}
+
+impl Hits {
+    /// Joins with the range that directly follows.
+    fn then(mut self, next: Hits, max: usize) -> Hits {
+        let shift = self.newlines;
+        for l in next.lines {
+            if self.lines.len() >= max {
+                break;
+            }
+            self.lines.push(Line { line: l.line + shift, text: l.text });
+        }
+        self.newlines += next.newlines;
+        self.matches += next.matches;
+        self
+    }
+}
+
+/// Searches a buffer of whole lines.
+pub fn search(re: &Regex, buf: &[u8], max: usize) -> Hits {
+    let mut hits = Hits { newlines: bytecount::count(buf, b'\n') as u64, ..Hits::default() };
+    let mut pos = 0usize;
+    let mut counted_to = 0usize;
+    let mut line_no = 0u64;
+    while pos < buf.len() {
+        let Some(m) = re.find_at(buf, pos) else { break };
+        let start = m.start();
+        let ls = memchr::memrchr(b'\n', &buf[pos..start]).map_or(pos, |p| pos + p + 1);
+        let le = memchr::memchr(b'\n', &buf[start..]).map_or(buf.len(), |p| start + p);
+        if start == buf.len() && ls == buf.len() {
+            break; // an empty match after the final newline is not a line
+        }
+        let line = &buf[ls..le];
+        if m.end() <= le || re.is_match(line) {
+            line_no += bytecount::count(&buf[counted_to..ls], b'\n') as u64;
+            counted_to = ls;
+            hits.matches += 1;
+            if hits.lines.len() < max {
+                hits.lines.push(Line { line: line_no, text: String::from_utf8_lossy(line).into_owned() });
+            }
+        }
+        pos = le + 1;
+    }
+    hits
+}
+
+fn grep_file(op: &GrepOp, task: &FileTask, ctl: &Control) -> Result<Result<Hits, FileError>, EngineError> {
+    let file = match File::open(&task.path) {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+    };
+    let max = op.max_matches_per_file;
+    let n = chunk_count(task.size, op.chunk);
+    if n == 1 {
+        return Ok(with_buffer(|buf| match read_to_end_from(&file, 0, buf, task.size as usize + 1) {
+            Ok(_) => {
+                ctl.add_bytes(buf.len() as u64);
+                Ok(search(&op.regex, buf, max))
+            }
+            Err(e) => Err(FileError::io(&task.path, &e)),
+        }));
+    }
+    let parity = vec![false; n + 1];
+    (0..n)
+        .into_par_iter()
+        .map(|i| -> Result<Result<Hits, FileError>, EngineError> {
+            ctl.check()?;
+            Ok(with_buffer(|buf| match read_aligned(&file, i, n, op.chunk, None, &parity, buf) {
+                Ok(a) => {
+                    ctl.add_bytes((a.end - a.start) as u64);
+                    Ok(search(&op.regex, &buf[a.start..a.end], max))
+                }
+                Err(e) => Err(FileError::io(&task.path, &e)),
+            }))
+        })
+        .try_reduce(
+            || Ok(Hits::default()),
+            |a, b| Ok(match (a, b) {
+                (Ok(a), Ok(b)) => Ok(a.then(b, max)),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }),
+        )
+}
+
+impl Operation for GrepOp {
+    type Body = GrepBody;
+    const NAME: &'static str = "grep";
+
+    fn empty(&self) -> GrepBody {
+        GrepBody {
+            pattern: self.pattern.clone(),
+            max_matches_per_file: self.max_matches_per_file,
+            matches: 0,
+            files_with_matches: 0,
+            files: Vec::new(),
+        }
+    }
+
+    fn process_file(&self, task: &FileTask, ctl: &Control, acc: &mut GrepBody) -> Result<Result<(), FileError>, EngineError> {
+        Ok(grep_file(self, task, ctl)?.map(|h| {
+            if h.matches > 0 {
+                acc.matches += h.matches;
+                acc.files_with_matches += 1;
+                let lines = h.lines.into_iter().map(|l| Line { line: l.line + 1, text: l.text }).collect();
+                acc.files.push(GrepFile { path: task.path.clone(), matches: h.matches, lines });
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn naive(re: &Regex, buf: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let text = buf.strip_suffix(b"\n").unwrap_or(buf);
+        if buf.is_empty() {
+            return out;
+        }
+        for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+            if re.is_match(line) {
+                out.push((i as u64, line.to_vec()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn finds_lines_and_numbers() {
+        let op = GrepOp::new("fo+", false, 10).unwrap();
+        let h = search(&op.regex, b"a\nfoo bar\nbaz\nxfoo\n", 10);
+        assert_eq!(h.matches, 2);
+        assert_eq!(h.lines[0], Line { line: 1, text: "foo bar".into() });
+        assert_eq!(h.lines[1].line, 3);
+        let ws = GrepOp::new(r"a\s+b", false, 10).unwrap();
+        assert_eq!(search(&ws.regex, b"a\nb\na b\n", 10).matches, 1);
+        let anchored = GrepOp::new("^b", false, 10).unwrap();
+        assert_eq!(search(&anchored.regex, b"ab\nba\nbb", 10).matches, 2);
+    }
+
+    #[test]
+    fn bad_pattern_is_named() {
+        assert!(GrepOp::new("(", false, 1).unwrap_err().to_string().starts_with("grep.pattern: invalid regex"));
+    }
+
+    proptest! {
+        #[test]
+        fn chunked_search_equals_per_line(lines in prop::collection::vec("[ab \n]{0,12}", 0..40), pat in prop_oneof![Just("ab"), Just("^a"), Just("b$"), Just(r"a\s*b"), Just("a|b b"), Just("")], cut_a in 0usize..400, cut_b in 0usize..400) {
+            let buf = lines.concat().into_bytes();
+            let re = RegexBuilder::new(pat).multi_line(true).build().unwrap();
+            let want = naive(&re, &buf);
+            // split at two arbitrary newline positions
+            let mut cuts: Vec<usize> = [cut_a, cut_b].iter().filter_map(|&c| {
+                let c = c.min(buf.len());
+                memchr::memchr(b'\n', &buf[c..]).map(|p| c + p + 1)
+            }).collect();
+            cuts.sort();
+            cuts.dedup();
+            let mut joined = Hits::default();
+            let mut last = 0;
+            for c in cuts.into_iter().chain(std::iter::once(buf.len())) {
+                joined = joined.then(search(&re, &buf[last..c], usize::MAX), usize::MAX);
+                last = c;
+            }
+            let got: Vec<(u64, Vec<u8>)> = joined.lines.iter().map(|l| (l.line, l.text.clone().into_bytes())).collect();
+            prop_assert_eq!(joined.matches, want.len() as u64);
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! A zero-copy RFC 4180 record parser over a buffer of whole records.
+//!
+//! * Lines without a quote byte take a fast path: one `memchr` for the line
+//!   end and one for the quote, then delimiter splitting with `memchr_iter`.
+//! * Quoted fields may contain delimiters, newlines and doubled quotes;
+//!   only fields with doubled quotes are copied (into a per-record scratch).
+//! * `\r\n` line ends are accepted; blank lines are skipped.
+//! * A quote inside an unquoted field is literal; text after a closing quote
+//!   is appended to the field (lenient, like most readers).
+//! * A quoted field without its closing quote is an error at the offset of
+//!   the record's first byte.
+
+use memchr::{memchr, memchr2, memchr_iter};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    pub delimiter: u8,
+    pub quote: u8,
+}
+
+impl Default for Dialect {
+    fn default() -> Self {
+        Dialect { delimiter: b',', quote: b'"' }
+    }
+}
+
+/// Fields of the current record: ranges into the input buffer, or into the
+/// record's scratch for fields that needed unescaping.
+#[derive(Debug, Default)]
+pub struct Record {
+    fields: Vec<(usize, usize, bool)>,
+    scratch: Vec<u8>,
+}
+
+impl Record {
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    #[inline]
+    pub fn get<'a>(&'a self, buf: &'a [u8], i: usize) -> &'a [u8] {
+        let (s, e, scratch) = self.fields[i];
+        if scratch {
+            &self.scratch[s..e]
+        } else {
+            &buf[s..e]
+        }
+    }
+
+    #[inline]
+    pub fn iter<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields.iter().map(move |&(s, e, scratch)| if scratch { &self.scratch[s..e] } else { &buf[s..e] })
+    }
+
+    fn clear(&mut self) {
+        self.fields.clear();
+        self.scratch.clear();
+    }
+}
+
+/// Error: unterminated quoted field in the record starting at this offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unterminated(pub usize);
+
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    d: Dialect,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8], d: Dialect) -> Self {
+        Reader { buf, pos: 0, d }
+    }
+
+    /// Reads the next non-blank record into `rec`; returns its start offset.
+    #[inline]
+    pub fn next_record(&mut self, rec: &mut Record) -> Result<Option<usize>, Unterminated> {
+        let buf = self.buf;
+        loop {
+            if self.pos >= buf.len() {
+                return Ok(None);
+            }
+            let start = self.pos;
+            let nl = memchr(b'\n', &buf[start..]).map_or(buf.len(), |p| start + p);
+            let mut line = &buf[start..nl];
+            if memchr(self.d.quote, line).is_some() {
+                return self.slow(rec, start).map(Some);
+            }
+            self.pos = nl + 1;
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+            if line.is_empty() {
+                continue;
+            }
+            rec.clear();
+            let mut s = start;
+            for d in memchr_iter(self.d.delimiter, line) {
+                rec.fields.push((s, start + d, false));
+                s = start + d + 1;
+            }
+            rec.fields.push((s, start + line.len(), false));
+            return Ok(Some(start));
+        }
+    }
+
+    fn slow(&mut self, rec: &mut Record, start: usize) -> Result<usize, Unterminated> {
+        let buf = self.buf;
+        let (delim, quote) = (self.d.delimiter, self.d.quote);
+        let len = buf.len();
+        rec.clear();
+        let mut p = start;
+        loop {
+            if p < len && buf[p] == quote {
+                p += 1;
+                let s = p;
+                let sc = rec.scratch.len();
+                let mut copied = false;
+                let (mut fs, mut fe);
+                loop {
+                    let q = match memchr(quote, &buf[p..]) {
+                        Some(q) => p + q,
+                        None => return Err(Unterminated(start)),
+                    };
+                    if q + 1 < len && buf[q + 1] == quote {
+                        rec.scratch.extend_from_slice(&buf[p..=q]);
+                        copied = true;
+                        p = q + 2;
+                    } else {
+                        if copied {
+                            rec.scratch.extend_from_slice(&buf[p..q]);
+                        }
+                        fs = s;
+                        fe = q;
+                        p = q + 1;
+                        break;
+                    }
+                }
+                // Anything between the closing quote and the field end.
+                let e = memchr2(delim, b'\n', &buf[p..]).map_or(len, |x| p + x);
+                let mut tail_end = e;
+                if tail_end > p && buf[tail_end - 1] == b'\r' && (e == len || buf[e] == b'\n') {
+                    tail_end -= 1;
+                }
+                if tail_end > p {
+                    if !copied {
+                        rec.scratch.extend_from_slice(&buf[fs..fe]);
+                        copied = true;
+                    }
+                    rec.scratch.extend_from_slice(&buf[p..tail_end]);
+                }
+                if copied {
+                    fs = sc;
+                    fe = rec.scratch.len();
+                }
+                rec.fields.push((fs, fe, copied));
+                p = e;
+            } else {
+                let e = memchr2(delim, b'\n', &buf[p..]).map_or(len, |x| p + x);
+                let mut fe = e;
+                if fe > p && buf[fe - 1] == b'\r' && (e == len || buf[e] == b'\n') {
+                    fe -= 1;
+                }
+                rec.fields.push((p, fe, false));
+                p = e;
+            }
+            if p >= len {
+                self.pos = len;
+                return Ok(start);
+            }
+            if buf[p] == delim {
+                p += 1;
+                if p >= len {
+                    rec.fields.push((len, len, false));
+                    self.pos = len;
+                    return Ok(start);
+                }
+                continue;
+            }
+            self.pos = p + 1;
+            return Ok(start);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(data: &str) -> Result<Vec<Vec<String>>, Unterminated> {
+        let mut r = Reader::new(data.as_bytes(), Dialect::default());
+        let mut rec = Record::default();
+        let mut out = Vec::new();
+        while r.next_record(&mut rec)?.is_some() {
+            out.push(rec.iter(data.as_bytes()).map(|f| String::from_utf8(f.to_vec()).unwrap()).collect());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn quoting_crlf_and_blank_lines() {
+        let rows = parse("a,b,c\r\n\"x,1\",\"he said \"\"hi\"\"\",\n\n\"multi\nline\",2,3\r\n,,\n\"q\"tail,\"\",z").unwrap();
+        assert_eq!(rows[0], vec!["a", "b", "c"]);
+        assert_eq!(rows[1], vec!["x,1", "he said \"hi\"", ""]);
+        assert_eq!(rows[2], vec!["multi\nline", "2", "3"]);
+        assert_eq!(rows[3], vec!["", "", ""]);
+        assert_eq!(rows[4], vec!["qtail", "", "z"]);
+        assert_eq!(rows.len(), 5);
+    }
+
+    #[test]
+    fn unterminated_reports_record_start() {
+        assert_eq!(parse("a,b\nc,\"oops\n").unwrap_err(), Unterminated(4));
+    }
+
+    #[test]
+    fn trailing_delimiter_after_quote() {
+        assert_eq!(parse("\"a\",").unwrap(), vec![vec!["a", ""]]);
+        assert_eq!(parse("\"a\"\r\n").unwrap(), vec![vec!["a"]]);
+    }
+}

@@ -1,0 +1,365 @@
+//! `stats`: per-column profile of CSV/TSV files.
+//!
+//! Files are parsed with [`csv::Reader`]; big files are split into chunks
+//! aligned to records by quote parity ([`crate::split`]) and parsed in
+//! parallel, chunk results joined in file order. A file with any problem
+//! (invalid UTF-8, ragged row, unterminated quote, read error) contributes
+//! nothing but one error record carrying the earliest problem's line.
+//!
+//! Conventions: a null is an empty field (quoted or not; no `NA`/`NULL`
+//! words); blank lines are skipped; a UTF-8 BOM at file start is dropped;
+//! columns are merged by name across files (header names, or `column_1`,
+//! `column_2`, ... without a header; a repeated header name gets a `_2`,
+//! `_3`, ... suffix) and listed in order of first appearance by file path.
+
+pub mod column;
+pub mod csv;
+pub mod sketch;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::fs::File;
+
+use self::column::ColumnAcc;
+use self::csv::{Dialect, Reader, Record};
+use super::options::Options;
+use super::Operation;
+use crate::control::Control;
+use crate::error::{EngineError, FileError};
+use crate::io::{line_of_offset, read_to_end_from, with_buffer};
+use crate::partial::Body;
+use crate::split::{chunk_count, quote_parities, read_aligned};
+use crate::FileTask;
+
+/// Bytes per parallel chunk of a big file.
+pub const CHUNK: u64 = 8 << 20;
+/// Frequent-value table capacity per requested top value.
+pub const TOP_FACTOR: usize = 64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvOptions {
+    pub dialect: Dialect,
+    pub header: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct StatsOp {
+    pub csv: CsvOptions,
+    pub quantiles: Vec<f64>,
+    pub top: usize,
+    pub chunk: u64,
+}
+
+pub fn csv_options(o: &mut Options) -> Result<CsvOptions, EngineError> {
+    let delimiter = o.byte("delimiter", b',')?;
+    let header = o.boolean("header", true)?;
+    Ok(CsvOptions { dialect: Dialect { delimiter, quote: b'"' }, header })
+}
+
+impl StatsOp {
+    pub fn from_options(text: &str) -> Result<Self, EngineError> {
+        let mut o = Options::parse("stats", text)?;
+        let mut csv = csv_options(&mut o)?;
+        let quantiles = o.floats("quantiles", &[0.5, 0.9, 0.99], 0.0, 1.0)?;
+        let top = o.uint("top", 5, 0, 100)? as usize;
+        csv.dialect.quote = o.byte("quote", b'"')?;
+        o.finish()?;
+        if csv.dialect.quote == csv.dialect.delimiter || csv.dialect.quote == b'\n' || csv.dialect.delimiter == b'\n' {
+            return Err(EngineError::Invalid("stats.quote: must differ from the delimiter and newline".into()));
+        }
+        Ok(StatsOp { csv, quantiles, top, chunk: CHUNK })
+    }
+
+    fn top_capacity(&self) -> usize {
+        if self.top == 0 { 0 } else { (self.top * TOP_FACTOR).max(256) }
+    }
+}
+
+/// A column of the merged result: its accumulator and where it first appeared.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    /// (path, position) of its first appearance; orders the columns.
+    pub first: (String, usize),
+    pub acc: ColumnAcc,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatsBody {
+    pub quantiles: Vec<f64>,
+    pub top: usize,
+    pub rows: u64,
+    pub columns: Vec<Column>,
+}
+
+impl StatsBody {
+    /// Adds one file's columns (already named).
+    fn add_file(&mut self, path: &str, rows: u64, cols: Vec<(String, ColumnAcc)>) {
+        self.rows += rows;
+        for (i, (name, acc)) in cols.into_iter().enumerate() {
+            self.add_column(Column { name, first: (path.to_string(), i), acc });
+        }
+    }
+
+    fn add_column(&mut self, c: Column) {
+        match self.columns.iter_mut().find(|x| x.name == c.name) {
+            Some(x) => {
+                if (c.first.0.as_bytes(), c.first.1) < (x.first.0.as_bytes(), x.first.1) {
+                    x.first = c.first;
+                }
+                x.acc.merge(c.acc);
+            }
+            None => self.columns.push(c),
+        }
+    }
+
+    fn sorted_columns(&self) -> Vec<&Column> {
+        let mut v: Vec<&Column> = self.columns.iter().collect();
+        v.sort_by(|a, b| (a.first.0.as_bytes(), a.first.1, &a.name).cmp(&(b.first.0.as_bytes(), b.first.1, &b.name)));
+        v
+    }
+}
+
+impl Body for StatsBody {
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        if self.quantiles != other.quantiles || self.top != other.top {
+            return Err("stats: cannot merge partials made with different quantiles/top options".into());
+        }
+        self.rows += other.rows;
+        for c in other.columns {
+            self.add_column(c);
+        }
+        Ok(())
+    }
+
+    fn result(&self) -> Value {
+        let cols: Vec<Value> =
+            self.sorted_columns().into_iter().map(|c| c.acc.result(&c.name, &self.quantiles, self.top)).collect();
+        json!({"rows": self.rows, "columns": cols})
+    }
+}
+
+/// A problem found in a chunk: file offset and reason.
+#[derive(Debug, Clone, PartialEq)]
+struct Problem {
+    offset: u64,
+    line: Option<u64>,
+    reason: String,
+}
+
+fn earliest(a: Option<Problem>, b: Option<Problem>) -> Option<Problem> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.offset < x.offset { y } else { x }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// Result of parsing one record-aligned range of a file.
+#[derive(Debug, Default)]
+pub struct ChunkStats {
+    header: Option<Vec<String>>,
+    cols: Vec<ColumnAcc>,
+    rows: u64,
+    /// Width and offset of the first record.
+    first: Option<(usize, u64)>,
+    /// First record whose width differs from the first record's.
+    ragged: Option<(usize, u64)>,
+    problem: Option<Problem>,
+}
+
+fn ragged(expected: usize, (width, offset): (usize, u64)) -> Problem {
+    Problem { offset, line: None, reason: format!("ragged row: expected {expected} fields, found {width}") }
+}
+
+impl ChunkStats {
+    /// Joins with the chunk that directly follows in the file.
+    fn then(mut self, mut next: ChunkStats) -> ChunkStats {
+        if self.first.is_none() {
+            next.problem = earliest(self.problem, next.problem);
+            return next;
+        }
+        let w = self.first.map_or(0, |f| f.0);
+        let mut problem = earliest(self.problem.take(), next.problem.take());
+        if let Some(nf) = next.first {
+            if nf.0 != w {
+                problem = earliest(problem, Some(ragged(w, nf)));
+            }
+        }
+        if let Some(r) = next.ragged {
+            problem = earliest(problem, Some(ragged(w, r)));
+        }
+        self.problem = problem;
+        if self.problem.is_none() {
+            self.rows += next.rows;
+            let mut it = next.cols.into_iter();
+            for (a, b) in self.cols.iter_mut().zip(it.by_ref()) {
+                a.merge(b);
+            }
+            self.cols.extend(it);
+        }
+        self
+    }
+}
+
+/// Parses `buf` (whole records; `base` = file offset of `buf[0]`).
+pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool) -> ChunkStats {
+    let mut out = ChunkStats::default();
+    let mut buf = buf;
+    let mut base = base;
+    if file_start && buf.starts_with(b"\xEF\xBB\xBF") {
+        buf = &buf[3..];
+        base += 3;
+    }
+    if let Err(e) = std::str::from_utf8(buf) {
+        out.problem = Some(Problem { offset: base + e.valid_up_to() as u64, line: None, reason: "invalid UTF-8".into() });
+        return out;
+    }
+    let cap = op.top_capacity();
+    let mut reader = Reader::new(buf, op.csv.dialect);
+    let mut rec = Record::default();
+    let mut want_header = file_start && op.csv.header;
+    loop {
+        let start = match reader.next_record(&mut rec) {
+            Ok(Some(s)) => s,
+            Ok(None) => break,
+            Err(e) => {
+                out.problem = Some(Problem { offset: base + e.0 as u64, line: None, reason: "unterminated quoted field".into() });
+                return out;
+            }
+        };
+        let width = rec.len();
+        match out.first {
+            None => out.first = Some((width, base + start as u64)),
+            Some((w, _)) => {
+                if w != width && out.ragged.is_none() {
+                    out.ragged = Some((width, base + start as u64));
+                }
+            }
+        }
+        if want_header {
+            want_header = false;
+            out.header = Some(rec.iter(buf).map(|f| String::from_utf8_lossy(f).into_owned()).collect());
+            continue;
+        }
+        out.rows += 1;
+        if out.cols.len() < width {
+            out.cols.resize_with(width, || ColumnAcc::new(cap));
+        }
+        for (col, f) in out.cols.iter_mut().zip(rec.iter(buf)) {
+            col.add(f);
+        }
+    }
+    for c in &mut out.cols {
+        c.flush();
+    }
+    out
+}
+
+/// Column names for a file: header names made unique, or `column_N`.
+fn column_names(header: Option<Vec<String>>, width: usize) -> Vec<String> {
+    let mut names: Vec<String> = Vec::with_capacity(width);
+    let header = header.unwrap_or_default();
+    for i in 0..width {
+        let base = match header.get(i) {
+            Some(h) if !h.is_empty() => h.clone(),
+            _ => format!("column_{}", i + 1),
+        };
+        let mut name = base.clone();
+        let mut k = 2;
+        while names.contains(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        names.push(name);
+    }
+    names
+}
+
+/// Parses a whole file (in parallel chunks when big).
+pub fn parse_file(op: &StatsOp, task: &FileTask, ctl: &Control) -> Result<Result<ChunkStats, FileError>, EngineError> {
+    let file = match File::open(&task.path) {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+    };
+    let n = chunk_count(task.size, op.chunk);
+    let quote = op.csv.dialect.quote;
+    let stats = if n == 1 {
+        match with_buffer(|buf| {
+            read_to_end_from(&file, 0, buf, task.size as usize + 1).map(|_| {
+                ctl.add_bytes(buf.len() as u64);
+                let mut s = parse_chunk(op, buf, 0, true);
+                if let Some(p) = &mut s.problem {
+                    let upto = (p.offset as usize).min(buf.len());
+                    p.line = Some(1 + bytecount::count(&buf[..upto], b'\n') as u64);
+                }
+                s
+            })
+        }) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+        }
+    } else {
+        let parity = match quote_parities(&file, n, op.chunk, quote, ctl) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+        };
+        ctl.check()?;
+        if parity[n] {
+            return Ok(Err(FileError::new(&task.path, None, "unterminated quoted field (odd number of quote characters)")));
+        }
+        let joined = (0..n)
+            .into_par_iter()
+            .map(|i| -> Result<Result<ChunkStats, FileError>, EngineError> {
+                ctl.check()?;
+                Ok(with_buffer(|buf| match read_aligned(&file, i, n, op.chunk, Some(quote), &parity, buf) {
+                    Ok(a) => {
+                        ctl.add_bytes((a.end - a.start) as u64);
+                        Ok(parse_chunk(op, &buf[a.start..a.end], a.base + a.start as u64, i == 0))
+                    }
+                    Err(e) => Err(FileError::io(&task.path, &e)),
+                }))
+            })
+            .try_reduce(
+                || Ok(ChunkStats::default()),
+                |a, b| Ok(match (a, b) {
+                    (Ok(a), Ok(b)) => Ok(a.then(b)),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                }),
+            )?;
+        match joined {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+    if let Some(mut p) = stats.problem.clone().or_else(|| stats.ragged.zip(stats.first).map(|(r, f)| ragged(f.0, r))) {
+        if p.line.is_none() {
+            p.line = line_of_offset(&task.path, p.offset);
+        }
+        return Ok(Err(FileError::new(&task.path, p.line, p.reason)));
+    }
+    Ok(Ok(stats))
+}
+
+impl Operation for StatsOp {
+    type Body = StatsBody;
+    const NAME: &'static str = "stats";
+
+    fn empty(&self) -> StatsBody {
+        StatsBody { quantiles: self.quantiles.clone(), top: self.top, rows: 0, columns: Vec::new() }
+    }
+
+    fn process_file(&self, task: &FileTask, ctl: &Control, acc: &mut StatsBody) -> Result<Result<(), FileError>, EngineError> {
+        Ok(parse_file(self, task, ctl)?.map(|s| {
+            let width = s.first.map_or(0, |f| f.0);
+            let names = column_names(s.header, width);
+            let mut cols = s.cols;
+            cols.resize_with(width, || ColumnAcc::new(self.top_capacity()));
+            acc.add_file(&task.path, s.rows, names.into_iter().zip(cols).collect());
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,492 @@
+//! Mergeable summaries used per column: distinct counts (HyperLogLog),
+//! quantiles (DDSketch) and frequent values (bounded counter table).
+//!
+//! Each merge is exactly associative and commutative on the summary state,
+//! except the frequent-values table once it has evicted entries (see [`TopK`]).
+
+use hashbrown::HashTable;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::ops::checksum::hex;
+
+// ---------------------------------------------------------------------------
+// HyperLogLog
+
+/// Register index bits: 2^14 registers, ~0.8% standard error.
+const HLL_P: u32 = 14;
+const HLL_M: usize = 1 << HLL_P;
+/// Up to this many distinct hashes are kept exactly (and counted exactly).
+const HLL_SPARSE_MAX: usize = 2048;
+
+/// Distinct-count sketch over 64-bit hashes. Small sets are kept as the
+/// exact sorted set of hashes; larger ones as HyperLogLog registers. Either
+/// way the state depends only on the set of hashes added, so merging is
+/// exactly associative and commutative.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hll {
+    sparse: Vec<u64>,
+    dense: Option<Box<[u8]>>,
+}
+
+impl Hll {
+    #[inline]
+    pub fn add(&mut self, h: u64) {
+        match &mut self.dense {
+            Some(regs) => Self::set(regs, h),
+            None => {
+                self.sparse.push(h);
+                if self.sparse.len() >= 2 * HLL_SPARSE_MAX {
+                    self.normalize();
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn set(regs: &mut [u8], h: u64) {
+        let idx = (h >> (64 - HLL_P)) as usize;
+        let rank = ((h << HLL_P) | (1 << (HLL_P - 1))).leading_zeros() as u8 + 1;
+        if regs[idx] < rank {
+            regs[idx] = rank;
+        }
+    }
+
+    /// Sorts and dedups the exact set; switches to registers when too big.
+    fn normalize(&mut self) {
+        if self.dense.is_some() {
+            return;
+        }
+        self.sparse.sort_unstable();
+        self.sparse.dedup();
+        if self.sparse.len() > HLL_SPARSE_MAX {
+            let mut regs = vec![0u8; HLL_M].into_boxed_slice();
+            for &h in &self.sparse {
+                Self::set(&mut regs, h);
+            }
+            self.sparse = Vec::new();
+            self.dense = Some(regs);
+        }
+    }
+
+    pub fn merge(&mut self, mut other: Hll) {
+        match (&mut self.dense, other.dense.take()) {
+            (Some(a), Some(b)) => {
+                for (x, y) in a.iter_mut().zip(b.iter()) {
+                    *x = (*x).max(*y);
+                }
+            }
+            (Some(a), None) => {
+                for h in other.sparse {
+                    Self::set(a, h);
+                }
+            }
+            (None, Some(mut b)) => {
+                for &h in &self.sparse {
+                    Self::set(&mut b, h);
+                }
+                self.sparse = Vec::new();
+                self.dense = Some(b);
+            }
+            (None, None) => {
+                self.sparse.extend(other.sparse);
+                self.normalize();
+            }
+        }
+    }
+
+    pub fn estimate(&self) -> u64 {
+        match &self.dense {
+            None => {
+                let mut s = self.sparse.clone();
+                s.sort_unstable();
+                s.dedup();
+                s.len() as u64
+            }
+            Some(regs) => {
+                let m = HLL_M as f64;
+                let mut sum = 0.0;
+                let mut zeros = 0usize;
+                for &r in regs.iter() {
+                    sum += 1.0 / (1u64 << r) as f64;
+                    zeros += (r == 0) as usize;
+                }
+                let alpha = 0.7213 / (1.0 + 1.079 / m);
+                let raw = alpha * m * m / sum;
+                let est = if raw <= 2.5 * m && zeros > 0 { m * (m / zeros as f64).ln() } else { raw };
+                est.round() as u64
+            }
+        }
+    }
+}
+
+impl Serialize for Hll {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut c = self.clone();
+        c.normalize();
+        match &c.dense {
+            Some(regs) => s.serialize_str(&format!("d:{}", hex(regs))),
+            None => {
+                let bytes: Vec<u8> = c.sparse.iter().flat_map(|h| h.to_be_bytes()).collect();
+                s.serialize_str(&format!("s:{}", hex(&bytes)))
+            }
+        }
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let v = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    s.as_bytes().chunks(2).map(|p| Some(v(p[0])? << 4 | v(p[1])?)).collect()
+}
+
+impl<'de> Deserialize<'de> for Hll {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bad = || D::Error::custom("invalid distinct-count sketch");
+        let (kind, body) = s.split_at_checked(2).ok_or_else(bad)?;
+        let bytes = unhex(body).ok_or_else(bad)?;
+        match kind {
+            "d:" if bytes.len() == HLL_M => Ok(Hll { sparse: Vec::new(), dense: Some(bytes.into_boxed_slice()) }),
+            "s:" if bytes.len() % 8 == 0 => Ok(Hll {
+                sparse: bytes.chunks(8).map(|c| u64::from_be_bytes(c.try_into().unwrap())).collect(),
+                dense: None,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// DDSketch
+
+/// Relative accuracy of quantile estimates.
+pub const DD_ALPHA: f64 = 0.01;
+/// Magnitudes below this are counted as zero.
+const DD_MIN: f64 = 1e-12;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Bins {
+    offset: i32,
+    counts: Vec<u64>,
+}
+
+impl Bins {
+    #[inline]
+    fn add(&mut self, key: i32, n: u64) {
+        if self.counts.is_empty() {
+            self.offset = key;
+            self.counts.push(0);
+        }
+        if key < self.offset {
+            let grow = (self.offset - key) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = key;
+        }
+        let i = (key - self.offset) as usize;
+        if i >= self.counts.len() {
+            self.counts.resize(i + 1, 0);
+        }
+        self.counts[i] += n;
+    }
+
+    fn merge(&mut self, other: &Bins) {
+        for (i, &c) in other.counts.iter().enumerate() {
+            if c > 0 {
+                self.add(other.offset + i as i32, c);
+            }
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Drops leading/trailing empty bins so equal contents compare equal.
+    fn trim(&mut self) {
+        let first = self.counts.iter().position(|&c| c > 0);
+        match first {
+            None => *self = Bins::default(),
+            Some(f) => {
+                let last = self.counts.iter().rposition(|&c| c > 0).unwrap();
+                self.counts.truncate(last + 1);
+                self.counts.drain(..f);
+                self.offset += f as i32;
+            }
+        }
+    }
+}
+
+/// DDSketch with relative accuracy [`DD_ALPHA`] and unbounded bins: merging
+/// adds bin counts, so it is exactly associative and commutative.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DdSketch {
+    zeros: u64,
+    pos: Bins,
+    neg: Bins,
+}
+
+fn gamma() -> f64 {
+    (1.0 + DD_ALPHA) / (1.0 - DD_ALPHA)
+}
+
+fn inv_ln_gamma() -> f64 {
+    1.0 / gamma().ln()
+}
+
+impl DdSketch {
+    #[inline]
+    pub fn add(&mut self, x: f64) {
+        let a = x.abs();
+        if a < DD_MIN || !a.is_finite() {
+            if a < DD_MIN {
+                self.zeros += 1;
+            }
+            return;
+        }
+        let key = (a.ln() * inv_ln_gamma()).ceil() as i32;
+        if x > 0.0 {
+            self.pos.add(key, 1);
+        } else {
+            self.neg.add(key, 1);
+        }
+    }
+
+    pub fn merge(&mut self, other: &DdSketch) {
+        self.zeros += other.zeros;
+        self.pos.merge(&other.pos);
+        self.neg.merge(&other.neg);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.zeros + self.pos.total() + self.neg.total()
+    }
+
+    pub fn normalized(&self) -> DdSketch {
+        let mut c = self.clone();
+        c.pos.trim();
+        c.neg.trim();
+        c
+    }
+
+    fn value(key: i32) -> f64 {
+        let g = gamma();
+        2.0 * g.powi(key) / (g + 1.0)
+    }
+
+    /// Quantile `q` in [0, 1] (nearest-rank on `q * (n - 1)`), or None when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * (n - 1) as f64).round() as u64;
+        let mut seen = 0u64;
+        for (i, &c) in self.neg.counts.iter().enumerate().rev() {
+            seen += c;
+            if seen > rank {
+                return Some(-Self::value(self.neg.offset + i as i32));
+            }
+        }
+        seen += self.zeros;
+        if seen > rank {
+            return Some(0.0);
+        }
+        for (i, &c) in self.pos.counts.iter().enumerate() {
+            seen += c;
+            if seen > rank {
+                return Some(Self::value(self.pos.offset + i as i32));
+            }
+        }
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Frequent values
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    hash: u64,
+    off: u32,
+    len: u32,
+    count: u64,
+}
+
+/// Frequent values: a counter table holding up to `2 * capacity` distinct
+/// values. When it fills up, only the `capacity` most frequent values (ties
+/// by value) are kept. Counts are exact for every value as long as the table
+/// never evicted anything (at most `2 * capacity` distinct values seen by a
+/// partial); after evictions, a value's count misses the occurrences seen
+/// before it was last evicted, so heavy hitters stay exact in practice and
+/// rarer values are approximate. Values live in one byte arena (no
+/// allocation per field).
+#[derive(Debug, Clone, Default)]
+pub struct TopK {
+    capacity: usize,
+    table: HashTable<Slot>,
+    arena: Vec<u8>,
+}
+
+impl TopK {
+    pub fn new(capacity: usize) -> Self {
+        TopK { capacity, table: HashTable::new(), arena: Vec::new() }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    #[inline]
+    pub fn add(&mut self, hash: u64, value: &[u8]) {
+        self.add_n(hash, value, 1);
+    }
+
+    #[inline]
+    pub fn add_n(&mut self, hash: u64, value: &[u8], n: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        let arena = &self.arena;
+        if let Some(s) = self
+            .table
+            .find_mut(hash, |s| s.hash == hash && &arena[s.off as usize..(s.off + s.len) as usize] == value)
+        {
+            s.count += n;
+            return;
+        }
+        let off = self.arena.len() as u32;
+        self.arena.extend_from_slice(value);
+        self.table.insert_unique(hash, Slot { hash, off, len: value.len() as u32, count: n }, |s| s.hash);
+        if self.table.len() > 2 * self.capacity {
+            self.prune(self.capacity);
+        }
+    }
+
+    fn value(&self, s: &Slot) -> &[u8] {
+        &self.arena[s.off as usize..(s.off + s.len) as usize]
+    }
+
+    /// Entries sorted by count (descending), then value.
+    pub fn entries(&self) -> Vec<(&[u8], u64)> {
+        let mut v: Vec<(&[u8], u64)> = self.table.iter().map(|s| (self.value(s), s.count)).collect();
+        v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v
+    }
+
+    fn prune(&mut self, keep: usize) {
+        let kept: Vec<(Vec<u8>, u64, u64)> = {
+            let mut v: Vec<&Slot> = self.table.iter().collect();
+            v.sort_unstable_by(|a, b| b.count.cmp(&a.count).then(self.value(a).cmp(self.value(b))));
+            v.truncate(keep);
+            v.into_iter().map(|s| (self.value(s).to_vec(), s.hash, s.count)).collect()
+        };
+        self.table.clear();
+        self.arena.clear();
+        for (val, hash, count) in kept {
+            let off = self.arena.len() as u32;
+            self.arena.extend_from_slice(&val);
+            self.table.insert_unique(hash, Slot { hash, off, len: val.len() as u32, count }, |s| s.hash);
+        }
+    }
+
+    pub fn merge(&mut self, other: &TopK) {
+        for s in other.table.iter() {
+            self.add_n(s.hash, other.value(s), s.count);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TopKRepr {
+    capacity: usize,
+    values: Vec<(String, u64)>,
+}
+
+impl Serialize for TopK {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let values = self.entries().into_iter().map(|(v, c)| (String::from_utf8_lossy(v).into_owned(), c)).collect();
+        TopKRepr { capacity: self.capacity, values }.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TopK {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = TopKRepr::deserialize(d)?;
+        let mut t = TopK::new(r.capacity);
+        for (v, c) in r.values {
+            t.add_n(xxhash_rust::xxh3::xxh3_64(v.as_bytes()), v.as_bytes(), c);
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xxhash_rust::xxh3::xxh3_64;
+
+    #[test]
+    fn hll_exact_then_approximate() {
+        let mut h = Hll::default();
+        for i in 0..1000u64 {
+            h.add(xxh3_64(&i.to_le_bytes()));
+            h.add(xxh3_64(&i.to_le_bytes()));
+        }
+        assert_eq!(h.estimate(), 1000);
+        for i in 0..100_000u64 {
+            h.add(xxh3_64(&i.to_le_bytes()));
+        }
+        let e = h.estimate() as f64;
+        assert!((e - 100_000.0).abs() / 100_000.0 < 0.03, "{e}");
+        let back: Hll = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
+        assert_eq!(back.estimate(), h.estimate());
+    }
+
+    #[test]
+    fn ddsketch_relative_error() {
+        let mut d = DdSketch::default();
+        for i in 1..=10_000 {
+            d.add(i as f64);
+        }
+        for q in [0.0, 0.5, 0.9, 0.99, 1.0] {
+            let exact = 1.0 + q * 9999.0;
+            let got = d.quantile(q).unwrap();
+            assert!((got - exact).abs() / exact <= 0.021, "{q} {got} {exact}");
+        }
+        let mut n = DdSketch::default();
+        for x in [-5.0, 0.0, 3.0] {
+            n.add(x);
+        }
+        assert!(n.quantile(0.0).unwrap() < -4.9);
+        assert_eq!(n.quantile(0.5).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn topk_counts_and_evicts() {
+        let mut t = TopK::new(4);
+        for i in 0..100u64 {
+            let v = format!("v{}", i % 3);
+            t.add(xxh3_64(v.as_bytes()), v.as_bytes());
+            let u = format!("u{i}");
+            t.add(xxh3_64(u.as_bytes()), u.as_bytes());
+        }
+        let e = t.entries();
+        assert_eq!(e[0], (&b"v0"[..], 34));
+        assert!(t.len() <= 8);
+    }
+}

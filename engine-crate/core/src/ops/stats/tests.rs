@@ -1,0 +1,149 @@
+use super::*;
+use proptest::prelude::*;
+use serde_json::Value;
+use std::io::Write;
+
+fn op(chunk: u64, header: bool) -> StatsOp {
+    let mut o = StatsOp::from_options(&format!(r#"{{"header": {header}}}"#)).unwrap();
+    o.chunk = chunk;
+    o
+}
+
+fn write_tmp(dir: &tempfile::TempDir, name: &str, data: &[u8]) -> FileTask {
+    let p = dir.path().join(name);
+    std::fs::File::create(&p).unwrap().write_all(data).unwrap();
+    FileTask::new(p.to_str().unwrap(), data.len() as u64)
+}
+
+fn run(op: &StatsOp, files: &[FileTask]) -> crate::partial::Partial<StatsBody> {
+    let ctl = Control::default();
+    crate::job::run_partial(op, files, &ctl).unwrap()
+}
+
+/// Equal JSON, with floats compared to a relative tolerance.
+fn approx_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            if x.is_f64() || y.is_f64() {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-300) || x == y
+            } else {
+                x == y
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| approx_eq(a, b)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| approx_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn field() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (-1000i64..1000).prop_map(|i| i.to_string()),
+        (-100.0f64..100.0).prop_map(|x| format!("{x:.3}")),
+        Just(String::new()),
+        Just("true".to_string()),
+        "[a-c]{1,3}",
+        Just("\"quoted, with comma\"".to_string()),
+        Just("\"multi\nline \"\"q\"\"\"".to_string()),
+        Just("\"\r\n\"".to_string()),
+    ]
+}
+
+fn csv_text() -> impl Strategy<Value = String> {
+    (1usize..5).prop_flat_map(|w| {
+        prop::collection::vec(prop::collection::vec(field(), w..=w), 0..40).prop_map(move |rows| {
+            let mut s: String = (1..=w).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
+            s.push('\n');
+            for r in rows {
+                s.push_str(&r.join(","));
+                s.push_str(if r.len() % 2 == 0 { "\r\n" } else { "\n" });
+            }
+            s
+        })
+    })
+}
+
+#[test]
+fn basic_profile() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write_tmp(&d, "a.csv", b"\xEF\xBB\xBFid,x,name,flag,day\r\n1,2.5,ann,true,2024-01-02\r\n2,,bob,FALSE,2024-01-03\r\n3,4.5,\"c,d\",true,\r\n");
+    let p = run(&op(CHUNK, true), &[f]);
+    let r = p.finalize();
+    let cols = r["result"]["columns"].as_array().unwrap();
+    assert_eq!(r["result"]["rows"], 3);
+    let types: Vec<&str> = cols.iter().map(|c| c["type"].as_str().unwrap()).collect();
+    assert_eq!(types, vec!["int", "float", "string", "bool", "date"]);
+    assert_eq!(cols[0]["name"], "id");
+    assert_eq!(cols[0]["mean"], 2.0);
+    assert_eq!(cols[0]["stddev"], 1.0);
+    assert_eq!(cols[1]["nulls"], 1);
+    assert_eq!(cols[1]["min"], 2.5);
+    assert_eq!(cols[2]["max"], "c,d");
+    assert_eq!(cols[4]["count"], 2);
+    assert_eq!(cols[0]["distinct"], 3);
+}
+
+#[test]
+fn bad_files_become_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let ragged = write_tmp(&d, "r.csv", b"a,b\n1,2\n3\n4,5\n");
+    let utf = write_tmp(&d, "u.csv", b"a,b\n1,2\n\xff,3\n");
+    let unterminated = write_tmp(&d, "q.csv", b"a,b\n1,2\n\"x,3\n4,5\n");
+    let good = write_tmp(&d, "g.csv", b"a,b\n1,2\n");
+    let empty = write_tmp(&d, "e.csv", b"");
+    let p = run(&op(CHUNK, true), &[ragged, utf, unterminated, good, empty]);
+    let lines: Vec<(String, Option<u64>)> =
+        p.errors.iter().map(|e| (e.path.rsplit('/').next().unwrap().to_string(), e.line)).collect();
+    assert_eq!(lines, vec![("q.csv".into(), Some(3)), ("r.csv".into(), Some(3)), ("u.csv".into(), Some(3))]);
+    assert_eq!(p.body.rows, 1);
+    assert_eq!(p.files, 5);
+}
+
+#[test]
+fn ragged_error_found_across_chunks() {
+    let d = tempfile::tempdir().unwrap();
+    let mut data = String::from("a,b\n");
+    for i in 0..200 {
+        data.push_str(&format!("{i},{i}\n"));
+    }
+    data.push_str("oops\n");
+    let f = write_tmp(&d, "r.csv", data.as_bytes());
+    let p = run(&op(64, true), &[f]);
+    assert_eq!(p.errors.len(), 1);
+    assert_eq!(p.errors[0].line, Some(202));
+    assert_eq!(p.body.rows, 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn split_equals_unsplit(text in csv_text(), chunk in 1u64..300) {
+        let d = tempfile::tempdir().unwrap();
+        let f = write_tmp(&d, "x.csv", text.as_bytes());
+        let whole = run(&op(1 << 30, true), std::slice::from_ref(&f)).finalize();
+        let split = run(&op(chunk, true), &[f]).finalize();
+        prop_assert!(approx_eq(&whole, &split), "{}\n{}", whole, split);
+    }
+
+    #[test]
+    fn merge_laws(a in csv_text(), b in csv_text(), c in csv_text()) {
+        let d = tempfile::tempdir().unwrap();
+        let o = op(1 << 20, true);
+        let pa = run(&o, &[write_tmp(&d, "a.csv", a.as_bytes())]);
+        let pb = run(&o, &[write_tmp(&d, "b.csv", b.as_bytes())]);
+        let pc = run(&o, &[write_tmp(&d, "c.csv", c.as_bytes())]);
+        // through JSON, as the runner does
+        let rt = |p: &crate::partial::Partial<StatsBody>| crate::partial::Partial::<StatsBody>::from_json("stats", &p.to_json().unwrap()).unwrap();
+        let left = rt(&pa).merge(rt(&pb)).unwrap().merge(rt(&pc)).unwrap().finalize();
+        let right = rt(&pa).merge(rt(&pb).merge(rt(&pc)).unwrap()).unwrap().finalize();
+        let swapped = rt(&pc).merge(rt(&pa)).unwrap().merge(rt(&pb)).unwrap().finalize();
+        let together = run(&o, &[write_tmp(&d, "a.csv", a.as_bytes()), write_tmp(&d, "b.csv", b.as_bytes()), write_tmp(&d, "c.csv", c.as_bytes())]).finalize();
+        prop_assert!(approx_eq(&left, &right), "{}\n{}", left, right);
+        prop_assert!(approx_eq(&left, &swapped), "{}\n{}", left, swapped);
+        prop_assert!(approx_eq(&left, &together), "{}\n{}", left, together);
+    }
+}

@@ -1,0 +1,106 @@
+//! The partial envelope shared by every op, and the merge / finalize plumbing.
+//!
+//! A partial is `{operation, files, bytes, errors, body}`; `body` is the op's
+//! own mergeable state. Merging adds the counters, unions the error records
+//! (kept sorted, so the result does not depend on merge order) and merges the
+//! bodies. Finalizing turns a partial into the result document.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{sort_errors, EngineError, FileError};
+
+/// An op's mergeable state.
+pub trait Body: Serialize + DeserializeOwned + Send {
+    /// Merges `other` into `self`. Must be associative and commutative as
+    /// observed through [`Body::result`].
+    fn merge(&mut self, other: Self) -> Result<(), String>;
+    /// The op's `result` object.
+    fn result(&self) -> Value;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Partial<B> {
+    pub operation: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub errors: Vec<FileError>,
+    pub body: B,
+}
+
+impl<B: Body> Partial<B> {
+    pub fn new(operation: &str, body: B) -> Self {
+        Partial { operation: operation.to_string(), files: 0, bytes: 0, errors: Vec::new(), body }
+    }
+
+    pub fn merge(mut self, other: Self) -> Result<Self, EngineError> {
+        if self.operation != other.operation {
+            return Err(EngineError::Invalid(format!(
+                "cannot merge a '{}' partial with a '{}' partial",
+                self.operation, other.operation
+            )));
+        }
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.errors.extend(other.errors);
+        sort_errors(&mut self.errors);
+        self.body.merge(other.body).map_err(EngineError::Invalid)?;
+        Ok(self)
+    }
+
+    pub fn finalize(&self) -> Value {
+        let mut errors = self.errors.clone();
+        sort_errors(&mut errors);
+        json!({
+            "operation": self.operation,
+            "files": self.files,
+            "bytes": self.bytes,
+            "errors": errors,
+            "result": self.body.result(),
+        })
+    }
+
+    pub fn to_json(&self) -> Result<String, EngineError> {
+        serde_json::to_string(self).map_err(|e| EngineError::Internal(format!("serialising partial: {e}")))
+    }
+
+    pub fn from_json(op: &str, text: &str) -> Result<Self, EngineError> {
+        let p: Self = serde_json::from_str(text)
+            .map_err(|e| EngineError::Invalid(format!("invalid {op} partial: {e}")))?;
+        if p.operation != op {
+            return Err(EngineError::Invalid(format!("partial is for '{}', not '{op}'", p.operation)));
+        }
+        Ok(p)
+    }
+}
+
+/// `merge(op, a, b)` on JSON texts.
+pub fn merge_json<B: Body>(op: &str, a: &str, b: &str) -> Result<String, EngineError> {
+    let a = Partial::<B>::from_json(op, a)?;
+    let b = Partial::<B>::from_json(op, b)?;
+    a.merge(b)?.to_json()
+}
+
+/// `finalize(op, partial)` on a JSON text.
+pub fn finalize_json<B: Body>(op: &str, p: &str) -> Result<String, EngineError> {
+    let p = Partial::<B>::from_json(op, p)?;
+    serde_json::to_string(&p.finalize()).map_err(|e| EngineError::Internal(e.to_string()))
+}
+
+/// Merges two lists sorted by `key` into one sorted list.
+pub fn merge_sorted<T, K: Ord>(a: Vec<T>, b: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let mut a = a.into_iter().peekable();
+    let mut b = b.into_iter().peekable();
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => key(x) <= key(y),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        out.push(if take_a { a.next().unwrap() } else { b.next().unwrap() });
+    }
+    out
+}

@@ -1,0 +1,209 @@
+//! Directory scanning: a deterministic, filtered list of regular files.
+//!
+//! * Output is sorted by path bytes, whatever order the file system returns.
+//! * `include`/`exclude` globs match the path relative to the root (with `*`
+//!   allowed to cross `/`, and a leading `**/` matching zero directories, so
+//!   `**/*.csv` matches both `a.csv` and `x/y/a.csv`). An empty include list
+//!   means everything; exclude wins over include. A directory whose relative
+//!   path matches an exclude glob is not descended into.
+//! * Symlinks are followed only when asked; loops are detected by `walkdir`
+//!   and reported. A broken symlink is reported in both modes; when links are
+//!   not followed, other symlinks are skipped silently.
+//! * Problems (unreadable directory, broken link, loop, non-UTF-8 path) are
+//!   returned as `(path, reason)` pairs and never abort the scan.
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use std::path::Path;
+use walkdir::WalkDir;
+
+use crate::error::{invalid, EngineError};
+
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub follow_symlinks: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanResult {
+    pub files: Vec<(String, u64)>,
+    pub errors: Vec<(String, String)>,
+}
+
+fn build_set(kind: &str, globs: &[String]) -> Result<Option<GlobSet>, EngineError> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        match GlobBuilder::new(g).literal_separator(false).build() {
+            Ok(glob) => {
+                b.add(glob);
+            }
+            Err(e) => return invalid(format!("{kind}: invalid glob '{g}': {e}")),
+        }
+    }
+    b.build().map(Some).map_err(|e| EngineError::Invalid(format!("{kind}: {e}")))
+}
+
+fn path_string(p: &Path) -> Option<String> {
+    p.to_str().map(str::to_string)
+}
+
+/// Walks `root` and returns its regular files (sorted) and the problems met.
+pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
+    let include = build_set("include", &opts.include)?;
+    let exclude = build_set("exclude", &opts.exclude)?;
+    let mut out = ScanResult::default();
+    let root_path = Path::new(root);
+
+    let root_meta = match std::fs::metadata(root_path) {
+        Ok(m) => m,
+        Err(e) => {
+            let reason = if std::fs::symlink_metadata(root_path).is_ok() {
+                format!("broken symlink: {e}")
+            } else {
+                e.to_string()
+            };
+            out.errors.push((root.to_string(), reason));
+            return Ok(out);
+        }
+    };
+    if root_meta.is_file() {
+        out.files.push((root.to_string(), root_meta.len()));
+        return Ok(out);
+    }
+
+    let excluded = |rel: &Path| exclude.as_ref().is_some_and(|x| x.is_match(rel));
+    let walker = WalkDir::new(root_path).follow_links(opts.follow_symlinks).into_iter();
+    let walker = walker.filter_entry(|e| {
+        if e.depth() == 0 || !e.file_type().is_dir() {
+            return true;
+        }
+        match e.path().strip_prefix(root_path) {
+            Ok(rel) => !excluded(rel),
+            Err(_) => true,
+        }
+    });
+
+    for item in walker {
+        let entry = match item {
+            Ok(e) => e,
+            Err(err) => {
+                let path = err.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| root.to_string());
+                let reason = if let Some(anc) = err.loop_ancestor() {
+                    format!("symlink loop to {}", anc.display())
+                } else if let Some(ioe) = err.io_error() {
+                    let dangling = err
+                        .path()
+                        .is_some_and(|p| std::fs::symlink_metadata(p).is_ok() && std::fs::metadata(p).is_err());
+                    if dangling {
+                        format!("broken symlink: {ioe}")
+                    } else {
+                        ioe.to_string()
+                    }
+                } else {
+                    err.to_string()
+                };
+                out.errors.push((path, reason));
+                continue;
+            }
+        };
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        let path = entry.path();
+        let rel = path.strip_prefix(root_path).unwrap_or(path);
+        if ft.is_symlink() {
+            // Only reached when links are not followed.
+            if let Err(e) = std::fs::metadata(path) {
+                out.errors.push((path.to_string_lossy().into_owned(), format!("broken symlink: {e}")));
+            }
+            continue;
+        }
+        if !ft.is_file() {
+            continue;
+        }
+        if include.as_ref().is_some_and(|inc| !inc.is_match(rel)) || excluded(rel) {
+            continue;
+        }
+        let Some(p) = path_string(path) else {
+            out.errors.push((path.to_string_lossy().into_owned(), "path is not valid UTF-8".to_string()));
+            continue;
+        };
+        match entry.metadata() {
+            Ok(m) => out.files.push((p, m.len())),
+            Err(e) => out.errors.push((p, e.to_string())),
+        }
+    }
+    out.files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    out.errors.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn opts(inc: &[&str], exc: &[&str], follow: bool) -> ScanOptions {
+        ScanOptions {
+            include: inc.iter().map(|s| s.to_string()).collect(),
+            exclude: exc.iter().map(|s| s.to_string()).collect(),
+            follow_symlinks: follow,
+        }
+    }
+
+    #[test]
+    fn sorted_filtered_and_relative_globs() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("x/y")).unwrap();
+        fs::write(root.join("b.csv"), "1").unwrap();
+        fs::write(root.join("a.csv"), "12").unwrap();
+        fs::write(root.join("x/y/a.csv"), "123").unwrap();
+        fs::write(root.join("x/note.txt"), "t").unwrap();
+        let r = root.to_str().unwrap();
+        let all = scan(r, &opts(&[], &[], false)).unwrap();
+        assert_eq!(all.files.len(), 4);
+        assert!(all.files.windows(2).all(|w| w[0].0 < w[1].0));
+        let csv = scan(r, &opts(&["**/*.csv"], &[], false)).unwrap();
+        let names: Vec<_> = csv.files.iter().map(|f| f.0.strip_prefix(r).unwrap().to_string()).collect();
+        assert_eq!(names, vec!["/a.csv", "/b.csv", "/x/y/a.csv"]);
+        assert_eq!(csv.files[2].1, 3);
+        let ex = scan(r, &opts(&["**/*.csv"], &["x/**"], false)).unwrap();
+        assert_eq!(ex.files.len(), 2);
+    }
+
+    #[test]
+    fn root_file_and_missing_root() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("one.txt");
+        fs::write(&f, "hello").unwrap();
+        let r = scan(f.to_str().unwrap(), &ScanOptions::default()).unwrap();
+        assert_eq!(r.files, vec![(f.to_str().unwrap().to_string(), 5)]);
+        let m = scan(d.path().join("nope").to_str().unwrap(), &ScanOptions::default()).unwrap();
+        assert!(m.files.is_empty());
+        assert_eq!(m.errors.len(), 1);
+    }
+
+    #[test]
+    fn symlink_loop_and_broken_link() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("a")).unwrap();
+        fs::write(root.join("a/f.txt"), "x").unwrap();
+        std::os::unix::fs::symlink(root.join("a"), root.join("a/loop")).unwrap();
+        std::os::unix::fs::symlink(root.join("missing"), root.join("dangling")).unwrap();
+        let r = root.to_str().unwrap();
+        let nf = scan(r, &opts(&[], &[], false)).unwrap();
+        assert_eq!(nf.files.len(), 1);
+        assert!(nf.errors.iter().any(|e| e.1.contains("broken symlink")));
+        let f = scan(r, &opts(&[], &[], true)).unwrap();
+        assert_eq!(f.files.len(), 1);
+        assert!(f.errors.iter().any(|e| e.1.contains("loop")), "{:?}", f.errors);
+        assert!(f.errors.iter().any(|e| e.1.contains("broken symlink")), "{:?}", f.errors);
+    }
+}

@@ -1,0 +1,128 @@
+//! Python bindings: a thin layer over `pravah_core`.
+//!
+//! Every call that touches files or waits releases the interpreter lock.
+//! Engine errors map to Python exceptions: invalid requests raise
+//! `ValueError`, a cancelled run raises `pravah_engine.Cancelled`, internal
+//! failures raise `RuntimeError`.
+
+use std::time::Duration;
+
+use pravah_core::{EngineError, FileTask, Job, ScanOptions};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+create_exception!(pravah_engine, Cancelled, PyException, "The run was cancelled.");
+
+fn to_py(e: EngineError) -> PyErr {
+    match e {
+        EngineError::Invalid(m) => PyValueError::new_err(m),
+        EngineError::Cancelled => Cancelled::new_err("run cancelled"),
+        EngineError::Internal(m) => PyRuntimeError::new_err(format!("engine failure: {m}")),
+    }
+}
+
+type ScanOutput = (Vec<(String, u64)>, Vec<(String, String)>);
+
+/// Lists the regular files under `root` (sorted by path) and the problems met.
+#[pyfunction]
+#[pyo3(signature = (root, include = Vec::new(), exclude = Vec::new(), follow_symlinks = false))]
+fn scan(py: Python<'_>, root: String, include: Vec<String>, exclude: Vec<String>, follow_symlinks: bool) -> PyResult<ScanOutput> {
+    let opts = ScanOptions { include, exclude, follow_symlinks };
+    let r = py.detach(|| pravah_core::scan(&root, &opts)).map_err(to_py)?;
+    Ok((r.files, r.errors))
+}
+
+/// A run executing in the background.
+#[pyclass(name = "Run", frozen, module = "pravah_engine")]
+struct Run {
+    job: Job,
+}
+
+#[pymethods]
+impl Run {
+    /// Counters: files_total, files_done, bytes_total, bytes_done, errors.
+    fn progress<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let p = self.job.progress();
+        let d = PyDict::new(py);
+        d.set_item("files_total", p.files_total)?;
+        d.set_item("files_done", p.files_done)?;
+        d.set_item("bytes_total", p.bytes_total)?;
+        d.set_item("bytes_done", p.bytes_done)?;
+        d.set_item("errors", p.errors)?;
+        Ok(d)
+    }
+
+    /// Asks the run to stop; `wait()` then raises `Cancelled`.
+    fn cancel(&self) {
+        self.job.cancel();
+    }
+
+    /// Waits for the partial (JSON). Returns None if `timeout` seconds elapse first.
+    #[pyo3(signature = (timeout = None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<String>> {
+        let timeout = match timeout {
+            Some(t) if t.is_nan() => return Err(PyValueError::new_err("timeout must be a number")),
+            Some(t) => Some(Duration::from_secs_f64(t.clamp(0.0, 1e9))),
+            None => None,
+        };
+        let job = &self.job;
+        match py.detach(|| job.wait(timeout)) {
+            None => Ok(None),
+            Some(Ok(s)) => Ok(Some(s)),
+            Some(Err(e)) => Err(to_py(e)),
+        }
+    }
+
+    /// True once the run has finished (successfully or not).
+    #[getter]
+    fn done(&self) -> bool {
+        self.job.is_done()
+    }
+}
+
+/// Validates the request and starts it on a pool of `threads` threads.
+#[pyfunction]
+fn start(py: Python<'_>, op: &str, options_json: &str, files: Vec<(String, u64)>, threads: i64) -> PyResult<Run> {
+    if threads < 1 {
+        return Err(PyValueError::new_err("threads must be >= 1"));
+    }
+    let files: Vec<FileTask> = files.into_iter().map(|(p, s)| FileTask { path: p, size: s }).collect();
+    let job = py.detach(|| Job::start(op, options_json, files, threads as usize)).map_err(to_py)?;
+    Ok(Run { job })
+}
+
+/// Merges two partials of the same op.
+#[pyfunction]
+fn merge(py: Python<'_>, op: &str, a_json: &str, b_json: &str) -> PyResult<String> {
+    py.detach(|| pravah_core::merge(op, a_json, b_json)).map_err(to_py)
+}
+
+/// Turns a partial into the result document (JSON).
+#[pyfunction]
+fn finalize(py: Python<'_>, op: &str, partial_json: &str) -> PyResult<String> {
+    py.detach(|| pravah_core::finalize(op, partial_json)).map_err(to_py)
+}
+
+/// CPUs usable by this process (affinity and cgroup quota honoured).
+#[pyfunction]
+fn threads_available() -> usize {
+    pravah_core::sys::threads_available()
+}
+
+/// Pravah's file processing engine.
+#[pymodule]
+mod pravah_engine {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use super::{finalize, merge, scan, start, threads_available, Run};
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("Cancelled", m.py().get_type::<super::Cancelled>())?;
+        Ok(())
+    }
+}

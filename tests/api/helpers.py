@@ -1,0 +1,132 @@
+"""Helpers of the REST API tests: the API served in-process (its own thread and event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from aiohttp import web
+
+from e2e.harness import free_port
+from pravah_api.app import create_app
+from pravah_api.settings import ApiSettings
+
+ADMIN = ("admin", "admin-password-1")
+STATS_SPEC = {
+    "source": {"volume": {"claimName": "datasets", "path": "data/sales"}},
+    "include": ["**/*.csv"],
+    "operation": {"type": "stats"},
+    "output": {"volume": {"claimName": "results", "path": "out"}},
+}
+
+
+class ApiServer:
+    """The aiohttp application served on 127.0.0.1 from a background thread."""
+
+    def __init__(self, settings: ApiSettings):
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._serve, name="pravah-api", daemon=True)
+        self.started = threading.Event()
+        self.error: BaseException | None = None
+        self.runner: web.AppRunner | None = None
+        self.app: web.Application | None = None
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def start() -> None:
+            self.app = create_app(self.settings)
+            self.runner = web.AppRunner(self.app, access_log=None)
+            await self.runner.setup()
+            await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+        try:
+            self.loop.run_until_complete(start())
+        except BaseException as exc:  # noqa: BLE001 - reported by start()
+            self.error = exc
+            self.started.set()
+            return
+        self.started.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.runner.cleanup())
+        self.loop.close()
+
+    def start(self) -> ApiServer:
+        self.thread.start()
+        self.started.wait(60)
+        if self.error is not None:
+            raise RuntimeError(f"the API did not start: {self.error!r}") from self.error
+        return self
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(30)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> requests.Response:
+        headers = dict(kwargs.pop("headers", None) or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return requests.request(method, self.url + path, headers=headers, timeout=60, **kwargs)
+
+    def token(self, username: str, password: str) -> str:
+        answer = self.request("POST", "/auth/token", json={"username": username, "password": password})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["access_token"]
+
+    def admin_token(self) -> str:
+        return self.token(*ADMIN)
+
+    def add_user(self, username: str, role: str, namespaces: list[str], password: str = "password-123") -> str:
+        answer = self.request("POST", "/users", self.admin_token(),
+                              json={"username": username, "password": password, "role": role,
+                                    "namespaces": namespaces})
+        assert answer.status_code == 201, answer.text
+        return self.token(username, password)
+
+
+def settings_for(control_plane, database: str, mode: str, **extra: Any) -> ApiSettings:
+    values: dict[str, Any] = {
+        "database_url": database, "kubeconfig": str(control_plane.kubeconfig), "api_auth_mode": mode,
+        "api_events_interval": 0.5, **extra}
+    if mode == "standalone":
+        values.update(api_jwt_secret=secrets.token_urlsafe(48), api_bootstrap_admin=f"{ADMIN[0]}:{ADMIN[1]}")
+    return ApiSettings(**values)
+
+
+def wait_for_answer(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def assert_error(answer: requests.Response, status: int, field: str | None = None) -> dict[str, Any]:
+    """The one error shape, with the expected status (and field), and no stack trace."""
+    assert answer.status_code == status, f"{answer.status_code} {answer.text}"
+    body = answer.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "field"}, body
+    assert "Traceback" not in answer.text and 'File "' not in answer.text
+    if field is not None:
+        assert body["error"]["field"] == field, body
+    return body["error"]
+
+
+def write_json(path: Path, value: Any) -> Path:
+    path.write_text(json.dumps(value))
+    return path
