@@ -86,17 +86,15 @@ class _Launcher:
     def wait(self, part: str, timeout: float = 240):
         p = self.ensure_started()
         key = "node_agent" if part in ("control_plane", "node_agent") else part
+        problem = None
         try:
             self.futures[key].result(timeout=timeout)
         except PlatformError as e:
-            if part == "control_plane" and "control_plane" in self.ready_at:
-                return p
-            pytest.fail(f"test platform part `{part}` could not start: {e}", pytrace=False)
+            problem = str(e)
         except Exception as e:  # noqa: BLE001
-            if part == "control_plane" and "control_plane" in self.ready_at:
-                return p
-            pytest.fail(f"test platform part `{part}` could not start: {type(e).__name__}: {e}",
-                        pytrace=False)
+            problem = f"{type(e).__name__}: {e}"
+        if problem is not None and not (part == "control_plane" and "control_plane" in self.ready_at):
+            pytest.fail(f"test platform part `{part}` could not start: {problem}", pytrace=False)
         return p
 
     def warm_start_seconds(self) -> float | None:

@@ -324,3 +324,26 @@ def test_metrics_are_served(cluster, sample_data):
     text = urllib.request.urlopen(f"http://127.0.0.1:{cluster.operators[0].metrics_port}/metrics").read().decode()
     assert 'pravah_jobs{phase="Succeeded"} 1.0' in text
     assert 'pravah_files_processed_total{operation="count"}' in text
+
+
+def test_ttl_removes_the_children_and_keeps_the_pravahjob(cluster, sample_data):
+    cluster.apply(manifest_for("count", ttlSecondsAfterFinished=1))
+    cluster.wait_phase("data-count")
+    wait_for(lambda: not cluster.jobs() and not cluster.pods(), 60, "the TTL controller to remove the Job and pods")
+    assert cluster.get("data-count")["status"]["phase"] == "Succeeded"
+
+
+@pytest.mark.parametrize("cluster", [{"max_running_per_namespace": "1", "runner_batch_files": "5"}], indirect=True)
+def test_concurrency_cap_queues_jobs_in_a_namespace(cluster, sample_data):
+    write_csv_files(cluster.datasets / "many", 100)
+    first = manifest_for("count", source={"volume": {"claimName": "datasets", "path": "many"}}, parallelism=1)
+    cluster.apply(first)
+    uid, pids = freeze_mid_run(cluster, "data-count", batches_total=20)
+    second = manifest_for("checksum")
+    cluster.apply(second)
+    status = cluster.wait_phase("data-checksums", ("Queued",), timeout=30)["status"]
+    assert status["reason"] == "ConcurrencyLimit"
+    assert [job["metadata"]["name"] for job in cluster.jobs()] == ["pravah-data-count"]
+    thaw(pids)
+    cluster.wait_phase("data-count")
+    cluster.wait_phase("data-checksums")

@@ -1,0 +1,100 @@
+"""`pravah run` as a user meets it: usage errors, exit codes, the result document."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PRAVAH = str(Path(sys.executable).parent / "pravah")
+SALES = ROOT / "examples" / "data" / "sales"
+
+
+def pravah(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([PRAVAH, *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["run", str(SALES), "--op", "md5"], "'--op'"),
+    (["run", str(SALES), "--op", "count", "--threads", "0"], "'--threads'"),
+    (["run", str(SALES), "--op", "grep"], "'--pattern'"),
+    (["run", str(SALES), "--op", "grep", "--pattern", "("], "pattern"),
+    (["run", str(SALES), "--op", "stats", "--quantiles", "2"], "quantiles"),
+    (["run", str(SALES), "--op", "count", "--shard", "4/4"], "'--shard'"),
+    (["run", str(SALES / "missing"), "--op", "count"], "PATH"),
+    (["run", str(SALES)], "'--op'"),
+    (["run", str(SALES), "--op", "convert"], "--output"),
+])
+def test_usage_errors_exit_2_and_name_the_option(args, named):
+    result = pravah(*args)
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
+
+
+def test_bad_manifest_names_the_field(tmp_path):
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text("apiVersion: pravah.io/v1alpha1\nkind: PravahJob\nmetadata: {name: x}\n"
+                        "spec:\n  source: {volume: {path: .}}\n  operation: {type: sort}\n  parallelism: -2\n")
+    result = pravah("run", "-f", str(manifest))
+    assert result.returncode == 2
+    assert "spec.operation.type" in result.stderr and "spec.parallelism" in result.stderr
+
+
+def test_json_prints_the_result_document_alone(tmp_path):
+    result = pravah("run", str(SALES), "--op", "count", "--json", "--threads", "2")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert set(document) >= {"operation", "files", "bytes", "errors", "result"}
+    assert document["files"] == 3 and document["threads"] == 2
+    expected = sum(path.read_bytes().count(b"\n") for path in SALES.glob("*.csv"))
+    assert document["result"]["lines"] == expected
+
+
+def test_more_errors_than_allowed_exit_1_with_the_document(tmp_path):
+    shutil.copytree(SALES, tmp_path / "data")
+    (tmp_path / "data" / "ragged.csv").write_text("a,b\n1,2\n3\n")
+    result = pravah("run", str(tmp_path / "data"), "--op", "stats", "--max-errors", "0", "--json")
+    assert result.returncode == 1
+    assert "maxErrors=0" in result.stderr
+    assert json.loads(result.stdout)["errors"][0]["path"].endswith("ragged.csv")
+    assert pravah("run", str(tmp_path / "data"), "--op", "stats", "--max-errors", "1").returncode == 0
+
+
+@pytest.mark.parametrize(("algorithm", "checker"), [("sha256", "sha256sum")])
+def test_checksum_manifest_is_accepted_by_the_classic_tool(tmp_path, algorithm, checker):
+    out = tmp_path / "out"
+    result = pravah("run", "examples/data", "--op", "checksum", "--algorithm", algorithm, "--output", str(out),
+                    cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    manifest = out / f"{algorithm}sums.txt"
+    check = subprocess.run([checker, "-c", str(manifest)], capture_output=True, text=True, cwd=ROOT)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count(": OK") == 6
+    assert json.loads((out / "result.json").read_text())["result"]["manifest"] == str(manifest)
+
+
+def test_a_shard_takes_its_share_and_the_shards_cover_everything():
+    seen = []
+    for index in range(3):
+        result = pravah("run", "examples/data", "--op", "count", "--shard", f"{index}/3", "--json", cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+        seen += [entry["path"] for entry in json.loads(result.stdout)["result"]["files"]]
+    assert sorted(seen) == sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples/data").rglob("*") if p.is_file())
+
+
+def test_manifest_runs_locally_relative_to_its_folder(tmp_path):
+    result = pravah("run", "-f", str(ROOT / "examples" / "grep-volume.yaml"), "--json", "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["operation"] == "grep" and document["result"]["matches"] > 0
+    assert (tmp_path / "result.json").exists()
+
+
+def test_help_teaches():
+    result = pravah("run", "--help")
+    assert result.returncode == 0
+    for word in ("--op", "--include", "--threads", "--pattern", "--algorithm", "--json", "Exit codes"):
+        assert word in result.stdout
