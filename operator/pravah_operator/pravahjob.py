@@ -197,6 +197,9 @@ async def roll_up(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], sp
     job_name = status.get("jobName") or planning.job_name(body.metadata.name, uid)
     job = await read_job(ctx, job_name, namespace)
     if job is None:
+        record = await ctx.store.job(uid)
+        if record is not None and record["result"] is not None:
+            return await succeed(body, patch, status, spec, ctx)  # finished, then removed by its TTL
         return transition(body, patch, status, "Failed", "JobDeleted", f"Job {job_name} was deleted before it finished")
     job_status = job.get("status") or {}
     total = job["spec"].get("completions") or 1
@@ -259,6 +262,9 @@ async def succeed(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], sp
     summary = summarize(document)
     errors = len(document["errors"])
     patch.status["result"] = {"uri": record["result_uri"], "summary": summary}
+    total = record["shards"]
+    patch.status["shards"] = {"total": total, "active": 0, "succeeded": total, "failed": 0,
+                              "ready": fraction(total, total)}
     patch.status["errors"] = {"count": errors, "samples": [
         {key: value for key, value in error.items() if key in ("path", "reason", "line")}
         for error in document["errors"][:10]]}
