@@ -263,7 +263,8 @@ async def succeed(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], sp
     errors = len(document["errors"])
     patch.status["result"] = {"uri": record["result_uri"], "summary": summary}
     total = record["shards"]
-    patch.status["shards"] = {"total": total, "active": 0, "succeeded": total, "failed": 0,
+    failed_pods = (patch.status.get("shards") or status.get("shards") or {}).get("failed", 0)
+    patch.status["shards"] = {"total": total, "active": 0, "succeeded": total, "failed": failed_pods,
                               "ready": fraction(total, total)}
     patch.status["errors"] = {"count": errors, "samples": [
         {key: value for key, value in error.items() if key in ("path", "reason", "line")}
