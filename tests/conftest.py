@@ -19,6 +19,7 @@ A test that needs a part which cannot start fails with the reason; it is never s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -29,7 +30,6 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
-
 from testbed import bins
 from testbed.platform import NodeAgentProcess, Platform
 from testbed.procs import PlatformError
@@ -105,10 +105,8 @@ class _Launcher:
     def stop(self) -> None:
         if self.platform is not None:
             for f in self.futures.values():
-                try:
+                with contextlib.suppress(Exception):
                     f.result(timeout=120)
-                except Exception:  # noqa: BLE001
-                    pass
             self.platform.stop()
 
 
@@ -197,8 +195,8 @@ def bucket(request, s3) -> str:
             if keys:
                 client.delete_objects(Bucket=name, Delete={"Objects": keys})
         client.delete_bucket(Bucket=name)
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception as e:  # noqa: BLE001 - clean-up must not fail the test
+        print(f"could not delete bucket {name}: {e}")
 
 
 # -- markers, failure logs, timings ------------------------------------------------------
@@ -240,12 +238,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         pass
     s3 = _launcher.platform.s3
     if s3.kind == "minio":
-        try:
-            minio_info = bins.build_info(Path(s3.minio).parent)
-            tr.write_line(f"cold build of MinIO (scripts/minio-bin, once per machine): "
-                          f"{minio_info.get('build_seconds', '?')}s")
-        except Exception:  # noqa: BLE001
-            pass
+        minio_info = bins.build_info(Path(s3.minio).parent)
+        tr.write_line(f"cold build of MinIO (scripts/minio-bin, once per machine): "
+                      f"{minio_info.get('build_seconds', '?')}s")
     tr.write_line(f"S3 server: {s3.kind} at {s3.endpoint}")
     parts = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(_launcher.ready_at.items(), key=lambda kv: kv[1]))
     warm = _launcher.warm_start_seconds()

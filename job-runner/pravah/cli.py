@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from pravah import render
+from pravah.dev import dev
 from pravah.local import JobFailed, LocalJob, execute
 from pravah.spec import OPERATIONS, OperationSpec, PravahJobManifest, describe_errors
 
@@ -173,6 +174,9 @@ def job_from_manifest(manifest: Path, options: dict[str, Any]) -> LocalJob:
                     include=spec.include, exclude=spec.exclude, follow_symlinks=spec.followSymlinks,
                     output_dir=output_dir,
                     max_errors=options["max_errors"] if options["max_errors"] is not None else spec.maxErrors)
+
+
+cli.add_command(dev)
 
 
 def main() -> None:

@@ -194,6 +194,78 @@ def test_pod_gets_a_service_account_token(control_plane, node_agent, namespace):
     assert "status 403" in out
 
 
+def test_volumes_env_and_mount_rewriting(control_plane, node_agent, namespace, tmp_path):
+    """PVC, emptyDir, configMap volumes; secretKeyRef, configMapKeyRef, envFrom; PRAVAH_MOUNTS."""
+    claim_dir = node_agent.pvc_root / namespace / "datasets"
+    claim_dir.mkdir(parents=True, exist_ok=True)
+    (claim_dir / "input.txt").write_text("hello")
+    manifests = [
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{namespace}-datasets"[:63]},
+         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "",
+                  "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(claim_dir)},
+                  "claimRef": {"namespace": namespace, "name": "datasets"}}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "datasets", "namespace": namespace},
+         "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "",
+                  "volumeName": f"{namespace}-datasets"[:63], "resources": {"requests": {"storage": "1Gi"}}}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": namespace},
+         "data": {"mode": "fast", "settings.ini": "[x]\ny=1\n"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": namespace},
+         "stringData": {"password": "s3cret"}},
+    ]
+    for m in manifests:
+        control_plane.kubectl("apply", "-f", "-", input=json.dumps(m))
+    _wait_for(lambda: _get_json(control_plane, "pvc", "datasets", "-n", namespace)
+              .get("status", {}).get("phase") == "Bound", 30, "the claim to be Bound")
+    script = (
+        "import json, os, pathlib; "
+        "assert pathlib.Path('/data/input.txt').read_text() == 'hello'; "
+        "assert pathlib.Path('/etc/settings/settings.ini').read_text().startswith('[x]'); "
+        "pathlib.Path('/scratch/tmp.txt').write_text('t'); "
+        "pathlib.Path(os.environ['OUT'], 'result.txt').write_text("
+        "os.environ['PASSWORD'] + ' ' + os.environ['MODE'] + ' ' + os.environ['CFG_mode']); "
+        "print('mounts', json.dumps(json.loads(os.environ['PRAVAH_MOUNTS']), sort_keys=True))"
+    )
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "volumes", "namespace": namespace},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "main", "image": "none", "command": [sys.executable, "-c", script],
+                "workingDir": "/data",
+                "env": [
+                    {"name": "OUT", "value": "/data/out"},
+                    {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                    {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+                ],
+                "envFrom": [{"prefix": "CFG_", "configMapRef": {"name": "settings"}}],
+                "volumeMounts": [
+                    {"name": "data", "mountPath": "/data"},
+                    {"name": "data", "mountPath": "/data/out", "subPath": "results"},
+                    {"name": "settings", "mountPath": "/etc/settings"},
+                    {"name": "scratch", "mountPath": "/scratch"},
+                ],
+            }],
+            "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "datasets"}},
+                {"name": "settings", "configMap": {"name": "settings"}},
+                {"name": "scratch", "emptyDir": {}},
+            ],
+        },
+    }
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(pod))
+
+    def done():
+        p = _get_json(control_plane, "pod", "volumes", "-n", namespace)
+        return p if p.get("status", {}).get("phase") in ("Succeeded", "Failed") else None
+
+    p = _wait_for(done, 60, "pod volumes to finish")
+    out = node_agent.pod_log(namespace, "volumes")
+    assert p["status"]["phase"] == "Succeeded", out
+    assert (claim_dir / "results" / "result.txt").read_text() == "s3cret fast fast"
+    assert f'"/data": "{claim_dir}"' in out
+
+
 def test_pod_bigger_than_any_node_stays_pending(control_plane, node_agent, namespace):
     pod = {
         "apiVersion": "v1", "kind": "Pod",

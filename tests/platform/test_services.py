@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncpg
 import aioboto3
+import asyncpg
 import pytest
 
 pytestmark = pytest.mark.platform

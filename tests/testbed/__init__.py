@@ -13,6 +13,14 @@ from .procs import PlatformError
 from .s3 import S3Server
 
 __all__ = [
-    "ControlPlane", "DEFAULT_NODES", "NodeAgentProcess", "NodeSpec", "Platform", "PlatformError",
-    "Postgres", "S3Server", "k8s_bin_dir", "pod_log",
+    "DEFAULT_NODES",
+    "ControlPlane",
+    "NodeAgentProcess",
+    "NodeSpec",
+    "Platform",
+    "PlatformError",
+    "Postgres",
+    "S3Server",
+    "k8s_bin_dir",
+    "pod_log",
 ]

@@ -26,8 +26,7 @@ def k8s_bin_dir() -> Path:
     else:
         try:
             out = subprocess.run(
-                [str(K8S_BINS_SCRIPT), "--print"], capture_output=True, text=True, timeout=30
-            )
+                [str(K8S_BINS_SCRIPT), "--print"], capture_output=True, text=True, timeout=30, check=False)
         except OSError as e:
             raise PlatformError(f"cannot run {K8S_BINS_SCRIPT}: {e}") from e
         if out.returncode != 0:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import ssl
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .bins import k8s_bin_dir
 from .pki import PKI, CertPair
@@ -86,7 +85,7 @@ class ControlPlane:
         self.startup_seconds: float | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
-    def start(self, timeout: float = 90.0) -> "ControlPlane":
+    def start(self, timeout: float = 90.0) -> ControlPlane:
         t0 = time.monotonic()
         bins = self.bin_dir or k8s_bin_dir()
         self.bin_dir = bins
@@ -270,7 +269,7 @@ class ControlPlane:
                 timeout: float = 60) -> subprocess.CompletedProcess:
         """Run the built kubectl against this control plane."""
         argv = [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args]
-        r = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=timeout)
+        r = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=timeout, check=False)
         if check and r.returncode != 0:
             raise subprocess.CalledProcessError(r.returncode, argv, r.stdout, r.stderr)
         return r

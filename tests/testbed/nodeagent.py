@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import ctypes
 import datetime as dt
 import json
@@ -63,7 +64,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 log = logging.getLogger("nodeagent")
@@ -95,7 +95,7 @@ class NodeSpec:
     labels: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str) -> "NodeSpec":
+    def parse(cls, text: str) -> NodeSpec:
         """`node-a:cpu=2,memory=8Gi,pods=110,label.pool=big`."""
         name, _, rest = text.partition(":")
         spec = cls(name=name)
@@ -116,21 +116,19 @@ class NodeSpec:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _now_micro() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _set_pdeathsig() -> None:
     """In the child: own session, and die if the agent dies (no orphaned pod processes)."""
     os.setsid()
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
 
 
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
@@ -162,7 +160,9 @@ class Agent:
         state_dir: Path,
         nodes: list[NodeSpec],
         pvc_root: Path | None = None,
+        kubelet_version: str = "v1.36.0",
     ) -> None:
+        self.kubelet_version = kubelet_version
         self.kubeconfig = kubeconfig
         self.state = Path(state_dir)
         self.nodes = {n.name: n for n in nodes}
@@ -222,7 +222,7 @@ class Agent:
             "nodeInfo": {
                 "machineID": spec.name, "systemUUID": spec.name, "bootID": str(os.getpid()),
                 "kernelVersion": os.uname().release, "osImage": "pravah test node agent",
-                "containerRuntimeVersion": "pravah-process://1", "kubeletVersion": "v1.36.0",
+                "containerRuntimeVersion": "pravah-process://1", "kubeletVersion": self.kubelet_version,
                 "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64",
             },
         }
@@ -290,7 +290,7 @@ class Agent:
                 last_status = time.monotonic()
             try:
                 await asyncio.wait_for(self._stopping.wait(), HEARTBEAT_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     # -- pods ----------------------------------------------------------------------------
@@ -673,7 +673,7 @@ class PodRunner:
 
         # Longest mountPath first, whole path components only.
         patterns = [
-            (re.compile(re.escape(mp) + r"(?=/|$|[^A-Za-z0-9_.\-])"), local)
+            (re.compile(r"(?<![A-Za-z0-9_.\-/])" + re.escape(mp) + r"(?=/|$|[^A-Za-z0-9_.\-])"), local)
             for mp, local in sorted(mounts.items(), key=lambda kv: -len(kv[0]))
             if mp != "/"
         ]
@@ -768,7 +768,7 @@ class PodRunner:
                 argv, env, cwd = await self.prepare()
             except PodSetupError as e:
                 log.warning("%s: %s", self.key, e.message)
-                with open(pod_log, "a") as f:
+                with open(pod_log, "a") as f:  # noqa: ASYNC230 - small local writes
                     f.write(f"[node agent] {e.reason}: {e.message}\n")
                 await self.agent.patch_status(self.pod, {
                     "phase": "Failed", "reason": e.reason, "message": e.message,
@@ -787,7 +787,7 @@ class PodRunner:
             while True:
                 if self._stop.is_set():
                     break
-                with open(pod_log, "ab", buffering=0) as out:
+                with open(pod_log, "ab", buffering=0) as out:  # noqa: ASYNC230 - small local writes
                     out.write(f"[node agent] start {_now()} on {self.pod['spec']['nodeName']}: "
                               f"{shlex.join(argv)}\n".encode())
                     try:
@@ -815,7 +815,7 @@ class PodRunner:
                 terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                               "startedAt": run_started, "finishedAt": finished,
                               "containerID": f"pravah://{self.uid}-{self.restart_count}"}
-                with open(pod_log, "ab", buffering=0) as out:
+                with open(pod_log, "ab", buffering=0) as out:  # noqa: ASYNC230 - small local writes
                     out.write(f"[node agent] exit code {code} at {finished}\n".encode())
                 log.info("%s: exited with %s", self.key, code)
                 again = not self._stop.is_set() and (
@@ -855,7 +855,7 @@ class PodRunner:
             self._signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(wait_task), max(0.0, self._grace))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._signal(signal.SIGKILL)
                 await wait_task
         stop_task.cancel()
@@ -879,11 +879,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--node", action="append", required=True,
                     help="NAME:cpu=N,memory=Q[,pods=N][,label.KEY=VALUE] (repeatable)")
     ap.add_argument("--ready-file", type=Path, default=None)
+    ap.add_argument("--kubelet-version", default="v1.36.0", help="version the nodes report")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.state.mkdir(parents=True, exist_ok=True)
-    agent = Agent(args.kubeconfig, args.state, [NodeSpec.parse(n) for n in args.node], args.pvc_root)
+    agent = Agent(args.kubeconfig, args.state, [NodeSpec.parse(n) for n in args.node], args.pvc_root,
+                  args.kubelet_version)
     asyncio.run(agent.run(args.ready_file))
 
 

@@ -7,6 +7,7 @@ Used by the pytest fixtures (tests/conftest.py) and by `pravah dev cluster up`, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .bins import build_info
 from .controlplane import ControlPlane
 from .nodeagent import NodeSpec, pod_log
 from .postgres import Postgres
@@ -45,7 +47,7 @@ class NodeAgentProcess:
     def node_names(self) -> list[str]:
         return [n.name for n in self.nodes]
 
-    def start(self, timeout: float = 30) -> "NodeAgentProcess":
+    def start(self, timeout: float = 30) -> NodeAgentProcess:
         self.state.mkdir(parents=True, exist_ok=True)
         ready = self.state / "agent.ready"
         ready.unlink(missing_ok=True)
@@ -55,6 +57,9 @@ class NodeAgentProcess:
                 "--ready-file", str(ready)]
         for n in self.nodes:
             argv += ["--node", n.to_arg()]
+        version = build_info(self.cp.bin_dir).get("kubernetes") if self.cp.bin_dir else None
+        if version:
+            argv += ["--kubelet-version", version]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
@@ -100,7 +105,7 @@ class Platform:
         self.s3 = S3Server(self.dir / "s3", kind=s3_kind)
         self.timings: dict[str, float] = {}
 
-    def start(self) -> "Platform":
+    def start(self) -> Platform:
         t0 = time.monotonic()
 
         def timed(name, fn):
@@ -132,15 +137,9 @@ class Platform:
         return self
 
     def stop(self) -> None:
-        for part in (self.node_agent, self.control_plane, self.s3):
-            try:
-                part.stop()
-            except Exception:  # noqa: BLE001
-                pass
-        try:
-            self.postgres.destroy()
-        except Exception:  # noqa: BLE001
-            pass
+        for stop in (self.node_agent.stop, self.control_plane.stop, self.s3.stop, self.postgres.destroy):
+            with contextlib.suppress(Exception):
+                stop()
 
     def info(self) -> dict[str, Any]:
         return {

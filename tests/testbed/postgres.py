@@ -94,12 +94,11 @@ class Postgres:
         r = subprocess.run(
             [str(self.bin / "initdb"), "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
              "--encoding=UTF8", "--locale=C", "--no-sync"],
-            capture_output=True, text=True, user=self.user, cwd=str(self.dir),
-        )
+            capture_output=True, text=True, user=self.user, cwd=str(self.dir), check=False)
         if r.returncode != 0:
             raise PlatformError(f"initdb failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
 
-    def start(self, timeout: float = 30) -> "Postgres":
+    def start(self, timeout: float = 30) -> Postgres:
         if not (self.data / "PG_VERSION").exists():
             self.init()
         self.proc = Proc(
@@ -118,7 +117,7 @@ class Postgres:
 
     def is_ready(self) -> bool:
         r = subprocess.run([str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
-                           capture_output=True, timeout=10)
+                           capture_output=True, timeout=10, check=False)
         return r.returncode == 0
 
     def stop(self) -> None:
@@ -139,8 +138,7 @@ class Postgres:
         r = subprocess.run(
             [str(self.bin / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
              "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql],
-            capture_output=True, text=True, timeout=30,
-        )
+            capture_output=True, text=True, timeout=30, check=False)
         if r.returncode != 0:
             raise PlatformError(f"psql failed: {r.stderr.strip()}")
         return r.stdout

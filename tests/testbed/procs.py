@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 
 class PlatformError(RuntimeError):
@@ -51,7 +52,7 @@ def tail(path: Path | str, lines: int = 40) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
-_LIVE: "set[Proc]" = set()
+_LIVE: set[Proc] = set()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -59,10 +60,8 @@ def _stop_all_at_exit() -> None:
     with _LIVE_LOCK:
         procs = list(_LIVE)
     for p in reversed(procs):
-        try:
+        with contextlib.suppress(Exception):
             p.stop(grace=3)
-        except Exception:
-            pass
 
 
 atexit.register(_stop_all_at_exit)
@@ -92,9 +91,9 @@ class Proc:
         self.user = user
         self.popen: subprocess.Popen | None = None
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab", buffering=0)
+        log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child, closed below
         log.write(f"--- start {time.strftime('%H:%M:%S')}: {' '.join(self.argv)}\n".encode())
         kwargs = {}
         if self.user is not None:

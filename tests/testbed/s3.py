@@ -22,7 +22,7 @@ MINIO_SCRIPT = REPO_ROOT / "scripts" / "minio-bin"
 def minio_binary() -> Path | None:
     if not MINIO_SCRIPT.exists():
         return None
-    r = subprocess.run([str(MINIO_SCRIPT), "--print"], capture_output=True, text=True, timeout=30)
+    r = subprocess.run([str(MINIO_SCRIPT), "--print"], capture_output=True, text=True, timeout=30, check=False)
     if r.returncode != 0:
         return None
     p = Path(r.stdout.strip().splitlines()[-1])
@@ -54,7 +54,7 @@ class S3Server:
             self.access_key, self.secret_key = "testing", "testing"
         self.proc: Proc | None = None
 
-    def start(self, timeout: float = 30) -> "S3Server":
+    def start(self, timeout: float = 30) -> S3Server:
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.kind == "minio":
             env = dict(os.environ, MINIO_ROOT_USER=self.access_key, MINIO_ROOT_PASSWORD=self.secret_key,
