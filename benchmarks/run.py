@@ -196,7 +196,10 @@ def run_once(job, tool: Tool, ctx: Ctx, env: dict, cpus: set[int], scratch: Path
     if codes[0] != 0:
         raise RuntimeError(f"exit {codes[0]}: {last_line(errs[0])}")
     reply = json.loads(outs[0].strip().splitlines()[-1])
-    return reply["seconds"], rss / 1024, reply["summary"]
+    summary = reply["summary"]
+    if "out_dir" in job.spec:  # convert: how big the output is, for the cross-check table
+        summary["output_bytes"] = sum(p.stat().st_size for p in Path(job.spec["out_dir"]).rglob("*") if p.is_file())
+    return reply["seconds"], rss / 1024, summary
 
 
 def prepare_worker(job: WorkerJob, ctx: Ctx, wl: Workload, tool_key: str) -> None:

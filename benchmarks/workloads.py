@@ -173,7 +173,7 @@ def parse_counts(outputs: list[str]) -> dict:
 
 # --- cross-checks -------------------------------------------------------------------------------
 # Each check gets the workload, the data set and {tool key: summary}; it returns
-# (status, message) pairs, status "ok" or "WARN".  A speed figure is only worth
+# (status, message) pairs, status "ok", "WARN" or "info".  A speed figure is only worth
 # something if the fast tool computed the same answer.
 
 Check = Callable[["Workload", FileSet, dict], list[tuple[str, str]]]
@@ -231,6 +231,15 @@ def check_digests(wl: Workload, fs: FileSet, summaries: dict) -> list[tuple[str,
         message = f"digests: {agree} of {len(theirs)} files agree with {tool} (pravah listed {len(mine)})"
         out.append((status, message))
     return out
+
+
+def check_convert(wl: Workload, fs: FileSet, summaries: dict) -> list[tuple[str, str]]:
+    """Row counts, plus the output sizes: same codec, so a large gap means different encodings."""
+    mine = summaries.get("pravah", {}).get("output_bytes")
+    sizes = ", ".join(f"{tool} {s['output_bytes'] / 1e6:,.1f} MB" for tool, s in summaries.items()
+                      if "output_bytes" in s)
+    info = [("info", f"parquet size: {sizes}")] if mine else []
+    return check_rows(wl, fs, summaries) + info
 
 
 def check_grep(wl: Workload, fs: FileSet, summaries: dict) -> list[tuple[str, str]]:
@@ -341,7 +350,7 @@ def _workloads() -> list[Workload]:
             out.append(Workload(f"grep {kind}", ds, "grep", options, ("rg", "grep"),
                                 (Goal(("rg", "grep"), 0.9),), check_grep))
     out.append(Workload("convert to parquet (zstd)", "big", "convert", CONVERT, ("duckdb", "polars"),
-                        (Goal(("duckdb",), 1.5),), check_rows))
+                        (Goal(("duckdb",), 1.5),), check_convert))
     return out
 
 
