@@ -22,6 +22,8 @@ from pravah_api.settings import ApiSettings
 from pravah_api.store import ApiStore
 
 log = logging.getLogger("pravah.api")
+# Request line and header size limits of the HTTP parser (answers beyond them are plain 400s).
+MAX_LINE_BYTES = 65536
 
 
 def operations(settings: ApiSettings) -> list[Operation]:
@@ -35,7 +37,8 @@ def create_app(settings: ApiSettings | None = None) -> web.Application:
     settings = settings or ApiSettings()
     metrics = Metrics()
     app = web.Application(client_max_size=settings.api_max_body_bytes,
-                          middlewares=[metrics.middleware(), error_middleware])
+                          middlewares=[metrics.middleware(), error_middleware],
+                          handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES})
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[LOCATIONS] = jobs.Locations()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,29 @@ class TtlCache:
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.entries: dict[Any, tuple[float, Any]] = {}
+        self.loading: dict[Any, asyncio.Future] = {}
+
+    async def get_or_load(self, key: Any, load: Callable[[], Awaitable[Any]]) -> Any:
+        """The cached value, or the loaded one; concurrent misses of one key load it once."""
+        found, value = self.get(key)
+        if found:
+            return value
+        pending = self.loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future = asyncio.get_running_loop().create_future()
+        self.loading[key] = future
+        try:
+            value = await load()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            self.loading.pop(key, None)
+        self.put(key, value)
+        future.set_result(value)
+        return value
 
     def get(self, key: Any) -> tuple[bool, Any]:
         entry = self.entries.get(key)
@@ -120,36 +144,32 @@ class KubernetesAuth(Authenticator):
 
     async def authenticate(self, request: web.Request) -> Principal:
         token = bearer_token(request)
-        key = hashlib.sha256(token.encode()).hexdigest()
-        found, principal = self.tokens.get(key)
-        if not found:
+        async def review() -> Principal | None:
             status = await self.kube.token_review(token)
-            principal = None
-            if status.get("authenticated"):
-                user = status.get("user") or {}
-                principal = Principal(name=user.get("username") or "", groups=tuple(user.get("groups") or ()),
-                                      uid=user.get("uid"), extra=user.get("extra") or {})
-            self.tokens.put(key, principal)
+            if not status.get("authenticated"):
+                return None
+            user = status.get("user") or {}
+            return Principal(name=user.get("username") or "", groups=tuple(user.get("groups") or ()),
+                             uid=user.get("uid"), extra=user.get("extra") or {})
+
+        principal = await self.tokens.get_or_load(hashlib.sha256(token.encode()).hexdigest(), review)
         if principal is None:
             raise unauthenticated("the bearer token was not accepted by the Kubernetes API server")
         return principal
 
     async def allowed(self, principal: Principal, verb: str, namespace: str | None) -> bool:
-        key = (principal.name, principal.groups, principal.uid, verb, namespace)
-        found, answer = self.reviews.get(key)
-        if not found:
-            answer, _ = await self.kube.access_review(principal.name, list(principal.groups), principal.uid,
-                                                      principal.extra, verb, namespace)
-            self.reviews.put(key, answer)
-        return answer
+        async def review() -> bool:
+            allowed, _ = await self.kube.access_review(principal.name, list(principal.groups), principal.uid,
+                                                       principal.extra, verb, namespace)
+            return allowed
+
+        return await self.reviews.get_or_load((principal.name, principal.groups, principal.uid, verb, namespace),
+                                              review)
 
     async def namespaces_for(self, principal: Principal, verb: str) -> list[str] | None:
         if await self.allowed(principal, verb, None):
             return None
-        found, names = self.all_namespaces.get("names")
-        if not found:
-            names = await self.kube.namespaces()
-            self.all_namespaces.put("names", names)
+        names = await self.all_namespaces.get_or_load("names", self.kube.namespaces)
         limit = asyncio.Semaphore(16)
 
         async def check(namespace: str) -> bool:
@@ -216,10 +236,7 @@ class StandaloneAuth(Authenticator):
         except jwt.PyJWTError:
             raise unauthenticated("the token is not valid") from None
         username = str(claims["sub"])
-        found, user = self.users.get(username)
-        if not found:
-            user = await self.store.user(username)
-            self.users.put(username, user)
+        user = await self.users.get_or_load(username, lambda: self.store.user(username))
         if user is None:
             raise unauthenticated("the token's user no longer exists")
         return Principal(name=username, groups=(f"pravah:{user['role']}",), role=user["role"],

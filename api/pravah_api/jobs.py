@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -20,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
+from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from pravah_api import models
@@ -31,6 +34,7 @@ from pravah_api.routing import ID_PARAM, Operation, Param, read_model, respond
 from pravah_operator.status import PHASES, TERMINAL_PHASES, PravahJobStatus
 
 MAX_LOCATIONS = 50_000
+log = logging.getLogger("pravah.api")
 STREAM_CHUNK = 1 << 20
 
 
@@ -162,14 +166,18 @@ async def create_job(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         obj = await create_resource(request, namespace, job.name, spec, principal.name)
-        await app[STORE].remember_job(obj["metadata"]["uid"], namespace, obj["metadata"]["name"])
+        try:  # a shortcut for id look-ups only: the job exists whatever happens here
+            await app[STORE].remember_job(obj["metadata"]["uid"], namespace, obj["metadata"]["name"])
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not record where job %s lives: %r", obj["metadata"]["uid"], exc)
         return created(obj)
     if not 1 <= len(key) <= 255:
         raise bad_request("Idempotency-Key must have 1 to 255 characters", "Idempotency-Key")
     fingerprint = request_hash(namespace, job.name, spec)
     store = app[STORE]
     async with store.idempotency(principal.name, key) as connection:
-        earlier = await store.idempotent_answer(connection, principal.name, key)
+        earlier = await store.idempotent_answer(connection, principal.name, key,
+                                                app[SETTINGS].api_idempotency_hours)
         if earlier is not None:
             if earlier["request_hash"] != fingerprint:
                 raise conflict("this Idempotency-Key was used for a different request", "Idempotency-Key",
@@ -188,9 +196,8 @@ async def create_job(request: web.Request) -> web.Response:
 
 async def create_resource(request: web.Request, namespace: str, name: str | None, spec: dict[str, Any],
                           creator: str) -> dict[str, Any]:
-    from kubernetes_asyncio.client.exceptions import ApiException
-
-    label = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in creator)[:63].strip("-_.") or "unknown"
+    label = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_." else "_" for ch in creator)
+    label = label[:63].strip("-_.") or "unknown"
     try:
         obj = await request.app[KUBE].create_job(namespace, name, spec, {CREATED_BY_LABEL: label})
     except ApiException as exc:
@@ -404,9 +411,13 @@ async def job_events(request: web.Request) -> web.StreamResponse:
                 last_write = time.monotonic()
             await asyncio.sleep(settings.api_events_interval)
             obj = await kube.get_job(meta["namespace"], meta["name"])
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
-    await response.write_eof()
+        await response.write_eof()
+    except ConnectionResetError:  # the client went away
+        pass
+    except (ApiException, OSError, asyncio.TimeoutError):  # headers are sent: end the stream with a reason
+        with contextlib.suppress(ConnectionResetError):
+            await response.write(sse("error", {"message": "lost the Kubernetes API server; reconnect"}, sequence))
+            await response.write_eof()
     return response
 
 
@@ -444,7 +455,7 @@ ROUTES = [
               params=(Param("namespace", "query", {"type": "string", "maxLength": 63}, "Only this namespace."),
                       PHASE_PARAM,
                       Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size."),
-                      Param("continue", "query", {"type": "string", "maxLength": 1024},
+                      Param("continue", "query", {"type": "string", "maxLength": 256},
                             "The `next` token of the previous page."))),
     Operation("GET", "/jobs/{id}", get_job, "A job: spec, status, progress, timings, errors", TAG,
               {200: models.Job}, params=(ID_PARAM,)),

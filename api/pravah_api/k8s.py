@@ -76,13 +76,15 @@ class Kube:
         else:
             metadata["generateName"] = "job-"
         body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
-        return await patiently(self.custom.create_namespaced_custom_object, 
-            GROUP, VERSION, namespace, PLURAL, body, _request_timeout=self.timeout)
+        return await patiently(
+            self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, body,
+            _request_timeout=self.timeout)
 
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return await patiently(self.custom.get_namespaced_custom_object, 
-                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.timeout)
+            return await patiently(
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+                _request_timeout=self.timeout)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -90,22 +92,23 @@ class Kube:
 
     async def list_jobs(self, namespace: str | None) -> list[dict[str, Any]]:
         if namespace is None:
-            listing = await patiently(self.custom.list_cluster_custom_object, 
-                GROUP, VERSION, PLURAL, _request_timeout=self.timeout)
+            listing = await patiently(
+                self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, _request_timeout=self.timeout)
         else:
-            listing = await patiently(self.custom.list_namespaced_custom_object, 
-                GROUP, VERSION, namespace, PLURAL, _request_timeout=self.timeout)
+            listing = await patiently(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
+                _request_timeout=self.timeout)
         return listing.get("items", [])
 
     async def suspend_job(self, namespace: str, name: str) -> dict[str, Any]:
-        return await patiently(self.custom.patch_namespaced_custom_object, 
-            GROUP, VERSION, namespace, PLURAL, name, {"spec": {"suspend": True}},
-            _content_type="application/merge-patch+json", _request_timeout=self.timeout)
+        return await patiently(
+            self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+            {"spec": {"suspend": True}}, _content_type="application/merge-patch+json", _request_timeout=self.timeout)
 
     async def delete_job(self, namespace: str, name: str, uid: str) -> None:
-        await patiently(self.custom.delete_namespaced_custom_object, 
-            GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Background",
-            body={"preconditions": {"uid": uid}}, _request_timeout=self.timeout)
+        await patiently(
+            self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+            propagation_policy="Background", body={"preconditions": {"uid": uid}}, _request_timeout=self.timeout)
 
     async def namespaces(self) -> list[str]:
         listing = await patiently(self.core.list_namespace, _request_timeout=self.timeout)
@@ -115,14 +118,15 @@ class Kube:
 
     async def pod_logs(self, namespace: str, job_name: str) -> list[dict[str, Any]] | None:
         """Logs of the job's pods; None when there are none or any cannot be read."""
-        pods = await patiently(self.core.list_namespaced_pod, 
-            namespace, label_selector=f"{JOB_LABEL}={job_name}", _request_timeout=self.timeout)
+        pods = await patiently(
+            self.core.list_namespaced_pod, namespace, label_selector=f"{JOB_LABEL}={job_name}",
+            _request_timeout=self.timeout)
         if not pods.items:
             return None
 
         async def read(pod: Any) -> dict[str, Any]:
-            text = await patiently(self.core.read_namespaced_pod_log, 
-                pod.metadata.name, namespace, _request_timeout=min(self.timeout, 5))
+            text = await patiently(
+                self.core.read_namespaced_pod_log, pod.metadata.name, namespace, _request_timeout=min(self.timeout, 5))
             index = (pod.metadata.annotations or {}).get(COMPLETION_INDEX)
             return {"shard": int(index) if index and index.isdigit() else None, "pod": pod.metadata.name,
                     "log": text}
@@ -142,7 +146,8 @@ class Kube:
     # -- reviews ---------------------------------------------------------------------------
 
     async def token_review(self, token: str) -> dict[str, Any]:
-        review = await patiently(self.authn.create_token_review, 
+        review = await patiently(
+            self.authn.create_token_review,
             {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}},
             _request_timeout=self.timeout)
         return self.plain(review.status) or {}
@@ -158,7 +163,8 @@ class Kube:
         spec: dict[str, Any] = {"user": user, "groups": groups, "extra": extra, "resourceAttributes": attributes}
         if uid:
             spec["uid"] = uid
-        review = await patiently(self.authz.create_subject_access_review, 
+        review = await patiently(
+            self.authz.create_subject_access_review,
             {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec},
             _request_timeout=self.timeout)
         status = review.status

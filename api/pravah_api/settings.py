@@ -28,6 +28,7 @@ class ApiSettings(BaseSettings):
         description="USER:PASSWORD of an admin created at start when no admin exists (standalone mode).")
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest accepted request body.")
     api_default_namespace: str = Field(default="default", description="Namespace of jobs posted without one.")
+    api_idempotency_hours: float = Field(default=24.0, gt=0, description="How long an Idempotency-Key is honoured.")
     api_page_size: int = Field(default=50, ge=1, le=1000, description="Default page size of GET /jobs.")
     api_max_page_size: int = Field(default=500, ge=1, le=5000)
     api_inline_result_bytes: int = Field(

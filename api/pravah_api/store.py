@@ -55,7 +55,12 @@ class ApiStore(Store):
             yield connection
 
     @staticmethod
-    async def idempotent_answer(connection: asyncpg.Connection, principal: str, key: str) -> dict[str, Any] | None:
+    async def idempotent_answer(connection: asyncpg.Connection, principal: str, key: str,
+                                keep_hours: float) -> dict[str, Any] | None:
+        """The job an earlier request with this key created, unless the key has expired."""
+        await connection.execute(
+            "DELETE FROM api_idempotency_keys WHERE principal = $1 AND key = $2 "
+            "AND created_at < now() - make_interval(secs => $3)", principal, key, keep_hours * 3600)
         row = await connection.fetchrow(
             "SELECT request_hash, job_uid::text AS uid, namespace, name FROM api_idempotency_keys "
             "WHERE principal = $1 AND key = $2", principal, key)

@@ -102,7 +102,7 @@ COMMON_ROUTES = [
 ]
 STANDALONE_ROUTES = [
     Operation("POST", "/auth/token", issue_token, "Exchange a user name and password for a short-lived JWT",
-              "auth", {200: models.TokenResponse}, body=models.TokenRequest, public=True),
+              "auth", {200: models.TokenResponse, 401: models.ErrorResponse}, body=models.TokenRequest, public=True),
     Operation("GET", "/users", list_users, "List users (admins)", "users", {200: models.UserList}),
     Operation("POST", "/users", create_user, "Create a user (admins)", "users", {201: models.User},
               body=models.UserCreate),

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from pravah import render
+from pravah.client_cli import register as register_client_commands
 from pravah.dev import dev
 from pravah.local import JobFailed, LocalJob, execute
 from pravah.spec import OPERATIONS, OperationSpec, PravahJobManifest, describe_errors
@@ -177,6 +178,7 @@ def job_from_manifest(manifest: Path, options: dict[str, Any]) -> LocalJob:
 
 
 cli.add_command(dev)
+register_client_commands(cli)
 
 
 def main() -> None:

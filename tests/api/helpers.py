@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 from aiohttp import web
 
 from e2e.harness import free_port
@@ -130,3 +131,31 @@ def assert_error(answer: requests.Response, status: int, field: str | None = Non
 def write_json(path: Path, value: Any) -> Path:
     path.write_text(json.dumps(value))
     return path
+
+
+def apply(control_plane, *documents: dict) -> None:
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
+
+
+def service_account(control_plane, namespace: str, name: str, verbs: list[str]) -> str:
+    """A service account allowed `verbs` on pravahjobs in `namespace`; returns a token from
+    the TokenRequest API (through the admin client)."""
+    from kubernetes import client
+
+    rules = [{"apiGroups": ["pravah.io"], "resources": ["pravahjobs"], "verbs": verbs}]
+    apply(control_plane,
+          {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
+          {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+           "metadata": {"name": name, "namespace": namespace}, "rules": rules},
+          {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+           "metadata": {"name": name, "namespace": namespace},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+           "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]})
+    api = control_plane.api_client()
+    try:
+        request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
+            audiences=[], expiration_seconds=3600))
+        answer = client.CoreV1Api(api).create_namespaced_service_account_token(name, namespace, request)
+        return answer.status.token
+    finally:
+        api.close()

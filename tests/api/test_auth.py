@@ -5,9 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import yaml
-
-from api.helpers import STATS_SPEC, assert_error
+from api.helpers import STATS_SPEC, assert_error, service_account
 
 ALL_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
 
@@ -60,34 +58,6 @@ def test_standalone_roles_and_namespaces(standalone_api, namespace, other_namesp
 
 
 # -- kubernetes mode: TokenReview + SubjectAccessReview --------------------------------------
-
-def apply(control_plane, *documents: dict) -> None:
-    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
-
-
-def service_account(control_plane, namespace: str, name: str, verbs: list[str]) -> str:
-    """A service account allowed `verbs` on pravahjobs in `namespace`; returns a token from
-    the TokenRequest API (through the admin client)."""
-    from kubernetes import client
-
-    rules = [{"apiGroups": ["pravah.io"], "resources": ["pravahjobs"], "verbs": verbs}]
-    apply(control_plane,
-          {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
-          {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-           "metadata": {"name": name, "namespace": namespace}, "rules": rules},
-          {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-           "metadata": {"name": name, "namespace": namespace},
-           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-           "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]})
-    api = control_plane.api_client()
-    try:
-        request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
-            audiences=[], expiration_seconds=3600))
-        answer = client.CoreV1Api(api).create_namespaced_service_account_token(name, namespace, request)
-        return answer.status.token
-    finally:
-        api.close()
-
 
 def kubectl_can(control_plane, token: str, verb: str, namespace: str, workdir: Path) -> bool:
     """What kubectl says the same token may do (a kubeconfig with that token only)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from api.helpers import STATS_SPEC, assert_error
 
@@ -106,6 +107,13 @@ def test_idempotency_key_returns_the_same_job(standalone_api, namespace):
                  "Idempotency-Key")
     listing = api.request("GET", f"/jobs?namespace={namespace}", token).json()["items"]
     assert len(listing) == 2
+    # Concurrent retries of one request create one job.
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: api.request("POST", "/jobs", token, json=body,
+                                                      headers={"Idempotency-Key": "k-3"}), range(10)))
+    assert {answer.status_code for answer in answers} == {201}
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert len(api.request("GET", f"/jobs?namespace={namespace}", token).json()["items"]) == 3
 
 
 def api_kubectl(api, *args: str) -> str:
