@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,7 +40,7 @@ def progress_reporter(enabled: bool = True) -> Iterator[ProgressCallback]:
 
 def summary(document: dict[str, Any]) -> None:
     """Print a readable summary of a result document to stdout."""
-    out = Console()
+    out = Console(width=None if sys.stdout.isatty() else 160)
     result = document["result"]
     op = document["operation"]
     out.print(f"[bold]{op}[/bold]: {document['files']} files, {human_bytes(document['bytes'])}, "
@@ -58,13 +59,14 @@ def summary(document: dict[str, Any]) -> None:
 
 def stats_table(result: dict[str, Any]) -> Table:
     table = Table("column", "type", "count", "nulls", "min", "max", "mean", "stddev", "distinct",
-                  "quantiles", "top", title=f"{result['rows']} rows", title_justify="left")
+                  "quantiles", "top value", title=f"{result['rows']} rows", title_justify="left")
+    table.columns[0].no_wrap = True
     for column in result["columns"]:
-        quantiles = " ".join(f"p{float(q) * 100:g}={fmt(v)}" for q, v in (column["quantiles"] or {}).items())
-        top = ", ".join(f"{t['value']} ({t['count']})" for t in column["top"][:3])
+        quantiles = "\n".join(f"p{float(q) * 100:g} {fmt(v)}" for q, v in (column["quantiles"] or {}).items())
+        top = column["top"][0] if column["top"] else None
         table.add_row(column["name"], column["type"], str(column["count"]), str(column["nulls"]),
                       fmt(column["min"]), fmt(column["max"]), fmt(column["mean"]), fmt(column["stddev"]),
-                      str(column["distinct"]), quantiles, top)
+                      str(column["distinct"]), quantiles, f"{top['value']} ({top['count']})" if top else "")
     return table
 
 
