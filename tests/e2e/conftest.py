@@ -1,4 +1,5 @@
-"""End-to-end fixtures: the CRD installed, volumes bound, and the operator as a real process."""
+"""End-to-end fixtures: the CRD installed, volumes bound, and the operator as a real process
+running with the `pravah-operator` service account's token and the manifests' RBAC."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.harness import CRD, ROOT, Cluster, bind_volume
+from e2e.harness import CRD, ROOT, Cluster, bind_volume, operator_kubeconfig
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +26,8 @@ def cluster(control_plane, node_agent, namespace, database, crd, tmp_path, reque
     for claim in ("datasets", "results"):
         bind_volume(control_plane, node_agent, namespace, claim)
     settings = getattr(request, "param", {}) or {}
-    cluster = Cluster(control_plane, node_agent, namespace, database, tmp_path, [], settings)
+    cluster = Cluster(control_plane, node_agent, namespace, database, tmp_path, [], settings,
+                      operator_kubeconfig=operator_kubeconfig(control_plane, namespace, tmp_path))
     cluster.start_operator()
     yield cluster
     for operator in cluster.operators:
@@ -33,6 +35,10 @@ def cluster(control_plane, node_agent, namespace, database, crd, tmp_path, reque
     if request.session.testsfailed:
         for operator in cluster.operators:
             sys.stderr.write(f"\n----- {operator.log_path.name} -----\n{operator.log()[-4000:]}\n")
+    refused = [line for operator in cluster.operators for line in operator.forbidden()]
+    if refused:
+        pytest.fail("the operator was refused calls by the API server; manifests/base lacks a permission:\n"
+                    + "\n".join(refused[:10]), pytrace=False)
 
 
 @pytest.fixture

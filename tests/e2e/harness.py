@@ -1,4 +1,9 @@
-"""End-to-end harness: the operator as a real process, a namespace with volumes, waiting helpers."""
+"""End-to-end harness: the operator as a real process, a namespace with volumes, waiting helpers.
+
+The operator runs as it does in a cluster: with a token of the `pravah-operator` service
+account, bound by the RBAC of manifests/base (never the admin credential), so a
+permission missing from the manifests fails the tests.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "pravahjobs.pravah.io.yaml"
 BIN = Path(sys.executable).parent
+MANIFESTS_BASE = ROOT / "manifests" / "base"
+OPERATOR_NAMESPACE = "pravah-system"
+OPERATOR_ACCOUNT = "pravah-operator"
+RBAC_KINDS = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+# What a log shows when the API server refused a call for lack of a permission.
+FORBIDDEN_MARKERS = ("Forbidden", "Not enough permissions")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -42,11 +53,11 @@ class OperatorProcess:
     """`pravah-operator` run as a real process, watching one namespace."""
 
     def __init__(self, control_plane, database: str, namespace: str, workdir: Path, identity: str,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, kubeconfig: Path | None = None):
         self.log_path = workdir / f"operator-{identity}.log"
         self.metrics_port = free_port()
         self.env = {
-            **os.environ, "KUBECONFIG": str(control_plane.kubeconfig), "PRAVAH_DATABASE_URL": database,
+            **os.environ, "KUBECONFIG": str(kubeconfig or control_plane.kubeconfig), "PRAVAH_DATABASE_URL": database,
             "PRAVAH_RUNNER_COMMAND": json.dumps([str(BIN / "pravah"), "runner"]),
             "PRAVAH_RUNNER_SERVICE_ACCOUNT": "", "PRAVAH_NAMESPACES": json.dumps([namespace]),
             "PRAVAH_LEASE_NAMESPACE": namespace, "PRAVAH_LEASE_SECONDS": "6", "PRAVAH_IDENTITY": identity,
@@ -78,6 +89,10 @@ class OperatorProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def forbidden(self) -> list[str]:
+        """Log lines where the API server refused the operator a call (a missing permission)."""
+        return [line for line in self.log().splitlines() if any(marker in line for marker in FORBIDDEN_MARKERS)]
+
 
 @dataclass
 class Cluster:
@@ -90,6 +105,7 @@ class Cluster:
     workdir: Path
     operators: list[OperatorProcess]
     operator_settings: dict[str, str]
+    operator_kubeconfig: Path | None = None  # None: the admin credential
 
     @property
     def datasets(self) -> Path:
@@ -145,7 +161,7 @@ class Cluster:
         """Start an operator with this cluster's settings (`operator_settings`, as PRAVAH_* names)."""
         env = {f"PRAVAH_{key.upper()}": value for key, value in self.operator_settings.items()}
         operator = OperatorProcess(self.control_plane, self.database, self.namespace, self.workdir, identity,
-                                   env).start()
+                                   env, kubeconfig=self.operator_kubeconfig).start()
         self.operators.append(operator)
         return operator
 
@@ -170,6 +186,75 @@ def bind_volume(control_plane, node_agent, namespace: str, claim: str) -> None:
              .get("status", {}).get("phase") == "Bound", 60, f"claim {claim} to be Bound")
 
 
+
+
+# -- the operator's own credential: the manifests' service account and RBAC --
+
+_rbac_installed: set[str] = set()
+
+
+def rendered_base() -> list[dict[str, Any]]:
+    """manifests/base as kustomize renders it."""
+    kubectl = _kubectl_binary()
+    out = subprocess.run([kubectl, "kustomize", str(MANIFESTS_BASE)], capture_output=True, text=True, check=True)
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def _kubectl_binary() -> str:
+    from testbed import bins
+
+    return str(bins.k8s_bin_dir() / "kubectl")
+
+
+def install_rbac(control_plane) -> None:
+    """Apply the namespace, service accounts, roles and bindings of manifests/base (once per
+    control plane): the operator then has exactly the permissions a real install gives it."""
+    if control_plane.server in _rbac_installed:
+        return
+    docs = [doc for doc in rendered_base() if doc["kind"] in RBAC_KINDS]
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    wait_for(lambda: control_plane.kubectl("get", "serviceaccount", OPERATOR_ACCOUNT, "-n", OPERATOR_NAMESPACE,
+                                           check=False).returncode == 0, 30, "the operator's service account")
+    _rbac_installed.add(control_plane.server)
+
+
+def bind_leader_election(control_plane, namespace: str) -> None:
+    """The Lease lives in PRAVAH_LEASE_NAMESPACE; as in manifests/base (a RoleBinding in the
+    operator's namespace), the leader-election ClusterRole is granted in that one namespace."""
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "pravah-operator-leader-election", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "pravah-operator-leader-election"},
+        "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_ACCOUNT, "namespace": OPERATOR_NAMESPACE}],
+    }
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(binding))
+
+
+def service_account_kubeconfig(control_plane, path: Path, account: str = OPERATOR_ACCOUNT,
+                               namespace: str = OPERATOR_NAMESPACE, duration: str = "12h") -> Path:
+    """A kubeconfig for the control plane that authenticates with a TokenRequest token of
+    `namespace/account` (what the in-cluster service account token would give the pod)."""
+    token = control_plane.kubectl("create", "token", account, "-n", namespace,
+                                  f"--duration={duration}").stdout.strip()
+    admin = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
+    user = f"system:serviceaccount:{namespace}:{account}"
+    config = {
+        "apiVersion": "v1", "kind": "Config", "clusters": admin["clusters"],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": admin["clusters"][0]["name"], "user": user}}],
+        "current-context": account, "preferences": {},
+    }
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def operator_kubeconfig(control_plane, namespace: str, workdir: Path) -> Path:
+    """Everything the operator needs to run as its own service account watching `namespace`."""
+    install_rbac(control_plane)
+    bind_leader_election(control_plane, namespace)
+    return service_account_kubeconfig(control_plane, workdir / "operator.kubeconfig")
 
 
 # -- runner processes: freezing one (SIGSTOP) holds a job mid-run for failure tests --
