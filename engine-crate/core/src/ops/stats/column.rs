@@ -151,6 +151,9 @@ pub struct ColumnAcc {
     max_buf: Vec<u8>,
     #[serde(skip)]
     bufs_set: bool,
+    /// Only gather type evidence (used for schema inference).
+    #[serde(skip)]
+    types_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -164,6 +167,11 @@ struct Pending {
 impl ColumnAcc {
     pub fn new(top_capacity: usize) -> Self {
         ColumnAcc { top: TopK::new(top_capacity), ..Default::default() }
+    }
+
+    /// An accumulator that only counts nulls and type evidence.
+    pub fn types_only() -> Self {
+        ColumnAcc { types_only: true, ..Default::default() }
     }
 
     /// True once the values seen make the column a string column whatever comes next.
@@ -193,6 +201,10 @@ impl ColumnAcc {
             return;
         }
         self.count += 1;
+        if self.types_only {
+            self.add_type(f);
+            return;
+        }
         let h = xxhash_rust::xxh3::xxh3_64(f);
         self.distinct.add(h);
         self.top.add(h, f);
@@ -236,6 +248,21 @@ impl ColumnAcc {
                 self.n_float += 1;
                 self.add_number(x);
             }
+            Class::Bool => self.n_bool += 1,
+            Class::Date => self.n_date += 1,
+            Class::Str => self.n_str += 1,
+        }
+    }
+
+    #[inline]
+    fn add_type(&mut self, f: &[u8]) {
+        if self.is_stringish() {
+            self.n_str += 1;
+            return;
+        }
+        match classify(f) {
+            Class::Int(_) => self.n_int += 1,
+            Class::Float(_) => self.n_float += 1,
             Class::Bool => self.n_bool += 1,
             Class::Date => self.n_date += 1,
             Class::Str => self.n_str += 1,

@@ -49,6 +49,8 @@ pub struct StatsOp {
     pub quantiles: Vec<f64>,
     pub top: usize,
     pub chunk: u64,
+    /// Only infer column types (schema inference for `convert`).
+    pub types_only: bool,
 }
 
 pub fn csv_options(o: &mut Options) -> Result<CsvOptions, EngineError> {
@@ -68,7 +70,16 @@ impl StatsOp {
         if csv.dialect.quote == csv.dialect.delimiter || csv.dialect.quote == b'\n' || csv.dialect.delimiter == b'\n' {
             return Err(EngineError::Invalid("stats.quote: must differ from the delimiter and newline".into()));
         }
-        Ok(StatsOp { csv, quantiles, top, chunk: CHUNK })
+        Ok(StatsOp { csv, quantiles, top, chunk: CHUNK, types_only: false })
+    }
+
+    /// A parse-only configuration that infers column types.
+    pub fn type_inference(csv: CsvOptions, chunk: u64) -> Self {
+        StatsOp { csv, quantiles: Vec::new(), top: 0, chunk, types_only: true }
+    }
+
+    fn new_column(&self) -> ColumnAcc {
+        if self.types_only { ColumnAcc::types_only() } else { ColumnAcc::new(self.top_capacity()) }
     }
 
     fn top_capacity(&self) -> usize {
@@ -159,11 +170,11 @@ fn earliest(a: Option<Problem>, b: Option<Problem>) -> Option<Problem> {
 /// Result of parsing one record-aligned range of a file.
 #[derive(Debug, Default)]
 pub struct ChunkStats {
-    header: Option<Vec<String>>,
-    cols: Vec<ColumnAcc>,
-    rows: u64,
+    pub header: Option<Vec<String>>,
+    pub cols: Vec<ColumnAcc>,
+    pub rows: u64,
     /// Width and offset of the first record.
-    first: Option<(usize, u64)>,
+    pub first: Option<(usize, u64)>,
     /// First record whose width differs from the first record's.
     ragged: Option<(usize, u64)>,
     problem: Option<Problem>,
@@ -216,7 +227,6 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool) -> Chu
         out.problem = Some(Problem { offset: base + e.valid_up_to() as u64, line: None, reason: "invalid UTF-8".into() });
         return out;
     }
-    let cap = op.top_capacity();
     let mut reader = Reader::new(buf, op.csv.dialect);
     let mut rec = Record::default();
     let mut want_header = file_start && op.csv.header;
@@ -245,7 +255,7 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool) -> Chu
         }
         out.rows += 1;
         if out.cols.len() < width {
-            out.cols.resize_with(width, || ColumnAcc::new(cap));
+            out.cols.resize_with(width, || op.new_column());
         }
         for (col, f) in out.cols.iter_mut().zip(rec.iter(buf)) {
             col.add(f);
@@ -258,7 +268,7 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool) -> Chu
 }
 
 /// Column names for a file: header names made unique, or `column_N`.
-fn column_names(header: Option<Vec<String>>, width: usize) -> Vec<String> {
+pub fn column_names(header: Option<Vec<String>>, width: usize) -> Vec<String> {
     let mut names: Vec<String> = Vec::with_capacity(width);
     let header = header.unwrap_or_default();
     for i in 0..width {
@@ -288,7 +298,9 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, ctl: &Control) -> Result<Result
     let stats = if n == 1 {
         match with_buffer(|buf| {
             read_to_end_from(&file, 0, buf, task.size as usize + 1).map(|_| {
-                ctl.add_bytes(buf.len() as u64);
+                if !op.types_only {
+                    ctl.add_bytes(buf.len() as u64);
+                }
                 let mut s = parse_chunk(op, buf, 0, true);
                 if let Some(p) = &mut s.problem {
                     let upto = (p.offset as usize).min(buf.len());
@@ -315,7 +327,9 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, ctl: &Control) -> Result<Result
                 ctl.check()?;
                 Ok(with_buffer(|buf| match read_aligned(&file, i, n, op.chunk, Some(quote), &parity, buf) {
                     Ok(a) => {
-                        ctl.add_bytes((a.end - a.start) as u64);
+                        if !op.types_only {
+                            ctl.add_bytes((a.end - a.start) as u64);
+                        }
                         Ok(parse_chunk(op, &buf[a.start..a.end], a.base + a.start as u64, i == 0))
                     }
                     Err(e) => Err(FileError::io(&task.path, &e)),
@@ -355,7 +369,7 @@ impl Operation for StatsOp {
             let width = s.first.map_or(0, |f| f.0);
             let names = column_names(s.header, width);
             let mut cols = s.cols;
-            cols.resize_with(width, || ColumnAcc::new(self.top_capacity()));
+            cols.resize_with(width, || self.new_column());
             acc.add_file(&task.path, s.rows, names.into_iter().zip(cols).collect());
         }))
     }

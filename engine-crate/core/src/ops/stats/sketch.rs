@@ -319,10 +319,10 @@ struct Slot {
     count: u64,
 }
 
-/// Frequent values: a counter table holding up to `2 * capacity` distinct
+/// Frequent values: a counter table holding up to `4 * capacity` distinct
 /// values. When it fills up, only the `capacity` most frequent values (ties
-/// by value) are kept. Counts are exact for every value as long as the table
-/// never evicted anything (at most `2 * capacity` distinct values seen by a
+/// by value hash) are kept. Counts are exact for every value as long as the table
+/// never evicted anything (at most `4 * capacity` distinct values seen by a
 /// partial); after evictions, a value's count misses the occurrences seen
 /// before it was last evicted, so heavy hitters stay exact in practice and
 /// rarer values are approximate. Values live in one byte arena (no
@@ -364,7 +364,7 @@ impl TopK {
         let off = self.arena.len() as u32;
         self.arena.extend_from_slice(value);
         self.table.insert_unique(hash, Slot { hash, off, len: value.len() as u32, count: n }, |s| s.hash);
-        if self.table.len() > 2 * self.capacity {
+        if self.table.len() > 4 * self.capacity {
             self.prune(self.capacity);
         }
     }
@@ -381,19 +381,22 @@ impl TopK {
     }
 
     fn prune(&mut self, keep: usize) {
-        let kept: Vec<(Vec<u8>, u64, u64)> = {
-            let mut v: Vec<&Slot> = self.table.iter().collect();
-            v.sort_unstable_by(|a, b| b.count.cmp(&a.count).then(self.value(a).cmp(self.value(b))));
-            v.truncate(keep);
-            v.into_iter().map(|s| (self.value(s).to_vec(), s.hash, s.count)).collect()
-        };
-        self.table.clear();
-        self.arena.clear();
-        for (val, hash, count) in kept {
-            let off = self.arena.len() as u32;
-            self.arena.extend_from_slice(&val);
-            self.table.insert_unique(hash, Slot { hash, off, len: val.len() as u32, count }, |s| s.hash);
+        let mut slots: Vec<Slot> = self.table.drain().collect();
+        let arena = std::mem::take(&mut self.arena);
+        let val = |s: &Slot| &arena[s.off as usize..(s.off + s.len) as usize];
+        if slots.len() > keep {
+            // Linear-time selection of the `keep` most frequent; ties broken
+            // by hash (deterministic, and cheaper than comparing values).
+            slots.select_nth_unstable_by(keep, |a, b| b.count.cmp(&a.count).then(a.hash.cmp(&b.hash)));
+            slots.truncate(keep);
         }
+        let mut new_arena = Vec::with_capacity(arena.len() / 2);
+        for s in slots {
+            let off = new_arena.len() as u32;
+            new_arena.extend_from_slice(val(&s));
+            self.table.insert_unique(s.hash, Slot { off, ..s }, |x| x.hash);
+        }
+        self.arena = new_arena;
     }
 
     pub fn merge(&mut self, other: &TopK) {
@@ -487,6 +490,6 @@ mod tests {
         }
         let e = t.entries();
         assert_eq!(e[0], (&b"v0"[..], 34));
-        assert!(t.len() <= 8);
+        assert!(t.len() <= 16);
     }
 }

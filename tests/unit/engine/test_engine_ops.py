@@ -1,0 +1,155 @@
+"""count, checksum, grep and convert against independent references."""
+
+import hashlib
+import re
+
+import pytest
+
+from unit.engine.engine_helpers import files_of, run_op
+
+
+def sample_files(tmp_path):
+    a = tmp_path / "a.txt"
+    a.write_bytes(b"hello world\nfoo bar  baz\n\n  tabs\tand\x0bvt\nno newline at end")
+    b = tmp_path / "b.txt"
+    b.write_bytes(b"")
+    c = tmp_path / "sub" / "c.txt"
+    c.parent.mkdir()
+    c.write_bytes(b"FOO\nfoo\nFoO fOo\nbar\n" * 50 + bytes(range(256)))
+    return [a, b, c]
+
+
+def test_count_matches_python(tmp_path):
+    paths = sample_files(tmp_path)
+    doc = run_op("count", {}, files_of(*paths))
+    total_lines = total_words = 0
+    for p, f in zip(sorted(paths, key=lambda p: str(p)), doc["result"]["files"]):
+        data = p.read_bytes()
+        lines, words = data.count(b"\n"), len(data.split())
+        assert f == {"path": str(p), "lines": lines, "words": words, "bytes": len(data)}
+        total_lines += lines
+        total_words += words
+    assert doc["result"]["lines"] == total_lines and doc["result"]["words"] == total_words
+
+
+def test_count_big_file_split_across_threads(tmp_path):
+    p = tmp_path / "big.txt"
+    chunk = b"alpha beta\tgamma\n  delta" * 4001 + b"x" * 7
+    p.write_bytes(chunk * 300)
+    doc = run_op("count", {}, files_of(p), threads=2)
+    data = p.read_bytes()
+    assert doc["result"]["lines"] == data.count(b"\n")
+    assert doc["result"]["words"] == len(data.split())
+    assert doc["result"]["bytes"] == len(data)
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "blake3", "xxh3"])
+def test_checksum_matches_reference(tmp_path, algorithm):
+    paths = sample_files(tmp_path)
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * (6 * 4096 + 3))
+    paths.append(big)
+    if algorithm == "sha256":
+        ref = lambda d: hashlib.sha256(d).hexdigest()
+    elif algorithm == "blake3":
+        import blake3
+        ref = lambda d: blake3.blake3(d).hexdigest()
+    else:
+        import xxhash
+        ref = lambda d: xxhash.xxh3_64_hexdigest(d)
+    doc = run_op("checksum", {"algorithm": algorithm}, files_of(*paths))
+    assert doc["result"]["algorithm"] == algorithm
+    got = {f["path"]: (f["bytes"], f["digest"]) for f in doc["result"]["files"]}
+    assert got == {str(p): (p.stat().st_size, ref(p.read_bytes())) for p in paths}
+    assert [f["path"] for f in doc["result"]["files"]] == sorted(got)
+
+
+def grep_reference(paths, pattern, flags, max_lines):
+    rx = re.compile(pattern, flags)
+    files, total = [], 0
+    for p in sorted(paths, key=lambda p: str(p).encode()):
+        text = p.read_bytes().decode("utf-8", "replace")
+        lines = text.split("\n")
+        if text.endswith("\n"):
+            lines.pop()
+        hits = [(i + 1, line) for i, line in enumerate(lines) if rx.search(line)]
+        if hits:
+            total += len(hits)
+            files.append({"path": str(p), "matches": len(hits),
+                          "lines": [{"line": n, "text": t} for n, t in hits[:max_lines]]})
+    return files, total
+
+
+@pytest.mark.parametrize("pattern,ignore_case,max_lines", [("foo", False, 100), ("foo", True, 3), (r"^b\w+", False, 100), (r"o\s+b", False, 10)])
+def test_grep_matches_python_re(tmp_path, pattern, ignore_case, max_lines):
+    paths = sample_files(tmp_path)
+    paths = [p for p in paths if p.name != "c.txt"] + [tmp_path / "sub" / "c.txt"]
+    (tmp_path / "sub" / "c.txt").write_bytes(b"FOO\nfoo\nFoO fOo\nbar\n" * 50)
+    opts = {"pattern": pattern, "ignore_case": ignore_case, "max_matches_per_file": max_lines}
+    doc = run_op("grep", opts, files_of(*paths))
+    files, total = grep_reference(paths, pattern, re.I if ignore_case else 0, max_lines)
+    assert doc["result"]["files"] == files
+    assert doc["result"]["matches"] == total
+    assert doc["result"]["files_with_matches"] == len(files)
+    assert doc["result"]["pattern"] == pattern
+
+
+def test_grep_big_file_line_numbers(tmp_path):
+    p = tmp_path / "big.log"
+    lines = [f"line {i} {'ERROR disk' if i % 9973 == 0 else 'ok'}" for i in range(600_000)]
+    p.write_text("\n".join(lines) + "\n")
+    doc = run_op("grep", {"pattern": "ERROR", "max_matches_per_file": 1000}, files_of(p), threads=2)
+    want = [i + 1 for i in range(600_000) if i % 9973 == 0]
+    assert [l["line"] for l in doc["result"]["files"][0]["lines"]] == want
+    assert doc["result"]["matches"] == len(want)
+
+
+def test_convert_roundtrip_with_pyarrow(tmp_path):
+    import pyarrow.parquet as pq
+    import datetime
+
+    src = tmp_path / "in" / "data.csv"
+    src.parent.mkdir()
+    src.write_text(
+        "id,price,flag,day,name\n"
+        "1,2.5,true,2024-01-31,alpha\n"
+        "2,,FALSE,,\"b, \"\"q\"\"\"\n"
+        ",3,true,1999-12-31,\n"
+    )
+    bad = tmp_path / "in" / "bad.csv"
+    bad.write_text("a,b\n1\n")
+    out = tmp_path / "out"
+    for compression in ["zstd", "snappy", "none"]:
+        doc = run_op("convert", {"output_dir": str(out / compression), "compression": compression}, files_of(src, bad))
+        assert [e["path"] for e in doc["errors"]] == [str(bad)]
+        r = doc["result"]
+        assert r["format"] == "parquet" and r["compression"] == compression and r["rows"] == 3
+        assert r["schema"] == [{"name": "id", "type": "int64"}, {"name": "price", "type": "float64"},
+                               {"name": "flag", "type": "bool"}, {"name": "day", "type": "date32"},
+                               {"name": "name", "type": "utf8"}]
+        assert [o["source"] for o in r["outputs"]] == [str(src)]
+        table = pq.read_table(r["outputs"][0]["path"])
+        assert [str(t) for t in table.schema.types] == ["int64", "double", "bool", "date32[day]", "string"]
+        assert table.to_pydict() == {
+            "id": [1, 2, None],
+            "price": [2.5, None, 3.0],
+            "flag": [True, False, True],
+            "day": [datetime.date(2024, 1, 31), None, datetime.date(1999, 12, 31)],
+            "name": ["alpha", 'b, "q"', None],
+        }
+
+
+def test_convert_big_file_many_row_groups(tmp_path):
+    import pyarrow.parquet as pq
+    src = tmp_path / "big.csv"
+    n = 400_000
+    with open(src, "w") as f:
+        f.write("i,x,s\n")
+        for i in range(n):
+            f.write(f"{i},{i / 4},s{i % 97}\n")
+    doc = run_op("convert", {"output_dir": str(tmp_path / "out")}, files_of(src), threads=2)
+    assert doc["errors"] == [] and doc["result"]["rows"] == n
+    t = pq.read_table(doc["result"]["outputs"][0]["path"])
+    assert t.num_rows == n
+    assert t.column("i").to_pylist()[::50_000] == list(range(0, n, 50_000))
+    assert sum(t.column("x").to_pylist()) == sum(i / 4 for i in range(n))

@@ -1,0 +1,158 @@
+"""Run handle: progress, cancel, GIL release, thread count, validation."""
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from unit.engine.engine_helpers import pe
+
+
+def big_csv(path, mb):
+    row = b"123456,3.25,alpha beta,true,2024-05-06,\"q, x\"\n"
+    body = row * ((1 << 20) // len(row))
+    with open(path, "wb") as f:
+        f.write(b"id,x,name,flag,day,txt\n")
+        for _ in range(mb):
+            f.write(body)
+    return [(str(path), path.stat().st_size)]
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    return big_csv(tmp_path_factory.mktemp("big") / "big.csv", 96)
+
+
+def test_threads_available():
+    n = pe.threads_available()
+    assert isinstance(n, int) and 1 <= n <= os.cpu_count()
+    assert n <= len(os.sched_getaffinity(0))
+
+
+def test_version_and_exception_class():
+    assert isinstance(pe.__version__, str) and pe.__version__
+    assert issubclass(pe.Cancelled, Exception)
+
+
+def test_bad_requests_raise_value_error(tmp_path):
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        pe.start("count", "{}", [], 0)
+    with pytest.raises(ValueError, match="grep.pattern: invalid regex"):
+        pe.start("grep", json.dumps({"pattern": "("}), [], 1)
+    with pytest.raises(ValueError, match=r"checksum.algorithm: unknown 'md5' \(expected sha256, blake3, xxh3\)"):
+        pe.start("checksum", json.dumps({"algorithm": "md5"}), [], 1)
+    with pytest.raises(ValueError, match="stats.bogus"):
+        pe.start("stats", json.dumps({"bogus": 1}), [], 1)
+    with pytest.raises(ValueError, match="stats.delimiter"):
+        pe.start("stats", json.dumps({"delimiter": ";;"}), [], 1)
+    with pytest.raises(ValueError, match="stats.quantiles"):
+        pe.start("stats", json.dumps({"quantiles": [1.5]}), [], 1)
+    with pytest.raises(ValueError, match="stats.top"):
+        pe.start("stats", json.dumps({"top": 101}), [], 1)
+    with pytest.raises(ValueError, match="convert.output_dir"):
+        pe.start("convert", json.dumps({"to": "parquet"}), [], 1)
+    with pytest.raises(ValueError, match="convert.compression"):
+        pe.start("convert", json.dumps({"output_dir": str(tmp_path), "compression": "lzma"}), [], 1)
+    with pytest.raises(ValueError, match="op"):
+        pe.start("sort", "{}", [], 1)
+    with pytest.raises(ValueError):
+        pe.merge("count", "{}", "not json")
+
+
+def test_progress_visible_while_running(big):
+    run = pe.start("stats", "{}", big, 1)
+    seen = []
+
+    def poll():
+        while not run.done:
+            seen.append(run.progress())
+            time.sleep(0.002)
+
+    t = threading.Thread(target=poll)
+    t.start()
+    partial = run.wait(60)
+    t.join()
+    assert partial is not None
+    total = big[0][1]
+    middle = [p for p in seen if 0 < p["bytes_done"] < total]
+    assert middle, "no intermediate progress observed"
+    assert all(p["bytes_total"] == total and p["files_total"] == 1 for p in seen)
+    final = run.progress()
+    assert final["bytes_done"] == total and final["files_done"] == 1 and final["errors"] == 0
+
+
+def test_cancel_is_prompt(big):
+    run = pe.start("stats", "{}", big, 1)
+    time.sleep(0.15)
+    assert not run.done, "input too small: run finished before cancel"
+    t0 = time.monotonic()
+    run.cancel()
+    with pytest.raises(pe.Cancelled):
+        run.wait()
+    elapsed = time.monotonic() - t0
+    assert elapsed < 0.1, f"wait() raised {elapsed:.3f}s after cancel"
+
+
+def test_wait_timeout_returns_none_then_result(big):
+    run = pe.start("stats", "{}", big, 1)
+    assert run.wait(0.01) is None
+    assert run.wait(60) is not None
+    assert run.done
+
+
+def test_wait_releases_the_gil(big):
+    run = pe.start("stats", "{}", big, 1)
+    counter = [0]
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            counter[0] += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    t0 = time.monotonic()
+    run.wait(60)
+    waited = time.monotonic() - t0
+    stop.set()
+    t.join()
+    assert waited > 0.05
+    assert counter[0] > 10_000, counter[0]
+
+
+def worker_threads():
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return sum(1 for n in names if n.startswith("pravah-worker"))
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_pool_has_exactly_n_threads(big, threads):
+    deadline = time.monotonic() + 2
+    while worker_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)  # pools of earlier runs wind down asynchronously
+    before = worker_threads()
+    run = pe.start("stats", "{}", big, threads)
+    time.sleep(0.05)
+    during = worker_threads() - before
+    run.wait(60)
+    assert during == threads
+
+
+def test_files_and_bytes_envelope(tmp_path):
+    a = tmp_path / "a.txt"
+    a.write_text("x\n")
+    missing = (str(tmp_path / "gone.txt"), 7)
+    run = pe.start("count", "{}", [(str(a), 2), missing], 2)
+    doc = json.loads(pe.finalize("count", run.wait(10)))
+    assert doc["operation"] == "count"
+    assert doc["files"] == 2 and doc["bytes"] == 9
+    assert [e["path"] for e in doc["errors"]] == [missing[0]]
+    assert doc["result"]["lines"] == 1
