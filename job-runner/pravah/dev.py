@@ -128,8 +128,18 @@ def _platform_up(timeout: int) -> dict:
                                    "run `pravah dev cluster down` first")
     try:
         testbed.k8s_bin_dir()
-    except testbed.PlatformError as e:
-        raise click.ClickException(str(e)) from None
+    except testbed.PlatformError:
+        # A fresh machine: build Kubernetes, etcd and MinIO (once, cached in ~/.cache/pravah)
+        # and install PostgreSQL if missing, as `make test` does.
+        prereqs = CHECKOUT / "scripts" / "platform-prereqs"
+        click.echo(f"the platform binaries are not built yet: running {prereqs.relative_to(CHECKOUT)} "
+                   "(once per machine; a cold build takes about ten minutes) ...", err=True)
+        if subprocess.run([str(prereqs)], cwd=str(CHECKOUT)).returncode != 0:
+            raise click.ClickException("scripts/platform-prereqs failed; see its messages above") from None
+        try:
+            testbed.k8s_bin_dir()
+        except testbed.PlatformError as e:
+            raise click.ClickException(str(e)) from None
 
     log_path = state / "daemon.log"
     env = dict(os.environ)

@@ -1,0 +1,102 @@
+"""`pravah dev up` / `pravah dev down`: the whole local stack from one command.
+
+Runs the commands as a person would (a fresh state directory, nothing started before),
+applies an example PravahJob with kubectl, waits for it to succeed, stops the stack and
+checks that no process of it is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deploy.helpers import ROOT
+
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.platform
+
+
+def processes_of(state: Path, dsn_port: str | None) -> list[str]:
+    """Live processes started for this stack: their environment names the state directory
+    (platform, operator, API) or their database (runner pods of the node agent)."""
+    marks = [f"PRAVAH_STATE={state}".encode()]
+    if dsn_port:
+        marks.append(f"127.0.0.1:{dsn_port}/".encode())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat.split(") ", 1)[1][0] == "Z":
+            continue
+        if any(mark in environ or mark in cmdline for mark in marks) or str(state).encode() in cmdline:
+            found.append(f"{entry.name}: {cmdline.decode(errors='replace')[:200]}")
+    return found
+
+
+def test_dev_up_runs_a_job_and_down_stops_everything(tmp_path):
+    state = tmp_path / "state"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PRAVAH_")},
+           "PRAVAH_STATE": str(state), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    up = subprocess.run([str(BIN / "pravah"), "dev", "up", "--api-port", "0"], env=env, cwd=tmp_path,
+                        capture_output=True, text=True, timeout=400)
+    stack = json.loads((state / "stack.json").read_text()) if (state / "stack.json").exists() else {}
+    dsn_port = re.search(r":(\d+)/", stack.get("database_url", "")).group(1) if stack else None
+    try:
+        assert up.returncode == 0, f"pravah dev up failed:\n{up.stdout}\n{up.stderr}"
+        printed = up.stdout
+        kubeconfig = re.search(r"^kubeconfig:\s+(\S+)", printed, re.M).group(1)
+        kubectl = re.search(r"^kubectl:\s+(\S+)", printed, re.M).group(1)
+        for what in ("API server:", "PostgreSQL:", "S3 (", "operator:", "REST API:", "datasets ->", "results  ->"):
+            assert what in printed, f"`pravah dev up` does not print {what!r}:\n{printed}"
+        datasets = Path(stack["volumes"]["datasets"])
+        assert (datasets / "data" / "sales").is_dir(), "examples/data was not copied into the datasets volume"
+
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True,
+                                  timeout=120, env=env)
+
+        applied = run("apply", "-f", str(ROOT / "examples" / "count-volume.yaml"))
+        assert applied.returncode == 0, applied.stderr
+        waited = run("wait", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=120s", "pj/data-count")
+        status = run("get", "pj/data-count", "-o", "json")
+        assert waited.returncode == 0, f"{waited.stderr}\n{status.stdout[-3000:]}\n" \
+                                       f"{Path(stack['operator']['log']).read_text()[-3000:]}"
+        result = Path(stack["volumes"]["results"]) / "pravah-out" / "data-count" / "result.json"
+        assert json.loads(result.read_text())["operation"] == "count"
+        assert "Forbidden" not in Path(stack["operator"]["log"]).read_text()
+        if stack.get("api"):
+            import requests
+
+            assert requests.get(stack["api"]["url"] + "/healthz", timeout=10).status_code == 200
+            token = run("create", "token", "pravah-dev-user").stdout.strip()
+            listed = requests.get(stack["api"]["url"] + "/jobs", headers={"Authorization": f"Bearer {token}"},
+                                  timeout=30)
+            assert listed.status_code == 200 and "data-count" in listed.text, listed.text
+        # `up` again while running only prints how to reach it.
+        again = subprocess.run([str(BIN / "pravah"), "dev", "up"], env=env, capture_output=True, text=True,
+                               timeout=60)
+        assert again.returncode == 0 and "already running" in again.stderr, again.stderr
+    finally:
+        down = subprocess.run([str(BIN / "pravah"), "dev", "down"], env=env, capture_output=True, text=True,
+                              timeout=180)
+    assert down.returncode == 0, down.stderr
+    deadline = time.monotonic() + 20
+    while processes_of(state, dsn_port) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_of(state, dsn_port) == [], "processes left after `pravah dev down`"
+    assert not (state / "stack.json").exists() and not (state / "platform.json").exists()
+    status = subprocess.run([str(BIN / "pravah"), "dev", "status"], env=env, capture_output=True, text=True)
+    assert status.returncode == 3 and "not running" in status.stdout

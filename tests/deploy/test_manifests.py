@@ -1,0 +1,154 @@
+"""The kustomize base and overlays: what they contain, and that the real API server accepts
+every object of both overlays (server-side dry-run)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from deploy.helpers import MANIFESTS, ROOT, find, kubectl_binary, one
+
+OVERLAYS = ("overlays/dev", "overlays/production")
+OUR_DEPLOYMENTS = ("pravah-operator", "pravah-api")
+
+
+def test_crd_in_base_is_the_generated_one():
+    copy = MANIFESTS / "base" / "crds" / "pravahjobs.pravah.io.yaml"
+    assert copy.read_text() == (ROOT / "crds" / "pravahjobs.pravah.io.yaml").read_text(), (
+        "manifests/base/crds/ is stale: cp crds/pravahjobs.pravah.io.yaml manifests/base/crds/")
+
+
+def test_base_has_every_part(base):
+    kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in base}
+    for expected in [("Namespace", "pravah-system"), ("CustomResourceDefinition", "pravahjobs.pravah.io"),
+                     ("ServiceAccount", "pravah-operator"), ("ServiceAccount", "pravah-api"),
+                     ("ServiceAccount", "pravah-runner"), ("ClusterRole", "pravah-operator"),
+                     ("ClusterRole", "pravah-api"), ("ClusterRole", "pravah-operator-leader-election"),
+                     ("ClusterRoleBinding", "pravah-operator"), ("ClusterRoleBinding", "pravah-api"),
+                     ("RoleBinding", "pravah-operator-leader-election"),
+                     ("Deployment", "pravah-operator"), ("Deployment", "pravah-api"), ("Service", "pravah-api"),
+                     ("Service", "pravah-operator-metrics"), ("ConfigMap", "pravah-operator-config"),
+                     ("ConfigMap", "pravah-api-config"), ("PodDisruptionBudget", "pravah-operator"),
+                     ("PodDisruptionBudget", "pravah-api"), ("NetworkPolicy", "default-deny-ingress")]:
+        assert expected in kinds, f"manifests/base lacks {expected}"
+    for doc in base:
+        if doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+                               "PersistentVolume"):
+            assert doc["metadata"]["namespace"] == "pravah-system", doc["metadata"]
+
+
+@pytest.mark.parametrize("overlay", ("base", "dev", "production"))
+def test_workloads_are_hardened(overlay, request):
+    docs = request.getfixturevalue(overlay)
+    workloads = find(docs, "Deployment") + find(docs, "Job")
+    assert workloads
+    for workload in workloads:
+        name = workload["metadata"]["name"]
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"], name
+            assert container["resources"]["limits"]["memory"], name
+            if workload["kind"] == "Deployment":
+                assert "livenessProbe" in container, f"{name} has no liveness probe"
+        if name in OUR_DEPLOYMENTS:
+            assert pod["serviceAccountName"] == name
+
+
+def test_probes_and_settings_of_our_deployments(base):
+    api = one(base, "Deployment", "pravah-api")["spec"]["template"]["spec"]["containers"][0]
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    operator = one(base, "Deployment", "pravah-operator")["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item for item in operator["env"]}
+    assert env["PRAVAH_LEASE_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["PRAVAH_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "pravah-database", "key": "url"}
+    config = one(base, "ConfigMap", "pravah-operator-config")["data"]
+    assert config["PRAVAH_RUNNER_SERVICE_ACCOUNT"] == "pravah-runner"
+    assert config["PRAVAH_RUNNER_DATABASE_SECRET"] == "pravah-database"
+    assert config["PRAVAH_RUNNER_IMAGE"].startswith("ghcr.io/pravah-io/pravah-runner:")
+    # Every key is a setting the operator knows (a typo would be silently ignored).
+    from pravah_operator.settings import OperatorSettings
+
+    known = {f"PRAVAH_{field.upper()}" for field in OperatorSettings.model_fields}
+    assert set(config) <= known, set(config) - known
+    from pravah_api.settings import ApiSettings
+
+    known = {f"PRAVAH_{field.upper()}" for field in ApiSettings.model_fields}
+    assert set(one(base, "ConfigMap", "pravah-api-config")["data"]) <= known
+
+
+def test_runner_account_has_no_token(base):
+    assert one(base, "ServiceAccount", "pravah-runner")["automountServiceAccountToken"] is False
+
+
+def test_overlays_differ_where_they_should(dev, production):
+    replicas = {name: one(dev, "Deployment", name)["spec"]["replicas"] for name in OUR_DEPLOYMENTS}
+    assert replicas == {"pravah-operator": 1, "pravah-api": 1}
+    assert one(production, "Deployment", "pravah-operator")["spec"]["replicas"] == 2
+    assert one(production, "Deployment", "pravah-api")["spec"]["replicas"] == 2
+    assert one(production, "PodDisruptionBudget", "pravah-operator")["spec"] == {
+        "minAvailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "pravah-operator"}}}
+    # dev brings its own PostgreSQL and MinIO and the volumes the examples use; production does not.
+    for name in ("postgres", "minio"):
+        assert find(dev, "Deployment", name) and not find(production, "Deployment", name)
+    assert {pvc["metadata"]["name"] for pvc in find(dev, "PersistentVolumeClaim")} == {"datasets", "results"}
+    assert not find(production, "Secret"), "production must not ship credentials"
+    # What runners need in the namespace of their jobs (`default` in dev).
+    for kind in ("ServiceAccount", "Secret"):
+        name = "pravah-runner" if kind == "ServiceAccount" else "pravah-database"
+        assert {doc["metadata"]["namespace"] for doc in find(dev, kind, name)} == {"pravah-system", "default"}
+    images = {c["image"] for doc in find(production, "Deployment") for c in doc["spec"]["template"]["spec"]["containers"]}
+    assert all(image.rsplit(":", 1)[-1] not in ("latest", "dev") for image in images), images
+
+
+# -- against the real API server ----------------------------------------------------------
+
+def run_kubectl(control_plane, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([kubectl_binary(), f"--kubeconfig={control_plane.kubeconfig}", *args],
+                          input=input, capture_output=True, text=True, timeout=180)
+
+
+def prerequisites(control_plane, docs: list[dict]) -> None:
+    """Namespaces and CRDs for real, so that the objects that need them can be dry-run."""
+    needed = [doc for doc in docs if doc["kind"] in ("Namespace", "CustomResourceDefinition")]
+    result = run_kubectl(control_plane, "apply", "--server-side", "--force-conflicts", "-f", "-",
+                         input=yaml.safe_dump_all(needed))
+    assert result.returncode == 0, result.stderr
+    result = run_kubectl(control_plane, "wait", "--for=condition=Established", "--timeout=60s",
+                         "crd/pravahjobs.pravah.io")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_passes_server_side_dry_run(control_plane, overlay, request):
+    docs = request.getfixturevalue(overlay.split("/")[-1])
+    prerequisites(control_plane, docs)
+    # The CRD's storage may answer 429/503 for a moment right after it is established.
+    for attempt in range(5):
+        result = run_kubectl(control_plane, "apply", "--dry-run=server", "-k", str(MANIFESTS / overlay))
+        if result.returncode == 0 or "the server is currently unable" not in result.stderr:
+            break
+        time.sleep(2)
+    assert result.returncode == 0, f"kubectl apply --dry-run=server -k manifests/{overlay}:\n{result.stderr}"
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == len(docs), result.stdout
+    assert all("(server dry run)" in line for line in lines), result.stdout
+
+
+def test_a_bad_manifest_is_refused_by_the_dry_run(control_plane, base):
+    """The dry-run really validates: a Deployment with an invalid field is refused."""
+    prerequisites(control_plane, base)
+    broken = one(base, "Deployment", "pravah-api")
+    broken = yaml.safe_load(yaml.safe_dump(broken))
+    broken["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = 70000
+    result = run_kubectl(control_plane, "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(broken))
+    assert result.returncode != 0 and "containerPort" in result.stderr, result.stderr

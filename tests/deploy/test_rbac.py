@@ -1,0 +1,222 @@
+"""Least privilege: the RBAC of manifests/base against what the code calls.
+
+The "used" permissions are derived from the code: every Kubernetes client call of the
+operator (operator/pravah_operator/*.py) and the API (api/pravah_api/k8s.py) is found by
+reading the source and mapped to the permission it needs, plus what kopf needs. A test
+fails when a call has no mapping (a new call: decide its permission), when a used
+permission is not granted, and when a granted permission is not used. Against the real API
+server, `kubectl auth can-i` confirms the bindings, and the REST API serves a job end to end
+with its own service account's token (the operator's own token is used by every e2e test).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy.helpers import ROOT, Permission, granted, kubectl_binary
+from e2e.harness import install_rbac, service_account_kubeconfig, wait_for
+
+OPERATOR_SOURCES = sorted((ROOT / "operator" / "pravah_operator").glob("*.py"))
+API_SOURCES = sorted((ROOT / "api" / "pravah_api").glob("*.py"))
+CLIENT_CALL = re.compile(r"\b(?:ctx|self)\.(?:core|batch|custom|leases|authn|authz|version)\.(\w+)")
+
+# kubernetes_asyncio method -> the permission it needs. None: no RBAC rule needed (e.g.
+# /version is readable by every authenticated user through system:public-info-viewer).
+CALLS: dict[str, tuple[Permission, ...] | None] = {
+    "read_namespaced_lease": (("coordination.k8s.io", "leases", "get"),),
+    "create_namespaced_lease": (("coordination.k8s.io", "leases", "create"),),
+    "replace_namespaced_lease": (("coordination.k8s.io", "leases", "update"),),
+    "list_node": (("", "nodes", "list"),),
+    "read_namespaced_secret": (("", "secrets", "get"),),
+    "create_namespaced_job": (("batch", "jobs", "create"),),
+    "read_namespaced_job": (("batch", "jobs", "get"),),
+    "delete_namespaced_job": (("batch", "jobs", "delete"),),
+    "list_namespaced_custom_object": (("pravah.io", "pravahjobs", "list"),),
+    "list_cluster_custom_object": (("pravah.io", "pravahjobs", "list"),),
+    "get_namespaced_custom_object": (("pravah.io", "pravahjobs", "get"),),
+    "create_namespaced_custom_object": (("pravah.io", "pravahjobs", "create"),),
+    "patch_namespaced_custom_object": (("pravah.io", "pravahjobs", "patch"),),
+    "delete_namespaced_custom_object": (("pravah.io", "pravahjobs", "delete"),),
+    "list_namespace": (("", "namespaces", "list"),),
+    "list_namespaced_pod": (("", "pods", "list"),),
+    "read_namespaced_pod_log": (("", "pods/log", "get"),),
+    "create_token_review": (("authentication.k8s.io", "tokenreviews", "create"),),
+    "create_subject_access_review": (("authorization.k8s.io", "subjectaccessreviews", "create"),),
+    "get_code": None,
+}
+
+# What kopf itself does with the handlers' resource (see kopf's "RBAC" documentation):
+# list + watch it, patch finalizers/annotations and the status subresource, post Events,
+# observe CRDs (installed or upgraded at run time) and, with PRAVAH_NAMESPACES, namespaces.
+KOPF: set[Permission] = {
+    ("pravah.io", "pravahjobs", "list"), ("pravah.io", "pravahjobs", "watch"),
+    ("pravah.io", "pravahjobs", "patch"), ("pravah.io", "pravahjobs/status", "patch"),
+    ("", "events", "create"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    ("", "namespaces", "list"), ("", "namespaces", "watch"),
+}
+LEASES = {("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")}
+
+
+def calls_in(paths: list[Path]) -> set[str]:
+    return {match for path in paths for match in CLIENT_CALL.findall(path.read_text())}
+
+
+def used_by(paths: list[Path]) -> set[Permission]:
+    calls = calls_in(paths)
+    unknown = calls - set(CALLS)
+    assert not unknown, f"new Kubernetes calls {sorted(unknown)}: add them (and their permission) to CALLS"
+    return {perm for call in calls for perm in (CALLS[call] or ())}
+
+
+def test_operator_rules_are_exactly_what_it_uses(base):
+    used = used_by(OPERATOR_SOURCES) | KOPF
+    assert calls_in(OPERATOR_SOURCES) >= {"list_node", "create_namespaced_job", "read_namespaced_lease"}
+    rules = granted(base, "pravah-operator")
+    assert set(rules) == {("pravah-operator", None), ("pravah-operator-leader-election", "pravah-system")}
+    # The Lease permissions only in the operator's own namespace, everything else cluster-wide.
+    assert rules[("pravah-operator-leader-election", "pravah-system")] == LEASES
+    assert used - LEASES == rules[("pravah-operator", None)], (
+        f"missing: {sorted((used - LEASES) - rules[('pravah-operator', None)])}; "
+        f"not used: {sorted(rules[('pravah-operator', None)] - used)}")
+    assert used >= LEASES
+
+
+def test_api_rules_are_exactly_what_it_uses(base):
+    used = used_by(API_SOURCES)
+    rules = granted(base, "pravah-api")
+    assert set(rules) == {("pravah-api", None)}
+    assert used == rules[("pravah-api", None)], (
+        f"missing: {sorted(used - rules[('pravah-api', None)])}; not used: {sorted(rules[('pravah-api', None)] - used)}")
+
+
+def test_runners_get_nothing(base, dev):
+    for docs in (base, dev):
+        assert granted(docs, "pravah-runner") == {}
+        assert granted(docs, "pravah-runner", "default") == {}
+
+
+# -- against the real API server ----------------------------------------------------------
+
+def can_i(control_plane, account: str, verb: str, resource: str, namespace: str | None) -> bool:
+    """`kubectl auth can-i` as the service account; `resource` may name a subresource (pods/log)."""
+    resource, _, subresource = resource.partition("/")
+    argv = [kubectl_binary(), f"--kubeconfig={control_plane.kubeconfig}", "auth", "can-i", verb, resource,
+            f"--as=system:serviceaccount:pravah-system:{account}"]
+    argv += [f"--subresource={subresource}"] if subresource else []
+    argv += ["-n", namespace] if namespace else ["--all-namespaces"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    return result.stdout.strip() == "yes"
+
+
+def resource_name(group: str, resource: str) -> str:
+    base, _, sub = resource.partition("/")
+    name = f"{base}.{group}" if group else base
+    return f"{name}/{sub}" if sub else name
+
+
+@pytest.mark.parametrize("account", ["pravah-operator", "pravah-api"])
+def test_bindings_grant_what_is_used_and_not_more(control_plane, crd, namespace, account):
+    install_rbac(control_plane)
+    used = (used_by(OPERATOR_SOURCES) | KOPF) - LEASES if account == "pravah-operator" else used_by(API_SOURCES)
+    for group, resource, verb in sorted(used):
+        assert can_i(control_plane, account, verb, resource_name(group, resource), namespace), \
+            f"{account} cannot {verb} {resource_name(group, resource)} in {namespace}"
+    never = [("create", "pods"), ("delete", "pods"), ("list", "secrets"), ("create", "secrets"),
+             ("update", "pravahjobs.pravah.io"), ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+             ("create", "serviceaccounts/token"), ("create", "pods/exec"), ("update", "leases.coordination.k8s.io")]
+    if account == "pravah-api":
+        never += [("create", "jobs.batch"), ("patch", "pravahjobs.pravah.io/status"), ("list", "nodes")]
+    else:
+        never += [("create", "pravahjobs.pravah.io"), ("delete", "pravahjobs.pravah.io"),
+                  ("create", "tokenreviews.authentication.k8s.io"), ("get", "pods/log")]
+    for verb, resource in never:
+        assert not can_i(control_plane, account, verb, resource, namespace), f"{account} may {verb} {resource}"
+    if account == "pravah-operator":
+        # Leases: only in the operator's namespace (a RoleBinding), not in the jobs' ones.
+        assert can_i(control_plane, account, "update", "leases.coordination.k8s.io", "pravah-system")
+        assert not can_i(control_plane, account, "update", "leases.coordination.k8s.io", namespace)
+    assert not can_i(control_plane, "pravah-runner", "get", "pods", namespace)
+
+
+def test_api_serves_a_job_with_its_own_service_account(cluster, sample_data, tmp_path):
+    """The REST API with the `pravah-api` token (not admin): a caller's job is created,
+    listed, read, runs to Succeeded, its result and logs are served, and it is cancelled."""
+    from api.helpers import ApiServer, service_account, settings_for
+
+    install_rbac(cluster.control_plane)
+    kubeconfig = service_account_kubeconfig(cluster.control_plane, tmp_path / "api.kubeconfig", "pravah-api")
+    caller = service_account(cluster.control_plane, cluster.namespace, "pipeline",
+                             ["get", "list", "watch", "create", "patch", "delete"])
+    api = ApiServer(settings_for(cluster.control_plane, cluster.database, "kubernetes",
+                                 kubeconfig=str(kubeconfig))).start()
+    try:
+        assert api.request("GET", "/readyz").status_code == 200
+        spec = yaml.safe_load((ROOT / "examples" / "count-volume.yaml").read_text())["spec"]
+        made = api.request("POST", "/jobs", caller, json={**spec, "name": "rest-count", "namespace": cluster.namespace})
+        assert made.status_code == 201, made.text
+        job_id = made.json()["id"]
+        listed = api.request("GET", f"/jobs?namespace={cluster.namespace}", caller)
+        assert listed.status_code == 200 and job_id in {job["id"] for job in listed.json()["items"]}, listed.text
+        assert api.request("GET", "/jobs", caller).status_code == 200  # all namespaces the caller may see
+
+        def finished():
+            answer = api.request("GET", f"/jobs/{job_id}", caller)
+            assert answer.status_code == 200, answer.text
+            return answer.json() if answer.json().get("phase") in ("Succeeded", "Failed", "Cancelled") else None
+
+        job = wait_for(finished, 120, "the REST job to finish", interval=0.5)
+        assert job["phase"] == "Succeeded", job
+        results = api.request("GET", f"/jobs/{job_id}/results", caller)
+        assert results.status_code == 200 and results.json()["operation"] == "count", results.text[:500]
+        assert api.request("GET", f"/jobs/{job_id}/logs", caller).status_code == 200
+        second = api.request("POST", "/jobs", caller, json={**spec, "name": "rest-cancel",
+                                                            "namespace": cluster.namespace})
+        assert second.status_code == 201, second.text
+        assert api.request("DELETE", f"/jobs/{second.json()['id']}", caller).status_code == 202
+        purge = api.request("DELETE", f"/jobs/{second.json()['id']}?purge=true", caller)
+        assert purge.status_code in (200, 202, 204), purge.text
+    finally:
+        api.stop()
+
+
+def test_a_missing_permission_is_caught(control_plane, node_agent, crd, namespace, database, tmp_path):
+    """The operator with its ClusterRole less one rule (nodes list) cannot size a job, and
+    the refusal shows in its log — what the e2e fixtures turn into a failed test."""
+    from e2e.harness import OperatorProcess, bind_volume, rendered_base
+
+    install_rbac(control_plane)
+    role = next(doc for doc in rendered_base() if doc["kind"] == "ClusterRole" and doc["metadata"]["name"] ==
+                "pravah-operator")
+    role["metadata"] = {"name": f"reduced-{namespace}"[:63]}
+    role["rules"] = [rule for rule in role["rules"] if rule["resources"] != ["nodes"]]
+    account = "reduced-operator"
+    docs = [role,
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": namespace}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": {"name": role["metadata"]["name"]},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]},
+             "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": {"name": "leases", "namespace": namespace},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                         "name": "pravah-operator-leader-election"},
+             "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]}]
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    for claim in ("datasets", "results"):
+        bind_volume(control_plane, node_agent, namespace, claim)
+    kubeconfig = service_account_kubeconfig(control_plane, tmp_path / "reduced.kubeconfig", account, namespace)
+    operator = OperatorProcess(control_plane, database, namespace, tmp_path, "reduced", kubeconfig=kubeconfig).start()
+    try:
+        control_plane.kubectl("apply", "-n", namespace, "-f", str(ROOT / "examples" / "count-volume.yaml"))
+        refused = wait_for(operator.forbidden, 60, "the operator to be refused `list nodes`", interval=0.5)
+        assert any("nodes" in line for line in refused), refused
+    finally:
+        operator.stop()
+        control_plane.kubectl("delete", "clusterrole,clusterrolebinding", role["metadata"]["name"], check=False)
