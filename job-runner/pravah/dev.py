@@ -488,7 +488,8 @@ def up(timeout: int, api_port: int) -> None:
         "PRAVAH_DATABASE_URL": database_url,
         "PRAVAH_RUNNER_COMMAND": json.dumps([str(bin_dir / "pravah"), "runner"]),
         "PRAVAH_RUNNER_SERVICE_ACCOUNT": "pravah-runner", "PRAVAH_LEASE_NAMESPACE": OPERATOR_NAMESPACE,
-        "PRAVAH_IDENTITY": "pravah-dev", "PRAVAH_METRICS_PORT": str(metrics_port), "PRAVAH_STATUS_INTERVAL": "1",
+        "PRAVAH_IDENTITY": "pravah-dev", "PRAVAH_METRICS_PORT": str(metrics_port),
+        "PRAVAH_HEALTH_PORT": str(_free_port()), "PRAVAH_STATUS_INTERVAL": "1",
     }
     click.echo("starting the operator ...", err=True)
     operator, operator_log = _spawn("operator", [str(bin_dir / "pravah-operator")], operator_env, state)

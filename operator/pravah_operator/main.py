@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 import kopf
+from aiohttp import web
 from kubernetes_asyncio import client, config
 from pydantic import ValidationError
 
@@ -42,15 +43,34 @@ async def load_kube_config() -> client.ApiClient:
     return client.ApiClient()
 
 
+async def serve_health(port: int, role: dict[str, str]) -> web.AppRunner | None:
+    """/healthz answers while the event loop runs, for leader and standby alike (liveness)."""
+    if not port:
+        return None
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", **role})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+    return runner
+
+
 async def serve(settings: OperatorSettings) -> None:
     api = await load_kube_config()
+    metrics.serve(settings.metrics_port)
+    role = {"role": "standby"}
+    health = await serve_health(settings.health_port, role)
     elector = LeaderElector(api, settings.lease_name, settings.lease_namespace, settings.identity,
                             settings.lease_seconds)
     await elector.acquire()
+    role["role"] = "leader"
     store = Store(settings.database_url)
     applied = await store.migrate()
     log.info("database schema ready (applied now: %s)", ", ".join(applied) or "none")
-    metrics.serve(settings.metrics_port)
     stop = asyncio.Event()
     operator = asyncio.create_task(kopf.operator(
         standalone=True, clusterwide=not settings.namespaces, namespaces=settings.namespaces,
@@ -62,6 +82,8 @@ async def serve(settings: OperatorSettings) -> None:
     await asyncio.gather(operator, return_exceptions=True)
     await store.close()
     await api.close()
+    if health is not None:
+        await health.cleanup()
     if holder in done and isinstance(holder.exception(), LeaseLost):
         raise holder.exception()
 

@@ -105,8 +105,10 @@ def transition(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], phase
     conditions = previous
     for kind, is_true in (("Running", phase == "Running"), ("Complete", phase == "Succeeded"),
                           ("Failed", phase == "Failed"), ("Cancelled", phase == "Cancelled"),
-                          ("Queued", phase == "Queued")):
-        if is_true or any(c.get("type") == kind for c in previous):
+                          ("Queued", phase == "Queued"), ("Ready", phase == "Succeeded"),
+                          ("Stalled", phase == "Failed"), ("Reconciling", phase not in TERMINAL)):
+        # Ready/Stalled/Reconciling follow kstatus, so Flux's `wait` and health checks work.
+        if is_true or kind == "Ready" or any(c.get("type") == kind for c in previous):
             conditions = set_condition(conditions, condition(kind, is_true, reason, message, generation, previous))
     patch.status.update({"phase": phase, "reason": reason, "message": message, "observedGeneration": generation,
                          "conditions": conditions})

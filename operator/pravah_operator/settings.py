@@ -28,3 +28,4 @@ class OperatorSettings(BaseSettings):
     lease_seconds: int = Field(default=15, ge=5)
     identity: str = Field(default_factory=socket.gethostname)
     metrics_port: int = Field(default=8080, ge=0, description="Prometheus /metrics port; 0 disables it.")
+    health_port: int = Field(default=8081, ge=0, description="Liveness /healthz port; 0 disables it.")

@@ -56,12 +56,14 @@ class OperatorProcess:
                  extra_env: dict[str, str] | None = None, kubeconfig: Path | None = None):
         self.log_path = workdir / f"operator-{identity}.log"
         self.metrics_port = free_port()
+        self.health_port = free_port()
         self.env = {
             **os.environ, "KUBECONFIG": str(kubeconfig or control_plane.kubeconfig), "PRAVAH_DATABASE_URL": database,
             "PRAVAH_RUNNER_COMMAND": json.dumps([str(BIN / "pravah"), "runner"]),
             "PRAVAH_RUNNER_SERVICE_ACCOUNT": "", "PRAVAH_NAMESPACES": json.dumps([namespace]),
             "PRAVAH_LEASE_NAMESPACE": namespace, "PRAVAH_LEASE_SECONDS": "6", "PRAVAH_IDENTITY": identity,
-            "PRAVAH_METRICS_PORT": str(self.metrics_port), "PRAVAH_STATUS_INTERVAL": "1",
+            "PRAVAH_METRICS_PORT": str(self.metrics_port), "PRAVAH_HEALTH_PORT": str(self.health_port),
+            "PRAVAH_STATUS_INTERVAL": "1",
             **(extra_env or {}),
         }
         self.popen: subprocess.Popen | None = None
