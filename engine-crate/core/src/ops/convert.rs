@@ -294,7 +294,10 @@ impl Builder {
             },
             Builder::Bool(b) => b.append_option(parse_bool(f)),
             Builder::Date(b) => b.append_value(days_from_civil(f)),
-            Builder::Str(b) => b.append_value(String::from_utf8_lossy(f)),
+            Builder::Str(b) => match std::str::from_utf8(f) {
+                Ok(v) => b.append_value(v),
+                Err(_) => b.append_value(String::from_utf8_lossy(f)),
+            },
         }
     }
 

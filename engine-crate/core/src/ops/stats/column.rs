@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::sketch::{DdSketch, Hll, TopK};
+use super::sketch::{DdKey, DdSketch, Hll, Memo, TopK};
 
 /// What a non-empty field looks like.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -156,6 +156,12 @@ pub struct ColumnAcc {
     types_only: bool,
 }
 
+const MEMO_INT: u8 = 1;
+const MEMO_FLOAT: u8 = 2;
+const MEMO_BOOL: u8 = 3;
+const MEMO_DATE: u8 = 4;
+const MEMO_STR: u8 = 5;
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Pending {
     n: u64,
@@ -182,7 +188,7 @@ impl ColumnAcc {
     }
 
     #[inline]
-    fn add_number(&mut self, x: f64) {
+    fn add_number(&mut self, x: f64, key: DdKey) {
         let p = &mut self.pending;
         if p.n == 0 {
             p.shift = x;
@@ -191,7 +197,57 @@ impl ColumnAcc {
         p.n += 1;
         p.s1 += d;
         p.s2 += d * d;
-        self.quantiles.add(x);
+        self.quantiles.add_key(key);
+    }
+
+    /// What a value is, derived from its bytes alone.
+    #[inline]
+    fn memo_of(f: &[u8]) -> Memo {
+        match classify(f) {
+            Class::Int(i) => Memo { tag: MEMO_INT, key: DdSketch::key(i as f64), bits: i as u64 },
+            Class::Float(x) => Memo { tag: MEMO_FLOAT, key: DdSketch::key(x), bits: x.to_bits() },
+            Class::Bool => Memo { tag: MEMO_BOOL, ..Memo::default() },
+            Class::Date => Memo { tag: MEMO_DATE, ..Memo::default() },
+            Class::Str => Memo { tag: MEMO_STR, ..Memo::default() },
+        }
+    }
+
+    /// Counts a value's type evidence and numeric state.
+    #[inline]
+    fn apply(&mut self, m: Memo) {
+        if self.is_stringish() {
+            self.n_str += 1;
+            return;
+        }
+        match m.tag {
+            MEMO_INT => {
+                let i = m.bits as i64;
+                if self.n_int == 0 {
+                    self.int_min = i;
+                    self.int_max = i;
+                } else {
+                    self.int_min = self.int_min.min(i);
+                    self.int_max = self.int_max.max(i);
+                }
+                self.n_int += 1;
+                self.add_number(i as f64, m.key);
+            }
+            MEMO_FLOAT => {
+                let x = f64::from_bits(m.bits);
+                if self.n_float == 0 {
+                    self.float_min = x;
+                    self.float_max = x;
+                } else {
+                    self.float_min = self.float_min.min(x);
+                    self.float_max = self.float_max.max(x);
+                }
+                self.n_float += 1;
+                self.add_number(x, m.key);
+            }
+            MEMO_BOOL => self.n_bool += 1,
+            MEMO_DATE => self.n_date += 1,
+            _ => self.n_str += 1,
+        }
     }
 
     #[inline]
@@ -206,51 +262,43 @@ impl ColumnAcc {
             return;
         }
         let h = xxhash_rust::xxh3::xxh3_64(f);
+        // A value already in the frequent-value table has been added to the
+        // distinct sketch and compared with min/max before (or came with a
+        // merged partial that accounts for it), so only its count and type
+        // evidence are left to do.
+        if let Some(m) = self.top.bump(h, f) {
+            if m.tag == 0 {
+                *m = Self::memo_of(f);
+            }
+            let m = *m;
+            self.apply(m);
+            return;
+        }
         self.distinct.add(h);
-        self.top.add(h, f);
+        self.update_min_max(f);
+        let m = Self::memo_of(f);
+        self.top.insert_new(h, f, 1, m);
+        self.apply(m);
+    }
+
+    #[inline]
+    fn update_min_max(&mut self, f: &[u8]) {
         if !self.bufs_set {
             self.bufs_set = true;
             self.min_buf.clear();
             self.min_buf.extend_from_slice(f);
             self.max_buf.clear();
             self.max_buf.extend_from_slice(f);
-        } else if f < &self.min_buf[..] {
-            self.min_buf.clear();
-            self.min_buf.extend_from_slice(f);
-        } else if f > &self.max_buf[..] {
-            self.max_buf.clear();
-            self.max_buf.extend_from_slice(f);
-        }
-        if self.is_stringish() {
-            self.n_str += 1;
             return;
         }
-        match classify(f) {
-            Class::Int(i) => {
-                if self.n_int == 0 {
-                    self.int_min = i;
-                    self.int_max = i;
-                } else {
-                    self.int_min = self.int_min.min(i);
-                    self.int_max = self.int_max.max(i);
-                }
-                self.n_int += 1;
-                self.add_number(i as f64);
-            }
-            Class::Float(x) => {
-                if self.n_float == 0 {
-                    self.float_min = x;
-                    self.float_max = x;
-                } else {
-                    self.float_min = self.float_min.min(x);
-                    self.float_max = self.float_max.max(x);
-                }
-                self.n_float += 1;
-                self.add_number(x);
-            }
-            Class::Bool => self.n_bool += 1,
-            Class::Date => self.n_date += 1,
-            Class::Str => self.n_str += 1,
+        // The first byte decides most comparisons without a full compare.
+        let (b, lo, hi) = (f[0], self.min_buf[0], self.max_buf[0]);
+        if b <= lo && (b < lo || f < &self.min_buf[..]) {
+            self.min_buf.clear();
+            self.min_buf.extend_from_slice(f);
+        } else if b >= hi && (b > hi || f > &self.max_buf[..]) {
+            self.max_buf.clear();
+            self.max_buf.extend_from_slice(f);
         }
     }
 

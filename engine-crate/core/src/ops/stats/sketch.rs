@@ -20,13 +20,21 @@ const HLL_M: usize = 1 << HLL_P;
 const HLL_SPARSE_MAX: usize = 2048;
 
 /// Distinct-count sketch over 64-bit hashes. Small sets are kept as the
-/// exact sorted set of hashes; larger ones as HyperLogLog registers. Either
-/// way the state depends only on the set of hashes added, so merging is
-/// exactly associative and commutative.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// exact set of hashes; larger ones as HyperLogLog registers. Either way the
+/// state depends only on the set of hashes added, so merging is exactly
+/// associative and commutative.
+#[derive(Debug, Clone, Default)]
 pub struct Hll {
-    sparse: Vec<u64>,
+    sparse: HashTable<u64>,
     dense: Option<Box<[u8]>>,
+}
+
+impl PartialEq for Hll {
+    fn eq(&self, other: &Self) -> bool {
+        self.dense == other.dense
+            && self.sparse.len() == other.sparse.len()
+            && self.sparse.iter().all(|&h| other.sparse.find(h, |&x| x == h).is_some())
+    }
 }
 
 impl Hll {
@@ -35,9 +43,11 @@ impl Hll {
         match &mut self.dense {
             Some(regs) => Self::set(regs, h),
             None => {
-                self.sparse.push(h);
-                if self.sparse.len() >= 2 * HLL_SPARSE_MAX {
-                    self.normalize();
+                if self.sparse.find(h, |&x| x == h).is_none() {
+                    self.sparse.insert_unique(h, h, |&x| x);
+                    if self.sparse.len() > HLL_SPARSE_MAX {
+                        self.densify();
+                    }
                 }
             }
         }
@@ -52,21 +62,21 @@ impl Hll {
         }
     }
 
-    /// Sorts and dedups the exact set; switches to registers when too big.
-    fn normalize(&mut self) {
-        if self.dense.is_some() {
-            return;
+    /// Switches the exact set to registers.
+    fn densify(&mut self) {
+        let mut regs = vec![0u8; HLL_M].into_boxed_slice();
+        for &h in self.sparse.iter() {
+            Self::set(&mut regs, h);
         }
-        self.sparse.sort_unstable();
-        self.sparse.dedup();
-        if self.sparse.len() > HLL_SPARSE_MAX {
-            let mut regs = vec![0u8; HLL_M].into_boxed_slice();
-            for &h in &self.sparse {
-                Self::set(&mut regs, h);
-            }
-            self.sparse = Vec::new();
-            self.dense = Some(regs);
-        }
+        self.sparse = HashTable::new();
+        self.dense = Some(regs);
+    }
+
+    /// The exact set, sorted (empty once dense).
+    fn sorted(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.sparse.iter().copied().collect();
+        v.sort_unstable();
+        v
     }
 
     pub fn merge(&mut self, mut other: Hll) {
@@ -77,32 +87,31 @@ impl Hll {
                 }
             }
             (Some(a), None) => {
-                for h in other.sparse {
+                for &h in other.sparse.iter() {
                     Self::set(a, h);
                 }
             }
             (None, Some(mut b)) => {
-                for &h in &self.sparse {
+                for &h in self.sparse.iter() {
                     Self::set(&mut b, h);
                 }
-                self.sparse = Vec::new();
+                self.sparse = HashTable::new();
                 self.dense = Some(b);
             }
             (None, None) => {
-                self.sparse.extend(other.sparse);
-                self.normalize();
+                if other.sparse.len() > self.sparse.len() {
+                    std::mem::swap(&mut self.sparse, &mut other.sparse);
+                }
+                for &h in other.sparse.iter() {
+                    self.add(h);
+                }
             }
         }
     }
 
     pub fn estimate(&self) -> u64 {
         match &self.dense {
-            None => {
-                let mut s = self.sparse.clone();
-                s.sort_unstable();
-                s.dedup();
-                s.len() as u64
-            }
+            None => self.sparse.len() as u64,
             Some(regs) => {
                 let m = HLL_M as f64;
                 let mut sum = 0.0;
@@ -122,12 +131,10 @@ impl Hll {
 
 impl Serialize for Hll {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut c = self.clone();
-        c.normalize();
-        match &c.dense {
+        match &self.dense {
             Some(regs) => s.serialize_str(&format!("d:{}", hex(regs))),
             None => {
-                let bytes: Vec<u8> = c.sparse.iter().flat_map(|h| h.to_be_bytes()).collect();
+                let bytes: Vec<u8> = self.sorted().iter().flat_map(|h| h.to_be_bytes()).collect();
                 s.serialize_str(&format!("s:{}", hex(&bytes)))
             }
         }
@@ -153,11 +160,14 @@ impl<'de> Deserialize<'de> for Hll {
         let (kind, body) = s.split_at_checked(2).ok_or_else(bad)?;
         let bytes = unhex(body).ok_or_else(bad)?;
         match kind {
-            "d:" if bytes.len() == HLL_M => Ok(Hll { sparse: Vec::new(), dense: Some(bytes.into_boxed_slice()) }),
-            "s:" if bytes.len() % 8 == 0 => Ok(Hll {
-                sparse: bytes.chunks(8).map(|c| u64::from_be_bytes(c.try_into().unwrap())).collect(),
-                dense: None,
-            }),
+            "d:" if bytes.len() == HLL_M => Ok(Hll { sparse: HashTable::new(), dense: Some(bytes.into_boxed_slice()) }),
+            "s:" if bytes.len() % 8 == 0 => {
+                let mut h = Hll::default();
+                for c in bytes.chunks(8) {
+                    h.add(u64::from_be_bytes(c.try_into().unwrap()));
+                }
+                Ok(h)
+            }
             _ => Err(bad()),
         }
     }
@@ -236,26 +246,99 @@ fn gamma() -> f64 {
     (1.0 + DD_ALPHA) / (1.0 - DD_ALPHA)
 }
 
+#[inline]
 fn inv_ln_gamma() -> f64 {
     1.0 / gamma().ln()
 }
 
+/// Where a value goes in a [`DdSketch`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DdKey {
+    /// Not counted (infinite or NaN).
+    #[default]
+    Skip,
+    Zero,
+    Pos(i32),
+    Neg(i32),
+}
+
+/// `ln(c)` and `1 / c` at the centres `c` of 128 equal parts of [1, 2).
+fn ln_table() -> &'static [(f64, f64, f64); 128] {
+    static T: std::sync::OnceLock<[(f64, f64, f64); 128]> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = [(0.0, 0.0, 0.0); 128];
+        for (i, e) in t.iter_mut().enumerate() {
+            let c = 1.0 + (i as f64 + 0.5) / 128.0;
+            *e = (c, 1.0 / c, c.ln());
+        }
+        t
+    })
+}
+
+/// `ceil(y)` for `|y| < 2^31` without a libm call.
+#[inline]
+fn ceil_i32(y: f64) -> i32 {
+    let t = y as i32;
+    if (t as f64) < y {
+        t + 1
+    } else {
+        t
+    }
+}
+
 impl DdSketch {
+    /// The bin of `x`: `ceil(ln|x| / ln(gamma))`. A table plus a short series
+    /// gives `ln` to ~1e-12; when the result is not within 1e-7 of a bin
+    /// boundary its ceiling equals that of the exact formula, otherwise the
+    /// exact formula decides.
+    #[inline]
+    pub fn key(x: f64) -> DdKey {
+        let a = x.abs();
+        if a < DD_MIN {
+            return DdKey::Zero;
+        }
+        if !a.is_finite() {
+            return DdKey::Skip;
+        }
+        let bits = a.to_bits();
+        let e = ((bits >> 52) & 0x7ff) as i64 - 1023;
+        let mant = bits & ((1u64 << 52) - 1);
+        let (c, inv_c, ln_c) = ln_table()[(mant >> 45) as usize];
+        let m = f64::from_bits(mant | (1023u64 << 52));
+        let r = (m - c) * inv_c;
+        let series = r - r * r * (0.5 - r * (1.0 / 3.0 - r * 0.25));
+        let y = (e as f64 * std::f64::consts::LN_2 + ln_c + series) * inv_ln_gamma();
+        let t = y as i32;
+        let d = y - t as f64;
+        let key = if d.abs() > 1e-7 && d.abs() < 1.0 - 1e-7 {
+            if d > 0.0 {
+                t + 1
+            } else {
+                t
+            }
+        } else {
+            ceil_i32(a.ln() * inv_ln_gamma())
+        };
+        if x > 0.0 {
+            DdKey::Pos(key)
+        } else {
+            DdKey::Neg(key)
+        }
+    }
+
+    #[inline]
+    pub fn add_key(&mut self, k: DdKey) {
+        match k {
+            DdKey::Skip => {}
+            DdKey::Zero => self.zeros += 1,
+            DdKey::Pos(k) => self.pos.add(k, 1),
+            DdKey::Neg(k) => self.neg.add(k, 1),
+        }
+    }
+
     #[inline]
     pub fn add(&mut self, x: f64) {
-        let a = x.abs();
-        if a < DD_MIN || !a.is_finite() {
-            if a < DD_MIN {
-                self.zeros += 1;
-            }
-            return;
-        }
-        let key = (a.ln() * inv_ln_gamma()).ceil() as i32;
-        if x > 0.0 {
-            self.pos.add(key, 1);
-        } else {
-            self.neg.add(key, 1);
-        }
+        self.add_key(Self::key(x));
     }
 
     pub fn merge(&mut self, other: &DdSketch) {
@@ -311,22 +394,34 @@ impl DdSketch {
 // ---------------------------------------------------------------------------
 // Frequent values
 
+/// Facts about a value that a caller derives from its bytes alone and keeps
+/// next to its count, so that a repeated value is not examined again.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Memo {
+    /// 0 = not filled in yet; otherwise caller-defined.
+    pub tag: u8,
+    pub key: DdKey,
+    pub bits: u64,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     hash: u64,
     off: u32,
     len: u32,
     count: u64,
+    memo: Memo,
 }
 
 /// Frequent values: a counter table holding up to `4 * capacity` distinct
 /// values. When it fills up, only the `capacity` most frequent values (ties
 /// by value hash) are kept. Counts are exact for every value as long as the table
 /// never evicted anything (at most `4 * capacity` distinct values seen by a
-/// partial); after evictions, a value's count misses the occurrences seen
-/// before it was last evicted, so heavy hitters stay exact in practice and
-/// rarer values are approximate. Values live in one byte arena (no
-/// allocation per field).
+/// partial), and [`TopK::entries`] orders by count, then value, so the
+/// result does not depend on merge order; after evictions, a value's count
+/// misses the occurrences seen before it was last evicted, so heavy hitters
+/// stay exact in practice and rarer values are approximate. Values live in
+/// one byte arena (no allocation per field).
 #[derive(Debug, Clone, Default)]
 pub struct TopK {
     capacity: usize,
@@ -345,28 +440,54 @@ impl TopK {
 
     #[inline]
     pub fn add(&mut self, hash: u64, value: &[u8]) {
-        self.add_n(hash, value, 1);
+        self.add_n(hash, value, 1, Memo::default());
     }
 
+    /// Counts one more occurrence of a value already in the table and
+    /// returns its memo; `None` (nothing counted) when it is not there.
     #[inline]
-    pub fn add_n(&mut self, hash: u64, value: &[u8], n: u64) {
+    pub fn bump(&mut self, hash: u64, value: &[u8]) -> Option<&mut Memo> {
         if self.capacity == 0 {
-            return;
+            return None;
         }
         let arena = &self.arena;
-        if let Some(s) = self
-            .table
-            .find_mut(hash, |s| s.hash == hash && &arena[s.off as usize..(s.off + s.len) as usize] == value)
-        {
-            s.count += n;
+        let s = self.table.find_mut(hash, |s| {
+            s.hash == hash && s.len as usize == value.len() && arena[s.off as usize..(s.off + s.len) as usize] == *value
+        })?;
+        s.count += 1;
+        Some(&mut s.memo)
+    }
+
+    /// Adds a value known not to be in the table.
+    #[inline]
+    pub fn insert_new(&mut self, hash: u64, value: &[u8], n: u64, memo: Memo) {
+        if self.capacity == 0 {
             return;
         }
         let off = self.arena.len() as u32;
         self.arena.extend_from_slice(value);
-        self.table.insert_unique(hash, Slot { hash, off, len: value.len() as u32, count: n }, |s| s.hash);
+        self.table.insert_unique(hash, Slot { hash, off, len: value.len() as u32, count: n, memo }, |s| s.hash);
         if self.table.len() > 4 * self.capacity {
             self.prune(self.capacity);
         }
+    }
+
+    #[inline]
+    pub fn add_n(&mut self, hash: u64, value: &[u8], n: u64, memo: Memo) {
+        if self.capacity == 0 {
+            return;
+        }
+        let arena = &self.arena;
+        if let Some(s) = self.table.find_mut(hash, |s| {
+            s.hash == hash && s.len as usize == value.len() && arena[s.off as usize..(s.off + s.len) as usize] == *value
+        }) {
+            s.count += n;
+            if s.memo.tag == 0 {
+                s.memo = memo;
+            }
+            return;
+        }
+        self.insert_new(hash, value, n, memo);
     }
 
     fn value(&self, s: &Slot) -> &[u8] {
@@ -380,28 +501,33 @@ impl TopK {
         v
     }
 
+    /// Keeps the `keep` most frequent values; ties broken by hash
+    /// (deterministic, and cheaper than comparing values).
     fn prune(&mut self, keep: usize) {
-        let mut slots: Vec<Slot> = self.table.drain().collect();
-        let arena = std::mem::take(&mut self.arena);
-        let val = |s: &Slot| &arena[s.off as usize..(s.off + s.len) as usize];
-        if slots.len() > keep {
-            // Linear-time selection of the `keep` most frequent; ties broken
-            // by hash (deterministic, and cheaper than comparing values).
-            slots.select_nth_unstable_by(keep, |a, b| b.count.cmp(&a.count).then(a.hash.cmp(&b.hash)));
-            slots.truncate(keep);
+        if self.table.len() > keep {
+            let order = |a: &(u64, u64), b: &(u64, u64)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+            let mut keys: Vec<(u64, u64)> = self.table.iter().map(|s| (s.count, s.hash)).collect();
+            if keep == 0 {
+                self.table.clear();
+            } else {
+                let (_, &mut cut, _) = keys.select_nth_unstable_by(keep - 1, order);
+                // Equal (count, hash) pairs would be a 64-bit hash collision;
+                // such values stay or go together.
+                self.table.retain(|s| order(&(s.count, s.hash), &cut) != std::cmp::Ordering::Greater);
+            }
         }
-        let mut new_arena = Vec::with_capacity(arena.len() / 2);
-        for s in slots {
+        let mut new_arena = Vec::with_capacity(self.arena.len() / 2);
+        for s in self.table.iter_mut() {
             let off = new_arena.len() as u32;
-            new_arena.extend_from_slice(val(&s));
-            self.table.insert_unique(s.hash, Slot { off, ..s }, |x| x.hash);
+            new_arena.extend_from_slice(&self.arena[s.off as usize..(s.off + s.len) as usize]);
+            s.off = off;
         }
         self.arena = new_arena;
     }
 
     pub fn merge(&mut self, other: &TopK) {
         for s in other.table.iter() {
-            self.add_n(s.hash, other.value(s), s.count);
+            self.add_n(s.hash, other.value(s), s.count, s.memo);
         }
     }
 
@@ -432,7 +558,7 @@ impl<'de> Deserialize<'de> for TopK {
         let r = TopKRepr::deserialize(d)?;
         let mut t = TopK::new(r.capacity);
         for (v, c) in r.values {
-            t.add_n(xxhash_rust::xxh3::xxh3_64(v.as_bytes()), v.as_bytes(), c);
+            t.add_n(xxhash_rust::xxh3::xxh3_64(v.as_bytes()), v.as_bytes(), c, Memo::default());
         }
         Ok(t)
     }
@@ -477,6 +603,45 @@ mod tests {
         }
         assert!(n.quantile(0.0).unwrap() < -4.9);
         assert_eq!(n.quantile(0.5).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn ddsketch_key_matches_exact_formula() {
+        let exact = |x: f64| {
+            let a = x.abs();
+            if a < DD_MIN {
+                return DdKey::Zero;
+            }
+            let k = (a.ln() * inv_ln_gamma()).ceil() as i32;
+            if x > 0.0 { DdKey::Pos(k) } else { DdKey::Neg(k) }
+        };
+        let mut x = 1.0e-12f64;
+        while x < 1e300 {
+            for y in [x, -x, x * (1.0 + 1e-15), x.next_up(), x.next_down()] {
+                assert_eq!(DdSketch::key(y), exact(y), "{y:e}");
+            }
+            x *= 1.000_37;
+        }
+        // Values at and next to every bin boundary.
+        for k in -1300..36_000 {
+            let b = gamma().powi(k);
+            if !(DD_MIN..1e308).contains(&b) {
+                continue;
+            }
+            for y in [b, b.next_up(), b.next_down(), b.next_up().next_up(), b.next_down().next_down()] {
+                assert_eq!(DdSketch::key(y), exact(y), "{y:e}");
+            }
+        }
+        for i in 0..200_000i64 {
+            for y in [i as f64, i as f64 / 100.0, (i * 7919) as f64 * 1.37] {
+                if y != 0.0 {
+                    assert_eq!(DdSketch::key(y), exact(y), "{y:e}");
+                }
+            }
+        }
+        assert_eq!(DdSketch::key(0.0), DdKey::Zero);
+        assert_eq!(DdSketch::key(f64::NAN), DdKey::Skip);
+        assert_eq!(DdSketch::key(f64::NEG_INFINITY), DdKey::Skip);
     }
 
     #[test]
