@@ -6,7 +6,6 @@ import asyncio
 import json
 import secrets
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -104,17 +103,6 @@ def settings_for(control_plane, database: str, mode: str, **extra: Any) -> ApiSe
     if mode == "standalone":
         values.update(api_jwt_secret=secrets.token_urlsafe(48), api_bootstrap_admin=f"{ADMIN[0]}:{ADMIN[1]}")
     return ApiSettings(**values)
-
-
-def wait_for_answer(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def assert_error(answer: requests.Response, status: int, field: str | None = None) -> dict[str, Any]:

@@ -16,8 +16,9 @@ import aiohttp
 import pytest
 import requests
 
-from api.helpers import ADMIN, STATS_SPEC, service_account, wait_for_answer
-from e2e.harness import free_port
+from api.helpers import ADMIN, STATS_SPEC, service_account
+
+from e2e.harness import free_port, wait_for
 
 POSTS, GETS = 50, 200
 
@@ -41,7 +42,7 @@ def start_api(control_plane, database: str, mode: str, workdir: Path) -> tuple[s
         except requests.ConnectionError:
             return False
 
-    wait_for_answer(up, 60, "pravah-api to be ready", 0.2)
+    wait_for(up, 60, "pravah-api to be ready", 0.2)
     return process, url, log
 
 
