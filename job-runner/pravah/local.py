@@ -15,6 +15,7 @@ from typing import Any
 
 import pravah_engine
 
+from pravah.results import write_checksum_manifest
 from pravah.sharding import FileEntry, shard_files
 from pravah.spec import OperationSpec
 
@@ -92,7 +93,8 @@ def execute(job: LocalJob, on_progress: ProgressCallback | None = None) -> dict[
     document["errors"] = sorted(document["errors"] + scan_errors, key=lambda e: e["path"])
     document["threads"] = job.threads
     if job.operation.type == "checksum":
-        document["result"]["manifest"] = write_manifest(document, job.output_dir)
+        manifest = write_checksum_manifest(document, job.output_dir) if job.output_dir else None
+        document["result"]["manifest"] = str(job.output_dir / manifest) if manifest else None
     if job.output_dir is not None:
         (job.output_dir / "result.json").write_text(json.dumps(document, indent=2) + "\n")
     if job.max_errors is not None and len(document["errors"]) > job.max_errors:
@@ -100,14 +102,3 @@ def execute(job: LocalJob, on_progress: ProgressCallback | None = None) -> dict[
             f"{len(document['errors'])} files failed, more than maxErrors={job.max_errors}", document
         )
     return document
-
-
-def write_manifest(document: dict[str, Any], output_dir: Path | None) -> str | None:
-    """Write a `sha256sum -c` / `b3sum -c` compatible manifest next to the result."""
-    if output_dir is None:
-        return None
-    algorithm = document["result"]["algorithm"]
-    manifest = output_dir / f"{algorithm}sums.txt"
-    lines = [f"{entry['digest']}  {entry['path']}\n" for entry in document["result"]["files"]]
-    manifest.write_text("".join(lines))
-    return str(manifest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 SUMMARY_KEYS = {
@@ -19,3 +20,11 @@ def summarize(document: dict[str, Any]) -> dict[str, Any]:
     if document["operation"] == "stats":
         summary["columns"] = [column["name"] for column in result["columns"]][:20]
     return summary
+
+
+def write_checksum_manifest(document: dict[str, Any], directory: Path) -> str:
+    """Write a `sha256sum -c` / `b3sum -c` compatible manifest into `directory`; return its name."""
+    result = document["result"]
+    name = f"{result['algorithm']}sums.txt"
+    (directory / name).write_text("".join(f"{entry['digest']}  {entry['path']}\n" for entry in result["files"]))
+    return name

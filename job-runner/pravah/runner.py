@@ -24,6 +24,7 @@ import pravah_engine
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pravah.results import write_checksum_manifest
 from pravah.sharding import FileEntry, shard_files
 from pravah.spec import PravahJobSpec, describe_errors
 from pravah.storage import Output, Source
@@ -208,12 +209,9 @@ class ShardRunner:
         return [str(path.relative_to(root)) for path in sorted((root / "parquet").rglob("*.parquet"))]
 
     def write_manifest(self, document: dict[str, Any]) -> str:
-        """A `sha256sum -c`-style manifest with paths relative to the source root."""
-        result = document["result"]
-        name = f"{result['algorithm']}sums.txt"
-        lines = [f"{entry['digest']}  {entry['path']}\n" for entry in result["files"]]
-        (self.output.local_dir / name).write_text("".join(lines))
-        result["manifest"] = self.output.uri(name)
+        """The manifest lists paths relative to the source root, as the result does."""
+        name = write_checksum_manifest(document, self.output.local_dir)
+        document["result"]["manifest"] = self.output.uri(name)
         return name
 
 
