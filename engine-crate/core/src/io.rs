@@ -7,21 +7,22 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 
 /// Size of the streaming buffer used by sequential ops (checksum).
 pub const STREAM_BUF: usize = 1 << 20;
 
 /// Reads up to `len` bytes at `offset`, appending them to `buf`. Returns the
 /// number of bytes read (less than `len` only at end of file).
+///
+/// Reads go straight into the vector's spare capacity, so a reused buffer is
+/// never zero-filled.
 pub fn read_range_into(file: &File, offset: u64, len: usize, buf: &mut Vec<u8>) -> io::Result<usize> {
     let start = buf.len();
     buf.reserve(len);
-    // SAFETY-free approach: grow with zeros once; the capacity is reused
-    // across calls, so the fill cost is paid only on growth.
-    buf.resize(start + len, 0);
     let mut done = 0;
     while done < len {
-        match file.read_at(&mut buf[start + done..start + len], offset + done as u64) {
+        match pread_spare(file, buf, len - done, offset + done as u64) {
             Ok(0) => break,
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -31,8 +32,26 @@ pub fn read_range_into(file: &File, offset: u64, len: usize, buf: &mut Vec<u8>) 
             }
         }
     }
-    buf.truncate(start + done);
     Ok(done)
+}
+
+/// One `pread` of at most `max` bytes into the spare capacity of `buf`
+/// (which must hold at least `max` spare bytes); extends `buf` by the count.
+fn pread_spare(file: &File, buf: &mut Vec<u8>, max: usize, offset: u64) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let max = max.min(spare.len()).min(isize::MAX as usize);
+    let offset = libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the destination is `max` bytes of the vector's own spare
+    // capacity; the kernel writes at most `max` bytes there, and exactly the
+    // returned count is then marked initialised.
+    let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), max, offset) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: `n <= max` bytes past the old length were written by `pread`.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 /// Reads from `offset` to end of file, appending to `buf`.

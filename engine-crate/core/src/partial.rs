@@ -18,6 +18,13 @@ pub trait Body: Serialize + DeserializeOwned + Send {
     fn merge(&mut self, other: Self) -> Result<(), String>;
     /// The op's `result` object.
     fn result(&self) -> Value;
+
+    /// Writes [`Body::result`] as JSON text. Ops with long file lists override
+    /// this to serialise straight from their state; the text must equal the
+    /// default's (object keys in sorted order).
+    fn write_result(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        serde_json::to_writer(out, &self.result()).map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -61,6 +68,24 @@ impl<B: Body> Partial<B> {
         })
     }
 
+    /// [`Partial::finalize`] as JSON text, without building the document as
+    /// a `Value` first.
+    pub fn finalize_text(&self) -> Result<String, EngineError> {
+        let err = |e: String| EngineError::Internal(format!("serialising result: {e}"));
+        let mut errors = self.errors.clone();
+        sort_errors(&mut errors);
+        let errors = serde_json::to_value(&errors).map_err(|e| err(e.to_string()))?;
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(format!("{{\"bytes\":{},\"errors\":", self.bytes).as_bytes());
+        serde_json::to_writer(&mut out, &errors).map_err(|e| err(e.to_string()))?;
+        out.extend_from_slice(format!(",\"files\":{},\"operation\":", self.files).as_bytes());
+        serde_json::to_writer(&mut out, &self.operation).map_err(|e| err(e.to_string()))?;
+        out.extend_from_slice(b",\"result\":");
+        self.body.write_result(&mut out).map_err(err)?;
+        out.push(b'}');
+        String::from_utf8(out).map_err(|e| err(e.to_string()))
+    }
+
     pub fn to_json(&self) -> Result<String, EngineError> {
         serde_json::to_string(self).map_err(|e| EngineError::Internal(format!("serialising partial: {e}")))
     }
@@ -84,8 +109,7 @@ pub fn merge_json<B: Body>(op: &str, a: &str, b: &str) -> Result<String, EngineE
 
 /// `finalize(op, partial)` on a JSON text.
 pub fn finalize_json<B: Body>(op: &str, p: &str) -> Result<String, EngineError> {
-    let p = Partial::<B>::from_json(op, p)?;
-    serde_json::to_string(&p.finalize()).map_err(|e| EngineError::Internal(e.to_string()))
+    Partial::<B>::from_json(op, p)?.finalize_text()
 }
 
 /// Merges two lists sorted by `key` into one sorted list.

@@ -10,13 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest;
 use std::fs::File;
-use std::io::Read;
 
 use super::options::Options;
 use super::Operation;
 use crate::control::Control;
 use crate::error::{invalid, EngineError, FileError};
-use crate::io::{with_buffer, STREAM_BUF};
+use crate::io::{read_range_into, with_buffer, STREAM_BUF};
 use crate::partial::Body;
 use crate::FileTask;
 
@@ -76,10 +75,12 @@ pub struct ChecksumBody {
     pub files: Vec<FileDigest>,
 }
 
+fn file_order(a: &FileDigest, b: &FileDigest) -> std::cmp::Ordering {
+    a.path.as_bytes().cmp(b.path.as_bytes()).then(a.bytes.cmp(&b.bytes)).then(a.digest.cmp(&b.digest))
+}
+
 fn sort_files(files: &mut [FileDigest]) {
-    files.sort_by(|a, b| {
-        a.path.as_bytes().cmp(b.path.as_bytes()).then(a.bytes.cmp(&b.bytes)).then(a.digest.cmp(&b.digest))
-    });
+    files.sort_by(file_order);
 }
 
 impl Body for ChecksumBody {
@@ -100,6 +101,24 @@ impl Body for ChecksumBody {
         let mut files = self.files.clone();
         sort_files(&mut files);
         json!({"algorithm": self.algorithm.name(), "files": files})
+    }
+
+    fn write_result(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        #[derive(Serialize)]
+        struct DigestOut<'a> {
+            bytes: u64,
+            digest: &'a str,
+            path: &'a str,
+        }
+        #[derive(Serialize)]
+        struct ResultOut<'a> {
+            algorithm: &'static str,
+            files: Vec<DigestOut<'a>>,
+        }
+        let mut files: Vec<&FileDigest> = self.files.iter().collect();
+        files.sort_by(|a, b| file_order(a, b));
+        let files = files.iter().map(|f| DigestOut { bytes: f.bytes, digest: &f.digest, path: &f.path }).collect();
+        serde_json::to_writer(out, &ResultOut { algorithm: self.algorithm.name(), files }).map_err(|e| e.to_string())
     }
 }
 
@@ -149,7 +168,7 @@ impl Hasher {
 
 /// Streams a file through the hasher. `Ok(Err)` is a per-file problem.
 fn digest_file(alg: Algorithm, task: &FileTask, ctl: &Control) -> Result<Result<(u64, String), FileError>, EngineError> {
-    let mut file = match File::open(&task.path) {
+    let file = match File::open(&task.path) {
         Ok(f) => f,
         Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
     };
@@ -158,25 +177,44 @@ fn digest_file(alg: Algorithm, task: &FileTask, ctl: &Control) -> Result<Result<
             return Ok(r);
         }
     }
-    let mut hasher = Hasher::new(alg);
+    let mut hasher: Option<Hasher> = None;
     let mut total = 0u64;
-    let res = with_buffer(|buf| -> Result<Result<(), FileError>, EngineError> {
-        buf.resize(STREAM_BUF, 0);
+    // Small files (the common case) are read with one call into a reused
+    // buffer and hashed in one shot; bigger ones stream in fixed pieces.
+    let mut want = if task.size < STREAM_BUF as u64 { task.size as usize + 1 } else { STREAM_BUF };
+    with_buffer(|buf| -> Result<Result<(u64, String), FileError>, EngineError> {
         loop {
             ctl.check()?;
-            match file.read(buf) {
-                Ok(0) => return Ok(Ok(())),
-                Ok(n) => {
-                    hasher.update(&buf[..n]);
-                    total += n as u64;
-                    ctl.add_bytes(n as u64);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            buf.clear();
+            let n = match read_range_into(&file, total, want, buf) {
+                Ok(n) => n,
                 Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+            };
+            total += n as u64;
+            ctl.add_bytes(n as u64);
+            if n < want {
+                let digest = match hasher.take() {
+                    None => one_shot(alg, &buf[..n]),
+                    Some(mut h) => {
+                        h.update(&buf[..n]);
+                        h.finish()
+                    }
+                };
+                return Ok(Ok((total, digest)));
             }
+            hasher.get_or_insert_with(|| Hasher::new(alg)).update(&buf[..n]);
+            want = STREAM_BUF;
         }
-    })?;
-    Ok(res.map(|()| (total, hasher.finish())))
+    })
+}
+
+/// Digest of a whole buffer.
+fn one_shot(alg: Algorithm, data: &[u8]) -> String {
+    match alg {
+        Algorithm::Sha256 => hex(sha2::Sha256::digest(data).as_slice()),
+        Algorithm::Blake3 => blake3::hash(data).to_hex().to_string(),
+        Algorithm::Xxh3 => format!("{:016x}", xxhash_rust::xxh3::xxh3_64(data)),
+    }
 }
 
 /// blake3 over a memory map, all threads per slice. `None` when the file

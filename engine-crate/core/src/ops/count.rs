@@ -50,10 +50,12 @@ pub struct CountBody {
     pub files: Vec<FileCount>,
 }
 
+fn file_order(a: &FileCount, b: &FileCount) -> std::cmp::Ordering {
+    a.path.as_bytes().cmp(b.path.as_bytes()).then((a.lines, a.words, a.bytes).cmp(&(b.lines, b.words, b.bytes)))
+}
+
 fn sort_files(files: &mut [FileCount]) {
-    files.sort_by(|a, b| {
-        a.path.as_bytes().cmp(b.path.as_bytes()).then((a.lines, a.words, a.bytes).cmp(&(b.lines, b.words, b.bytes)))
-    });
+    files.sort_by(file_order);
 }
 
 impl Body for CountBody {
@@ -70,6 +72,28 @@ impl Body for CountBody {
         let mut files = self.files.clone();
         sort_files(&mut files);
         json!({"lines": self.lines, "words": self.words, "bytes": self.bytes, "files": files})
+    }
+
+    fn write_result(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        #[derive(Serialize)]
+        struct CountOut<'a> {
+            bytes: u64,
+            lines: u64,
+            path: &'a str,
+            words: u64,
+        }
+        #[derive(Serialize)]
+        struct ResultOut<'a> {
+            bytes: u64,
+            files: Vec<CountOut<'a>>,
+            lines: u64,
+            words: u64,
+        }
+        let mut files: Vec<&FileCount> = self.files.iter().collect();
+        files.sort_by(|a, b| file_order(a, b));
+        let files = files.iter().map(|f| CountOut { bytes: f.bytes, lines: f.lines, path: &f.path, words: f.words }).collect();
+        let r = ResultOut { bytes: self.bytes, files, lines: self.lines, words: self.words };
+        serde_json::to_writer(out, &r).map_err(|e| e.to_string())
     }
 }
 
@@ -94,13 +118,30 @@ fn inner_word_starts(buf: &[u8]) -> u64 {
     if buf.len() < 2 {
         return 0;
     }
+    const LANES: usize = 32;
     let (prev, cur) = (&buf[..buf.len() - 1], &buf[1..]);
     let mut total = 0u64;
-    // Blocks of 255 keep the per-lane u8 sums from overflowing and let the
-    // compiler vectorise the loop.
-    for (p, c) in prev.chunks(255).zip(cur.chunks(255)) {
-        let s = p.iter().zip(c).fold(0u8, |acc, (&a, &b)| acc.wrapping_add((is_space(a) & !is_space(b)) as u8));
-        total += s as u64;
+    let mut pc = prev.chunks_exact(LANES);
+    let mut cc = cur.chunks_exact(LANES);
+    // Per-lane u8 counters over at most 255 blocks cannot overflow; fixed
+    // width blocks let the compiler keep the whole pass in vector registers.
+    loop {
+        let mut acc = [0u8; LANES];
+        let mut blocks = 0;
+        while blocks < 255 {
+            let (Some(p), Some(c)) = (pc.next(), cc.next()) else { break };
+            for k in 0..LANES {
+                acc[k] = acc[k].wrapping_add((is_space(p[k]) & !is_space(c[k])) as u8);
+            }
+            blocks += 1;
+        }
+        total += acc.iter().map(|&x| x as u64).sum::<u64>();
+        if blocks < 255 {
+            break;
+        }
+    }
+    for (&a, &b) in pc.remainder().iter().zip(cc.remainder()) {
+        total += (is_space(a) & !is_space(b)) as u64;
     }
     total
 }
@@ -138,6 +179,34 @@ impl Piece {
     }
 }
 
+/// Bytes read at a time inside a range: small enough that counting runs on
+/// data still in cache right after the copy.
+const READ_PIECE: usize = 512 << 10;
+
+/// Counts `len` bytes from `off` (to end of file when `None`), reading in
+/// cache-sized pieces.
+fn count_range(file: &File, off: u64, len: Option<u64>, ctl: &Control, buf: &mut Vec<u8>) -> std::io::Result<Piece> {
+    let mut piece = Piece::default();
+    let mut done = 0u64;
+    loop {
+        let want = match len {
+            Some(l) if l - done < READ_PIECE as u64 => (l - done) as usize,
+            _ => READ_PIECE,
+        };
+        if want == 0 {
+            return Ok(piece);
+        }
+        buf.clear();
+        let got = read_range_into(file, off + done, want, buf)?;
+        ctl.add_bytes(got as u64);
+        piece = piece.then(Piece::of(buf));
+        done += got as u64;
+        if got < want {
+            return Ok(piece);
+        }
+    }
+}
+
 fn count_file(op: &CountOp, task: &FileTask, ctl: &Control) -> Result<Result<Piece, FileError>, EngineError> {
     let file = match File::open(&task.path) {
         Ok(f) => f,
@@ -158,21 +227,9 @@ fn count_file(op: &CountOp, task: &FileTask, ctl: &Control) -> Result<Result<Pie
         .into_par_iter()
         .map(|i| -> Result<Result<Piece, FileError>, EngineError> {
             ctl.check()?;
-            Ok(with_buffer(|buf| {
-                let off = i as u64 * chunk;
-                let r = if i + 1 < n {
-                    read_range_into(&file, off, chunk as usize, buf)
-                } else {
-                    read_to_end_from(&file, off, buf, chunk as usize)
-                };
-                match r {
-                    Ok(_) => {
-                        ctl.add_bytes(buf.len() as u64);
-                        Ok(Piece::of(buf))
-                    }
-                    Err(e) => Err(FileError::io(&task.path, &e)),
-                }
-            }))
+            let off = i as u64 * chunk;
+            let len = if i + 1 < n { Some(chunk) } else { None };
+            Ok(with_buffer(|buf| count_range(&file, off, len, ctl, buf)).map_err(|e| FileError::io(&task.path, &e)))
         })
         .try_reduce(
             || Ok(Piece::default()),

@@ -75,10 +75,12 @@ pub struct GrepBody {
     pub files: Vec<GrepFile>,
 }
 
+fn file_order(a: &GrepFile, b: &GrepFile) -> std::cmp::Ordering {
+    a.path.as_bytes().cmp(b.path.as_bytes()).then(a.matches.cmp(&b.matches)).then(a.lines.cmp(&b.lines))
+}
+
 fn sort_files(files: &mut [GrepFile]) {
-    files.sort_by(|a, b| {
-        a.path.as_bytes().cmp(b.path.as_bytes()).then(a.matches.cmp(&b.matches)).then(a.lines.cmp(&b.lines))
-    });
+    files.sort_by(file_order);
 }
 
 impl Body for GrepBody {
@@ -102,6 +104,29 @@ impl Body for GrepBody {
             "files_with_matches": self.files_with_matches,
             "files": files,
         })
+    }
+
+    fn write_result(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        // Keys in sorted order, as in `result`; `Line` already declares its
+        // fields that way.
+        #[derive(Serialize)]
+        struct FileOut<'a> {
+            lines: &'a [Line],
+            matches: u64,
+            path: &'a str,
+        }
+        #[derive(Serialize)]
+        struct ResultOut<'a> {
+            files: Vec<FileOut<'a>>,
+            files_with_matches: u64,
+            matches: u64,
+            pattern: &'a str,
+        }
+        let mut files: Vec<&GrepFile> = self.files.iter().collect();
+        files.sort_by(|a, b| file_order(a, b));
+        let files = files.iter().map(|f| FileOut { lines: &f.lines, matches: f.matches, path: &f.path }).collect();
+        let r = ResultOut { files, files_with_matches: self.files_with_matches, matches: self.matches, pattern: &self.pattern };
+        serde_json::to_writer(out, &r).map_err(|e| e.to_string())
     }
 }
 
