@@ -31,6 +31,14 @@ CPU_RANGE = (1, 256)
 Glob = Annotated[str, Field(max_length=MAX_GLOB_LENGTH)]
 
 
+def within(value: int | str, bounds: tuple[int, int], name: str, unit: str = "") -> int | str:
+    """Check an int-or-'auto' field against its range (the CRD's CEL rule uses the same bounds)."""
+    low, high = bounds
+    if isinstance(value, int) and not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}{unit}, or 'auto'")
+    return value
+
+
 class SpecModel(BaseModel):
     """Base for every spec part: unknown fields are errors, so typos never pass silently."""
 
@@ -175,13 +183,7 @@ class Resources(SpecModel):
     )
     memory: str = Field(default="2Gi", max_length=32, pattern=QUANTITY, description="Memory per runner.")
 
-    @field_validator("cpu")
-    @classmethod
-    def _positive(cls, cpu: int | str) -> int | str:
-        low, high = CPU_RANGE
-        if isinstance(cpu, int) and not low <= cpu <= high:
-            raise ValueError(f"cpu must be between {low} and {high} whole cores, or 'auto'")
-        return cpu
+    _cpu_range = field_validator("cpu")(lambda value: within(value, CPU_RANGE, "cpu", " whole cores"))
 
 
 class PravahJobSpec(SpecModel):
@@ -212,13 +214,8 @@ class PravahJobSpec(SpecModel):
         default=None, max_length=63, pattern=DNS_LABEL, description="Kueue LocalQueue to submit to."
     )
 
-    @field_validator("parallelism")
-    @classmethod
-    def _parallelism_range(cls, parallelism: int | str) -> int | str:
-        low, high = PARALLELISM_RANGE
-        if isinstance(parallelism, int) and not low <= parallelism <= high:
-            raise ValueError(f"parallelism must be between {low} and {high}, or 'auto'")
-        return parallelism
+    _parallelism_range = field_validator("parallelism")(
+        lambda value: within(value, PARALLELISM_RANGE, "parallelism"))
 
 
 class PravahJobManifest(SpecModel):
