@@ -31,9 +31,12 @@ test: setup test-rust test-python
 test-rust:
 	cd engine-crate && cargo test --release -q
 
+# `own_cluster` tests start a local cluster of their own (`pravah dev up`); real nodes are
+# the machine's, so they run in a session before the suite's cluster starts.
 test-python: setup
 	scripts/platform-prereqs
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m own_cluster
+	$(PY) -m pytest -q -m "not own_cluster"
 
 ## bench: the side-by-side benchmark against DuckDB, Polars and the classic tools
 bench: setup

@@ -2,12 +2,14 @@
 
 Session-scoped, started on first use and stopped at the end of the session:
 
-* ``control_plane`` -> testbed.ControlPlane: ``.kubeconfig`` (Path), ``.server``,
+* ``control_plane`` -> pravah.localcluster.ControlPlane: ``.kubeconfig`` (Path), ``.server``,
   ``.api_client()`` / ``await .async_api_client()`` (admin clients), ``.kubectl(*args)``.
-* ``node_agent`` -> testbed.NodeAgentProcess: ``.node_names``, ``.pod_log(ns, name)``,
-  ``.state``, ``.pvc_root``. Nodes: node-a (2 CPU, 8Gi), node-b (4 CPU, 16Gi).
-* ``postgres`` -> testbed.Postgres: ``.dsn(database="postgres")``, ``.stop()``, ``.start()``.
-* ``s3`` -> testbed.S3Server: ``.endpoint``, ``.access_key``, ``.secret_key``,
+* ``nodes`` -> pravah.localcluster.Nodes: real kubelets on containerd, ``.node_names``,
+  ``.node(name).ctr(...)``. node-a gets the whole machine, node-b one CPU and 12Gi less.
+* ``pravah`` -> the Platform, with Pravah installed by ``kubectl apply -k`` from its own
+  images: ``.database_url`` (host), ``.database_pod_url``, ``.images``.
+* ``postgres`` -> pravah.localcluster.Postgres: ``.dsn(database="postgres")``, ``.stop()``, ``.start()``.
+* ``s3`` -> pravah.localcluster.S3Server: ``.endpoint``, ``.access_key``, ``.secret_key``,
   ``.region``, ``.client_kwargs()``, ``.kind``.
 
 Per test: ``namespace`` (a fresh namespace name, deleted afterwards), ``database`` (DSN of
@@ -30,11 +32,13 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
-from testbed import bins
-from testbed.platform import NodeAgentProcess, Platform
-from testbed.procs import PlatformError
+from pravah.localcluster import bins
+from pravah.localcluster.network import setup_host_interface
+from pravah.localcluster.nodes import Nodes
+from pravah.localcluster.platform import Platform
+from pravah.localcluster.procs import PlatformError
 
-PLATFORM_FIXTURES = {"control_plane", "node_agent", "postgres", "s3", "namespace", "database", "bucket"}
+PLATFORM_FIXTURES = {"control_plane", "nodes", "pravah", "postgres", "s3", "namespace", "database", "bucket"}
 _SUITE_START = time.monotonic()
 
 
@@ -70,35 +74,40 @@ class _Launcher:
                 self.platform = Platform(root)
                 self.t0 = time.monotonic()
                 p = self.platform
+                setup_host_interface()
+                cp = self._run("control_plane", p.control_plane.start)
+                images = self._run("images", p.images.ensure)
+                postgres = self._run("postgres", p.start_postgres)
 
-                def cp_and_agent():
-                    p.control_plane.start()
-                    self.ready_at["control_plane"] = time.monotonic() - self.t0
-                    p.node_agent.start()
+                def nodes():
+                    cp.result()
+                    images.result()
+                    p.start_nodes()
 
-                self.futures = {
-                    "postgres": self._run("postgres", p.postgres.start),
-                    "s3": self._run("s3", p.s3.start),
-                    "node_agent": self._run("node_agent", cp_and_agent),
-                }
+                def pravah():
+                    self.futures["nodes"].result()
+                    postgres.result()
+                    p.install_pravah()
+
+                self.futures = {"control_plane": cp, "images": images, "postgres": postgres,
+                                "s3": self._run("s3", p.s3.start)}
+                self.futures["nodes"] = self._run("nodes", nodes)
+                self.futures["pravah"] = self._run("pravah", pravah)
             return self.platform
 
-    def wait(self, part: str, timeout: float = 240):
+    def wait(self, part: str, timeout: float = 900):
+        """The platform, once `part` is up; fails the test naming the part that could not start."""
         p = self.ensure_started()
-        key = "node_agent" if part in ("control_plane", "node_agent") else part
-        problem = None
         try:
-            self.futures[key].result(timeout=timeout)
+            self.futures[part].result(timeout=timeout)
         except PlatformError as e:
-            problem = str(e)
+            pytest.fail(f"test platform part `{part}` could not start: {e}", pytrace=False)
         except Exception as e:  # noqa: BLE001
-            problem = f"{type(e).__name__}: {e}"
-        if problem is not None and not (part == "control_plane" and "control_plane" in self.ready_at):
-            pytest.fail(f"test platform part `{part}` could not start: {problem}", pytrace=False)
+            pytest.fail(f"test platform part `{part}` could not start: {type(e).__name__}: {e}", pytrace=False)
         return p
 
     def warm_start_seconds(self) -> float | None:
-        if not self.ready_at or len(self.ready_at) < 4:
+        if not self.ready_at or len(self.ready_at) < len(self.futures):
             return None
         return max(self.ready_at.values())
 
@@ -106,7 +115,7 @@ class _Launcher:
         if self.platform is not None:
             for f in self.futures.values():
                 with contextlib.suppress(Exception):
-                    f.result(timeout=120)
+                    f.result(timeout=900)
             self.platform.stop()
 
 
@@ -131,9 +140,13 @@ def control_plane(_platform_session):
 
 
 @pytest.fixture(scope="session")
-def node_agent(_platform_session) -> NodeAgentProcess:
-    p = _platform_session.wait("node_agent")
-    return p.node_agent
+def nodes(_platform_session) -> Nodes:
+    return _platform_session.wait("nodes").nodes
+
+
+@pytest.fixture(scope="session")
+def pravah(_platform_session) -> Platform:
+    return _platform_session.wait("pravah")
 
 
 @pytest.fixture(scope="session")
@@ -201,6 +214,16 @@ def bucket(request, s3) -> str:
 
 # -- markers, failure logs, timings ------------------------------------------------------
 
+REPORT = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def report(request):
+    """`report(line)`: a figure for the end of the run (timings, sizes), not an assertion."""
+    lines = request.config.stash.setdefault(REPORT, [])
+    return lines.append
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = Path(str(item.fspath))
@@ -213,7 +236,7 @@ def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed and _launcher.platform is not None and \
             PLATFORM_FIXTURES & set(getattr(item, "fixturenames", ())):
-        from testbed.procs import tail
+        from pravah.localcluster.procs import tail
 
         lines = []
         for name, path in _launcher.platform.log_files().items():
@@ -242,12 +265,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.write_line(f"cold build of MinIO (scripts/minio-bin, once per machine): "
                       f"{minio_info.get('build_seconds', '?')}s")
     tr.write_line(f"S3 server: {s3.kind} at {s3.endpoint}")
+    if _launcher.futures.get("images") and _launcher.futures["images"].done() \
+            and not _launcher.futures["images"].exception():
+        for key, image in _launcher.platform.images.ensure().images.items():
+            tr.write_line(f"image {key}: {image.name}, {image.size / 1e6:.1f} MB (OCI archive)")
+    if "install" in _launcher.platform.timings:
+        tr.write_line(f"kubectl apply -k to Deployments Available: {_launcher.platform.timings['install']:.1f}s")
     parts = ", ".join(f"{k} {v:.1f}s" for k, v in sorted(_launcher.ready_at.items(), key=lambda kv: kv[1]))
     warm = _launcher.warm_start_seconds()
     if warm is not None:
         tr.write_line(f"warm start of the whole platform: {warm:.1f}s ({parts})")
     elif parts:
         tr.write_line(f"platform parts ready after: {parts}")
+    for line in config.stash.get(REPORT, []):
+        tr.write_line(line)
     tr.write_line(f"suite: {time.monotonic() - _SUITE_START:.1f}s")
     if _launcher.platform.dir.exists():
         tr.write_line(f"platform files and logs kept in {_launcher.platform.dir}")

@@ -15,7 +15,6 @@ import asyncio
 import io
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,15 +56,6 @@ class RunnerContext(BaseSettings):
     pod_name: str = Field(default="runner", validation_alias="POD_NAME")
     batch_files: int = Field(default=4096, ge=1, description="Files per stored batch: the unit of resumption.")
     batch_bytes: int = Field(default=256 << 20, ge=1, description="Bytes per stored batch.")
-
-
-def cgroup_cpu_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
-    """Whole CPUs allowed by a cgroup v2 quota, or None when unlimited."""
-    try:
-        quota, period = path.read_text().split()
-    except (OSError, ValueError):
-        return None
-    return None if quota == "max" else max(1, math.floor(int(quota) / int(period)))
 
 
 def plan_batches(files: list[FileEntry], max_files: int, max_bytes: int) -> list[list[FileEntry]]:
@@ -124,7 +114,8 @@ class ShardRunner:
         self.op = self.spec.operation.type
         self.source = Source(self.spec, context.source_dir, context.scratch_dir / context.job_uid)
         self.output = Output(self.spec.output, context.output_dir, context.scratch_dir / context.job_uid)
-        self.threads = min(context.threads, cgroup_cpu_quota() or context.threads)
+        # The engine honours the cgroup CPU quota (v1 cfs_quota_us and v2 cpu.max) and affinity.
+        self.threads = min(context.threads, pravah_engine.threads_available())
 
     def engine_options(self) -> dict[str, Any]:
         options = self.spec.operation.engine_options()

@@ -17,6 +17,7 @@ SOURCE_MOUNT = "/data/source"
 OUTPUT_MOUNT = "/data/output"
 JOB_LABEL = "pravah.io/job"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+RUNNER_UID = 10001  # the `pravah` user of the images (Dockerfile)
 
 
 class PlanningError(Exception):
@@ -142,12 +143,14 @@ def job_manifest(spec: PravahJobSpec, name: str, namespace: str, uid: str, sizin
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
     }
-    pod_spec = {"restartPolicy": "Never", "containers": [container],
+    # Runners never talk to the Kubernetes API: no token, whichever service account they use.
+    pod_spec = {"restartPolicy": "Never", "containers": [container], "automountServiceAccountToken": False,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": RUNNER_UID, "runAsGroup": RUNNER_UID,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
                 "volumes": pod_volumes + [{"name": "scratch", "emptyDir": {}}]}
     container["volumeMounts"].append({"name": "scratch", "mountPath": settings.runner_scratch_dir})
     if settings.runner_service_account:
         pod_spec["serviceAccountName"] = settings.runner_service_account
-        pod_spec["automountServiceAccountToken"] = False
     job_spec: dict[str, Any] = {
         "completionMode": "Indexed",
         "completions": sizing.shards,

@@ -27,7 +27,15 @@ from pravah.store import JobRecord, Store
 
 from pravah_operator import metrics, planning
 from pravah_operator.settings import OperatorSettings
-from pravah_operator.status import condition, fraction, human_rate, now_rfc3339, percent, set_condition
+from pravah_operator.status import (
+    MAX_SHARD_FAILURES,
+    condition,
+    fraction,
+    human_rate,
+    now_rfc3339,
+    percent,
+    set_condition,
+)
 
 GROUP, VERSION, PLURAL = "pravah.io", "v1alpha1", "pravahjobs"
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -209,19 +217,63 @@ async def roll_up(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], sp
         "total": total, "active": job_status.get("active", 0), "succeeded": job_status.get("succeeded", 0),
         "failed": job_status.get("failed", 0), "ready": fraction(job_status.get("succeeded", 0), total)}
     await roll_up_progress(patch, status, uid, ctx)
+    failures = await roll_up_shard_failures(body, patch, status, job, ctx)
     job_conditions = {c["type"]: c for c in job_status.get("conditions") or [] if c.get("status") == "True"}
     if "Complete" in job_conditions:
         return await succeed(body, patch, status, spec, ctx)
     if "Failed" in job_conditions:
         failed = job_conditions["Failed"]
-        await ctx.store.set_phase(uid, "Failed", failed.get("reason"), failed.get("message"))
-        return transition(body, patch, status, "Failed", failed.get("reason") or "JobFailed",
-                          failed.get("message") or "the Job failed")
+        reason, message = failed.get("reason") or "JobFailed", failed.get("message") or "the Job failed"
+        oom = next((f for f in failures if f["reason"] == "OOMKilled"), None)
+        if oom is not None:
+            reason, message = "OOMKilled", f"{oom['message']}; {message}"
+        await ctx.store.set_phase(uid, "Failed", reason, message)
+        return transition(body, patch, status, "Failed", reason, message)
     if job["spec"].get("suspend"):
         if status.get("phase") != "Queued":
             transition(body, patch, status, "Queued", "WaitingForAdmission", "the Job waits for Kueue to admit it")
     elif status.get("phase") != "Running":
         transition(body, patch, status, "Running", "Admitted", "the Job's pods are starting")
+
+
+async def roll_up_shard_failures(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], job: dict[str, Any],
+                                 ctx: Context) -> list[dict[str, Any]]:
+    """Record each runner pod that failed (why, which shard) in the status with a Warning
+    Event, so an OOMKilled or crashed shard is visible even when its retry succeeds."""
+    known = list(status.get("shardFailures") or [])
+    if (job.get("status") or {}).get("failed", 0) <= len(known) or len(known) >= MAX_SHARD_FAILURES:
+        return known
+    pods = await ctx.core.list_namespaced_pod(body.metadata.namespace,
+                                              label_selector=f"batch.kubernetes.io/job-name={job['metadata']['name']}")
+    seen = {failure["pod"] for failure in known}
+    limit = (job["spec"]["template"]["spec"]["containers"][0].get("resources") or {}).get("limits", {}).get("memory")
+    for pod in sorted(ctx.plain(pods)["items"], key=lambda p: p["metadata"]["creationTimestamp"]):
+        failure = shard_failure(pod, limit)
+        if failure is None or failure["pod"] in seen or len(known) >= MAX_SHARD_FAILURES:
+            continue
+        known.append(failure)
+        kopf.event(body, type="Warning", reason="ShardFailed", message=failure["message"])
+        log.warning("%s/%s: %s", body.metadata.namespace, body.metadata.name, failure["message"])
+    patch.status["shardFailures"] = known
+    return known
+
+
+def shard_failure(pod: dict[str, Any], memory_limit: str | None) -> dict[str, Any] | None:
+    """The failure of a runner pod, from its container's terminated state; None if it did not fail."""
+    if (pod.get("status") or {}).get("phase") != "Failed":
+        return None
+    shard = int(pod["metadata"].get("annotations", {}).get("batch.kubernetes.io/job-completion-index", 0))
+    name = pod["metadata"]["name"]
+    terminated = next((c["state"]["terminated"] for c in pod["status"].get("containerStatuses") or []
+                       if (c.get("state") or {}).get("terminated")), {})
+    reason = terminated.get("reason") or pod["status"].get("reason") or "Failed"
+    exit_code = terminated.get("exitCode")
+    if reason == "OOMKilled":
+        message = f"shard {shard} (pod {name}) was OOMKilled: the runner needed more than its memory limit " \
+                  f"{memory_limit}; raise spec.resources.memory"
+    else:
+        message = f"shard {shard} (pod {name}) failed: {reason}, exit code {exit_code}"
+    return {"shard": shard, "pod": name, "reason": reason, "exitCode": exit_code, "message": message}
 
 
 async def roll_up_progress(patch: kopf.Patch, status: dict[str, Any], uid: str, ctx: Context) -> None:

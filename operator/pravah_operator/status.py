@@ -21,6 +21,7 @@ TERMINAL_PHASES: tuple[str, ...] = ("Succeeded", "Failed", "Cancelled")
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 MAX_ERROR_SAMPLES = 10
+MAX_SHARD_FAILURES = 10
 MAX_CONDITIONS = 16
 MAX_REASON_CHARS = 512
 
@@ -90,6 +91,16 @@ class Errors(StatusModel):
     )
 
 
+class ShardFailure(StatusModel):
+    """A runner pod that ended in failure (its shard was retried or, past its retries, failed the job)."""
+
+    shard: int = Field(ge=0, description="The shard (completion index) the pod ran.")
+    pod: str = Field(description="The runner pod.")
+    reason: str = Field(description="Why its container ended, as the kubelet says: OOMKilled, Error, ...")
+    exitCode: int | None = Field(default=None, description="The container's exit code.")
+    message: str = Field(default="", description="Details for people.")
+
+
 class Result(StatusModel):
     uri: str | None = Field(default=None, description="Where the full result is, e.g. s3://results/job/result.json.")
     summary: dict[str, Any] | None = Field(default=None, description="A small summary of the result.")
@@ -125,6 +136,9 @@ class PravahJobStatus(StatusModel):
     progress: Progress | None = Field(default=None, description="Files and bytes processed so far.")
     errors: Errors | None = Field(default=None, description="Files that failed.")
     result: Result | None = Field(default=None, description="The merged result.")
+    shardFailures: list[ShardFailure] | None = Field(
+        default=None, max_length=MAX_SHARD_FAILURES,
+        description=f"The first {MAX_SHARD_FAILURES} runner pods that failed (OOMKilled, killed, crashed).")
     reason: str | None = Field(default=None, description="One CamelCase word saying why the job is in its phase.")
     message: str | None = Field(default=None, description="Details for people.")
     threads: int | None = Field(default=None, ge=1, description="Engine threads per runner.")

@@ -1,5 +1,5 @@
-"""Fixtures of the REST API tests: the API served in-process against the real control plane
-and PostgreSQL, in either auth mode (see helpers.py)."""
+"""Fixtures of the REST API tests: the installed API Deployment (kubernetes auth mode), and
+the API served in-process for settings the installation does not use (standalone auth)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.helpers import ApiServer, settings_for
+from api.helpers import ApiServer, DeployedApi, settings_for
 from e2e.conftest import cluster, crd, sample_data  # noqa: F401 - fixtures shared with the e2e tests
 
 
@@ -20,10 +20,9 @@ def standalone_api(control_plane, database, crd) -> Iterator[ApiServer]:  # noqa
 
 
 @pytest.fixture
-def kubernetes_api(control_plane, database, crd) -> Iterator[ApiServer]:  # noqa: F811
-    server = ApiServer(settings_for(control_plane, database, "kubernetes")).start()
-    yield server
-    server.stop()
+def kubernetes_api(control_plane, pravah, crd) -> DeployedApi:  # noqa: F811
+    """The API as installed: a Deployment from its image, acting as its callers."""
+    return DeployedApi(control_plane)
 
 
 @pytest.fixture

@@ -26,8 +26,46 @@ STATS_SPEC = {
 }
 
 
-class ApiServer:
-    """The aiohttp application served on 127.0.0.1 from a background thread."""
+class ApiClient:
+    """Requests to a running API; `url` is set by the subclass."""
+
+    url: str
+
+    def request(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> requests.Response:
+        headers = dict(kwargs.pop("headers", None) or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return requests.request(method, self.url + path, headers=headers, timeout=60, **kwargs)
+
+    def token(self, username: str, password: str) -> str:
+        answer = self.request("POST", "/auth/token", json={"username": username, "password": password})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["access_token"]
+
+    def admin_token(self) -> str:
+        return self.token(*ADMIN)
+
+    def add_user(self, username: str, role: str, namespaces: list[str], password: str = "password-123") -> str:
+        answer = self.request("POST", "/users", self.admin_token(),
+                              json={"username": username, "password": password, "role": role,
+                                    "namespaces": namespaces})
+        assert answer.status_code == 201, answer.text
+        return self.token(username, password)
+
+
+class DeployedApi(ApiClient):
+    """The `pravah-api` Deployment that `kubectl apply -k` installed (kubernetes auth mode),
+    reached through its Service."""
+
+    def __init__(self, control_plane) -> None:
+        service = json.loads(control_plane.kubectl("get", "service", "pravah-api", "-n", "pravah-system",
+                                                   "-o", "json").stdout)
+        self.url = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+
+
+class ApiServer(ApiClient):
+    """The aiohttp application served on 127.0.0.1 from a background thread (for the
+    settings the installed API does not run with: standalone auth, test limits)."""
 
     def __init__(self, settings: ApiSettings):
         self.settings = settings
@@ -71,29 +109,6 @@ class ApiServer:
         if self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(30)
-
-    # -- requests --------------------------------------------------------------------------
-
-    def request(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> requests.Response:
-        headers = dict(kwargs.pop("headers", None) or {})
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        return requests.request(method, self.url + path, headers=headers, timeout=60, **kwargs)
-
-    def token(self, username: str, password: str) -> str:
-        answer = self.request("POST", "/auth/token", json={"username": username, "password": password})
-        assert answer.status_code == 200, answer.text
-        return answer.json()["access_token"]
-
-    def admin_token(self) -> str:
-        return self.token(*ADMIN)
-
-    def add_user(self, username: str, role: str, namespaces: list[str], password: str = "password-123") -> str:
-        answer = self.request("POST", "/users", self.admin_token(),
-                              json={"username": username, "password": password, "role": role,
-                                    "namespaces": namespaces})
-        assert answer.status_code == 201, answer.text
-        return self.token(username, password)
 
 
 def settings_for(control_plane, database: str, mode: str, **extra: Any) -> ApiSettings:

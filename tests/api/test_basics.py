@@ -119,7 +119,7 @@ def test_idempotency_key_returns_the_same_job(standalone_api, namespace):
 def api_kubectl(api, *args: str) -> str:
     import subprocess
 
-    from testbed import bins
+    from pravah.localcluster import bins
 
     argv = [str(bins.k8s_bin_dir() / "kubectl"), f"--kubeconfig={api.settings.kubeconfig}", *args]
     return subprocess.run(argv, capture_output=True, text=True, check=True).stdout

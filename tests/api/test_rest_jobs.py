@@ -16,7 +16,7 @@ import click
 import yaml
 from click.testing import CliRunner
 
-from api.helpers import ApiServer, assert_error, service_account, settings_for
+from api.helpers import ApiServer, DeployedApi, assert_error, service_account, settings_for
 from e2e.harness import ROOT
 from pravah.client_cli import Client, register
 
@@ -52,43 +52,40 @@ def invoke(env: dict[str, str], *args: str) -> Any:
 def test_rest_job_runs_and_matches_kubectl(cluster, sample_data, tmp_path):
     manifest = yaml.safe_load(EXAMPLE.read_text())
     token = service_account(cluster.control_plane, cluster.namespace, "pipeline", ALL_VERBS)
-    api = ApiServer(settings_for(cluster.control_plane, cluster.database, "kubernetes")).start()
-    try:
-        spec = copy.deepcopy(manifest["spec"])
-        spec["output"] = {"volume": {"claimName": "results", "path": "pravah-out/rest-profile"}}
-        created = api.request("POST", "/jobs", token, json={**spec, "name": "rest-profile",
-                                                            "namespace": cluster.namespace})
-        assert created.status_code == 201, created.text
-        job_id = created.json()["id"]
-        cluster.apply(EXAMPLE)  # the same job through kubectl
+    api = DeployedApi(cluster.control_plane)
+    spec = copy.deepcopy(manifest["spec"])
+    spec["output"] = {"volume": {"claimName": "results", "path": "pravah-out/rest-profile"}}
+    created = api.request("POST", "/jobs", token, json={**spec, "name": "rest-profile",
+                                                        "namespace": cluster.namespace})
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    cluster.apply(EXAMPLE)  # the same job through kubectl
 
-        # `pravah watch` follows the live progress (SSE) until the job ends.
-        env = {"PRAVAH_API_URL": api.url, "PRAVAH_TOKEN": token}
-        watched = invoke(env, "watch", job_id)
-        assert watched.exit_code == 0, watched.output + json.dumps(cluster.get("rest-profile").get("status"))
-        assert "Succeeded" in watched.output
+    # `pravah watch` follows the live progress (SSE) until the job ends.
+    env = {"PRAVAH_API_URL": api.url, "PRAVAH_TOKEN": token}
+    watched = invoke(env, "watch", job_id)
+    assert watched.exit_code == 0, watched.output + json.dumps(cluster.get("rest-profile").get("status"))
+    assert "Succeeded" in watched.output
 
-        kubectl_job = cluster.wait_phase("sales-profile")
-        detail = api.request("GET", f"/jobs/{job_id}", token).json()
-        assert detail["phase"] == "Succeeded" and detail["progress"]["percent"] == 100
-        assert detail["timings"]["durationSeconds"] is not None and detail["errors"]["count"] >= 0
-        rest_result = api.request("GET", f"/jobs/{job_id}/results", token)
-        assert rest_result.status_code == 200, rest_result.text
-        via_rest = api.request("GET", f"/jobs/{kubectl_job['metadata']['uid']}/results", token).json()
-        on_volume = json.loads((cluster.results / "pravah-out" / "sales-profile" / "result.json").read_text())
-        assert comparable(rest_result.json()) == comparable(via_rest) == comparable(on_volume)
+    kubectl_job = cluster.wait_phase("sales-profile")
+    detail = api.request("GET", f"/jobs/{job_id}", token).json()
+    assert detail["phase"] == "Succeeded" and detail["progress"]["percent"] == 100
+    assert detail["timings"]["durationSeconds"] is not None and detail["errors"]["count"] >= 0
+    rest_result = api.request("GET", f"/jobs/{job_id}/results", token)
+    assert rest_result.status_code == 200, rest_result.text
+    via_rest = api.request("GET", f"/jobs/{kubectl_job['metadata']['uid']}/results", token).json()
+    on_volume = json.loads((cluster.results / "pravah-out" / "sales-profile" / "result.json").read_text())
+    assert comparable(rest_result.json()) == comparable(via_rest) == comparable(on_volume)
 
-        # A finished job's stream ends at once; its logs come from the archive.
-        events = asyncio.run(collect(Client(api.url, token), f"/jobs/{job_id}/events"))
-        assert [event for event, _ in events][-1] == "end" and events[-1][1]["phase"] == "Succeeded"
-        logs = api.request("GET", f"/jobs/{job_id}/logs", token).json()
-        assert logs["source"] in ("pods", "archive") and logs["entries"]
-        assert_error(api.request("DELETE", f"/jobs/{job_id}", token), 409)  # already finished
-        out = tmp_path / "result.json"
-        assert invoke(env, "results", job_id, "-o", str(out)).exit_code == 0
-        assert comparable(json.loads(out.read_text())) == comparable(on_volume)
-    finally:
-        api.stop()
+    # A finished job's stream ends at once; its logs come from the archive.
+    events = asyncio.run(collect(Client(api.url, token), f"/jobs/{job_id}/events"))
+    assert [event for event, _ in events][-1] == "end" and events[-1][1]["phase"] == "Succeeded"
+    logs = api.request("GET", f"/jobs/{job_id}/logs", token).json()
+    assert logs["source"] in ("pods", "archive") and logs["entries"]
+    assert_error(api.request("DELETE", f"/jobs/{job_id}", token), 409)  # already finished
+    out = tmp_path / "result.json"
+    assert invoke(env, "results", job_id, "-o", str(out)).exit_code == 0
+    assert comparable(json.loads(out.read_text())) == comparable(on_volume)
 
 
 async def collect(client: Client, path: str) -> list[tuple[str, dict[str, Any]]]:

@@ -13,7 +13,7 @@ MANIFESTS = ROOT / "manifests"
 
 
 def kubectl_binary() -> str:
-    from testbed import bins
+    from pravah.localcluster import bins
 
     return str(bins.k8s_bin_dir() / "kubectl")
 

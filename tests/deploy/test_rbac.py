@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from deploy.helpers import ROOT, Permission, granted, kubectl_binary
-from e2e.harness import install_rbac, service_account_kubeconfig, wait_for
+from e2e.harness import wait_for
 
 OPERATOR_SOURCES = sorted((ROOT / "operator" / "pravah_operator").glob("*.py"))
 API_SOURCES = sorted((ROOT / "api" / "pravah_api").glob("*.py"))
@@ -123,7 +123,6 @@ def resource_name(group: str, resource: str) -> str:
 
 @pytest.mark.parametrize("account", ["pravah-operator", "pravah-api"])
 def test_bindings_grant_what_is_used_and_not_more(control_plane, crd, namespace, account):
-    install_rbac(control_plane)
     used = (used_by(OPERATOR_SOURCES) | KOPF) - LEASES if account == "pravah-operator" else used_by(API_SOURCES)
     for group, resource, verb in sorted(used):
         assert can_i(control_plane, account, verb, resource_name(group, resource), namespace), \
@@ -145,78 +144,59 @@ def test_bindings_grant_what_is_used_and_not_more(control_plane, crd, namespace,
     assert not can_i(control_plane, "pravah-runner", "get", "pods", namespace)
 
 
-def test_api_serves_a_job_with_its_own_service_account(cluster, sample_data, tmp_path):
-    """The REST API with the `pravah-api` token (not admin): a caller's job is created,
-    listed, read, runs to Succeeded, its result and logs are served, and it is cancelled."""
-    from api.helpers import ApiServer, service_account, settings_for
+def test_api_serves_a_job_with_its_own_service_account(cluster, sample_data):
+    """The installed REST API runs with the `pravah-api` token (not admin): a caller's job is
+    created, listed, read, runs to Succeeded, its result and logs are served, and it is cancelled."""
+    from api.helpers import DeployedApi, service_account
 
-    install_rbac(cluster.control_plane)
-    kubeconfig = service_account_kubeconfig(cluster.control_plane, tmp_path / "api.kubeconfig", "pravah-api")
     caller = service_account(cluster.control_plane, cluster.namespace, "pipeline",
                              ["get", "list", "watch", "create", "patch", "delete"])
-    api = ApiServer(settings_for(cluster.control_plane, cluster.database, "kubernetes",
-                                 kubeconfig=str(kubeconfig))).start()
+    api = DeployedApi(cluster.control_plane)
+    assert api.request("GET", "/readyz").status_code == 200
+    spec = yaml.safe_load((ROOT / "examples" / "count-volume.yaml").read_text())["spec"]
+    made = api.request("POST", "/jobs", caller, json={**spec, "name": "rest-count", "namespace": cluster.namespace})
+    assert made.status_code == 201, made.text
+    job_id = made.json()["id"]
+    listed = api.request("GET", f"/jobs?namespace={cluster.namespace}", caller)
+    assert listed.status_code == 200 and job_id in {job["id"] for job in listed.json()["items"]}, listed.text
+    assert api.request("GET", "/jobs", caller).status_code == 200  # all namespaces the caller may see
+
+    def finished():
+        answer = api.request("GET", f"/jobs/{job_id}", caller)
+        assert answer.status_code == 200, answer.text
+        return answer.json() if answer.json().get("phase") in ("Succeeded", "Failed", "Cancelled") else None
+
+    job = wait_for(finished, 180, "the REST job to finish", interval=0.5)
+    assert job["phase"] == "Succeeded", job
+    results = api.request("GET", f"/jobs/{job_id}/results", caller)
+    assert results.status_code == 200 and results.json()["operation"] == "count", results.text[:500]
+    assert api.request("GET", f"/jobs/{job_id}/logs", caller).status_code == 200
+    second = api.request("POST", "/jobs", caller, json={**spec, "name": "rest-cancel", "namespace": cluster.namespace})
+    assert second.status_code == 201, second.text
+    assert api.request("DELETE", f"/jobs/{second.json()['id']}", caller).status_code == 202
+    purge = api.request("DELETE", f"/jobs/{second.json()['id']}?purge=true", caller)
+    assert purge.status_code in (200, 202, 204), purge.text
+
+
+def test_a_missing_permission_is_caught(cluster, sample_data):
+    """The installed operator with its ClusterRole less one rule (nodes list) cannot size a
+    job, and the refusal shows in its log — what the e2e fixtures turn into a failed test."""
+    import json
+    import time
+
+    original = json.loads(cluster.control_plane.kubectl("get", "clusterrole", "pravah-operator", "-o", "json").stdout)
+    reduced = {key: original[key] for key in ("apiVersion", "kind", "metadata", "rules")}
+    reduced["rules"] = [rule for rule in original["rules"] if rule.get("resources") != ["nodes"]]
+    assert len(reduced["rules"]) == len(original["rules"]) - 1
+    cluster.control_plane.kubectl("replace", "-f", "-", input=json.dumps(reduced))
     try:
-        assert api.request("GET", "/readyz").status_code == 200
-        spec = yaml.safe_load((ROOT / "examples" / "count-volume.yaml").read_text())["spec"]
-        made = api.request("POST", "/jobs", caller, json={**spec, "name": "rest-count", "namespace": cluster.namespace})
-        assert made.status_code == 201, made.text
-        job_id = made.json()["id"]
-        listed = api.request("GET", f"/jobs?namespace={cluster.namespace}", caller)
-        assert listed.status_code == 200 and job_id in {job["id"] for job in listed.json()["items"]}, listed.text
-        assert api.request("GET", "/jobs", caller).status_code == 200  # all namespaces the caller may see
-
-        def finished():
-            answer = api.request("GET", f"/jobs/{job_id}", caller)
-            assert answer.status_code == 200, answer.text
-            return answer.json() if answer.json().get("phase") in ("Succeeded", "Failed", "Cancelled") else None
-
-        job = wait_for(finished, 120, "the REST job to finish", interval=0.5)
-        assert job["phase"] == "Succeeded", job
-        results = api.request("GET", f"/jobs/{job_id}/results", caller)
-        assert results.status_code == 200 and results.json()["operation"] == "count", results.text[:500]
-        assert api.request("GET", f"/jobs/{job_id}/logs", caller).status_code == 200
-        second = api.request("POST", "/jobs", caller, json={**spec, "name": "rest-cancel",
-                                                            "namespace": cluster.namespace})
-        assert second.status_code == 201, second.text
-        assert api.request("DELETE", f"/jobs/{second.json()['id']}", caller).status_code == 202
-        purge = api.request("DELETE", f"/jobs/{second.json()['id']}?purge=true", caller)
-        assert purge.status_code in (200, 202, 204), purge.text
-    finally:
-        api.stop()
-
-
-def test_a_missing_permission_is_caught(control_plane, node_agent, crd, namespace, database, tmp_path):
-    """The operator with its ClusterRole less one rule (nodes list) cannot size a job, and
-    the refusal shows in its log — what the e2e fixtures turn into a failed test."""
-    from e2e.harness import OperatorProcess, bind_volume, rendered_base
-
-    install_rbac(control_plane)
-    role = next(doc for doc in rendered_base() if doc["kind"] == "ClusterRole" and doc["metadata"]["name"] ==
-                "pravah-operator")
-    role["metadata"] = {"name": f"reduced-{namespace}"[:63]}
-    role["rules"] = [rule for rule in role["rules"] if rule["resources"] != ["nodes"]]
-    account = "reduced-operator"
-    docs = [role,
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": namespace}},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-             "metadata": {"name": role["metadata"]["name"]},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]},
-             "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-             "metadata": {"name": "leases", "namespace": namespace},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                         "name": "pravah-operator-leader-election"},
-             "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]}]
-    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-    for claim in ("datasets", "results"):
-        bind_volume(control_plane, node_agent, namespace, claim)
-    kubeconfig = service_account_kubeconfig(control_plane, tmp_path / "reduced.kubeconfig", account, namespace)
-    operator = OperatorProcess(control_plane, database, namespace, tmp_path, "reduced", kubeconfig=kubeconfig).start()
-    try:
-        control_plane.kubectl("apply", "-n", namespace, "-f", str(ROOT / "examples" / "count-volume.yaml"))
-        refused = wait_for(operator.forbidden, 60, "the operator to be refused `list nodes`", interval=0.5)
+        cluster.apply(ROOT / "examples" / "count-volume.yaml")
+        refused = wait_for(cluster.operator.forbidden, 90, "the operator to be refused `list nodes`", interval=1)
         assert any("nodes" in line for line in refused), refused
     finally:
-        operator.stop()
-        control_plane.kubectl("delete", "clusterrole,clusterrolebinding", role["metadata"]["name"], check=False)
+        restored = {**reduced, "rules": original["rules"]}
+        restored["metadata"] = {k: v for k, v in original["metadata"].items() if k != "resourceVersion"}
+        cluster.control_plane.kubectl("replace", "-f", "-", input=json.dumps(restored))
+        cluster.kubectl("delete", "pravahjob", "data-count", "--wait=true", check=False)
+        # What the operator logged up to here was this test's doing.
+        cluster.operator.since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))

@@ -1,5 +1,6 @@
-"""End-to-end fixtures: the CRD installed, volumes bound, and the operator as a real process
-running with the `pravah-operator` service account's token and the manifests' RBAC."""
+"""End-to-end fixtures: Pravah installed by `kubectl apply -k` (operator and API as
+Deployments from their images, on real kubelets), a namespace prepared as the README tells
+users to, and its `datasets` and `results` volumes."""
 
 from __future__ import annotations
 
@@ -9,33 +10,36 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from e2e.harness import CRD, ROOT, Cluster, bind_volume, operator_kubeconfig
+from e2e.harness import CRD, ROOT, Cluster, InstalledOperator, bind_volume
+from pravah.localcluster import install
 
 
 @pytest.fixture(scope="session")
-def crd(control_plane) -> Path:
-    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/pravahjobs.pravah.io")
+def crd(pravah) -> Path:
+    """The CRD, installed with the rest of Pravah by the kustomize overlay."""
+    pravah.control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/pravahjobs.pravah.io")
     return CRD
 
 
 @pytest.fixture
-def cluster(control_plane, node_agent, namespace, database, crd, tmp_path, request) -> Iterator[Cluster]:
-    """The namespace ready for PravahJobs, with one operator started."""
+def cluster(control_plane, pravah, namespace, crd, tmp_path, request) -> Iterator[Cluster]:
+    """The namespace ready for PravahJobs; `indirect` parameters are operator settings
+    (PRAVAH_* names, lower case) in force on the Deployment for this test."""
+    install.prepare_namespace(control_plane, namespace, pravah.database_pod_url)
     for claim in ("datasets", "results"):
-        bind_volume(control_plane, node_agent, namespace, claim)
+        bind_volume(control_plane, pravah, namespace, claim)
     settings = getattr(request, "param", {}) or {}
-    cluster = Cluster(control_plane, node_agent, namespace, database, tmp_path, [], settings,
-                      operator_kubeconfig=operator_kubeconfig(control_plane, namespace, tmp_path))
-    cluster.start_operator()
-    yield cluster
-    for operator in cluster.operators:
-        operator.stop()
-    if request.session.testsfailed:
-        for operator in cluster.operators:
-            sys.stderr.write(f"\n----- {operator.log_path.name} -----\n{operator.log()[-4000:]}\n")
-    refused = [line for operator in cluster.operators for line in operator.forbidden()]
+    operator = InstalledOperator(control_plane)
+    operator.configure(settings)
+    cluster = Cluster(control_plane, pravah, namespace, tmp_path, operator)
+    try:
+        yield cluster
+    finally:
+        if request.session.testsfailed:
+            sys.stderr.write(f"\n----- operator log -----\n{operator.log()[-4000:]}\n")
+        refused = operator.forbidden()
+        if operator.replicas() != 1:
+            operator.scale(1)
     if refused:
         pytest.fail("the operator was refused calls by the API server; manifests/base lacks a permission:\n"
                     + "\n".join(refused[:10]), pytrace=False)

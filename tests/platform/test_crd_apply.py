@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from pravah_operator import crd
 
 pytestmark = pytest.mark.platform

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from testbed import ControlPlane, PlatformError
+from pravah.localcluster import ControlPlane, PlatformError
 
 pytestmark = pytest.mark.platform
 

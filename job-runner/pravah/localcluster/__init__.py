@@ -1,13 +1,14 @@
-"""The real test platform: a Kubernetes control plane built from source, a node agent that
-runs pods as local processes, PostgreSQL and an S3 server — all on loopback.
+"""A real Kubernetes cluster on one Linux machine, without Docker: a control plane built from
+source, kubelets on containerd and runc, PostgreSQL and an S3 server, with Pravah installed
+from its own images. `pravah dev up` and the tests start the same one.
 
 See tests/platform/README.md.
 """
 
 from .bins import k8s_bin_dir
 from .controlplane import ControlPlane
-from .nodeagent import NodeSpec, pod_log
-from .platform import DEFAULT_NODES, NodeAgentProcess, Platform
+from .nodes import DEFAULT_NODES, Nodes, NodeSpec
+from .platform import Platform
 from .postgres import Postgres
 from .procs import PlatformError
 from .s3 import S3Server
@@ -15,12 +16,11 @@ from .s3 import S3Server
 __all__ = [
     "DEFAULT_NODES",
     "ControlPlane",
-    "NodeAgentProcess",
     "NodeSpec",
+    "Nodes",
     "Platform",
     "PlatformError",
     "Postgres",
     "S3Server",
     "k8s_bin_dir",
-    "pod_log",
 ]

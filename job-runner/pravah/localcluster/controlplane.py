@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .bins import k8s_bin_dir
+from .network import HOST_IP
 from .pki import PKI, CertPair
 from .procs import PlatformError, Proc, free_ports, wait_until
 
@@ -91,14 +92,18 @@ class ControlPlane:
         self.bin_dir = bins
         self.dir.mkdir(parents=True, exist_ok=True)
         pki = PKI(self.dir / "pki")
+        self.pki = pki
         self.ca = pki.ca_path
         serving = pki.issue(
             "apiserver", "kube-apiserver", server=True,
             dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                  "kubernetes.default.svc.cluster.local"),
-            ips=("127.0.0.1", SERVICE_IP),
+            ips=("127.0.0.1", SERVICE_IP, HOST_IP),
         )
         self.admin = pki.issue("admin", "pravah-admin", orgs=("system:masters",))
+        # What the API server shows kubelets (logs, exec, port-forward).
+        kubelet_client = pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                                   orgs=("system:masters",))
         cm_cert = pki.issue("controller-manager", "system:kube-controller-manager")
         sched_cert = pki.issue("scheduler", "system:kube-scheduler")
         self.sa_keys = pki.service_account_keys()
@@ -137,19 +142,20 @@ class ControlPlane:
             [
                 bins / "kube-apiserver",
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                "--bind-address=0.0.0.0",
+                f"--advertise-address={HOST_IP}",
                 f"--secure-port={self.port}",
                 f"--tls-cert-file={serving.cert}",
                 f"--tls-private-key-file={serving.key}",
                 f"--client-ca-file={self.ca}",
                 "--authorization-mode=Node,RBAC",
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
+                "--kubelet-preferred-address-types=InternalIP",
                 f"--service-account-issuer={SA_ISSUER}",
                 f"--service-account-key-file={self.sa_keys.cert}",
                 f"--service-account-signing-key-file={self.sa_keys.key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                # The only endpoint would be 127.0.0.1, which Endpoints validation refuses.
-                "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",

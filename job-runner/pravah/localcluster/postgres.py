@@ -14,6 +14,7 @@ from pathlib import Path
 from .procs import PlatformError, Proc, free_port, wait_until
 
 SUPERUSER = "pravah"
+POD_PASSWORD = "pravah-local-cluster"  # a throwaway cluster on a private pod network
 
 
 def pg_bin_dir() -> Path:
@@ -52,11 +53,15 @@ def _run_as() -> str | None:
 class Postgres:
     """initdb + postgres in a temporary directory; stop()/start() keep data and port.
 
-    Authentication is `trust` for the superuser `pravah`; the unix socket lives in the
-    cluster's own directory, TCP listens on 127.0.0.1 only.
+    Authentication is `trust` for the superuser `pravah` on loopback; the unix socket
+    lives in the cluster's own directory. With `pod_address`, TCP also listens there and
+    clients from the pod network log in with `POD_PASSWORD` (see :meth:`pod_dsn`).
     """
 
-    def __init__(self, workdir: Path | str | None = None, port: int | None = None) -> None:
+    def __init__(self, workdir: Path | str | None = None, port: int | None = None,
+                 pod_address: str | None = None, pod_network: str | None = None) -> None:
+        self.pod_address = pod_address
+        self.pod_network = pod_network
         self.user = _run_as()
         if workdir is None or self.user is not None:
             # When running as root the data must be reachable by the postgres user, so it
@@ -78,6 +83,12 @@ class Postgres:
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
+    def pod_dsn(self, database: str = "postgres") -> str:
+        """The DSN a pod uses: the host address on the pod network, with a password."""
+        if self.pod_address is None:
+            raise PlatformError("this PostgreSQL does not listen on the pod network")
+        return f"postgresql://{SUPERUSER}:{POD_PASSWORD}@{self.pod_address}:{self.port}/{database}"
+
     def _chown(self) -> None:
         if self.user is None:
             return
@@ -97,6 +108,9 @@ class Postgres:
             capture_output=True, text=True, user=self.user, cwd=str(self.dir), check=False)
         if r.returncode != 0:
             raise PlatformError(f"initdb failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        if self.pod_network:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.pod_network} scram-sha-256\n")
 
     def start(self, timeout: float = 30) -> Postgres:
         if not (self.data / "PG_VERSION").exists():
@@ -104,7 +118,7 @@ class Postgres:
         self.proc = Proc(
             "postgres",
             [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
-             "-k", str(self.sock), "-c", "listen_addresses=127.0.0.1",
+             "-k", str(self.sock), "-c", f"listen_addresses={','.join(filter(None, ['127.0.0.1', self.pod_address]))}",
              "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
              "-c", "max_connections=200"],
             self.log_path, user=self.user, cwd=str(self.dir),
@@ -113,6 +127,8 @@ class Postgres:
             self.log_path.touch()
         self.proc.start()
         wait_until(self.is_ready, timeout, f"PostgreSQL on port {self.port}", interval=0.1, procs=[self.proc])
+        if self.pod_network:
+            self.psql(f"ALTER ROLE {SUPERUSER} PASSWORD '{POD_PASSWORD}'")
         return self
 
     def is_ready(self) -> bool:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from .procs import PlatformError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 K8S_BINS_SCRIPT = REPO_ROOT / "scripts" / "k8s-bins"
-REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet",
+            "kube-proxy")
 
 
 def k8s_bin_dir() -> Path:

@@ -34,10 +34,12 @@ class S3Server:
 
     region = "us-east-1"
 
-    def __init__(self, workdir: Path | str, kind: str | None = None) -> None:
+    def __init__(self, workdir: Path | str, kind: str | None = None, address: str = "127.0.0.1") -> None:
+        """`address`: where it listens; the host address on the pod network lets pods reach it."""
         self.dir = Path(workdir)
+        self.address = address
         self.port, self.console_port = free_ports(2)
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"http://{address}:{self.port}"
         self.log_path = self.dir / "s3.log"
         kind = kind or os.environ.get("PRAVAH_S3_SERVER")
         self.minio = None
@@ -59,12 +61,12 @@ class S3Server:
         if self.kind == "minio":
             env = dict(os.environ, MINIO_ROOT_USER=self.access_key, MINIO_ROOT_PASSWORD=self.secret_key,
                        MINIO_BROWSER="off", MINIO_UPDATE="off", MINIO_CI_CD="1")
-            argv = [str(self.minio), "server", "--quiet", "--address", f"127.0.0.1:{self.port}",
+            argv = [str(self.minio), "server", "--quiet", "--address", f"{self.address}:{self.port}",
                     "--console-address", f"127.0.0.1:{self.console_port}", str(self.dir / "data")]
             health = f"{self.endpoint}/minio/health/live"
         else:
             env = dict(os.environ)
-            argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+            argv = [sys.executable, "-m", "moto.server", "-H", self.address, "-p", str(self.port)]
             health = f"{self.endpoint}/moto-api/"
         self.proc = Proc(f"s3 ({self.kind})", argv, self.log_path, env=env, cwd=str(self.dir)).start()
 
