@@ -67,7 +67,10 @@ def parse_id(value: str) -> str:
 
 
 async def find_job(request: web.Request, uid: str) -> dict[str, Any]:
-    """The PravahJob whose uid is `uid` (read with the service's credential), or 404."""
+    """The PravahJob whose uid is `uid` (read with the service's credential), or 404.
+
+    A purged job is gone as soon as its deletion is accepted, although the object lives on
+    until the operator has removed its finalizer."""
     app = request.app
     locations: Locations = app[LOCATIONS]
     place = locations.get(uid) or await app[STORE].locate_job(uid)
@@ -75,11 +78,13 @@ async def find_job(request: web.Request, uid: str) -> dict[str, Any]:
         obj = await app[KUBE].get_job(*place)
         if obj is not None and obj["metadata"]["uid"] == uid:
             locations.put(uid, *place)
+            if obj["metadata"].get("deletionTimestamp"):
+                raise not_found(f"job {uid} is being deleted", "id")
             return obj
     for obj in await app[KUBE].list_jobs(None):
         meta = obj["metadata"]
         locations.put(meta["uid"], meta["namespace"], meta["name"])
-        if meta["uid"] == uid:
+        if meta["uid"] == uid and not meta.get("deletionTimestamp"):
             return obj
     locations.forget(uid)
     raise not_found(f"no job with id {uid}", "id")

@@ -15,6 +15,7 @@ import asyncio
 import io
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from pravah.storage import Output, Source
 from pravah.store import Store
 
 EXIT_BAD_INPUT = 3
+EXIT_TERMINATED = 128 + signal.SIGTERM
 PROGRESS_SECONDS = 1.0
 log = logging.getLogger("pravah.runner")
 
@@ -162,7 +164,11 @@ class ShardRunner:
         """Run the engine on one batch, heartbeating progress; a lost database only delays it."""
         run = pravah_engine.start(self.op, json.dumps(self.engine_options()), batch, self.threads)
         while True:
-            partial = await asyncio.to_thread(run.wait, PROGRESS_SECONDS)
+            try:
+                partial = await asyncio.to_thread(run.wait, PROGRESS_SECONDS)
+            except asyncio.CancelledError:
+                run.cancel()
+                raise
             progress = run.progress()
             try:
                 await self.store.report_progress(self.context.job_uid, self.context.shard,
@@ -219,10 +225,17 @@ def configure_logging() -> io.StringIO:
 
 
 async def run_shard(context: RunnerContext, archive: io.StringIO) -> int:
+    # The runner is its container's PID 1, which the kernel shields from signals it has no
+    # handler for: without this, a deleted pod or a cancelled job would run on until the
+    # grace period ends in SIGKILL.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     async with Store(context.database_url) as store:
         try:
             await ShardRunner(context, store).run()
             status = 0
+        except asyncio.CancelledError:
+            log.warning("stopped by SIGTERM; a retry resumes after the last stored batch")
+            status = EXIT_TERMINATED
         except BadInput as exc:
             log.error("bad input: %s", exc)
             status = EXIT_BAD_INPUT

@@ -1,5 +1,5 @@
-"""Fixtures of the deployment tests: the rendered manifests, and the e2e fixtures (the
-operator as a real process with its own service account) for the run-as-service-account tests."""
+"""Fixtures of the deployment tests: the rendered manifests, and the e2e fixtures (Pravah
+installed with `kubectl apply -k`, running as its own service accounts)."""
 
 from __future__ import annotations
 

@@ -134,7 +134,10 @@ def test_overlay_passes_server_side_dry_run(control_plane, overlay, request):
     prerequisites(control_plane, docs)
     # The CRD's storage may answer 429/503 for a moment right after it is established.
     for attempt in range(5):
-        result = run_kubectl(control_plane, "apply", "--dry-run=server", "-k", str(MANIFESTS / overlay))
+        # Server-side apply: the cluster may hold an installed Pravah, whose fields this
+        # overlay's own (e.g. a PodDisruptionBudget's) replace rather than merge with.
+        result = run_kubectl(control_plane, "apply", "--server-side", "--force-conflicts", "--dry-run=server",
+                             "-k", str(MANIFESTS / overlay))
         if result.returncode == 0 or "the server is currently unable" not in result.stderr:
             break
         time.sleep(2)

@@ -38,7 +38,8 @@ def stages() -> dict[str, list[str]]:
 
 def test_dockerfile_targets_and_entrypoints():
     all_stages = stages()
-    assert {"engine", "python", "runtime", "runner", "operator", "api"} <= set(all_stages)
+    assert {"engine-build", "python-engine-prebuilt", "python", "runtime", "runner", "operator", "api"} \
+        <= set(all_stages)
     entry = {name: next(i for i in all_stages[name] if i.startswith("ENTRYPOINT")) for name in ("runner", "operator", "api")}
     assert entry == {"runner": 'ENTRYPOINT ["pravah", "runner"]', "operator": 'ENTRYPOINT ["pravah-operator"]',
                      "api": 'ENTRYPOINT ["pravah-api"]'}
@@ -47,9 +48,14 @@ def test_dockerfile_targets_and_entrypoints():
     for name in ("operator", "api"):
         assert not any("engine" in i for i in all_stages[name]), name
     runtime = all_stages["runtime"]
-    assert runtime[0].startswith("FROM python:") and "slim" in runtime[0]
+    # One base for every stage: python:3.11-slim for users, a debootstrapped Debian here.
+    assert runtime[0] == "FROM ${BASE_IMAGE} AS runtime"
+    assert "ARG BASE_IMAGE=python:3.11-slim-bookworm" in DOCKERFILE
+    assert not DOCKERFILE.startswith("# syntax="), "a syntax line pulls a frontend image"
     assert "USER 10001:10001" in runtime
-    assert any("maturin build --release" in i for i in all_stages["engine"])
+    # The engine is built in the image (rustup) or taken as a wheel built outside it.
+    assert any("maturin build --release" in i for i in all_stages["engine-build"])
+    assert any("COPY dist/engine/" in i for i in all_stages["python-engine-prebuilt"])
     # The user id matches the manifests' securityContext.
     for deployment in find(render("base"), "Deployment"):
         assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 10001

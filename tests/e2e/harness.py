@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ OPERATOR_DEPLOYMENT = "pravah-operator"
 OPERATOR_SELECTOR = "app.kubernetes.io/name=pravah-operator"
 # What a log shows when the API server refused a call for lack of a permission.
 FORBIDDEN_MARKERS = ("Forbidden", "Not enough permissions")
+RECORD_START = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
@@ -108,8 +110,19 @@ class InstalledOperator:
         return json.loads(lease or "{}").get("spec", {}).get("holderIdentity")
 
     def forbidden(self) -> list[str]:
-        """Log lines where the API server refused the operator a call (a missing permission)."""
-        return [line for line in self.log().splitlines() if any(marker in line for marker in FORBIDDEN_MARKERS)]
+        """Log records where the API server refused the operator a call for lack of a
+        permission (not for writing into a namespace being deleted: other tests' namespaces).
+        A record is a timestamped line with the lines that continue it (a traceback)."""
+        records: list[list[str]] = []
+        for line in self.log().splitlines():
+            text = line.split("] ", 1)[-1]
+            if RECORD_START.match(text) or not records:
+                records.append([line])
+            else:
+                records[-1].append(line)
+        return ["\n".join(record) for record in records
+                if any(marker in line for line in record for marker in FORBIDDEN_MARKERS)
+                and not any("being terminated" in line for line in record)]
 
 
 @dataclass

@@ -325,3 +325,23 @@ def test_pod_bigger_than_any_node_stays_pending(control_plane, nodes, runner_ima
     cond = _wait_for(unschedulable, 30, "PodScheduled=False on pod too-big")
     assert cond["reason"] == "Unschedulable" and "Insufficient cpu" in cond["message"]
     assert not _get_json(control_plane, "pod", "too-big", "-n", namespace)["spec"].get("nodeName")
+
+
+def test_pravah_is_installed_from_its_images(control_plane, pravah):
+    """`kubectl apply -k` installed the operator and the API as Deployments, Available,
+    running the images built here under their own service accounts."""
+    table = control_plane.kubectl("-n", "pravah-system", "get", "deploy", "-o", "wide").stdout
+    print(table)
+    built = pravah.images.ensure()
+    for name, key in (("pravah-operator", "operator"), ("pravah-api", "api")):
+        deployment = _get_json(control_plane, "deployment", name, "-n", "pravah-system")
+        conditions = {c["type"]: c["status"] for c in deployment["status"]["conditions"]}
+        assert conditions["Available"] == "True", name
+        pod_spec = deployment["spec"]["template"]["spec"]
+        assert pod_spec["containers"][0]["image"] == built[key].name
+        assert pod_spec["serviceAccountName"] == name
+        pods = _get_json(control_plane, "pods", "-n", "pravah-system", "-l", f"app.kubernetes.io/name={name}")["items"]
+        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        assert running and all(p["spec"]["nodeName"] in pravah.nodes.node_names for p in running)
+        assert running[0]["status"]["containerStatuses"][0]["imageID"].startswith("sha256:") or \
+            "@sha256:" in running[0]["status"]["containerStatuses"][0]["imageID"]

@@ -63,9 +63,11 @@ class NodeSpec:
         return f"/pravah-{self.name}"
 
 
+# node-a takes the runners (the whole machine); node-b, smaller, is the system pool where
+# manifests/overlays/test places the operator and the API.
 DEFAULT_NODES = (
-    NodeSpec("node-a", 1, labels={"pravah.io/pool": "big"}),
-    NodeSpec("node-b", 2, reserved_cpu="1", reserved_memory="12Gi", labels={"pravah.io/pool": "small"}),
+    NodeSpec("node-a", 1, labels={"pravah.io/pool": "workers"}),
+    NodeSpec("node-b", 2, reserved_cpu="1", reserved_memory="12Gi", labels={"pravah.io/pool": "system"}),
 )
 
 
@@ -188,6 +190,8 @@ class Node:
             "failCgroupV1": False, "cgroupDriver": "cgroupfs", "cgroupRoot": self.spec.cgroup_root,
             "cgroupsPerQOS": True, "enforceNodeAllocatable": ["pods"],
             "containerRuntimeEndpoint": f"unix://{self.socket}",
+            # Each kubelet removes the log directories of pods it does not know: one each.
+            "podLogsDir": str(self.dir / "pod-logs"),
             "address": HOST_IP, "port": self.kubelet_port, "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1", "healthzPort": self.healthz_port,
             "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
