@@ -132,7 +132,7 @@ def _platform_up(timeout: int) -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pravah.localcluster.platform", "serve", "--state", str(state)],
+            [sys.executable, "-m", "pravah.localcluster", "serve", "--state", str(state)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             cwd=str(state), env=env, start_new_session=True,
         )

@@ -33,7 +33,11 @@ from .network import CLUSTER_CIDR, HOST_IP, run, setup_host_network
 from .procs import PlatformError, Proc, free_ports, wait_until
 
 CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
-RUN_ROOT = Path("/run/pravah")  # short: unix socket paths are limited to 107 bytes
+# Short fixed paths, because unix socket paths are limited to 107 bytes: containerd's
+# sockets and state, and the kubelets' root directories (pod volumes, the pod-resources
+# socket). One local cluster per machine holds them (see Nodes._take_machine).
+RUN_ROOT = Path("/run/pravah")
+KUBELET_ROOT = Path("/var/lib/pravah")
 
 
 @dataclass
@@ -146,6 +150,7 @@ class Node:
         self.spec = spec
         self.dir = workdir / spec.name
         self.state = RUN_ROOT / spec.name
+        self.kubelet_root = KUBELET_ROOT / spec.name
         self.cp = control_plane
         self.tools = tools
         self.sandbox_image = sandbox_image
@@ -182,6 +187,8 @@ class Node:
 
     def start_kubelet(self, pki, bin_dir: Path) -> None:
         ensure_cgroup(self.spec.cgroup_root)
+        _unmount_under(self.kubelet_root)  # what a killed cluster left
+        shutil.rmtree(self.kubelet_root, ignore_errors=True)
         cert = pki.issue(f"kubelet-{self.name}", f"system:node:{self.name}", orgs=("system:nodes",))
         kubeconfig = write_kubeconfig(self.dir / "kubelet.kubeconfig", self.cp.server, self.cp.ca, cert,
                                       f"system:node:{self.name}")
@@ -214,7 +221,7 @@ class Node:
         labels = ",".join(f"{k}={v}" for k, v in self.spec.labels.items())
         argv = [bin_dir / "kubelet", f"--config={config_path}", f"--kubeconfig={kubeconfig}",
                 f"--hostname-override={self.name}", f"--node-ip={HOST_IP}",
-                f"--root-dir={self.dir / 'kubelet'}", f"--cert-dir={self.dir / 'kubelet-pki'}",
+                f"--root-dir={self.kubelet_root}", f"--cert-dir={self.dir / 'kubelet-pki'}",
                 "--v=1"]
         if labels:
             argv.append(f"--node-labels={labels}")
@@ -235,8 +242,9 @@ class Node:
             for task in tasks:
                 self.ctr("tasks", "delete", "-f", task, check=False)
             self.containerd.stop(grace=10)
-        _unmount_under(self.dir)
-        _unmount_under(self.state)
+        for path in (self.dir, self.state, self.kubelet_root):
+            _unmount_under(path)
+        shutil.rmtree(self.kubelet_root, ignore_errors=True)
 
 
 CGROUP_MOUNT = Path("/sys/fs/cgroup")

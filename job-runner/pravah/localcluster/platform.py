@@ -2,7 +2,7 @@
 and Pravah installed on it from its own images.
 
 Used by the pytest fixtures (tests/conftest.py) and by `pravah dev up`, which runs
-``python -m pravah.localcluster.platform serve --state DIR`` as a background daemon.
+``python -m pravah.localcluster serve --state DIR`` as a background daemon.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def serve(state: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pravah.localcluster.platform")
+    ap = argparse.ArgumentParser(prog="python -m pravah.localcluster")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="start the platform and keep it running until SIGTERM")
     s.add_argument("--state", type=Path, required=True)
@@ -202,7 +202,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "serve":
         return serve(args.state)
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
