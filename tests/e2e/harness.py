@@ -45,6 +45,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
+def get_json(control_plane, *args: str) -> dict[str, Any]:
+    """`kubectl get ARGS -o json`, parsed."""
+    return json.loads(control_plane.kubectl("get", *args, "-o", "json").stdout)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

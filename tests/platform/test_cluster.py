@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import json
 import ssl
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
+from e2e.harness import wait_for
+
 pytestmark = pytest.mark.platform
-
-
-def _wait_for(fn, timeout: float, what: str, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
-def _get_json(cp, *args):
-    return json.loads(cp.kubectl("get", *args, "-o", "json").stdout)
 
 
 CRD = {
@@ -68,7 +54,7 @@ def test_crd_cel_validation_refuses_bad_object(control_plane, namespace):
             })
 
         # Discovery of a fresh CRD can lag a moment behind Established.
-        _wait_for(lambda: control_plane.kubectl("apply", "-f", "-", input=widget("good", 3, 1),
+        wait_for(lambda: control_plane.kubectl("apply", "-f", "-", input=widget("good", 3, 1),
                                                 check=False).returncode == 0,
                   20, "a valid Widget to be accepted")
         bad = control_plane.kubectl("apply", "-f", "-", input=widget("bad", 1, 5), check=False)
@@ -121,7 +107,7 @@ def test_rbac_is_enforced_for_service_account_tokens(control_plane, namespace):
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
             "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
         })
-    _wait_for(lambda: _list_pods_status(control_plane, namespace, token) == 200, 15,
+    wait_for(lambda: _list_pods_status(control_plane, namespace, token) == 200, 15,
               "the RoleBinding to grant listing pods")
     # Other namespaces stay forbidden.
     assert _list_pods_status(control_plane, "default", token) == 403

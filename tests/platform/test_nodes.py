@@ -4,27 +4,13 @@ enforcing their users, read-only roots, cgroup limits, volumes and the pod netwo
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
+
+from e2e.harness import get_json, wait_for
 from pravah.localcluster import bins
 
 pytestmark = pytest.mark.platform
-
-
-def _wait_for(fn, timeout: float, what: str, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
-def _get_json(cp, *args):
-    return json.loads(cp.kubectl("get", *args, "-o", "json").stdout)
 
 
 @pytest.fixture(scope="session")
@@ -47,17 +33,17 @@ def run_pod(cp, pod: dict, timeout: float = 120) -> tuple[dict, str]:
     name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
 
     def done():
-        p = _get_json(cp, "pod", name, "-n", namespace)
+        p = get_json(cp, "pod", name, "-n", namespace)
         return p if p.get("status", {}).get("phase") in ("Succeeded", "Failed") else None
 
-    p = _wait_for(done, timeout, f"pod {name} to finish")
+    p = wait_for(done, timeout, f"pod {name} to finish")
     return p, cp.kubectl("logs", name, "-n", namespace, check=False).stdout
 
 
 def test_nodes_are_kubelets_on_containerd(control_plane, nodes):
     table = control_plane.kubectl("get", "nodes", "-o", "wide").stdout
     print(table)
-    items = {n["metadata"]["name"]: n for n in _get_json(control_plane, "nodes")["items"]}
+    items = {n["metadata"]["name"]: n for n in get_json(control_plane, "nodes")["items"]}
     assert sorted(items) == sorted(nodes.node_names)
     for node in items.values():
         info = node["status"]["nodeInfo"]
@@ -122,9 +108,9 @@ def test_indexed_job_runs_to_complete(control_plane, nodes, runner_image, namesp
     for f in shared.iterdir():
         assert f.read_text().endswith(" " + namespace)
         assert f.stat().st_uid == 10001, "written by the container's user"
-    job_status = _get_json(control_plane, "job", "indexed", "-n", namespace)["status"]
+    job_status = get_json(control_plane, "job", "indexed", "-n", namespace)["status"]
     assert job_status["succeeded"] == 3 and job_status.get("completedIndexes") == "0-2"
-    for pod in _get_json(control_plane, "pods", "-n", namespace, "-l", "job-name=indexed")["items"]:
+    for pod in get_json(control_plane, "pods", "-n", namespace, "-l", "job-name=indexed")["items"]:
         assert pod["spec"]["nodeName"] in nodes.node_names
         assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
         index = pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
@@ -148,11 +134,11 @@ def test_pod_failure_policy_sees_exit_codes(control_plane, runner_image, namespa
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(job))
 
     def failed():
-        j = _get_json(control_plane, "job", "policy", "-n", namespace)
+        j = get_json(control_plane, "job", "policy", "-n", namespace)
         return next((c for c in j.get("status", {}).get("conditions", [])
                      if c["type"] == "Failed" and c["status"] == "True"), None)
 
-    cond = _wait_for(failed, 120, "Job policy to fail")
+    cond = wait_for(failed, 120, "Job policy to fail")
     assert cond["reason"] == "PodFailurePolicy" and "42" in cond["message"]
 
 
@@ -205,7 +191,7 @@ def test_deleting_a_pod_stops_its_container(control_plane, runner_image, namespa
     pod = python_pod("sleeper", namespace, runner_image, "import time; print('up', flush=True); time.sleep(600)",
                      terminationGracePeriodSeconds=5)
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(pod))
-    _wait_for(lambda: "up" in control_plane.kubectl("logs", "sleeper", "-n", namespace, check=False).stdout,
+    wait_for(lambda: "up" in control_plane.kubectl("logs", "sleeper", "-n", namespace, check=False).stdout,
               120, "the container to start")
     control_plane.kubectl("delete", "pod", "sleeper", "-n", namespace, "--wait=true", "--timeout=60s", timeout=70)
     assert control_plane.kubectl("get", "pod", "sleeper", "-n", namespace, check=False).returncode != 0
@@ -246,7 +232,7 @@ def test_pods_on_two_nodes_talk_through_a_service(control_plane, runner_image, n
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(server))
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(service))
     control_plane.kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/server", "--timeout=120s", timeout=130)
-    cluster_ip = _get_json(control_plane, "service", "server", "-n", namespace)["spec"]["clusterIP"]
+    cluster_ip = get_json(control_plane, "service", "server", "-n", namespace)["spec"]["clusterIP"]
     script = (
         "import urllib.request, time\n"
         "for attempt in range(30):\n"
@@ -318,13 +304,13 @@ def test_pod_bigger_than_any_node_stays_pending(control_plane, nodes, runner_ima
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(pod))
 
     def unschedulable():
-        p = _get_json(control_plane, "pod", "too-big", "-n", namespace)
+        p = get_json(control_plane, "pod", "too-big", "-n", namespace)
         return next((c for c in p.get("status", {}).get("conditions", [])
                      if c["type"] == "PodScheduled" and c["status"] == "False"), None)
 
-    cond = _wait_for(unschedulable, 30, "PodScheduled=False on pod too-big")
+    cond = wait_for(unschedulable, 30, "PodScheduled=False on pod too-big")
     assert cond["reason"] == "Unschedulable" and "Insufficient cpu" in cond["message"]
-    assert not _get_json(control_plane, "pod", "too-big", "-n", namespace)["spec"].get("nodeName")
+    assert not get_json(control_plane, "pod", "too-big", "-n", namespace)["spec"].get("nodeName")
 
 
 def test_pravah_is_installed_from_its_images(control_plane, pravah):
@@ -334,13 +320,13 @@ def test_pravah_is_installed_from_its_images(control_plane, pravah):
     print(table)
     built = pravah.images.ensure()
     for name, key in (("pravah-operator", "operator"), ("pravah-api", "api")):
-        deployment = _get_json(control_plane, "deployment", name, "-n", "pravah-system")
+        deployment = get_json(control_plane, "deployment", name, "-n", "pravah-system")
         conditions = {c["type"]: c["status"] for c in deployment["status"]["conditions"]}
         assert conditions["Available"] == "True", name
         pod_spec = deployment["spec"]["template"]["spec"]
         assert pod_spec["containers"][0]["image"] == built[key].name
         assert pod_spec["serviceAccountName"] == name
-        pods = _get_json(control_plane, "pods", "-n", "pravah-system", "-l", f"app.kubernetes.io/name={name}")["items"]
+        pods = get_json(control_plane, "pods", "-n", "pravah-system", "-l", f"app.kubernetes.io/name={name}")["items"]
         running = [p for p in pods if p["status"].get("phase") == "Running"]
         assert running and all(p["spec"]["nodeName"] in pravah.nodes.node_names for p in running)
         assert running[0]["status"]["containerStatuses"][0]["imageID"].startswith("sha256:") or \
