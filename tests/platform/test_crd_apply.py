@@ -1,17 +1,21 @@
 """The PravahJob CRD in a real API server: `kubectl apply` refuses bad manifests, naming the field.
 
 The OpenAPI schema is also checked in tests/unit/test_crd.py; the CEL rules
-(x-kubernetes-validations) are only evaluated here.
+(x-kubernetes-validations) are only evaluated here. These tests write statuses by hand, so
+they use an API server of their own: on the session's cluster the installed operator
+would write them too.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from pravah.localcluster import ControlPlane, PlatformError
 from pravah_operator import crd
 
 pytestmark = pytest.mark.platform
@@ -21,11 +25,25 @@ EXAMPLE = REPO / "examples" / "stats-volume.yaml"
 
 
 @pytest.fixture(scope="module")
-def pravah_crd(control_plane):
-    """The checked-in CRD installed and established (left installed for other tests)."""
-    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd.CRD_FILE))
-    control_plane.kubectl("wait", "--for=condition=Established", f"crd/{crd.CRD_NAME}", "--timeout=60s")
-    return control_plane
+def pravah_crd(tmp_path_factory):
+    """An API server with no operator, the checked-in CRD installed and established."""
+    cp = ControlPlane(tmp_path_factory.mktemp("crd-cp"), scheduler=False)
+    try:
+        cp.start()
+    except PlatformError as e:
+        pytest.fail(f"could not start a control plane: {e}", pytrace=False)
+    cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd.CRD_FILE))
+    cp.kubectl("wait", "--for=condition=Established", f"crd/{crd.CRD_NAME}", "--timeout=60s")
+    yield cp
+    cp.stop()
+
+
+@pytest.fixture
+def namespace(pravah_crd) -> str:
+    """A fresh namespace of that API server."""
+    name = f"crd-{uuid.uuid4().hex[:8]}"
+    pravah_crd.kubectl("create", "namespace", name)
+    return name
 
 
 def apply(cp, namespace: str, manifest: dict, *extra: str):

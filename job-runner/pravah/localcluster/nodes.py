@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -343,10 +344,13 @@ class Nodes:
         setup_host_network([(s.bridge, s.gateway) for s in self.specs])
         built = self.images.ensure()
         self.nodes = [Node(s, self.dir, self.cp, tools, built.pause) for s in self.specs]
-        for node in self.nodes:
+        def prepare(node: Node) -> None:
             node.start_runtime()
-        for node in self.nodes:
             node.import_images(built.archives)
+
+        # Each node's runtime imports the images (a few hundred MB) while the other does.
+        with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
+            list(pool.map(prepare, self.nodes))
         for node in self.nodes:
             node.start_kubelet(self.cp.pki, self.cp.bin_dir)
         self.proxy = KubeProxy(self.dir, self.cp, self.specs[0].name)
