@@ -270,13 +270,14 @@ def ensure_cgroup(name: str) -> None:
 
 
 def _unmount_under(path: Path) -> None:
-    """Unmount what kubelet and containerd left mounted below `path` (deepest first)."""
+    """Unmount what kubelet and containerd left mounted at or below `path` (deepest first;
+    the kubelet bind-mounts its root directory onto itself)."""
     prefix = str(path) + "/"
     try:
         mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
     except OSError:
         return
-    for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+    for mount in sorted((m for m in mounts if m == str(path) or m.startswith(prefix)), key=len, reverse=True):
         subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
 
 
