@@ -84,9 +84,10 @@ class _Launcher:
                     images.result()
                     p.start_nodes()
 
-                def pravah():
+                def pravah():  # jobs may name the S3 server: its endpoint is in Pravah's allowlist
                     self.futures["nodes"].result()
                     postgres.result()
+                    self.futures["s3"].result()
                     p.install_pravah()
 
                 self.futures = {"control_plane": cp, "images": images, "postgres": postgres,

@@ -16,7 +16,7 @@ from pravah_api.auth import StandaloneAuth, authenticator
 from pravah_api.errors import error_middleware
 from pravah_api.health import Metrics
 from pravah_api.k8s import Kube, api_client
-from pravah_api.keys import AUTH, DOCS_HTML, KUBE, LOCATIONS, METRICS, OPENAPI, SETTINGS, STORE
+from pravah_api.keys import AUTH, DOCS_HTML, KUBE, LOCATIONS, METRICS, OPENAPI, SETTINGS, STORE, STREAMS
 from pravah_api.routing import Operation
 from pravah_api.settings import ApiSettings
 from pravah_api.store import ApiStore
@@ -42,13 +42,20 @@ def create_app(settings: ApiSettings | None = None) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[LOCATIONS] = jobs.Locations()
+    app[STREAMS] = jobs.Streams()
     routes = operations(settings)
     for op in routes:
         app.router.add_route(op.method, op.path, op.handler, name=op.operation_id or op.handler.__name__)
     app[OPENAPI] = openapi.build(routes, settings.api_docs_title, settings.api_auth_mode)
     app[DOCS_HTML] = openapi.docs_html(app[OPENAPI])
+    app.on_response_prepare.append(hide_server_version)
     app.cleanup_ctx.append(resources)
     return app
+
+
+async def hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
+    """Anonymous callers learn nothing of the versions behind the API (aiohttp names itself)."""
+    response.headers["Server"] = "pravah-api"
 
 
 async def resources(app: web.Application) -> AsyncIterator[None]:

@@ -7,7 +7,8 @@
 * kubernetes: the caller's bearer token is checked with a TokenReview, and every action
   with a SubjectAccessReview on `pravahjobs` (group pravah.io) in the target namespace, so
   REST obeys the same RBAC as kubectl. Answers are reused for a few seconds, as the API
-  server does for its own webhook authenticators.
+  server does for its own webhook authenticators. PravahJobs themselves are then touched
+  with the caller's own token (`acts_as_caller`, see jobs.py).
 * standalone: users live in PostgreSQL (argon2 password hashes); POST /auth/token issues
   short-lived HS256 JWTs; roles viewer < submitter < admin; each user is bound to
   namespaces (admins act in all). The user's role and namespaces are re-read (cached for a
@@ -34,6 +35,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pravah_api.errors import ApiError, forbidden, unauthenticated
 from pravah_api.k8s import Kube
 from pravah_api.keys import AUTH, PRINCIPAL
+from pravah_api.logins import LoginLimits
 from pravah_api.settings import ApiSettings
 from pravah_api.store import ApiStore
 
@@ -115,6 +117,9 @@ def bearer_token(request: web.Request) -> str:
 
 class Authenticator:
     mode: str
+    # Whether PravahJobs (and the Secrets they name) are touched with the caller's own
+    # bearer token: only where callers are Kubernetes users.
+    acts_as_caller = False
 
     async def authenticate(self, request: web.Request) -> Principal:
         raise NotImplementedError
@@ -135,12 +140,12 @@ class Authenticator:
 
 class KubernetesAuth(Authenticator):
     mode = "kubernetes"
+    acts_as_caller = True
 
     def __init__(self, kube: Kube, cache_seconds: float):
         self.kube = kube
         self.tokens = TtlCache(cache_seconds)
         self.reviews = TtlCache(cache_seconds)
-        self.all_namespaces = TtlCache(cache_seconds)
 
     async def authenticate(self, request: web.Request) -> Principal:
         token = bearer_token(request)
@@ -169,7 +174,7 @@ class KubernetesAuth(Authenticator):
     async def namespaces_for(self, principal: Principal, verb: str) -> list[str] | None:
         if await self.allowed(principal, verb, None):
             return None
-        names = await self.all_namespaces.get_or_load("names", self.kube.namespaces)
+        names = await self.kube.namespaces()  # not cached: a namespace made a moment ago counts
         limit = asyncio.Semaphore(16)
 
         async def check(namespace: str) -> bool:
@@ -181,6 +186,20 @@ class KubernetesAuth(Authenticator):
 
 
 class StandaloneAuth(Authenticator):
+    """Users in PostgreSQL, JWTs signed here.
+
+    Logins are bounded twice: at most `api_hash_concurrency` argon2 hashes run at once (each
+    takes argon2's memory cost, 64 MiB by default, so memory stays bounded whatever the
+    number of parallel logins), and failed logins are limited per user name and per client
+    address (`LoginLimits`).
+
+    A token carries its user's token generation; a password change or disabling the user
+    increments it, and a token of another generation, or of a disabled user, is refused.
+    The replica that makes the change drops its cached row at once; other replicas keep
+    theirs until it expires, so there a revoked token works for at most the cache's few
+    seconds.
+    """
+
     mode = "standalone"
 
     def __init__(self, settings: ApiSettings, store: ApiStore):
@@ -191,34 +210,44 @@ class StandaloneAuth(Authenticator):
         self.issuer = settings.api_jwt_issuer
         self.store = store
         self.hasher = PasswordHasher()
+        self.hashing = asyncio.Semaphore(settings.api_hash_concurrency)
+        self.logins = LoginLimits(settings.api_login_user_failures, settings.api_login_address_failures,
+                                  settings.api_login_window_seconds)
         self.users = TtlCache(min(settings.api_auth_cache_seconds, 5.0))
         self._dummy_hash: str | None = None
 
     # -- passwords and tokens --------------------------------------------------------------
 
     async def hash_password(self, password: str) -> str:
-        return await asyncio.to_thread(self.hasher.hash, password)
+        async with self.hashing:
+            return await asyncio.to_thread(self.hasher.hash, password)
 
-    async def verify_password(self, password_hash: str, password: str) -> bool:
-        def verify() -> bool:
-            try:
-                return self.hasher.verify(password_hash, password)
-            except (VerificationError, InvalidHashError):
-                return False
+    def _matches(self, password_hash: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
 
-        return await asyncio.to_thread(verify)
-
-    async def issue_token(self, username: str, password: str) -> str:
-        user = await self.store.user(username)
-        if user is None:
-            if self._dummy_hash is None:
-                self._dummy_hash = await self.hash_password("not a password of anyone")
-            await self.verify_password(self._dummy_hash, password)  # same cost either way
-            raise unauthenticated("invalid username or password")
-        if not await self.verify_password(user["password_hash"], password):
-            raise unauthenticated("invalid username or password")
+    async def issue_token(self, username: str, password: str, address: str) -> str:
+        await self.logins.check(username, address)  # refused at once, without waiting for a hash slot
+        async with self.hashing:
+            # Again: failures counted while this request waited. Checking and counting inside
+            # the slot lets at most api_hash_concurrency - 1 failures past the limit.
+            await self.logins.check(username, address)
+            user = await self.store.user(username)
+            if user is None and self._dummy_hash is None:
+                self._dummy_hash = await asyncio.to_thread(self.hasher.hash, "not a password of anyone")
+            # An unknown user costs a verification too, so the time taken does not tell who exists.
+            matched = await asyncio.to_thread(self._matches, user["password_hash"] if user else self._dummy_hash,
+                                              password)
+            if user is None or not matched:
+                await self.logins.failed(username, address)
+                raise unauthenticated("invalid username or password")
+        if user["disabled"]:
+            raise unauthenticated(f"user {username!r} is disabled")
         now = int(time.time())
-        claims = {"sub": username, "iss": self.issuer, "iat": now, "nbf": now, "exp": now + self.ttl}
+        claims = {"sub": username, "iss": self.issuer, "iat": now, "nbf": now, "exp": now + self.ttl,
+                  "gen": user["token_generation"]}
         return jwt.encode(claims, self.secret, algorithm="HS256")
 
     def invalidate(self, username: str) -> None:
@@ -230,7 +259,7 @@ class StandaloneAuth(Authenticator):
         token = bearer_token(request)
         try:
             claims = jwt.decode(token, self.secret, algorithms=["HS256"], issuer=self.issuer,
-                                options={"require": ["sub", "exp", "iat"]})
+                                options={"require": ["sub", "exp", "iat", "gen"]})
         except jwt.ExpiredSignatureError:
             raise unauthenticated("the token has expired; get a new one from POST /auth/token") from None
         except jwt.PyJWTError:
@@ -239,6 +268,11 @@ class StandaloneAuth(Authenticator):
         user = await self.users.get_or_load(username, lambda: self.store.user(username))
         if user is None:
             raise unauthenticated("the token's user no longer exists")
+        if user["disabled"]:
+            raise unauthenticated(f"user {username!r} is disabled")
+        if claims["gen"] != user["token_generation"]:
+            raise unauthenticated("the token was revoked (the user's password changed or the user was disabled "
+                                  "since it was issued); get a new one from POST /auth/token")
         return Principal(name=username, groups=(f"pravah:{user['role']}",), role=user["role"],
                          namespaces=tuple(user["namespaces"]))
 

@@ -1,10 +1,32 @@
 """/jobs: create, list, read, cancel or purge PravahJobs, and follow them (results, events, logs).
 
-A job's id is its PravahJob's metadata.uid: stable for the job's whole life, unique across
-re-creations under the same name, and safe in a URL. An id is resolved to its namespace and
-name through (in order) a small in-process map, PostgreSQL (jobs created through this API,
-and every job the operator has admitted) and finally a cluster-wide listing of pravahjobs;
-the CR itself is always read afterwards and is the source of truth.
+Who acts. In kubernetes auth mode callers are Kubernetes users, and every PravahJob call
+(create, get, list, patch, delete) and the read of a job's credentialsSecret is made with
+the caller's own bearer token: the API server itself authorizes, admits (the tenancy
+admission policy checks the real user's rights on the Secrets and volumes a job names) and
+audits the caller, never the API's service account. Reads go with the caller's token too,
+so that one rule covers every PravahJob call, the audit log shows who read what, and an
+event stream whose caller has lost access is refused by the API server at its next poll.
+SubjectAccessReviews stay in front of each call: they decide before any work is done (an
+id is looked up only where the caller may get jobs), which namespaces a listing covers, and
+they guard what is still read with the service's credential: the job's pods and their logs
+(callers are granted pravahjobs, not pods). In standalone mode callers are not Kubernetes
+users: the same checks pass, then the service's credential acts.
+
+Ids. A job's id is its PravahJob's metadata.uid: stable for the job's whole life, unique
+across re-creations under the same name, and safe in a URL. An id is resolved to its
+namespace and name through a small in-process map and PostgreSQL (jobs created through this
+API, and every job the operator has admitted). Only a caller who may list pravahjobs in all
+namespaces gets a fallback: a cluster-wide listing, made with that caller's rights. An id
+the caller may not `get` answers exactly like an unknown one (404), so ids do not tell which
+jobs exist; the CR itself is always read afterwards and is the source of truth.
+
+Listing. GET /jobs pages with the API server's own `limit`/`continue`, so no request holds
+more than one page: items come in the API server's order, by namespace, then by name. A
+caller who may not list in all namespaces gets its namespaces one after another, in name
+order, never a cluster-wide listing. The `phase` filter applies to each page as fetched, so
+a filtered page may hold fewer than `limit` items, and any page may be empty while `next` is
+set.
 """
 
 from __future__ import annotations
@@ -17,7 +39,8 @@ import json
 import logging
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,16 +49,17 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from pravah_api import models
-from pravah_api.auth import principal_of
-from pravah_api.errors import ApiError, bad_request, conflict, not_found
-from pravah_api.k8s import CREATED_BY_LABEL
-from pravah_api.keys import AUTH, KUBE, LOCATIONS, SETTINGS, STORE
+from pravah_api.auth import Principal, bearer_token, principal_of
+from pravah_api.errors import ApiError, bad_request, conflict, from_kubernetes, not_found, unauthenticated
+from pravah_api.k8s import CREATED_BY_LABEL, Kube
+from pravah_api.keys import AUTH, KUBE, LOCATIONS, SETTINGS, STORE, STREAMS
 from pravah_api.routing import ID_PARAM, Operation, Param, read_model, respond
 from pravah_operator.status import PHASES, TERMINAL_PHASES, PravahJobStatus
 
 MAX_LOCATIONS = 50_000
 log = logging.getLogger("pravah.api")
 STREAM_CHUNK = 1 << 20
+SEARCH_PAGE = 500  # jobs per page of the cluster-wide search for an id
 
 
 # -- id -> (namespace, name) --------------------------------------------------------------
@@ -66,36 +90,85 @@ def parse_id(value: str) -> str:
         raise not_found(f"no job with id {value!r} (ids are UUIDs)", "id") from None
 
 
-async def find_job(request: web.Request, uid: str) -> dict[str, Any]:
-    """The PravahJob whose uid is `uid` (read with the service's credential), or 404.
+def unknown(uid: str) -> ApiError:
+    """The one answer for an id that does not exist and for one the caller may not see."""
+    return not_found(f"no job with id {uid} that you may see", "id")
+
+
+@contextlib.asynccontextmanager
+async def acting(request: web.Request) -> AsyncIterator[Kube]:
+    """The client PravahJobs are touched with: the caller's own token where callers are
+    Kubernetes users (closed when done), else the service's."""
+    app = request.app
+    if not app[AUTH].acts_as_caller:
+        yield app[KUBE]
+        return
+    kube = app[KUBE].as_caller(bearer_token(request))
+    try:
+        yield kube
+    except ApiException as exc:
+        if exc.status == 401:  # the token expired since the TokenReview answer was cached
+            raise unauthenticated("the Kubernetes API server no longer accepts the bearer token") from None
+        raise
+    finally:
+        await kube.close()
+
+
+async def visible_job(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    """The PravahJob, or None when it does not exist or the acting credential may not read it."""
+    try:
+        return await kube.get_job(namespace, name)
+    except ApiException as exc:
+        if exc.status == 403:
+            return None
+        raise
+
+
+async def find_job(request: web.Request, principal: Principal, uid: str, kube: Kube) -> dict[str, Any]:
+    """The PravahJob whose uid is `uid`, looked up only where `principal` may get jobs.
 
     A purged job is gone as soon as its deletion is accepted, although the object lives on
     until the operator has removed its finalizer."""
     app = request.app
-    locations: Locations = app[LOCATIONS]
-    place = locations.get(uid) or await app[STORE].locate_job(uid)
+    auth = app[AUTH]
+    place = app[LOCATIONS].get(uid) or await app[STORE].locate_job(uid)
     if place is not None:
-        obj = await app[KUBE].get_job(*place)
+        if not await auth.allowed(principal, "get", place[0]):
+            raise unknown(uid)
+        obj = await visible_job(kube, *place)
         if obj is not None and obj["metadata"]["uid"] == uid:
-            locations.put(uid, *place)
-            if obj["metadata"].get("deletionTimestamp"):
-                raise not_found(f"job {uid} is being deleted", "id")
-            return obj
-    for obj in await app[KUBE].list_jobs(None):
-        meta = obj["metadata"]
-        locations.put(meta["uid"], meta["namespace"], meta["name"])
-        if meta["uid"] == uid and not meta.get("deletionTimestamp"):
-            return obj
-    locations.forget(uid)
-    raise not_found(f"no job with id {uid}", "id")
+            return current(request, obj)
+    # Jobs nobody recorded yet (e.g. applied with kubectl and never admitted): searched only
+    # where the caller may list them, cluster-wide only for who may list cluster-wide.
+    namespaces = await auth.namespaces_for(principal, "list")
+    for namespace in [None] if namespaces is None else namespaces:
+        resume = None
+        while True:
+            page, resume = await kube.list_jobs(namespace, SEARCH_PAGE, resume)
+            for obj in page:
+                if obj["metadata"]["uid"] == uid:
+                    return current(request, obj)
+            if resume is None:
+                break
+    request.app[LOCATIONS].forget(uid)
+    raise unknown(uid)
 
 
-async def authorized_job(request: web.Request, verb: str) -> dict[str, Any]:
-    """Authenticate, find the job, and check that the caller may `verb` it."""
+def current(request: web.Request, obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    request.app[LOCATIONS].put(meta["uid"], meta["namespace"], meta["name"])
+    if meta.get("deletionTimestamp"):
+        raise not_found(f"job {meta['uid']} is being deleted", "id")
+    return obj
+
+
+async def authorized_job(request: web.Request, verb: str, kube: Kube) -> dict[str, Any]:
+    """Authenticate, find the job where the caller may see it, and check that they may `verb` it."""
     principal = await principal_of(request)
     uid = parse_id(request.match_info["id"])
-    obj = await find_job(request, uid)
-    await request.app[AUTH].authorize(principal, verb, obj["metadata"]["namespace"])
+    obj = await find_job(request, principal, uid, kube)
+    if verb != "get":
+        await request.app[AUTH].authorize(principal, verb, obj["metadata"]["namespace"])
     return obj
 
 
@@ -169,42 +242,45 @@ async def create_job(request: web.Request) -> web.Response:
     await app[AUTH].authorize(principal, "create", namespace)
     spec = {key: value for key, value in body.items() if key not in ("name", "namespace")}
     key = request.headers.get("Idempotency-Key")
-    if key is None:
-        obj = await create_resource(request, namespace, job.name, spec, principal.name)
-        try:  # a shortcut for id look-ups only: the job exists whatever happens here
-            await app[STORE].remember_job(obj["metadata"]["uid"], namespace, obj["metadata"]["name"])
-        except Exception as exc:  # noqa: BLE001
-            log.warning("could not record where job %s lives: %r", obj["metadata"]["uid"], exc)
-        return created(obj)
-    if not 1 <= len(key) <= 255:
+    if key is not None and not 1 <= len(key) <= 255:
         raise bad_request("Idempotency-Key must have 1 to 255 characters", "Idempotency-Key")
-    fingerprint = request_hash(namespace, job.name, spec)
-    store = app[STORE]
-    async with store.idempotency(principal.name, key) as connection:
-        earlier = await store.idempotent_answer(connection, principal.name, key,
-                                                app[SETTINGS].api_idempotency_hours)
-        if earlier is not None:
-            if earlier["request_hash"] != fingerprint:
-                raise conflict("this Idempotency-Key was used for a different request", "Idempotency-Key",
-                               "idempotency_key_reused")
-            obj = await app[KUBE].get_job(earlier["namespace"], earlier["name"])
-            if obj is None or obj["metadata"]["uid"] != earlier["uid"]:
-                obj = {"metadata": {"uid": earlier["uid"], "name": earlier["name"],
-                                    "namespace": earlier["namespace"]}}
-            return created(obj, replayed=True)
-        obj = await create_resource(request, namespace, job.name, spec, principal.name)
-        meta = obj["metadata"]
-        await store.save_idempotent_answer(connection, principal.name, key, fingerprint, meta["uid"],
-                                           namespace, meta["name"])
+    async with acting(request) as kube:
+        if key is None:
+            obj = await create_resource(request, kube, namespace, job.name, spec, principal.name)
+            try:  # a shortcut for id look-ups only: the job exists whatever happens here
+                await app[STORE].remember_job(obj["metadata"]["uid"], namespace, obj["metadata"]["name"])
+            except Exception as exc:  # noqa: BLE001
+                log.warning("could not record where job %s lives: %r", obj["metadata"]["uid"], exc)
+            return created(obj)
+        fingerprint = request_hash(namespace, job.name, spec)
+        store = app[STORE]
+        async with store.idempotency(principal.name, key) as connection:
+            earlier = await store.idempotent_answer(connection, principal.name, key,
+                                                    app[SETTINGS].api_idempotency_hours)
+            if earlier is not None:
+                if earlier["request_hash"] != fingerprint:
+                    raise conflict("this Idempotency-Key was used for a different request", "Idempotency-Key",
+                                   "idempotency_key_reused")
+                obj = await visible_job(kube, earlier["namespace"], earlier["name"])
+                if obj is None or obj["metadata"]["uid"] != earlier["uid"]:
+                    obj = {"metadata": {"uid": earlier["uid"], "name": earlier["name"],
+                                        "namespace": earlier["namespace"]}}
+                return created(obj, replayed=True)
+            obj = await create_resource(request, kube, namespace, job.name, spec, principal.name)
+            meta = obj["metadata"]
+            await store.save_idempotent_answer(connection, principal.name, key, fingerprint, meta["uid"],
+                                               namespace, meta["name"])
     return created(obj)
 
 
-async def create_resource(request: web.Request, namespace: str, name: str | None, spec: dict[str, Any],
-                          creator: str) -> dict[str, Any]:
+async def create_resource(request: web.Request, kube: Kube, namespace: str, name: str | None,
+                          spec: dict[str, Any], creator: str) -> dict[str, Any]:
+    """Create the PravahJob; the API server's refusals (RBAC 403, admission or schema 422) are
+    answered with its own message, which names the policy or the field."""
     label = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_." else "_" for ch in creator)
     label = label[:63].strip("-_.") or "unknown"
     try:
-        obj = await request.app[KUBE].create_job(namespace, name, spec, {CREATED_BY_LABEL: label})
+        obj = await kube.create_job(namespace, name, spec, {CREATED_BY_LABEL: label})
     except ApiException as exc:
         if exc.status == 404:
             raise not_found(f"namespace {namespace!r} does not exist", "namespace") from None
@@ -222,26 +298,38 @@ def created(obj: dict[str, Any], replayed: bool = False) -> web.Response:
     return respond(models.JobSummary.model_validate(body), 201, headers)
 
 
-def encode_cursor(obj: dict[str, Any]) -> str:
-    meta = obj["metadata"]
-    raw = json.dumps([meta.get("creationTimestamp") or "", meta["uid"]]).encode()
+def encode_cursor(namespace: str | None, resume: str | None) -> str:
+    """`next`: the namespace to go on in (None: all of them) and the API server's continue token."""
+    raw = json.dumps([namespace, resume]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(token: str) -> tuple[str, str]:
+def decode_cursor(token: str) -> tuple[str | None, str | None]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        created_at, uid = json.loads(raw)
-        if not isinstance(created_at, str) or not isinstance(uid, str):
+        namespace, resume = json.loads(raw)
+        if not all(value is None or isinstance(value, str) for value in (namespace, resume)):
             raise ValueError
-        return created_at, uid
+        return namespace, resume
     except (ValueError, TypeError, UnicodeDecodeError):
         raise bad_request("invalid continue token", "continue") from None
 
 
-def sort_key(obj: dict[str, Any]) -> tuple[str, str]:
-    meta = obj["metadata"]
-    return meta.get("creationTimestamp") or "", meta["uid"]
+def phase_of(obj: dict[str, Any]) -> str:
+    return (obj.get("status") or {}).get("phase") or "Pending"
+
+
+async def list_page(kube: Kube, namespace: str | None, limit: int,
+                    resume: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    try:
+        return await kube.list_jobs(namespace, limit, resume)
+    except ApiException as exc:
+        if resume and exc.status == 410:
+            raise ApiError(410, "the continue token has expired; list again from the first page", "continue",
+                           "expired") from None
+        if resume and exc.status == 400:
+            raise bad_request("invalid continue token", "continue") from None
+        raise
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -261,34 +349,39 @@ async def list_jobs(request: web.Request) -> web.Response:
     cursor = decode_cursor(query["continue"]) if query.get("continue") else None
     if namespace is not None:
         await app[AUTH].authorize(principal, "list", namespace)
-        items = await app[KUBE].list_jobs(namespace)
+        scopes: list[str | None] = [namespace]
     else:
         allowed = await app[AUTH].namespaces_for(principal, "list")
-        if allowed == []:
-            items = []
-        else:
-            items = await app[KUBE].list_jobs(None)
-            if allowed is not None:
-                allowed_set = set(allowed)
-                items = [obj for obj in items if obj["metadata"]["namespace"] in allowed_set]
-    if phase is not None:
-        items = [obj for obj in items
-                 if ((obj.get("status") or {}).get("phase") or "Pending") == phase]
-    # Newest first; the cursor is the last item of the previous page.
-    items.sort(key=sort_key, reverse=True)
-    if cursor is not None:
-        items = [obj for obj in items if sort_key(obj) < cursor]
-    page = items[:limit]
-    next_token = encode_cursor(page[-1]) if len(items) > limit else None
-    for obj in page:
+        scopes = [None] if allowed is None else sorted(allowed)
+    if cursor is not None and cursor[0] not in scopes:
+        raise bad_request("invalid continue token", "continue")
+    items: list[dict[str, Any]] = []
+    next_token = None
+    if scopes:
+        start, resume = cursor or (scopes[0], None)
+        budget = limit  # objects fetched, filtered or not: one page's worth per request
+        async with acting(request) as kube:
+            for index in range(scopes.index(start), len(scopes)):
+                page, resume = await list_page(kube, scopes[index], budget, resume)
+                budget -= len(page)
+                items += [obj for obj in page if phase is None or phase_of(obj) == phase]
+                if resume is not None:
+                    next_token = encode_cursor(scopes[index], resume)
+                    break
+                if budget <= 0:
+                    if index + 1 < len(scopes):
+                        next_token = encode_cursor(scopes[index + 1], None)
+                    break
+    for obj in items:
         meta = obj["metadata"]
         app[LOCATIONS].put(meta["uid"], meta["namespace"], meta["name"])
-    return respond(models.JobList(items=[models.JobSummary.model_validate(summary(obj)) for obj in page],
+    return respond(models.JobList(items=[models.JobSummary.model_validate(summary(obj)) for obj in items],
                                   next=next_token))
 
 
 async def get_job(request: web.Request) -> web.Response:
-    obj = await authorized_job(request, "get")
+    async with acting(request) as kube:
+        obj = await authorized_job(request, "get", kube)
     return respond(dump_job(detail(obj)))
 
 
@@ -303,34 +396,35 @@ def boolean_query(request: web.Request, name: str) -> bool:
 
 async def delete_job(request: web.Request) -> web.StreamResponse:
     purge = boolean_query(request, "purge")
-    obj = await authorized_job(request, "delete" if purge else "patch")
-    meta = obj["metadata"]
-    kube = request.app[KUBE]
-    if purge:
-        await kube.delete_job(meta["namespace"], meta["name"], meta["uid"])
-        request.app[LOCATIONS].forget(meta["uid"])
-        return web.Response(status=204)
-    phase = (obj.get("status") or {}).get("phase")
-    if phase in TERMINAL_PHASES:
-        raise conflict(f"the job has already finished (phase {phase}); use ?purge=true to delete it")
-    obj = await kube.suspend_job(meta["namespace"], meta["name"])
+    async with acting(request) as kube:
+        obj = await authorized_job(request, "delete" if purge else "patch", kube)
+        meta = obj["metadata"]
+        if purge:
+            await kube.delete_job(meta["namespace"], meta["name"], meta["uid"])
+            request.app[LOCATIONS].forget(meta["uid"])
+            return web.Response(status=204)
+        phase = (obj.get("status") or {}).get("phase")
+        if phase in TERMINAL_PHASES:
+            raise conflict(f"the job has already finished (phase {phase}); use ?purge=true to delete it")
+        obj = await kube.suspend_job(meta["namespace"], meta["name"])
     return respond(models.JobSummary.model_validate(summary(obj)), 202)
 
 
 async def job_results(request: web.Request) -> web.StreamResponse:
-    obj = await authorized_job(request, "get")
     app = request.app
-    uid = obj["metadata"]["uid"]
-    status = obj.get("status") or {}
-    uri = (status.get("result") or {}).get("uri")
-    history = await app[STORE].job_history(uid)
-    has_result = bool(history and history["has_result"])
-    small = has_result and (history["result_bytes"] or 0) <= app[SETTINGS].api_inline_result_bytes
-    if small or (has_result and not (uri or "").startswith("s3://")):
-        text = await app[STORE].result_text(uid)
-        return await send_text(request, text)
-    if (uri or "").startswith("s3://") and (obj["spec"].get("output") or {}).get("s3"):
-        return await stream_s3(request, obj, uri)
+    async with acting(request) as kube:
+        obj = await authorized_job(request, "get", kube)
+        uid = obj["metadata"]["uid"]
+        status = obj.get("status") or {}
+        uri = (status.get("result") or {}).get("uri")
+        history = await app[STORE].job_history(uid)
+        has_result = bool(history and history["has_result"])
+        small = has_result and (history["result_bytes"] or 0) <= app[SETTINGS].api_inline_result_bytes
+        if small or (has_result and not (uri or "").startswith("s3://")):
+            text = await app[STORE].result_text(uid)
+            return await send_text(request, text)
+        if (uri or "").startswith("s3://") and (obj["spec"].get("output") or {}).get("s3"):
+            return await stream_s3(request, kube, obj, uri)
     phase = status.get("phase") or "Pending"
     raise conflict(f"the job has no result yet (phase {phase})")
 
@@ -346,20 +440,42 @@ async def send_text(request: web.Request, text: str) -> web.StreamResponse:
     return response
 
 
-async def stream_s3(request: web.Request, obj: dict[str, Any], uri: str) -> web.StreamResponse:
-    """Stream result.json from the job's output bucket, with the job's own S3 credentials."""
+async def stream_s3(request: web.Request, kube: Kube, obj: dict[str, Any], uri: str) -> web.StreamResponse:
+    """Stream result.json from the job's output bucket, only on an allowed endpoint, with the
+    job's own S3 credentials read as the caller (unsigned without them: the API lends no
+    identity of its own)."""
     import aioboto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
 
     location = obj["spec"]["output"]["s3"]
+    endpoint = location.get("endpoint")
+    if not request.app[SETTINGS].tenancy.endpoint_allowed(endpoint):
+        raise ApiError(403, f"the job's output endpoint {str(endpoint)[:200]!r} is not an allowed S3 endpoint "
+                            "(PRAVAH_ALLOWED_S3_ENDPOINTS): the API does not fetch from it",
+                       "spec.output.s3.endpoint", "endpoint_not_allowed")
     bucket, _, key = uri.removeprefix("s3://").partition("/")
-    credentials: dict[str, str] = {}
+    if bucket != location.get("bucket"):
+        raise conflict(f"the result {uri!r} is not in the job's output bucket", "status.result.uri")
+    credentials: dict[str, Any] = {}
+    config = Config(signature_version=UNSIGNED)
     if location.get("credentialsSecret"):
-        secret = await request.app[KUBE].secret(obj["metadata"]["namespace"], location["credentialsSecret"])
+        try:
+            secret = await kube.secret(obj["metadata"]["namespace"], location["credentialsSecret"])
+        except ApiException as exc:
+            if exc.status not in (403, 404):
+                raise
+            error = from_kubernetes(exc)
+            raise ApiError(error.status, error.message, "spec.output.s3.credentialsSecret") from None
         credentials = {"aws_access_key_id": secret.get("AWS_ACCESS_KEY_ID"),
                        "aws_secret_access_key": secret.get("AWS_SECRET_ACCESS_KEY")}
+        if not all(credentials.values()):  # else boto would fall back to the API's own environment
+            raise conflict(f"secret {location['credentialsSecret']!r} lacks AWS_ACCESS_KEY_ID or "
+                           "AWS_SECRET_ACCESS_KEY", "spec.output.s3.credentialsSecret")
+        config = Config()
     session = aioboto3.Session(**credentials)
-    async with session.client("s3", endpoint_url=location.get("endpoint"),
-                              region_name=location.get("region") or "us-east-1") as s3:
+    async with session.client("s3", endpoint_url=endpoint, region_name=location.get("region") or "us-east-1",
+                              config=config) as s3:
         try:
             answer = await s3.get_object(Bucket=bucket, Key=key)
         except Exception as exc:  # noqa: BLE001 - botocore's errors are generated classes
@@ -385,18 +501,61 @@ def snapshot(obj: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+class Streams:
+    """Event streams open per caller: a cap, so that no caller holds all the connections."""
+
+    def __init__(self) -> None:
+        self.open: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def hold(self, caller: str, cap: int) -> Iterator[None]:
+        if self.open[caller] >= cap:
+            raise ApiError(429, f"{caller} already has {cap} event streams open, the most one caller may hold",
+                           headers={"Retry-After": "5"})
+        self.open[caller] += 1
+        try:
+            yield
+        finally:
+            self.open[caller] -= 1
+            if self.open[caller] <= 0:
+                del self.open[caller]
+
+
 async def job_events(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events: `status` on every change, `end` at a terminal phase, `deleted` if it goes."""
-    obj = await authorized_job(request, "watch")
+    """Server-Sent Events: `status` on every change, `end` at a terminal phase, `deleted` if it
+    goes; `forbidden` or `error` when the caller's access or token is gone (re-checked every
+    api_events_recheck_seconds, and by the API server at every poll in kubernetes mode), and
+    `reconnect` when the stream has lived api_events_max_seconds."""
+    app = request.app
+    principal = await principal_of(request)
+    with app[STREAMS].hold(principal.name, app[SETTINGS].api_events_max_streams):
+        async with acting(request) as kube:
+            obj = await authorized_job(request, "watch", kube)
+            return await stream_events(request, kube, obj)
+
+
+async def access_gone(request: web.Request, namespace: str) -> tuple[str, str] | None:
+    """The event that ends a stream whose caller's token or access is gone; None while both hold."""
+    auth = request.app[AUTH]
+    try:
+        principal = await auth.authenticate(request)
+    except ApiError as exc:
+        return "error", exc.message
+    for verb in ("get", "watch"):
+        if not await auth.allowed(principal, verb, namespace):
+            return "forbidden", f"{principal.name} may no longer {verb} jobs in namespace {namespace!r}"
+    return None
+
+
+async def stream_events(request: web.Request, kube: Kube, obj: dict[str, Any]) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    kube = request.app[KUBE]
     meta = obj["metadata"]
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
     await response.write(f"retry: {int(settings.api_events_interval * 1000)}\n\n".encode())
     last: dict[str, Any] | None = None
-    last_write = time.monotonic()
+    started = checked = last_write = time.monotonic()
     sequence = 0
     try:
         while True:
@@ -411,11 +570,30 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             if current["phase"] in TERMINAL_PHASES:
                 await response.write(sse("end", current, sequence + 1))
                 break
+            if time.monotonic() - started >= settings.api_events_max_seconds:
+                await response.write(sse("reconnect", {"id": meta["uid"]}, sequence))
+                break
             if time.monotonic() - last_write >= settings.api_events_heartbeat:
                 await response.write(b": keep-alive\n\n")
                 last_write = time.monotonic()
             await asyncio.sleep(settings.api_events_interval)
-            obj = await kube.get_job(meta["namespace"], meta["name"])
+            if request.transport is None or request.transport.is_closing():
+                return response  # the client went away: free its slot now
+            if time.monotonic() - checked >= settings.api_events_recheck_seconds:
+                gone = await access_gone(request, meta["namespace"])
+                if gone is not None:
+                    await response.write(sse(gone[0], {"id": meta["uid"], "message": gone[1]}, sequence))
+                    break
+                checked = time.monotonic()
+            try:
+                obj = await kube.get_job(meta["namespace"], meta["name"])
+            except ApiException as exc:
+                if exc.status not in (401, 403):
+                    raise
+                event, message = (("forbidden", from_kubernetes(exc).message) if exc.status == 403
+                                  else ("error", "the Kubernetes API server no longer accepts the bearer token"))
+                await response.write(sse(event, {"id": meta["uid"], "message": message}, sequence))
+                break
         await response.write_eof()
     except ConnectionResetError:  # the client went away
         pass
@@ -431,18 +609,23 @@ def sse(event: str, data: dict[str, Any], sequence: int) -> bytes:
 
 
 async def job_logs(request: web.Request) -> web.Response:
-    """Logs of the running pods, or (once the pods are gone or unreadable) the archive in PostgreSQL."""
-    obj = await authorized_job(request, "get")
+    """Logs of the running pods, or (once the pods are gone or unreadable) the archive in
+    PostgreSQL; each at most api_logs_max_bytes, cut and marked `truncated` beyond."""
+    app = request.app
+    async with acting(request) as kube:
+        obj = await authorized_job(request, "get", kube)
     meta = obj["metadata"]
-    entries = await request.app[KUBE].pod_logs(meta["namespace"], meta["name"])
+    max_bytes = app[SETTINGS].api_logs_max_bytes
+    entries = await app[KUBE].pod_logs(meta["namespace"], meta["name"], max_bytes)
     source = "pods"
     if entries is None:
-        archived = await request.app[STORE].runner_logs(meta["uid"])
-        entries = [{"shard": row["shard"], "pod": row["pod"], "log": row["log"],
+        archived = await app[STORE].runner_logs_head(meta["uid"], max_bytes)
+        entries = [{"shard": row["shard"], "pod": row["pod"], "log": row["log"], "truncated": row["truncated"],
                     "createdAt": row["created_at"].astimezone(timezone.utc).isoformat().replace("+00:00", "Z")}
                    for row in archived]
         source = "archive" if entries else "none"
-    return respond(models.JobLogs(source=source, entries=[models.LogEntry.model_validate(e) for e in entries]))
+    return respond(models.JobLogs(source=source, maxBytes=max_bytes,
+                                  entries=[models.LogEntry.model_validate(e) for e in entries]))
 
 
 # -- the routing table --------------------------------------------------------------------
@@ -456,12 +639,15 @@ ROUTES = [
                             "Retries with the same key return the same job instead of creating another."),),
               description="The body is the PravahJob spec, validated with the same model as the CRD, plus an "
                           "optional name and namespace."),
-    Operation("GET", "/jobs", list_jobs, "List jobs, newest first", TAG, {200: models.JobList},
+    Operation("GET", "/jobs", list_jobs, "List jobs, by namespace and name", TAG, {200: models.JobList},
               params=(Param("namespace", "query", {"type": "string", "maxLength": 63}, "Only this namespace."),
                       PHASE_PARAM,
                       Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size."),
-                      Param("continue", "query", {"type": "string", "maxLength": 256},
-                            "The `next` token of the previous page."))),
+                      Param("continue", "query", {"type": "string", "maxLength": 4096},
+                            "The `next` token of the previous page.")),
+              description="Pages follow the Kubernetes API server's own limit/continue, in its order (namespace, "
+                          "then name). With `phase`, a page may hold fewer than `limit` jobs while `next` is set. "
+                          "An expired `continue` token answers 410: list again from the first page."),
     Operation("GET", "/jobs/{id}", get_job, "A job: spec, status, progress, timings, errors", TAG,
               {200: models.Job}, params=(ID_PARAM,)),
     Operation("DELETE", "/jobs/{id}", delete_job, "Cancel a job (or delete it with ?purge=true)", TAG,
@@ -471,12 +657,18 @@ ROUTES = [
               description="Cancelling sets spec.suspend; the operator stops the runner pods (phase Cancelled)."),
     Operation("GET", "/jobs/{id}/results", job_results, "The merged result of a finished job", TAG,
               {200: models.JobResult}, params=(ID_PARAM,),
-              description="Small results come from PostgreSQL; large ones are streamed from the output storage."),
+              description="Small results come from PostgreSQL; large ones are streamed from the output storage, "
+                          "only from an allowed S3 endpoint (else 403 naming spec.output.s3.endpoint), with the "
+                          "job's credentialsSecret read as the caller."),
     Operation("GET", "/jobs/{id}/events", job_events, "Live progress as Server-Sent Events", TAG,
-              {200: {"text/event-stream": {"schema": {"type": "string"}}}}, params=(ID_PARAM,),
+              {200: {"text/event-stream": {"schema": {"type": "string"}}}, 429: models.ErrorResponse},
+              params=(ID_PARAM,),
               description="Events: `status` (JSON snapshot, on every change), `end` (terminal phase reached), "
-                          "`deleted` (the job was deleted)."),
+                          "`deleted` (the job was deleted), `forbidden` / `error` (the caller's access or token is "
+                          "gone: the stream ends), `reconnect` (the stream reached its longest life: connect "
+                          "again). A caller holding the most streams allowed gets 429."),
     Operation("GET", "/jobs/{id}/logs", job_logs, "Runner logs of a job", TAG, {200: models.JobLogs},
               params=(ID_PARAM,),
-              description="From the pods while they can be read; from the archive in PostgreSQL afterwards."),
+              description="From the pods while they can be read; from the archive in PostgreSQL afterwards. Each "
+                          "entry holds at most `maxBytes` of log; a longer one is cut and marked `truncated`."),
 ]

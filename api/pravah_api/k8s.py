@@ -1,9 +1,10 @@
 """The Kubernetes side of the API: PravahJobs, their pods, and the review APIs.
 
-Everything goes through kubernetes_asyncio with the service's own credential (a kubeconfig
-or the in-cluster service account), so the event loop never blocks. In kubernetes auth mode
-every action is first checked with a SubjectAccessReview for the caller (see auth.py), so a
-caller can do over REST exactly what RBAC lets them do with kubectl.
+Everything goes through kubernetes_asyncio, so the event loop never blocks. A `Kube` holds
+one credential: the service's own (a kubeconfig or the in-cluster service account) for the
+reviews, the namespace list and the pods, or, from `Kube.as_caller`, a caller's bearer
+token on the same connection settings, with which the API touches PravahJobs and reads
+Secrets in kubernetes auth mode (see jobs.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,23 @@ async def api_client(settings: ApiSettings) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+# What a connection to the API server is, apart from its credential.
+CALLER_POOL_SIZE = 4
+CONNECTION_SETTINGS = ("ssl_ca_cert", "verify_ssl", "assert_hostname", "tls_server_name", "proxy", "proxy_headers",
+                       "disable_strict_ssl_verification")
+
+
+def caller_configuration(service: client.Configuration, token: str) -> client.Configuration:
+    """The service's API server address and TLS trust with `token` as the only credential
+    (no client certificate, no token refresh hook of the service's own)."""
+    configuration = client.Configuration(host=service.host, api_key={"BearerToken": token},
+                                         api_key_prefix={"BearerToken": "Bearer"})
+    for name in CONNECTION_SETTINGS:
+        setattr(configuration, name, getattr(service, name))
+    configuration.connection_pool_maxsize = CALLER_POOL_SIZE
+    return configuration
+
+
 BUSY_RETRIES = 5
 
 
@@ -59,6 +77,11 @@ class Kube:
         self.authn = client.AuthenticationV1Api(api)
         self.authz = client.AuthorizationV1Api(api)
         self.version = client.VersionApi(api)
+
+    def as_caller(self, token: str) -> Kube:
+        """A client on the same API server that presents the caller's bearer token, so the
+        API server authorizes, admits and audits the caller; close it after use."""
+        return Kube(client.ApiClient(caller_configuration(self.api.configuration, token)), self.timeout)
 
     async def close(self) -> None:
         await self.api.close()
@@ -90,15 +113,19 @@ class Kube:
                 return None
             raise
 
-    async def list_jobs(self, namespace: str | None) -> list[dict[str, Any]]:
+    async def list_jobs(self, namespace: str | None, limit: int,
+                        resume: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page (at most `limit` jobs, in the API server's order: namespace, then name)
+        and the `continue` token of the next one (None on the last)."""
+        options: dict[str, Any] = {"limit": limit, "_request_timeout": self.timeout}
+        if resume:
+            options["_continue"] = resume
         if namespace is None:
-            listing = await patiently(
-                self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, _request_timeout=self.timeout)
+            listing = await patiently(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, **options)
         else:
             listing = await patiently(
-                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
-                _request_timeout=self.timeout)
-        return listing.get("items", [])
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, **options)
+        return listing.get("items", []), (listing.get("metadata") or {}).get("continue") or None
 
     async def suspend_job(self, namespace: str, name: str) -> dict[str, Any]:
         return await patiently(
@@ -116,8 +143,9 @@ class Kube:
 
     # -- pods and their logs ---------------------------------------------------------------
 
-    async def pod_logs(self, namespace: str, job_name: str) -> list[dict[str, Any]] | None:
-        """Logs of the job's pods; None when there are none or any cannot be read."""
+    async def pod_logs(self, namespace: str, job_name: str, max_bytes: int) -> list[dict[str, Any]] | None:
+        """Logs of the job's pods, each cut after `max_bytes` (the API server stops there:
+        `limitBytes`) and marked `truncated`; None when there are none or any cannot be read."""
         pods = await patiently(
             self.core.list_namespaced_pod, namespace, label_selector=f"{JOB_LABEL}={job_name}",
             _request_timeout=self.timeout)
@@ -125,11 +153,18 @@ class Kube:
             return None
 
         async def read(pod: Any) -> dict[str, Any]:
-            text = await patiently(
-                self.core.read_namespaced_pod_log, pod.metadata.name, namespace, _request_timeout=min(self.timeout, 5))
+            answer = await patiently(
+                self.core.read_namespaced_pod_log, pod.metadata.name, namespace, limit_bytes=max_bytes + 1,
+                _preload_content=False, _request_timeout=min(self.timeout, 5))
+            try:  # raw bytes: the cut may fall inside a character
+                raw = await answer.read()
+            finally:
+                answer.release()
+            if not 200 <= answer.status <= 299:
+                raise ApiException(status=answer.status, reason=answer.reason)
             index = (pod.metadata.annotations or {}).get(COMPLETION_INDEX)
             return {"shard": int(index) if index and index.isdigit() else None, "pod": pod.metadata.name,
-                    "log": text}
+                    "log": raw[:max_bytes].decode(errors="ignore"), "truncated": len(raw) > max_bytes}
 
         try:
             entries = await asyncio.gather(*(read(pod) for pod in pods.items))

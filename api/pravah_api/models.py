@@ -94,12 +94,14 @@ class LogEntry(ApiModel):
     shard: int | None = None
     pod: str
     log: str
+    truncated: bool = Field(default=False, description="The log is longer than maxBytes: only its start is here.")
     createdAt: str | None = Field(default=None, json_schema_extra=DATE_TIME)
 
 
 class JobLogs(ApiModel):
     source: Literal["pods", "archive", "none"] = Field(
         description="pods: read from the running pods; archive: kept in PostgreSQL after the pods ran.")
+    maxBytes: int = Field(description="The most bytes of log served per entry; longer logs are cut there.")
     entries: list[LogEntry]
 
 
@@ -151,8 +153,9 @@ class Health(ApiModel):
 
 
 class Check(ApiModel):
+    """Whether one dependency answers (nothing more: readiness is public)."""
+
     ok: bool
-    message: str
 
 
 class Readiness(ApiModel):
@@ -190,15 +193,20 @@ class UserCreate(ApiModel):
 
 
 class UserUpdate(ApiModel):
-    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    password: str | None = Field(default=None, min_length=8, max_length=1024,
+                                 description="A new password; the user's earlier tokens stop working.")
     role: Role | None = None
     namespaces: list[Namespace] | None = Field(default=None, max_length=256)
+    disabled: bool | None = Field(
+        default=None, description="True: the user can neither log in nor use a token, and its earlier tokens "
+                                  "stay revoked when it is enabled again (false).")
 
 
 class User(ApiModel):
     username: str
     role: Role
     namespaces: list[str]
+    disabled: bool
     createdAt: str = Field(json_schema_extra=DATE_TIME)
     updatedAt: str = Field(json_schema_extra=DATE_TIME)
 

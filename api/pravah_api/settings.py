@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pravah.tenancy import TenancySettings
+
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRAVAH_", extra="ignore")
@@ -42,3 +44,30 @@ class ApiSettings(BaseSettings):
     api_database_pool_size: int = Field(default=10, ge=1, le=100)
     api_kube_pool_size: int = Field(default=64, ge=1, le=1000)
     api_docs_title: str = "Pravah API"
+    api_hash_concurrency: int = Field(
+        default=2, ge=1, le=64,
+        description="Password hashes computed at once (standalone mode). Each takes argon2's memory cost "
+                    "(64 MiB by default), so this bounds the memory that parallel logins can use.")
+    api_login_user_failures: int = Field(
+        default=5, ge=1, description="Failed logins of one user name per window; then 429 (standalone mode).")
+    api_login_address_failures: int = Field(
+        default=20, ge=1,
+        description="Failed logins from one client address per window; then 429 (standalone mode). Behind a "
+                    "proxy every caller shares the proxy's address.")
+    api_login_window_seconds: int = Field(
+        default=300, ge=1, le=86400, description="The window of the failed-login limits (a moving window).")
+    api_events_max_streams: int = Field(
+        default=5, ge=1, le=1000,
+        description="Event streams one caller may hold open at once; more are answered 429.")
+    api_events_recheck_seconds: float = Field(
+        default=15.0, gt=0,
+        description="How often an open event stream re-checks the caller's token and access (ends when gone).")
+    api_events_max_seconds: float = Field(
+        default=1800.0, gt=0,
+        description="Longest life of one event stream: it then ends with a `reconnect` event.")
+    api_logs_max_bytes: int = Field(
+        default=1_048_576, ge=1024,
+        description="Bytes of log served per pod (or archived runner log); a longer log is cut and marked.")
+    tenancy: TenancySettings = Field(
+        default_factory=TenancySettings,
+        description="What jobs may reach (PRAVAH_ALLOWED_S3_ENDPOINTS): results are fetched only from there.")

@@ -88,6 +88,14 @@ class ApiStore(Store):
     async def result_text(self, uid: str) -> str | None:
         return await self.retrying(lambda c: c.fetchval("SELECT result::text FROM jobs WHERE uid = $1", uid))
 
+    async def runner_logs_head(self, uid: str, max_bytes: int) -> list[dict[str, Any]]:
+        """Archived runner logs, each at most `max_bytes` long (cut here, not after the whole
+        log has crossed the wire) and marked `truncated` when longer."""
+        rows = await self.retrying(lambda c: c.fetch(
+            "SELECT shard, pod, left(log, $2) AS log, octet_length(log) > $2 AS truncated, created_at "
+            "FROM runner_logs WHERE job_uid = $1 ORDER BY shard, created_at", uid, max_bytes))
+        return [{**dict(row), "log": row["log"].encode()[:max_bytes].decode(errors="ignore")} for row in rows]
+
     # -- users (standalone mode) -------------------------------------------------------------
 
     async def user(self, username: str) -> dict[str, Any] | None:
@@ -105,10 +113,15 @@ class ApiStore(Store):
             "ON CONFLICT (username) DO NOTHING RETURNING *", username, password_hash, role, namespaces))
         return dict(row) if row else None
 
-    async def update_user(self, username: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-        columns = {key: changes[key] for key in ("password_hash", "role", "namespaces") if key in changes}
-        assignments = ", ".join(f"{column} = ${index + 2}" for index, column in enumerate(columns))
-        sets = f"{assignments}, updated_at = now()" if assignments else "updated_at = now()"
+    async def update_user(self, username: str, changes: dict[str, Any],
+                          revoke_tokens: bool = False) -> dict[str, Any] | None:
+        """The changed user, or None when there is none; `revoke_tokens` increments the token
+        generation, so every token issued before stops working."""
+        columns = {key: changes[key] for key in ("password_hash", "role", "namespaces", "disabled") if key in changes}
+        assignments = [f"{column} = ${index + 2}" for index, column in enumerate(columns)]
+        if revoke_tokens:
+            assignments.append("token_generation = token_generation + 1")
+        sets = ", ".join([*assignments, "updated_at = now()"])
         row = await self.retrying(lambda c: c.fetchrow(
             f"UPDATE api_users SET {sets} WHERE username = $1 RETURNING *", username, *columns.values()))
         return dict(row) if row else None

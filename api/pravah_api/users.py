@@ -20,13 +20,14 @@ def user_out(row: dict[str, Any]) -> models.User:
         return value.isoformat().replace("+00:00", "Z")
 
     return models.User(username=row["username"], role=row["role"], namespaces=list(row["namespaces"]),
-                       createdAt=stamp(row["created_at"]), updatedAt=stamp(row["updated_at"]))
+                       disabled=row["disabled"], createdAt=stamp(row["created_at"]),
+                       updatedAt=stamp(row["updated_at"]))
 
 
 async def issue_token(request: web.Request) -> web.Response:
     auth: StandaloneAuth = request.app[AUTH]
     credentials, _ = await read_model(request, models.TokenRequest)
-    token = await auth.issue_token(credentials.username, credentials.password)
+    token = await auth.issue_token(credentials.username, credentials.password, request.remote or "unknown")
     return respond(models.TokenResponse(access_token=token, expires_in=auth.ttl))
 
 
@@ -77,9 +78,12 @@ async def update_user(request: web.Request) -> web.Response:
     if None in changes.values():
         field = next(key for key, value in changes.items() if value is None)
         raise ApiError(422, f"{field} may not be null", field)
+    if changes.get("disabled") and username == request[PRINCIPAL].name:
+        raise conflict("admins cannot disable themselves", "disabled")
     if update.password is not None:
         changes["password_hash"] = await auth.hash_password(update.password)
-    row = await request.app[STORE].update_user(username, changes)
+    revoke = update.password is not None or changes.get("disabled") is True
+    row = await request.app[STORE].update_user(username, changes, revoke_tokens=revoke)
     if row is None:
         raise not_found(f"no user {username!r}", "username")
     auth.invalidate(username)
@@ -102,13 +106,17 @@ COMMON_ROUTES = [
 ]
 STANDALONE_ROUTES = [
     Operation("POST", "/auth/token", issue_token, "Exchange a user name and password for a short-lived JWT",
-              "auth", {200: models.TokenResponse, 401: models.ErrorResponse}, body=models.TokenRequest, public=True),
+              "auth", {200: models.TokenResponse, 401: models.ErrorResponse, 429: models.ErrorResponse},
+              body=models.TokenRequest, public=True,
+              description="Failed logins are limited per user name and per client address: beyond the limit "
+                          "every attempt, even with the right password, is answered 429 with Retry-After."),
     Operation("GET", "/users", list_users, "List users (admins)", "users", {200: models.UserList}),
     Operation("POST", "/users", create_user, "Create a user (admins)", "users", {201: models.User},
               body=models.UserCreate),
     Operation("GET", "/users/{username}", get_user, "A user (admins)", "users", {200: models.User},
               params=(USER_PARAM,)),
-    Operation("PATCH", "/users/{username}", update_user, "Change a user's password, role or namespaces (admins)",
+    Operation("PATCH", "/users/{username}", update_user,
+              "Change a user's password, role or namespaces, or disable it (admins)",
               "users", {200: models.User}, body=models.UserUpdate, params=(USER_PARAM,)),
     Operation("DELETE", "/users/{username}", delete_user, "Delete a user (admins)", "users", {204: None},
               params=(USER_PARAM,)),

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use pravah_core::{EngineError, FileTask, Job, ScanOptions};
+use pravah_core::{EngineError, FileTask, Inputs, Job, ScanOptions};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -82,14 +82,27 @@ impl Run {
     }
 }
 
-/// Validates the request and starts it on a pool of `threads` threads.
+/// Validates the request and starts it on a pool of `threads` threads. Files
+/// are opened under `root` (the scanned directory), following symbolic links
+/// only if `follow_symlinks`, and never to a file outside `root`.
 #[pyfunction]
-fn start(py: Python<'_>, op: &str, options_json: &str, files: Vec<(String, u64)>, threads: i64) -> PyResult<Run> {
+#[pyo3(signature = (op, options_json, files, threads, root = None, follow_symlinks = false))]
+fn start(
+    py: Python<'_>,
+    op: &str,
+    options_json: &str,
+    files: Vec<(String, u64)>,
+    threads: i64,
+    root: Option<String>,
+    follow_symlinks: bool,
+) -> PyResult<Run> {
     if threads < 1 {
         return Err(PyValueError::new_err("threads must be >= 1"));
     }
     let files: Vec<FileTask> = files.into_iter().map(|(p, s)| FileTask { path: p, size: s }).collect();
-    let job = py.detach(|| Job::start(op, options_json, files, threads as usize)).map_err(to_py)?;
+    let job = py
+        .detach(|| Job::start(op, options_json, files, Inputs::new(root.as_deref(), follow_symlinks)?, threads as usize))
+        .map_err(to_py)?;
     Ok(Run { job })
 }
 

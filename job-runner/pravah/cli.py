@@ -121,7 +121,7 @@ def runner() -> None:
     """Run one shard of a PravahJob, as a runner pod does.
 
     Reads its job from PRAVAH_* environment variables set by the operator
-    (PRAVAH_JOB_UID, PRAVAH_SPEC, PRAVAH_SHARDS, PRAVAH_THREADS, PRAVAH_DATABASE_URL, ...)
+    (PRAVAH_JOB_UID, PRAVAH_SPEC, PRAVAH_SHARDS, PRAVAH_THREADS, PRAVAH_REPORT_URL, ...)
     and its shard from JOB_COMPLETION_INDEX. Exit code 3 means bad input: not retried.
     """
     from pravah.runner import main as run_shard

@@ -159,7 +159,7 @@ def get(job_id: str, api_url: str, token: str | None) -> None:
 @api_options
 def list_jobs(namespace: str | None, phase: str | None, limit: int, every_page: bool, as_json: bool,
               api_url: str, token: str | None) -> None:
-    """List jobs, newest first."""
+    """List jobs, by namespace then name (the API server's order), a page at a time."""
     client = Client(api_url, token)
 
     async def fetch() -> list[dict[str, Any]]:
@@ -236,18 +236,23 @@ def watch_job(client: Client, job_id: str) -> int:
                    TextColumn("{task.fields[files]} files  {task.fields[rate]}"), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task("Pending", total=100, files="-", rate="")
-            async for event, data in client.events(f"/jobs/{job_id}/events"):
-                if event == "deleted":
-                    return {"phase": "Deleted"}
-                last = data
-                progress = data.get("progress") or {}
-                bar.update(task, completed=progress.get("percent") or 0, description=data.get("phase") or "Pending",
-                           files=progress.get("files") or "-", rate=progress.get("throughput") or "")
-                if event == "end":
-                    if data.get("phase") == "Succeeded":
-                        bar.update(task, completed=100)
-                    break
-        return last
+            while True:  # the API ends long streams with `reconnect`: follow on with a new one
+                async for event, data in client.events(f"/jobs/{job_id}/events"):
+                    if event == "deleted":
+                        return {"phase": "Deleted"}
+                    if event in ("forbidden", "error"):
+                        raise click.ClickException(data.get("message") or f"the event stream ended: {event}")
+                    if event == "reconnect":
+                        break
+                    last = data
+                    progress = data.get("progress") or {}
+                    bar.update(task, completed=progress.get("percent") or 0,
+                               description=data.get("phase") or "Pending",
+                               files=progress.get("files") or "-", rate=progress.get("throughput") or "")
+                    if event == "end":
+                        if data.get("phase") == "Succeeded":
+                            bar.update(task, completed=100)
+                        return last
 
     final = run(follow())
     phase = final.get("phase")

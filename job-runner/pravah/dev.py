@@ -263,7 +263,7 @@ def _prepare_namespace(info: dict) -> None:
 
     from pravah.localcluster import install
 
-    install.prepare_namespace(_ClusterCli(info), STACK_NAMESPACE, info["postgres_pod_dsn"])
+    install.prepare_namespace(_ClusterCli(info), STACK_NAMESPACE)
     docs = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEV_USER, "namespace": STACK_NAMESPACE}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",

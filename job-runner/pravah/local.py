@@ -63,13 +63,15 @@ class LocalJob:
 
 def run_partial(
     op: str, options: dict[str, Any], files: list[FileEntry], threads: int,
-    on_progress: ProgressCallback | None = None,
+    on_progress: ProgressCallback | None = None, root: Path | None = None, follow_symlinks: bool = False,
 ) -> str:
     """Run the engine to completion and return its partial (JSON).
 
+    The engine opens the files only below `root`, following links only if asked.
     Ctrl-C cancels the engine before re-raising, so no worker thread outlives the call.
     """
-    run = pravah_engine.start(op, json.dumps(options), files, threads)
+    run = pravah_engine.start(op, json.dumps(options), files, threads,
+                              root=None if root is None else str(root), follow_symlinks=follow_symlinks)
     try:
         while (partial := run.wait(POLL_SECONDS)) is None:
             if on_progress:
@@ -88,7 +90,8 @@ def execute(job: LocalJob, on_progress: ProgressCallback | None = None) -> dict[
     files, scan_errors = job.list_files()
     if job.output_dir is not None:
         job.output_dir.mkdir(parents=True, exist_ok=True)
-    partial = run_partial(job.operation.type, options, files, job.threads, on_progress)
+    partial = run_partial(job.operation.type, options, files, job.threads, on_progress,
+                          root=job.root, follow_symlinks=job.follow_symlinks)
     document = json.loads(pravah_engine.finalize(job.operation.type, partial))
     document["errors"] = sorted(document["errors"] + scan_errors, key=lambda e: e["path"])
     document["threads"] = job.threads

@@ -1,9 +1,10 @@
 """What a runner pod runs: one shard of a PravahJob.
 
-The shard's files are cut into deterministic batches. Each finished batch stores its
-partial result and file records in PostgreSQL in one transaction, so a retried pod skips
-what is done and nothing is counted twice. The shard that finishes last merges every
-partial into the result document and writes it to the output storage.
+The shard's files are cut into deterministic batches. Each finished batch's partial result
+and file records are sent to the operator, which stores them in PostgreSQL in one
+transaction, so a retried pod skips what is done and nothing is counted twice. The shard
+that finishes last merges every partial into the result document and writes it to the
+output storage. The runner holds no database credentials (see pravah.reporting).
 
 Exit codes (the Job's podFailurePolicy relies on them): 0 done, 3 bad spec or input that
 a retry cannot fix, anything else is retried.
@@ -27,8 +28,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pravah.results import write_checksum_manifest
 from pravah.sharding import FileEntry, shard_files
 from pravah.spec import PravahJobSpec, describe_errors
-from pravah.storage import Output, Source
-from pravah.store import Store
+from pravah.storage import Output, Source, inside_mounts
+from pravah.reporting import OperatorReports
 
 EXIT_BAD_INPUT = 3
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -51,11 +52,11 @@ class RunnerContext(BaseSettings):
     shards: int = Field(ge=1)
     shard: int = Field(ge=0, validation_alias="JOB_COMPLETION_INDEX")
     threads: int = Field(ge=1)
-    database_url: str
+    report_url: str = Field(description="The operator's report endpoint.")
+    report_token_file: Path = Field(description="The projected service-account token for it.")
     source_dir: Path = Path("/data/source")
     output_dir: Path = Path("/data/output")
     scratch_dir: Path = Path("/tmp/pravah")
-    pod_name: str = Field(default="runner", validation_alias="POD_NAME")
     batch_files: int = Field(default=4096, ge=1, description="Files per stored batch: the unit of resumption.")
     batch_bytes: int = Field(default=256 << 20, ge=1, description="Bytes per stored batch.")
 
@@ -104,9 +105,9 @@ def relocate_path(key: str, value: str, local_prefix: str, display_prefix: str, 
 
 
 class ShardRunner:
-    def __init__(self, context: RunnerContext, store: Store):
+    def __init__(self, context: RunnerContext, reports: OperatorReports):
         self.context = context
-        self.store = store
+        self.reports = reports
         try:
             self.spec = PravahJobSpec.model_validate_json(context.spec)
         except ValidationError as exc:
@@ -114,8 +115,12 @@ class ShardRunner:
         if self.spec.output is None:
             raise BadInput("spec.output is required to run on the cluster")
         self.op = self.spec.operation.type
-        self.source = Source(self.spec, context.source_dir, context.scratch_dir / context.job_uid)
-        self.output = Output(self.spec.output, context.output_dir, context.scratch_dir / context.job_uid)
+        try:
+            source_dir, output_dir = inside_mounts(context.source_dir, context.output_dir)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        self.source = Source(self.spec, source_dir, context.scratch_dir / context.job_uid)
+        self.output = Output(self.spec.output, output_dir, context.scratch_dir / context.job_uid)
         # The engine honours the cgroup CPU quota (v1 cfs_quota_us and v2 cpu.max) and affinity.
         self.threads = min(context.threads, pravah_engine.threads_available())
 
@@ -126,7 +131,7 @@ class ShardRunner:
         return options
 
     async def run(self) -> None:
-        uid, shard = self.context.job_uid, self.context.shard
+        shard = self.context.shard
         try:
             files, scan_errors = await self.source.list()
         except FileNotFoundError as exc:
@@ -135,10 +140,10 @@ class ShardRunner:
         batches = plan_batches(mine, self.context.batch_files, self.context.batch_bytes)
         log.info("shard %d/%d: %d files, %d bytes, %d batches, %d threads", shard, self.context.shards,
                  len(mine), sum(size for _, size in mine), len(batches), self.threads)
-        await self.store.start_shard(uid, shard, len(mine), sum(size for _, size in mine), self.threads)
+        await self.reports.start_shard(len(mine), sum(size for _, size in mine), self.threads)
         if shard == 0 and scan_errors:
-            await self.store.save_scan_errors(uid, scan_errors)
-        finished = await self.store.finished_batches(uid, shard)
+            await self.reports.save_scan_errors(scan_errors)
+        finished = await self.reports.finished_batches()
         done = [sum(counts[i] for counts in finished.values()) for i in range(3)]
         if finished:
             log.info("resuming: %d of %d batches already stored", len(finished), len(batches))
@@ -150,10 +155,10 @@ class ShardRunner:
                 prefetch = asyncio.create_task(self.source.fetch(pending[position + 1][1]))
             partial = await self.run_batch(batch, done)
             errors = self.batch_errors(partial)
-            await self.store.save_batch(uid, shard, index, batch, partial, errors)
+            await self.reports.save_batch(index, batch, partial, errors)
             self.source.release(batch)
             done = [done[0] + len(batch), done[1] + sum(size for _, size in batch), done[2] + len(errors)]
-        if await self.store.finish_shard(uid, shard):
+        if await self.reports.finish_shard():
             await self.merge()
 
     def batch_errors(self, partial: str) -> list[dict[str, Any]]:
@@ -161,8 +166,9 @@ class ShardRunner:
         return document["errors"]
 
     async def run_batch(self, batch: list[FileEntry], done: list[int]) -> str:
-        """Run the engine on one batch, heartbeating progress; a lost database only delays it."""
-        run = pravah_engine.start(self.op, json.dumps(self.engine_options()), batch, self.threads)
+        """Run the engine on one batch, heartbeating progress; a lost operator only delays it."""
+        run = pravah_engine.start(self.op, json.dumps(self.engine_options()), batch, self.threads,
+                                  root=str(self.source.local_root), follow_symlinks=self.spec.followSymlinks)
         while True:
             try:
                 partial = await asyncio.to_thread(run.wait, PROGRESS_SECONDS)
@@ -171,9 +177,8 @@ class ShardRunner:
                 raise
             progress = run.progress()
             try:
-                await self.store.report_progress(self.context.job_uid, self.context.shard,
-                                                 done[0] + progress["files_done"],
-                                                 done[1] + progress["bytes_done"], done[2] + progress["errors"])
+                await self.reports.report_progress(done[0] + progress["files_done"],
+                                                   done[1] + progress["bytes_done"], done[2] + progress["errors"])
             except Exception as exc:  # progress is best effort: the batch itself is what counts
                 log.warning("progress not recorded (%s); continuing", exc.__class__.__name__)
             if partial is not None:
@@ -181,10 +186,9 @@ class ShardRunner:
 
     async def merge(self) -> None:
         """Merge every shard's partials into the result and publish it."""
-        uid = self.context.job_uid
-        partials = await self.store.partials(uid)
+        partials, scan_errors = await self.reports.merge_input()
         document = json.loads(pravah_engine.finalize(self.op, merge_all(self.op, partials)))
-        document["errors"] = sorted(document["errors"] + await self.store.scan_errors(uid), key=lambda e: e["path"])
+        document["errors"] = sorted(document["errors"] + scan_errors, key=lambda e: e["path"])
         document = relocate_paths(document, str(self.source.local_root) + "/", self.source.display_prefix(),
                                   self.output)
         document["threads"] = self.threads
@@ -197,7 +201,7 @@ class ShardRunner:
             names += self.converted_files()
         (self.output.local_dir / "result.json").write_text(json.dumps(document, indent=2) + "\n")
         await self.output.publish(names)
-        await self.store.save_result(uid, document, self.output.uri("result.json"))
+        await self.reports.save_result(document, self.output.uri("result.json"))
         log.info("merged %d partials: %d files, %d errors", len(partials), document["files"],
                  len(document["errors"]))
 
@@ -213,7 +217,7 @@ class ShardRunner:
 
 
 def configure_logging() -> io.StringIO:
-    """Log to stderr (the pod log) and keep a copy that is archived in PostgreSQL."""
+    """Log to stderr (the pod log) and keep a copy that the operator archives in PostgreSQL."""
     archive = io.StringIO()
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     for stream in (sys.stderr, archive):
@@ -229,9 +233,9 @@ async def run_shard(context: RunnerContext, archive: io.StringIO) -> int:
     # handler for: without this, a deleted pod or a cancelled job would run on until the
     # grace period ends in SIGKILL.
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
-    async with Store(context.database_url) as store:
+    async with OperatorReports(context.report_url, context.report_token_file) as reports:
         try:
-            await ShardRunner(context, store).run()
+            await ShardRunner(context, reports).run()
             status = 0
         except asyncio.CancelledError:
             log.warning("stopped by SIGTERM; a retry resumes after the last stored batch")
@@ -243,7 +247,7 @@ async def run_shard(context: RunnerContext, archive: io.StringIO) -> int:
             log.exception("shard failed; the Job will retry it")
             status = 1
         try:
-            await store.save_log(context.job_uid, context.shard, context.pod_name, archive.getvalue())
+            await reports.save_log(archive.getvalue())
         except Exception as exc:
             log.warning("could not archive the log: %s", exc)
         return status

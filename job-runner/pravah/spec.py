@@ -19,6 +19,13 @@ QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
 # queue name ends up in a label value, so it must be a DNS label.
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A volume path stays inside its volume: relative, and no segment is `..`. The CRD states
+# this twice: as a schema pattern (RE2 has no lookahead, hence the spelled-out segments) and
+# as a CEL rule built from PARENT_SEGMENT, which the Python check below uses as well.
+PARENT_SEGMENT = r"(^|/)\.\.(/|$)"
+_SEGMENT = r"\.?[^/.][^/]*|\.\.[^/]+"
+VOLUME_PATH = rf"^(({_SEGMENT}|\.)(/({_SEGMENT}|\.?))*)?$"
+VOLUME_PATH_MESSAGE = "must be a relative path inside the volume, without '..' segments"
 
 # Bounds shared by the Python validation and the CRD schema generated from these models.
 # Every list has a maximum length and every string a maximum size, so that the API server
@@ -69,7 +76,21 @@ class VolumeLocation(SpecModel):
         pattern=DNS_SUBDOMAIN,
         description="PersistentVolumeClaim holding the files (cluster runs).",
     )
-    path: str = Field(default="", max_length=4096, description="Directory inside the volume (or a local path).")
+    path: str = Field(
+        default="",
+        max_length=4096,
+        description="Directory inside the volume, relative and without '..' segments "
+                    "(locally: relative to the manifest's folder).",
+        # Checked by _inside_the_volume, whose message says why; the CRD carries the pattern.
+        json_schema_extra={"pattern": VOLUME_PATH},
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _inside_the_volume(cls, path: str) -> str:
+        if path.startswith("/") or re.search(PARENT_SEGMENT, path):
+            raise ValueError(VOLUME_PATH_MESSAGE)
+        return path
 
 
 class Location(SpecModel):

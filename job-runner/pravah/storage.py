@@ -3,6 +3,8 @@
 A volume is already a local directory. S3 objects are listed with the same include and
 exclude globs as the engine's scan, downloaded concurrently into a scratch directory that
 mirrors their keys (so the engine reads local files), and reported back as `s3://` URIs.
+A key that could name a path outside that directory is never downloaded: it becomes an
+error record. A volume directory must resolve inside its mount.
 """
 
 from __future__ import annotations
@@ -19,14 +21,57 @@ from wcmatch import glob
 
 from pravah.sharding import FileEntry
 from pravah.spec import Location, PravahJobSpec
+from pravah_operator.planning import OUTPUT_MOUNT, S3_CREDENTIAL_KEYS, SOURCE_MOUNT, credential_variable
 
 DOWNLOAD_CONCURRENCY = 32
 
 
-def s3_client(location: Any):
-    """An aioboto3 S3 client for a location; credentials come from the environment."""
-    session = aioboto3.Session()
+def s3_client(location: Any, role: str):
+    """An aioboto3 S3 client for the job's `role` ("source" or "output") location, with the
+    keys of that location's own credentialsSecret (planning.runner_env); without them (a
+    local run, an instance role) the SDK's default credential chain."""
+    session = aioboto3.Session(**{key.lower(): os.environ.get(credential_variable(role, key))
+                                  for key in S3_CREDENTIAL_KEYS})
     return session.client("s3", endpoint_url=location.endpoint, region_name=location.region or "us-east-1")
+
+
+class UnsafeKey(ValueError):
+    """An object key that does not name a plain path below the scratch directory."""
+
+
+def object_path(root: Path, key: str) -> Path:
+    """The local path of an object key below `root`; UnsafeKey (with the reason) otherwise.
+
+    S3 keys are free-form strings: `/x`, `../x`, `a/./b` or `a//b` are all valid keys, and
+    joined to a directory they would name files elsewhere (or two keys the same file).
+    """
+    if "\0" in key:
+        raise UnsafeKey("object key contains a NUL character")
+    if key.startswith("/"):
+        raise UnsafeKey("object key is absolute (starts with '/')")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise UnsafeKey(f"object key has {'an empty' if not segment else repr(segment)} path segment")
+    path = root / key
+    if not Path(os.path.normpath(path)).is_relative_to(os.path.normpath(root)):
+        raise UnsafeKey("object key leads outside the scratch directory")
+    return path
+
+
+def inside_mounts(source_dir: Path, output_dir: Path) -> tuple[Path, Path]:
+    """The volume directories of a runner, resolved; ValueError if one leaves its mount.
+
+    The spec's paths are refused at admission when they contain `..`; this also catches a
+    directory that is a symbolic link out of the volume.
+    """
+    resolved = []
+    for variable, directory, mount in (("PRAVAH_SOURCE_DIR", source_dir, SOURCE_MOUNT),
+                                       ("PRAVAH_OUTPUT_DIR", output_dir, OUTPUT_MOUNT)):
+        real, real_mount = directory.resolve(), Path(mount).resolve()
+        if not real.is_relative_to(real_mount):
+            raise ValueError(f"{variable}={directory} resolves to {real}, outside the volume mounted at {mount}")
+        resolved.append(real)
+    return resolved[0], resolved[1]
 
 
 def glob_selected(relative: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -50,7 +95,7 @@ class Source:
         """The directory whose paths the engine sees (and result paths are made relative to)."""
         if self.location.volume is not None:
             return self.volume_dir
-        return self.scratch_dir / self.location.s3.bucket
+        return self.scratch_dir / "source" / self.location.s3.bucket
 
     def display_prefix(self) -> str:
         """What replaces `local_root` in reported paths."""
@@ -66,8 +111,8 @@ class Source:
                                                list(self.spec.exclude), self.spec.followSymlinks)
             return files, [{"path": path, "reason": reason} for path, reason in errors]
         s3 = self.location.s3
-        files = []
-        async with s3_client(s3) as client:
+        files, errors = [], []
+        async with s3_client(s3, "source") as client:
             paginator = client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket=s3.bucket, Prefix=s3.prefix):
                 for item in page.get("Contents", []):
@@ -75,9 +120,12 @@ class Source:
                     if key.endswith("/") or not glob_selected(key[len(s3.prefix):].lstrip("/"),
                                                                self.spec.include, self.spec.exclude):
                         continue
-                    files.append((str(self.local_root / key), item["Size"]))
+                    try:
+                        files.append((str(object_path(self.local_root, key)), item["Size"]))
+                    except UnsafeKey as exc:
+                        errors.append({"path": f"s3://{s3.bucket}/{key}", "reason": str(exc)})
         files.sort()
-        return files, []
+        return files, errors
 
     async def fetch(self, files: list[FileEntry]) -> None:
         """Make the files of one batch readable locally (downloads for S3)."""
@@ -87,12 +135,15 @@ class Source:
         limit = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
         root = str(self.local_root) + "/"
 
-        async with s3_client(s3) as client:
+        async with s3_client(s3, "source") as client:
             async def download(path: str) -> None:
-                target = Path(path)
+                key = path.removeprefix(root)
+                target = object_path(self.local_root, key)
                 target.parent.mkdir(parents=True, exist_ok=True)
+                if not target.parent.resolve().is_relative_to(self.local_root.resolve()):
+                    raise UnsafeKey(f"s3://{s3.bucket}/{key}: its directory leads outside the scratch directory")
                 async with limit:
-                    response = await client.get_object(Bucket=s3.bucket, Key=path.removeprefix(root))
+                    response = await client.get_object(Bucket=s3.bucket, Key=key)
                     partial = target.with_name(target.name + ".part")
                     with partial.open("wb") as out:
                         async for chunk in response["Body"].iter_chunks(1 << 20):
@@ -137,6 +188,6 @@ class Output:
         if self.location.volume is not None:
             return
         s3 = self.location.s3
-        async with s3_client(s3) as client:
+        async with s3_client(s3, "output") as client:
             for name in names:
                 await client.upload_file(str(self.local_dir / name), s3.bucket, f"{s3.prefix}{name}")

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema, to_jsonable_python
 
-from pravah.spec import Location, OperationSpec, PravahJobSpec
+from pravah.spec import PARENT_SEGMENT, VOLUME_PATH_MESSAGE, Location, OperationSpec, PravahJobSpec
 from pravah_operator.status import PravahJobStatus
 
 GROUP = "pravah.io"
@@ -104,6 +104,29 @@ def operation_rules() -> list[dict[str, str]]:
         "fieldPath": ".grep",
         "reason": "FieldValueRequired",
     })
+    return rules
+
+
+def volume_path_rules(model: type[BaseModel] = PravahJobSpec) -> list[dict[str, str]]:
+    """Every Location field of the spec: its volume path stays inside the volume.
+
+    Stated on the spec, not on the shared VolumeLocation, so that the message can name the
+    field (spec.source.volume.path or spec.output.volume.path).
+    """
+    rules = []
+    for name, field in model.model_fields.items():
+        if Location not in (field.annotation, *getattr(field.annotation, "__args__", ())):
+            continue
+        path = f"self.{name}.volume.path"
+        guards = ([] if field.is_required() else [f"!has(self.{name})"]) + [
+            f"!has(self.{name}.volume)", f"!has({path})"]
+        inside = f"!{path}.startsWith('/') && !{path}.matches(r'{PARENT_SEGMENT}')"
+        rules.append({
+            "rule": " || ".join(guards + [f"({inside})"]),
+            "message": f"spec.{name}.volume.path {VOLUME_PATH_MESSAGE}",
+            "fieldPath": f".{name}.volume.path",
+            "reason": "FieldValueInvalid",
+        })
     return rules
 
 
@@ -255,7 +278,7 @@ def structural_schema(model: type[BaseModel], rules: dict[str, list] | None = No
 def spec_schema() -> dict[str, Any]:
     schema = structural_schema(PravahJobSpec)
     schema["description"] = "What to process and how; immutable once created, except suspend."
-    schema.setdefault("x-kubernetes-validations", []).append(immutability_rule())
+    schema.setdefault("x-kubernetes-validations", []).extend(volume_path_rules() + [immutability_rule()])
     return schema
 
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pravah.spec import describe_errors
 from pravah.store import Store
 
-from pravah_operator import metrics, pravahjob
+from pravah_operator import metrics, pravahjob, reports
 from pravah_operator.leader import LeaderElector, LeaseLost
 from pravah_operator.settings import OperatorSettings
 
@@ -64,11 +64,12 @@ async def serve(settings: OperatorSettings) -> None:
     metrics.serve(settings.metrics_port)
     role = {"role": "standby"}
     health = await serve_health(settings.health_port, role)
+    store = Store(settings.database_url)
+    report_server = await reports.serve(settings, api, store)
     elector = LeaderElector(api, settings.lease_name, settings.lease_namespace, settings.identity,
                             settings.lease_seconds)
     await elector.acquire()
     role["role"] = "leader"
-    store = Store(settings.database_url)
     applied = await store.migrate()
     log.info("database schema ready (applied now: %s)", ", ".join(applied) or "none")
     stop = asyncio.Event()
@@ -80,6 +81,8 @@ async def serve(settings: OperatorSettings) -> None:
     stop.set()
     holder.cancel()
     await asyncio.gather(operator, return_exceptions=True)
+    if report_server is not None:
+        await report_server.cleanup()
     await store.close()
     await api.close()
     if health is not None:

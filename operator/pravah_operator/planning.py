@@ -15,9 +15,13 @@ from pravah_operator.settings import OperatorSettings
 EXIT_BAD_INPUT = 3
 SOURCE_MOUNT = "/data/source"
 OUTPUT_MOUNT = "/data/output"
+TOKEN_MOUNT = "/var/run/secrets/pravah.io"
+TOKEN_FILE = "token"
 JOB_LABEL = "pravah.io/job"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 RUNNER_UID = 10001  # the `pravah` user of the images (Dockerfile)
+S3_CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # what a credentialsSecret holds
 
 
 class PlanningError(Exception):
@@ -87,25 +91,27 @@ def runner_env(spec: PravahJobSpec, name: str, namespace: str, uid: str, sizing:
         {"name": "PRAVAH_SHARDS", "value": str(sizing.shards)},
         {"name": "PRAVAH_THREADS", "value": str(sizing.cpu_per_runner)},
         {"name": "PRAVAH_SCRATCH_DIR", "value": settings.runner_scratch_dir},
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
     if settings.runner_batch_files:
         env.append({"name": "PRAVAH_BATCH_FILES", "value": str(settings.runner_batch_files)})
-    if settings.runner_database_secret:
-        env.append({"name": "PRAVAH_DATABASE_URL", "valueFrom": {
-            "secretKeyRef": {"name": settings.runner_database_secret, "key": "url"}}})
-    else:
-        env.append({"name": "PRAVAH_DATABASE_URL", "value": settings.database_url})
+    env += [{"name": "PRAVAH_REPORT_URL", "value": settings.report_url},
+            {"name": "PRAVAH_REPORT_TOKEN_FILE", "value": f"{TOKEN_MOUNT}/{TOKEN_FILE}"}]
     if spec.source.volume is not None:
         env.append({"name": "PRAVAH_SOURCE_DIR", "value": join_mount(SOURCE_MOUNT, spec.source.volume.path)})
     if spec.output is not None and spec.output.volume is not None:
         env.append({"name": "PRAVAH_OUTPUT_DIR", "value": join_mount(OUTPUT_MOUNT, spec.output.volume.path)})
-    secrets = {location.s3.credentialsSecret for location in (spec.source, spec.output)
-               if location is not None and location.s3 is not None and location.s3.credentialsSecret}
-    for secret in sorted(secrets)[:1]:
-        env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-                for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    for role, location in (("source", spec.source), ("output", spec.output)):
+        if location is not None and location.s3 is not None and location.s3.credentialsSecret:
+            env += [{"name": credential_variable(role, key),
+                     "valueFrom": {"secretKeyRef": {"name": location.s3.credentialsSecret, "key": key}}}
+                    for key in S3_CREDENTIAL_KEYS]
     return env
+
+
+def credential_variable(role: str, key: str) -> str:
+    """The runner's variable for one key of the `role` ("source" or "output") location's
+    credentialsSecret: each location has its own, so the two may use different Secrets."""
+    return f"PRAVAH_{role.upper()}_{key}"
 
 
 def join_mount(mount: str, path: str) -> str:
@@ -143,12 +149,17 @@ def job_manifest(spec: PravahJobSpec, name: str, namespace: str, uid: str, sizin
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
     }
-    # Runners never talk to the Kubernetes API: no token, whichever service account they use.
+    # Runners never talk to the Kubernetes API: no API token, whichever service account they
+    # use. Their one credential is a token for the operator's audience, tied to the pod.
+    report_token = {"name": "report-token", "projected": {"sources": [{"serviceAccountToken": {
+        "audience": settings.report_audience, "expirationSeconds": settings.report_token_seconds,
+        "path": TOKEN_FILE}}]}}
     pod_spec = {"restartPolicy": "Never", "containers": [container], "automountServiceAccountToken": False,
                 "securityContext": {"runAsNonRoot": True, "runAsUser": RUNNER_UID, "runAsGroup": RUNNER_UID,
                                     "seccompProfile": {"type": "RuntimeDefault"}},
-                "volumes": pod_volumes + [{"name": "scratch", "emptyDir": {}}]}
-    container["volumeMounts"].append({"name": "scratch", "mountPath": settings.runner_scratch_dir})
+                "volumes": pod_volumes + [{"name": "scratch", "emptyDir": {}}, report_token]}
+    container["volumeMounts"] += [{"name": "scratch", "mountPath": settings.runner_scratch_dir},
+                                  {"name": "report-token", "mountPath": TOKEN_MOUNT, "readOnly": True}]
     if settings.runner_service_account:
         pod_spec["serviceAccountName"] = settings.runner_service_account
     job_spec: dict[str, Any] = {

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import json
 import logging
+import re
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -25,7 +26,7 @@ from pravah.results import summarize
 from pravah.spec import PravahJobSpec, describe_errors
 from pravah.store import JobRecord, Store
 
-from pravah_operator import metrics, planning
+from pravah_operator import egress, metrics, planning
 from pravah_operator.settings import OperatorSettings
 from pravah_operator.status import (
     MAX_SHARD_FAILURES,
@@ -41,6 +42,10 @@ GROUP, VERSION, PLURAL = "pravah.io", "v1alpha1", "pravahjobs"
 RESOURCE = (GROUP, VERSION, PLURAL)
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 ACTIVE = ("Running",)
+# How the kubelet says that a Secret a container takes variables from is missing (the
+# container waits in CreateContainerConfigError): the Secret itself, or one of its keys.
+SECRET_NOT_FOUND = re.compile(r'secret "(?P<secret>[^"]+)" not found')
+SECRET_KEY_NOT_FOUND = re.compile(r"couldn't find key (?P<key>\S+) in Secret [^/\s]+/(?P<secret>\S+)")
 log = logging.getLogger("pravah.operator")
 
 
@@ -54,6 +59,7 @@ class Context:
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.networking = client.NetworkingV1Api(api)
         self.locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
     def plain(self, obj: Any) -> dict[str, Any]:
@@ -136,12 +142,12 @@ async def admit(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], spec
     if spec.output is None:
         return transition(body, patch, status, "Failed", "InvalidSpec",
                           "spec.output is required: the result needs somewhere to go")
+    # The admission policy `pravah-tenancy` refuses these first; this holds where it is not installed.
     for field, location in (("spec.source.s3", spec.source.s3), ("spec.output.s3", spec.output.s3)):
-        if location is not None and location.credentialsSecret and not await secret_exists(
-                ctx, namespace, location.credentialsSecret):
-            return transition(body, patch, status, "Failed", "MissingSecret",
-                              f"{field}.credentialsSecret: secret {location.credentialsSecret!r} "
-                              f"not found in namespace {namespace}")
+        if location is not None and not ctx.settings.tenancy.endpoint_allowed(location.endpoint):
+            return transition(body, patch, status, "Failed", "EndpointNotAllowed",
+                              f"{field}.endpoint: {location.endpoint!r} is not an allowed S3 endpoint "
+                              f"(PRAVAH_ALLOWED_S3_ENDPOINTS)")
     running = await running_in_namespace(ctx, namespace, uid)
     if running >= ctx.settings.max_running_per_namespace:
         if status.get("phase") != "Queued":
@@ -157,13 +163,12 @@ async def admit(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], spec
     await ctx.store.record_job(JobRecord(uid=uid, namespace=namespace, name=name, operation=spec.operation.type,
                                          spec=spec.model_dump(mode="json"), shards=sizing.shards,
                                          threads=sizing.cpu_per_runner))
+    policy = egress.egress_policy(spec, name, namespace, uid, ctx.settings)
+    kopf.adopt(policy, owner=body)
+    await create_if_absent(ctx.networking.create_namespaced_network_policy, namespace, policy)
     manifest = planning.job_manifest(spec, name, namespace, uid, sizing, ctx.settings)
     kopf.adopt(manifest, owner=body)
-    try:
-        await ctx.batch.create_namespaced_job(namespace, manifest)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
+    await create_if_absent(ctx.batch.create_namespaced_job, namespace, manifest)
     patch.status.update({
         "startTime": status.get("startTime") or now_rfc3339(), "jobName": manifest["metadata"]["name"],
         "cpuPerRunner": sizing.cpu_per_runner, "threads": sizing.cpu_per_runner,
@@ -175,14 +180,13 @@ async def admit(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], spec
                f"{sizing.shards} shards × {sizing.cpu_per_runner} CPU on Job {manifest['metadata']['name']}")
 
 
-async def secret_exists(ctx: Context, namespace: str, name: str) -> bool:
+async def create_if_absent(create, namespace: str, manifest: dict[str, Any]) -> None:
+    """Create a child object; one left by an earlier, interrupted call is fine (409)."""
     try:
-        await ctx.core.read_namespaced_secret(name, namespace)
+        await create(namespace, manifest)
     except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
+        if exc.status != 409:
+            raise
 
 
 async def running_in_namespace(ctx: Context, namespace: str, uid: str) -> int:
@@ -218,6 +222,11 @@ async def roll_up(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], sp
         "failed": job_status.get("failed", 0), "ready": fraction(job_status.get("succeeded", 0), total)}
     await roll_up_progress(patch, status, uid, ctx)
     failures = await roll_up_shard_failures(body, patch, status, job, ctx)
+    missing = await missing_secret(namespace, job, spec, ctx)
+    if missing is not None:
+        await delete_job(ctx, job_name, namespace)
+        await ctx.store.set_phase(uid, "Failed", "MissingSecret", missing)
+        return transition(body, patch, status, "Failed", "MissingSecret", missing)
     job_conditions = {c["type"]: c for c in job_status.get("conditions") or [] if c.get("status") == "True"}
     if "Complete" in job_conditions:
         return await succeed(body, patch, status, spec, ctx)
@@ -258,11 +267,43 @@ async def roll_up_shard_failures(body: kopf.Body, patch: kopf.Patch, status: dic
     return known
 
 
+async def missing_secret(namespace: str, job: dict[str, Any], spec: PravahJobSpec, ctx: Context) -> str | None:
+    """Which credentialsSecret (or key of it) the runner pods cannot start without, naming
+    the field; None if none is missing. The operator may not read Secrets: the kubelet, which
+    resolves them for the pods, says so in the containers' waiting state. Pods are looked at
+    only while some of the Job's active pods are not ready."""
+    job_status = job.get("status") or {}
+    if job_status.get("active", 0) <= (job_status.get("ready") or 0):
+        return None
+    fields: dict[str, list[str]] = collections.defaultdict(list)
+    for role, location in (("source", spec.source), ("output", spec.output)):
+        if location is not None and location.s3 is not None and location.s3.credentialsSecret:
+            fields[location.s3.credentialsSecret].append(f"spec.{role}.s3.credentialsSecret")
+    if not fields:
+        return None
+    pods = await ctx.core.list_namespaced_pod(namespace,
+                                              label_selector=f"batch.kubernetes.io/job-name={job['metadata']['name']}")
+    for pod in ctx.plain(pods)["items"]:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") != "CreateContainerConfigError":
+                continue
+            message = waiting.get("message") or ""
+            found = SECRET_NOT_FOUND.search(message) or SECRET_KEY_NOT_FOUND.search(message)
+            if found is None or found["secret"] not in fields:
+                continue
+            secret, named = found["secret"], " and ".join(fields[found["secret"]])
+            if "key" in found.groupdict():
+                return f"{named}: secret {secret!r} in namespace {namespace} has no key {found['key']}"
+            return f"{named}: secret {secret!r} not found in namespace {namespace}"
+    return None
+
+
 def shard_failure(pod: dict[str, Any], memory_limit: str | None) -> dict[str, Any] | None:
     """The failure of a runner pod, from its container's terminated state; None if it did not fail."""
     if (pod.get("status") or {}).get("phase") != "Failed":
         return None
-    shard = int(pod["metadata"].get("annotations", {}).get("batch.kubernetes.io/job-completion-index", 0))
+    shard = int(pod["metadata"].get("annotations", {}).get(planning.COMPLETION_INDEX, 0))
     name = pod["metadata"]["name"]
     terminated = next((c["state"]["terminated"] for c in pod["status"].get("containerStatuses") or []
                        if (c.get("state") or {}).get("terminated")), {})
@@ -338,10 +379,15 @@ async def succeed(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], sp
 async def cancel(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], ctx: Context) -> None:
     """`spec.suspend: true` stops the job for good: the Job and its pods are deleted."""
     name = status.get("jobName") or planning.job_name(body.metadata.name, body.metadata.uid)
+    await delete_job(ctx, name, body.metadata.namespace)
+    await ctx.store.set_phase(body.metadata.uid, "Cancelled", "Suspended", "spec.suspend was set")
+    transition(body, patch, status, "Cancelled", "Suspended", "spec.suspend was set; the runner pods were stopped")
+
+
+async def delete_job(ctx: Context, name: str, namespace: str) -> None:
+    """Delete the Job and, in the background, its pods; already gone is fine."""
     try:
-        await ctx.batch.delete_namespaced_job(name, body.metadata.namespace, propagation_policy="Background")
+        await ctx.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
     except ApiException as exc:
         if exc.status != 404:
             raise
-    await ctx.store.set_phase(body.metadata.uid, "Cancelled", "Suspended", "spec.suspend was set")
-    transition(body, patch, status, "Cancelled", "Suspended", "spec.suspend was set; the runner pods were stopped")

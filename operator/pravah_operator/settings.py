@@ -7,13 +7,13 @@ import socket
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pravah.tenancy import TenancySettings
+
 
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRAVAH_")
 
-    database_url: str = Field(description="PostgreSQL DSN for the operator.")
-    runner_database_secret: str | None = Field(
-        default=None, description="Secret (key `url`) giving runners their DSN; else database_url is passed as is.")
+    database_url: str = Field(description="PostgreSQL DSN for the operator (runners never get it).")
     runner_image: str = "ghcr.io/pravah-io/pravah-runner:latest"
     runner_command: list[str] = ["pravah", "runner"]
     runner_service_account: str | None = "pravah-runner"
@@ -29,3 +29,19 @@ class OperatorSettings(BaseSettings):
     identity: str = Field(default_factory=socket.gethostname)
     metrics_port: int = Field(default=8080, ge=0, description="Prometheus /metrics port; 0 disables it.")
     health_port: int = Field(default=8081, ge=0, description="Liveness /healthz port; 0 disables it.")
+    report_port: int = Field(default=8082, ge=0, description="Port where runners report their shards; 0 disables it.")
+    report_url: str = Field(
+        default="http://pravah-operator.pravah-system.svc:8082",
+        description="How runner pods reach that port (the operator's Service).")
+    report_audience: str = Field(
+        default="pravah.io/operator", description="Audience of the runners' projected service-account tokens.")
+    report_token_seconds: int = Field(
+        default=600, ge=600, le=86400, description="Lifetime of a runner's token (the kubelet renews it).")
+    report_max_body_bytes: int = Field(
+        default=512 << 20, ge=1 << 20, description="Largest runner report (a batch's partial and file records).")
+    runner_egress_cidrs: str = Field(
+        default="0.0.0.0/0",
+        description="Comma-separated CIDRs where S3 endpoints named by host live (runner egress NetworkPolicy).")
+    tenancy: TenancySettings = Field(
+        default_factory=TenancySettings,
+        description="What jobs may reach (PRAVAH_ALLOWED_S3_ENDPOINTS, from the pravah-tenancy ConfigMap).")

@@ -18,6 +18,9 @@ from pravah_api.app import create_app
 from pravah_api.settings import ApiSettings
 
 ADMIN = ("admin", "admin-password-1")
+# `extra_rules` for a caller that creates jobs naming volumes: admission lets a job name
+# only the claims its creator may `get`.
+CLAIMS = ({"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get"]},)
 STATS_SPEC = {
     "source": {"volume": {"claimName": "datasets", "path": "data/sales"}},
     "include": ["**/*.csv"],
@@ -140,12 +143,14 @@ def apply(control_plane, *documents: dict) -> None:
     control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
 
 
-def service_account(control_plane, namespace: str, name: str, verbs: list[str]) -> str:
-    """A service account allowed `verbs` on pravahjobs in `namespace`; returns a token from
-    the TokenRequest API (through the admin client)."""
+def service_account(control_plane, namespace: str, name: str, verbs: list[str],
+                    extra_rules: tuple[dict[str, Any], ...] = ()) -> str:
+    """A service account allowed `verbs` on pravahjobs (and `extra_rules`) in `namespace`
+    through a Role and RoleBinding both called `name`; returns a token from the TokenRequest
+    API (through the admin client)."""
     from kubernetes import client
 
-    rules = [{"apiGroups": ["pravah.io"], "resources": ["pravahjobs"], "verbs": verbs}]
+    rules = [{"apiGroups": ["pravah.io"], "resources": ["pravahjobs"], "verbs": verbs}, *extra_rules]
     apply(control_plane,
           {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
           {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",

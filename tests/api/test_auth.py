@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from api.helpers import STATS_SPEC, assert_error, service_account
+from api.helpers import CLAIMS, STATS_SPEC, assert_error, service_account
 
 ALL_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
 
@@ -30,10 +30,10 @@ def test_standalone_roles_and_namespaces(standalone_api, namespace, other_namesp
     assert mine.status_code == 201, mine.text
     assert_error(api.request("POST", "/jobs", alice, json={**STATS_SPEC, "namespace": other_namespace}), 403)
     theirs = api.request("POST", "/jobs", bob, json={**STATS_SPEC, "namespace": other_namespace}).json()
-    # ... and cannot see or cancel the jobs of another namespace.
-    assert_error(api.request("GET", f"/jobs/{theirs['id']}", alice), 403)
-    assert_error(api.request("GET", f"/jobs/{theirs['id']}/results", alice), 403)
-    assert_error(api.request("DELETE", f"/jobs/{theirs['id']}", alice), 403)
+    # ... and cannot see or cancel the jobs of another namespace (answered as for no job).
+    assert_error(api.request("GET", f"/jobs/{theirs['id']}", alice), 404)
+    assert_error(api.request("GET", f"/jobs/{theirs['id']}/results", alice), 404)
+    assert_error(api.request("DELETE", f"/jobs/{theirs['id']}", alice), 404)
     assert_error(api.request("GET", f"/jobs?namespace={other_namespace}", alice), 403)
     listed = {job["id"] for job in api.request("GET", "/jobs", alice).json()["items"]}
     assert mine.json()["id"] in listed and theirs["id"] not in listed
@@ -72,10 +72,10 @@ def kubectl_can(control_plane, token: str, verb: str, namespace: str, workdir: P
 
 def test_kubernetes_mode_follows_rbac(kubernetes_api, control_plane, namespace, other_namespace, tmp_path):
     api = kubernetes_api
-    creator = service_account(control_plane, namespace, "creator", ["create"])
+    creator = service_account(control_plane, namespace, "creator", ["create"], CLAIMS)
     viewer = service_account(control_plane, namespace, "viewer", ["get", "list", "watch"])
-    submitter = service_account(control_plane, namespace, "submitter", ALL_VERBS)
-    stranger = service_account(control_plane, other_namespace, "submitter", ALL_VERBS)
+    submitter = service_account(control_plane, namespace, "submitter", ALL_VERBS, CLAIMS)
+    stranger = service_account(control_plane, other_namespace, "submitter", ALL_VERBS, CLAIMS)
 
     assert_error(api.request("GET", "/jobs"), 401)
     assert_error(api.request("GET", "/jobs", "not-a-kubernetes-token"), 401)
@@ -87,7 +87,7 @@ def test_kubernetes_mode_follows_rbac(kubernetes_api, control_plane, namespace, 
     assert made.status_code == 201, made.text
     for elsewhere in (other_namespace, "default"):
         assert_error(api.request("POST", "/jobs", creator, json={**STATS_SPEC, "namespace": elsewhere}), 403)
-    assert_error(api.request("GET", f"/jobs/{made.json()['id']}", creator), 403)  # no `get`
+    assert_error(api.request("GET", f"/jobs/{made.json()['id']}", creator), 404)  # no `get`: not visible
     # A viewer reads but cannot create or cancel.
     assert api.request("GET", f"/jobs/{made.json()['id']}", viewer).status_code == 200
     assert_error(api.request("POST", "/jobs", viewer, json={**STATS_SPEC, "namespace": namespace}), 403)
@@ -96,8 +96,8 @@ def test_kubernetes_mode_follows_rbac(kubernetes_api, control_plane, namespace, 
     theirs = api.request("POST", "/jobs", stranger, json={**STATS_SPEC, "namespace": other_namespace})
     assert theirs.status_code == 201, theirs.text
     theirs_id = theirs.json()["id"]
-    assert_error(api.request("GET", f"/jobs/{theirs_id}", submitter), 403)
-    assert_error(api.request("DELETE", f"/jobs/{theirs_id}", submitter), 403)
+    assert_error(api.request("GET", f"/jobs/{theirs_id}", submitter), 404)
+    assert_error(api.request("DELETE", f"/jobs/{theirs_id}", submitter), 404)
     assert_error(api.request("GET", f"/jobs?namespace={other_namespace}", submitter), 403)
     listed = {job["id"] for job in api.request("GET", "/jobs", submitter).json()["items"]}
     assert made.json()["id"] in listed and theirs_id not in listed

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 import requests
 
-from api.helpers import ADMIN, STATS_SPEC, service_account
+from api.helpers import ADMIN, CLAIMS, STATS_SPEC, service_account
 
 from e2e.harness import free_port, wait_for
 
@@ -77,7 +77,7 @@ def test_concurrent_posts_and_gets(control_plane, database, crd, namespace, tmp_
                                   timeout=10).json()["access_token"]
         else:
             token = service_account(control_plane, namespace, "bench",
-                                    ["get", "list", "watch", "create", "patch", "delete"])
+                                    ["get", "list", "watch", "create", "patch", "delete"], CLAIMS)
         headers = {"Authorization": f"Bearer {token}"}
 
         async def run() -> list[str]:

@@ -16,9 +16,10 @@ import click
 import yaml
 from click.testing import CliRunner
 
-from api.helpers import ApiServer, DeployedApi, assert_error, service_account, settings_for
+from api.helpers import CLAIMS, ApiServer, DeployedApi, assert_error, service_account, settings_for
 from e2e.harness import ROOT
 from pravah.client_cli import Client, register
+from pravah.tenancy import TenancySettings
 
 EXAMPLE = ROOT / "examples" / "stats-volume.yaml"
 ALL_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
@@ -51,7 +52,7 @@ def invoke(env: dict[str, str], *args: str) -> Any:
 
 def test_rest_job_runs_and_matches_kubectl(cluster, sample_data, tmp_path):
     manifest = yaml.safe_load(EXAMPLE.read_text())
-    token = service_account(cluster.control_plane, cluster.namespace, "pipeline", ALL_VERBS)
+    token = service_account(cluster.control_plane, cluster.namespace, "pipeline", ALL_VERBS, CLAIMS)
     api = DeployedApi(cluster.control_plane)
     spec = copy.deepcopy(manifest["spec"])
     spec["output"] = {"volume": {"claimName": "results", "path": "pravah-out/rest-profile"}}
@@ -135,8 +136,8 @@ def test_large_result_is_streamed_from_s3(cluster, s3, bucket):
     cluster.kubectl("create", "secret", "generic", "s3-creds", f"--from-literal=AWS_ACCESS_KEY_ID={s3.access_key}",
                     f"--from-literal=AWS_SECRET_ACCESS_KEY={s3.secret_key}")
     location = {"bucket": bucket, "endpoint": s3.endpoint, "credentialsSecret": "s3-creds"}
-    api = ApiServer(settings_for(cluster.control_plane, cluster.database, "standalone",
-                                 api_inline_result_bytes=0)).start()
+    api = ApiServer(settings_for(cluster.control_plane, cluster.database, "standalone", api_inline_result_bytes=0,
+                                 tenancy=TenancySettings(allowed_s3_endpoints=s3.endpoint))).start()
     try:
         token = api.admin_token()
         body = {"name": "sales-s3", "namespace": cluster.namespace, "operation": {"type": "count"},

@@ -10,6 +10,7 @@ from pravah_api import jobs, models
 from pravah_api.app import create_app, operations
 from pravah_api.auth import TtlCache
 from pravah_api.errors import ApiError
+from pravah_api.k8s import caller_configuration
 from pravah_api.keys import OPENAPI
 from pravah_api.settings import ApiSettings
 
@@ -54,12 +55,28 @@ def _refs(value):
 
 
 def test_continue_tokens_round_trip_and_reject_garbage():
-    obj = {"metadata": {"uid": "7d4a3c9e-0000-4000-8000-000000000000", "creationTimestamp": "2026-01-01T00:00:00Z"}}
-    assert jobs.decode_cursor(jobs.encode_cursor(obj)) == jobs.sort_key(obj)
-    for garbage in ("", "%%%", "bm90IGpzb24", "WzFd"):
+    for place in (("team-a", "eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ"), (None, "abc"), ("team-b", None)):
+        assert jobs.decode_cursor(jobs.encode_cursor(*place)) == place
+    for garbage in ("", "%%%", "bm90IGpzb24", "WzFd", "WzEsIDJd"):
         with pytest.raises(ApiError) as caught:
             jobs.decode_cursor(garbage)
         assert caught.value.status == 400 and caught.value.field == "continue"
+
+
+def test_a_caller_client_presents_only_the_callers_token():
+    """Same API server and CA as the service, none of the service's credentials."""
+    from kubernetes_asyncio import client
+
+    service = client.Configuration(host="https://10.0.0.1:6443", api_key={"BearerToken": "service-token"},
+                                   api_key_prefix={"BearerToken": "Bearer"}, ssl_ca_cert="/ca.crt")
+    service.cert_file, service.key_file, service.tls_server_name = "/client.crt", "/client.key", "kubernetes"
+    service.refresh_api_key_hook = lambda configuration: None
+    caller = caller_configuration(service, "caller-token")
+    assert (caller.host, caller.ssl_ca_cert, caller.tls_server_name) == ("https://10.0.0.1:6443", "/ca.crt", "kubernetes")
+    assert (caller.cert_file, caller.key_file, caller.refresh_api_key_hook) == (None, None, None)
+    headers = asyncio.run(caller.auth_settings())
+    assert headers == {"BearerToken": {"type": "api_key", "in": "header", "key": "authorization",
+                                       "value": "Bearer caller-token"}}
 
 
 def test_ids_must_be_uuids():

@@ -3,6 +3,7 @@ every object of both overlays (server-side dry-run)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -32,11 +33,13 @@ def test_base_has_every_part(base):
                      ("Deployment", "pravah-operator"), ("Deployment", "pravah-api"), ("Service", "pravah-api"),
                      ("Service", "pravah-operator-metrics"), ("ConfigMap", "pravah-operator-config"),
                      ("ConfigMap", "pravah-api-config"), ("PodDisruptionBudget", "pravah-operator"),
-                     ("PodDisruptionBudget", "pravah-api"), ("NetworkPolicy", "default-deny-ingress")]:
+                     ("PodDisruptionBudget", "pravah-api"), ("NetworkPolicy", "default-deny-ingress"),
+                     ("ConfigMap", "pravah-tenancy"), ("ValidatingAdmissionPolicy", "pravah-tenancy"),
+                     ("ValidatingAdmissionPolicyBinding", "pravah-tenancy")]:
         assert expected in kinds, f"manifests/base lacks {expected}"
     for doc in base:
         if doc["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
-                               "PersistentVolume"):
+                               "PersistentVolume", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
             assert doc["metadata"]["namespace"] == "pravah-system", doc["metadata"]
 
 
@@ -73,7 +76,8 @@ def test_probes_and_settings_of_our_deployments(base):
     assert env["PRAVAH_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "pravah-database", "key": "url"}
     config = one(base, "ConfigMap", "pravah-operator-config")["data"]
     assert config["PRAVAH_RUNNER_SERVICE_ACCOUNT"] == "pravah-runner"
-    assert config["PRAVAH_RUNNER_DATABASE_SECRET"] == "pravah-database"
+    assert not any("DATABASE" in key for key in config), "runners get no database setting"
+    assert config["PRAVAH_REPORT_URL"] == "http://pravah-operator.pravah-system.svc:8082"
     assert config["PRAVAH_RUNNER_IMAGE"].startswith("ghcr.io/pravah-io/pravah-runner:")
     # Every key is a setting the operator knows (a typo would be silently ignored).
     from pravah_operator.settings import OperatorSettings
@@ -84,6 +88,26 @@ def test_probes_and_settings_of_our_deployments(base):
 
     known = {f"PRAVAH_{field.upper()}" for field in ApiSettings.model_fields}
     assert set(one(base, "ConfigMap", "pravah-api-config")["data"]) <= known
+
+
+def test_one_allowlist_for_admission_operator_and_api(base):
+    """The policy's parameter is the ConfigMap both Deployments take their environment from,
+    and a missing ConfigMap refuses every job rather than admitting it unchecked."""
+    from pravah.tenancy import ENDPOINTS_SETTING, TenancySettings
+
+    config = one(base, "ConfigMap", "pravah-tenancy")
+    assert set(config["data"]) == {ENDPOINTS_SETTING} == {
+        f"PRAVAH_{field.upper()}" for field in TenancySettings.model_fields}
+    for name in OUR_DEPLOYMENTS:
+        container = one(base, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        assert {"configMapRef": {"name": "pravah-tenancy"}} in container["envFrom"], name
+    policy = one(base, "ValidatingAdmissionPolicy", "pravah-tenancy")["spec"]
+    assert policy["paramKind"] == {"apiVersion": "v1", "kind": "ConfigMap"} and policy["failurePolicy"] == "Fail"
+    assert ENDPOINTS_SETTING in json.dumps(policy["variables"])
+    binding = one(base, "ValidatingAdmissionPolicyBinding", "pravah-tenancy")["spec"]
+    assert binding["policyName"] == "pravah-tenancy" and binding["validationActions"] == ["Deny"]
+    assert binding["paramRef"] == {"name": "pravah-tenancy", "namespace": config["metadata"]["namespace"],
+                                   "parameterNotFoundAction": "Deny"}
 
 
 def test_runner_account_has_no_token(base):
@@ -101,6 +125,12 @@ def test_overlays_differ_where_they_should(dev, production):
     for name in ("postgres", "minio"):
         assert find(dev, "Deployment", name) and not find(production, "Deployment", name)
     assert {pvc["metadata"]["name"] for pvc in find(dev, "PersistentVolumeClaim")} == {"datasets", "results"}
+    # Jobs in dev may name the in-cluster MinIO by its Service; production lists no dev host.
+    minio = one(dev, "Service", "minio")
+    allowed = {name: set(one(docs, "ConfigMap", "pravah-tenancy")["data"]["PRAVAH_ALLOWED_S3_ENDPOINTS"].split(","))
+               for name, docs in (("dev", dev), ("production", production))}
+    assert f"http://minio.{minio['metadata']['namespace']}.svc:{minio['spec']['ports'][0]['port']}" in allowed["dev"]
+    assert not allowed["production"] & allowed["dev"]
     assert not find(production, "Secret"), "production must not ship credentials"
     # What runners need in the namespace of their jobs (`default` in dev).
     for kind in ("ServiceAccount", "Secret"):

@@ -25,7 +25,7 @@ def crd(pravah) -> Path:
 def cluster(control_plane, pravah, namespace, crd, tmp_path, request) -> Iterator[Cluster]:
     """The namespace ready for PravahJobs; `indirect` parameters are operator settings
     (PRAVAH_* names, lower case) in force on the Deployment for this test."""
-    install.prepare_namespace(control_plane, namespace, pravah.database_pod_url)
+    install.prepare_namespace(control_plane, namespace)
     for claim in ("datasets", "results"):
         bind_volume(control_plane, pravah, namespace, claim)
     settings = getattr(request, "param", {}) or {}

@@ -14,8 +14,9 @@ import jsonschema
 import pytest
 import yaml
 
-from pravah.spec import MAX_GLOB_LENGTH, MAX_GLOBS, PravahJobSpec
+from pravah.spec import MAX_GLOB_LENGTH, MAX_GLOBS, PARENT_SEGMENT, VOLUME_PATH_MESSAGE, PravahJobSpec
 from pravah_operator import crd
+from unit.test_spec import INSIDE_VOLUME, OUTSIDE_VOLUME
 from pravah_operator.status import (
     Condition,
     PravahJobStatus,
@@ -273,6 +274,17 @@ def test_schema_refuses_bad_manifests(validator, patch, field):
     assert field in paths
 
 
+@pytest.mark.parametrize("path", INSIDE_VOLUME + OUTSIDE_VOLUME)
+def test_volume_path_pattern_agrees_with_the_model(validator, path):
+    """The schema pattern (RE2 syntax, no lookahead) refuses exactly what pravah.spec refuses."""
+    manifest = copy.deepcopy(BASE)
+    manifest["spec"]["source"] = {"volume": {"path": path}}
+    manifest["spec"]["output"] = {"volume": {"path": path}}
+    refused = {".".join(map(str, e.absolute_path)) for e in validator.iter_errors(manifest)}
+    expected = {"spec.source.volume.path", "spec.output.volume.path"} if path in OUTSIDE_VOLUME else set()
+    assert refused == expected
+
+
 def test_status_model_output_validates(root):
     status = PravahJobStatus(
         phase="Running",
@@ -311,6 +323,15 @@ def test_int_or_auto_rules(spec_schema):
         (rule,) = node["x-kubernetes-validations"]
         assert rule["rule"] == f"type(self) == string ? self == 'auto' : (self >= 1 && self <= {high})"
         assert rule["message"] == f"must be 'auto' or an integer from 1 to {high}"
+
+
+def test_volume_path_rules_name_the_field(spec_schema):
+    for where in ("source", "output"):
+        (rule,) = [r for r in spec_schema["x-kubernetes-validations"] if r.get("fieldPath") == f".{where}.volume.path"]
+        assert rule["message"] == f"spec.{where}.volume.path {VOLUME_PATH_MESSAGE}"
+        path = f"self.{where}.volume.path"
+        assert f"!{path}.startsWith('/') && !{path}.matches(r'{PARENT_SEGMENT}')" in rule["rule"]
+        assert rule["rule"].startswith("!has(self.output) || " if where == "output" else "!has(self.source.volume)")
 
 
 def test_immutability_rule_covers_every_field_but_suspend(spec_schema):

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from pravah.spec import PravahJobSpec
@@ -72,14 +74,52 @@ def test_queue_name_makes_the_job_kueue_admissible():
     assert manifest["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
 
 
-def test_s3_credentials_come_from_the_named_secret():
-    s3_spec = spec(source={"s3": {"bucket": "raw", "credentialsSecret": "creds"}})
+def test_source_and_output_each_get_their_own_secret():
+    s3_spec = spec(source={"s3": {"bucket": "raw", "credentialsSecret": "reader"}},
+                   output={"s3": {"bucket": "out", "credentialsSecret": "writer"}})
     manifest = job_manifest(s3_spec, "j", "ns", "uid", size_runners(s3_spec, [node("2")]), SETTINGS)
     env = {item["name"]: item for item in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "creds", "key": "AWS_ACCESS_KEY_ID"}
+    secrets = {name: item["valueFrom"]["secretKeyRef"] for name, item in env.items()
+               if "secretKeyRef" in item.get("valueFrom", {})}
+    assert secrets == {
+        "PRAVAH_SOURCE_AWS_ACCESS_KEY_ID": {"name": "reader", "key": "AWS_ACCESS_KEY_ID"},
+        "PRAVAH_SOURCE_AWS_SECRET_ACCESS_KEY": {"name": "reader", "key": "AWS_SECRET_ACCESS_KEY"},
+        "PRAVAH_OUTPUT_AWS_ACCESS_KEY_ID": {"name": "writer", "key": "AWS_ACCESS_KEY_ID"},
+        "PRAVAH_OUTPUT_AWS_SECRET_ACCESS_KEY": {"name": "writer", "key": "AWS_SECRET_ACCESS_KEY"}}
 
 
 def test_job_names_are_deterministic_and_short():
     assert job_name("sales", "uid") == "pravah-sales"
     long = job_name("x" * 70, "uid-a")
     assert len(long) <= 63 and long == job_name("x" * 70, "uid-a") != job_name("x" * 70, "uid-b")
+
+
+def test_runner_pods_hold_no_database_credentials_only_a_token_for_the_operator():
+    manifest = job_manifest(spec(), "j", "ns", "uid", size_runners(spec(), [node("2")]), SETTINGS)
+    pod = manifest["spec"]["template"]["spec"]
+    text = json.dumps(pod)
+    assert "postgresql://" not in text and "DATABASE" not in text, "nothing of the database reaches a runner"
+    assert pod["automountServiceAccountToken"] is False
+    [projected] = [v["projected"] for v in pod["volumes"] if "projected" in v]
+    token = projected["sources"][0]["serviceAccountToken"]
+    assert token["audience"] == SETTINGS.report_audience and token["expirationSeconds"] == 600
+    env = {item["name"]: item.get("value") for item in pod["containers"][0]["env"]}
+    assert env["PRAVAH_REPORT_URL"] == SETTINGS.report_url
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "report-token")
+    assert env["PRAVAH_REPORT_TOKEN_FILE"].startswith(mount["mountPath"] + "/") and mount["readOnly"]
+
+
+def test_runner_egress_is_the_operator_dns_and_the_jobs_own_s3_endpoints():
+    from pravah_operator.egress import egress_policy
+
+    volume_only = egress_policy(spec(), "j", "ns", "uid", SETTINGS)["spec"]
+    assert volume_only["podSelector"] == {"matchLabels": {"pravah.io/job": "j"}}
+    assert volume_only["policyTypes"] == ["Egress"]
+    [operator_rule, dns_rule] = volume_only["egress"]
+    assert operator_rule["ports"] == [{"protocol": "TCP", "port": SETTINGS.report_port}]
+    assert {port["port"] for port in dns_rule["ports"]} == {53}
+    on_s3 = spec(source={"s3": {"bucket": "raw", "endpoint": "http://10.1.2.3:9000"}},
+                 output={"s3": {"bucket": "out", "endpoint": "https://s3.example.com"}})
+    rules = egress_policy(on_s3, "j", "ns", "uid", SETTINGS)["spec"]["egress"][2:]
+    by_port = {rule["ports"][0]["port"]: [peer["ipBlock"]["cidr"] for peer in rule["to"]] for rule in rules}
+    assert by_port == {9000: ["10.1.2.3/32"], 443: ["0.0.0.0/0"]}

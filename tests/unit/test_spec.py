@@ -42,3 +42,23 @@ def test_engine_options_use_the_engine_vocabulary():
 def test_options_for_another_operation_are_refused():
     with pytest.raises(ValidationError, match="operation type is 'count'"):
         OperationSpec.model_validate({"type": "count", "grep": {"pattern": "x"}})
+
+
+# Volume paths: the same lists drive the CRD tests (tests/unit/test_crd.py).
+INSIDE_VOLUME = ["", "data", "data/sales/", "./data", ".", ".hidden/x", "a..b", "...", "..x/y", "a//b"]
+OUTSIDE_VOLUME = ["/etc", "/", "..", "../x", "a/..", "a/../b", "./..", "../../../../proc/self/environ"]
+
+
+@pytest.mark.parametrize("where", ["source", "output"])
+@pytest.mark.parametrize("path", OUTSIDE_VOLUME)
+def test_volume_paths_that_leave_the_volume_are_refused(where, path):
+    spec = {**VALID, where: {"volume": {"claimName": "data", "path": path}}}
+    assert errors_of(spec) == [
+        f"spec.{where}.volume.path: Value error, must be a relative path inside the volume, without '..' segments"]
+
+
+@pytest.mark.parametrize("path", INSIDE_VOLUME)
+def test_volume_paths_inside_the_volume_are_accepted(path):
+    spec = PravahJobSpec.model_validate({**VALID, "source": {"volume": {"path": path}},
+                                         "output": {"volume": {"path": path}}})
+    assert spec.source.volume.path == spec.output.volume.path == path

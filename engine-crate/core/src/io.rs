@@ -1,13 +1,81 @@
-//! Positioned reads into reusable buffers.
+//! Opening input files under the source root, and positioned reads into
+//! reusable buffers.
 //!
 //! Big files are never loaded whole: every op reads a bounded range (a chunk)
 //! or streams through a fixed-size buffer.
 
 use std::cell::RefCell;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::error::{EngineError, FileError};
+
+/// The reason recorded for a file that resolves outside the source root.
+pub const OUTSIDE_ROOT: &str = "symbolic link leads outside the source root";
+
+/// Where a run may read. Every input file is opened through [`Inputs::open`],
+/// so a file replaced by a symbolic link after the scan is still held to the
+/// rules the scan applied: not followed at all when links are not followed,
+/// and never to a file outside the source root.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// The root as the caller named it, and where it resolves.
+    root: Option<(PathBuf, PathBuf)>,
+    follow_symlinks: bool,
+}
+
+impl Inputs {
+    /// `root` is the scanned directory (or file); `None` checks no containment.
+    pub fn new(root: Option<&str>, follow_symlinks: bool) -> Result<Inputs, EngineError> {
+        let root = match root {
+            None => None,
+            Some(r) => {
+                let real = std::fs::canonicalize(r)
+                    .map_err(|e| EngineError::Invalid(format!("root: cannot resolve {r}: {e}")))?;
+                Some((PathBuf::from(r), real))
+            }
+        };
+        Ok(Inputs { root, follow_symlinks })
+    }
+
+    /// Opens one input file for reading. The root itself, named by the
+    /// caller, may be a link; below it, links obey `follow_symlinks`.
+    pub fn open(&self, path: &str) -> Result<File, FileError> {
+        let is_root = self.root.as_ref().is_some_and(|(given, _)| given.as_path() == Path::new(path));
+        let no_follow = !self.follow_symlinks && !is_root;
+        // O_NONBLOCK: a FIFO put in a file's place must not hang the open; it
+        // changes nothing for the regular files that are then accepted.
+        let flags = libc::O_NONBLOCK | if no_follow { libc::O_NOFOLLOW } else { 0 };
+        let file = OpenOptions::new().read(true).custom_flags(flags).open(path).map_err(|e| {
+            if no_follow && e.raw_os_error() == Some(libc::ELOOP) {
+                FileError::new(path, None, "is a symbolic link, and symbolic links are not followed")
+            } else {
+                FileError::io(path, &e)
+            }
+        })?;
+        if let Some((_, real_root)) = &self.root {
+            let real = opened_path(&file)
+                .map_err(|e| FileError::new(path, None, format!("cannot tell where the file resolves: {e}")))?;
+            if !real.starts_with(real_root) {
+                return Err(FileError::new(path, None, OUTSIDE_ROOT));
+            }
+        }
+        match file.metadata() {
+            Ok(m) if m.is_file() => Ok(file),
+            Ok(_) => Err(FileError::new(path, None, "not a regular file")),
+            Err(e) => Err(FileError::io(path, &e)),
+        }
+    }
+}
+
+/// Where an open file actually is, all links resolved, as the kernel opened
+/// it: checking this instead of a path leaves no window for a swap.
+pub fn opened_path(file: &File) -> io::Result<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
 
 /// Size of the streaming buffer used by sequential ops (checksum).
 pub const STREAM_BUF: usize = 1 << 20;
@@ -93,8 +161,7 @@ pub fn with_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 
 /// Counts `\n` bytes in `[0, upto)` of a file; used only to turn the byte
 /// offset of an error into a line number.
-pub fn line_of_offset(path: &str, upto: u64) -> Option<u64> {
-    let file = File::open(path).ok()?;
+pub fn line_of_offset(file: &File, upto: u64) -> Option<u64> {
     let mut lines = 1u64;
     let mut pos = 0u64;
     let mut buf = vec![0u8; STREAM_BUF];
@@ -108,4 +175,113 @@ pub fn line_of_offset(path: &str, upto: u64) -> Option<u64> {
         pos += n as u64;
     }
     Some(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A source root with `a.txt`, `dir/b.txt`, and a secret outside the root.
+    fn tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("dir")).unwrap();
+        std::fs::write(root.join("a.txt"), "inside\n").unwrap();
+        std::fs::write(root.join("dir/b.txt"), "inside too\n").unwrap();
+        let secret = d.path().join("secret.txt");
+        std::fs::write(&secret, "TOPSECRET-MARKER\n").unwrap();
+        (d, root, secret)
+    }
+
+    fn read(f: File) -> String {
+        let mut buf = Vec::new();
+        read_to_end_from(&f, 0, &mut buf, 16).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    fn open(root: &Path, follow: bool, path: &Path) -> Result<File, FileError> {
+        Inputs::new(Some(root.to_str().unwrap()), follow).unwrap().open(path.to_str().unwrap())
+    }
+
+    #[test]
+    fn files_inside_the_root_open() {
+        let (_d, root, _) = tree();
+        for follow in [false, true] {
+            assert_eq!(read(open(&root, follow, &root.join("dir/b.txt")).unwrap()), "inside too\n");
+        }
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_link_out_of_the_root_is_refused() {
+        let (_d, root, secret) = tree();
+        let a = root.join("a.txt");
+        std::fs::remove_file(&a).unwrap();
+        symlink(&secret, &a).unwrap();
+        let not_followed = open(&root, false, &a).unwrap_err();
+        assert_eq!(not_followed.reason, "is a symbolic link, and symbolic links are not followed");
+        let followed = open(&root, true, &a).unwrap_err();
+        assert_eq!((followed.path.as_str(), followed.reason.as_str()), (a.to_str().unwrap(), OUTSIDE_ROOT));
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_link_out_of_the_root_is_refused() {
+        let (d, root, _) = tree();
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("b.txt"), "secret\n").unwrap();
+        std::fs::remove_dir_all(root.join("dir")).unwrap();
+        symlink(&elsewhere, root.join("dir")).unwrap();
+        for follow in [false, true] {
+            assert_eq!(open(&root, follow, &root.join("dir/b.txt")).unwrap_err().reason, OUTSIDE_ROOT);
+        }
+    }
+
+    #[test]
+    fn links_inside_the_root_are_followed_only_when_asked() {
+        let (_d, root, _) = tree();
+        let link = root.join("link.txt");
+        symlink(root.join("dir/b.txt"), &link).unwrap();
+        assert_eq!(read(open(&root, true, &link).unwrap()), "inside too\n");
+        assert!(open(&root, false, &link).is_err());
+    }
+
+    #[test]
+    fn the_named_root_may_itself_be_a_link() {
+        let (d, root, _) = tree();
+        let named = d.path().join("named");
+        symlink(&root, &named).unwrap();
+        assert_eq!(read(open(&named, false, &named.join("a.txt")).unwrap()), "inside\n");
+        let file_root = d.path().join("file-link");
+        symlink(root.join("a.txt"), &file_root).unwrap();
+        assert_eq!(read(open(&file_root, false, &file_root).unwrap()), "inside\n");
+    }
+
+    #[test]
+    fn a_fifo_in_a_files_place_is_refused_without_blocking() {
+        let (_d, root, _) = tree();
+        let a = root.join("a.txt");
+        std::fs::remove_file(&a).unwrap();
+        let c = std::ffi::CString::new(a.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert_eq!(open(&root, false, &a).unwrap_err().reason, "not a regular file");
+    }
+
+    #[test]
+    fn a_run_records_the_swapped_file_and_goes_on() {
+        let (_d, root, secret) = tree();
+        let a = root.join("a.txt");
+        let b = root.join("dir/b.txt");
+        let files = [crate::FileTask::new(a.to_str().unwrap(), 7), crate::FileTask::new(b.to_str().unwrap(), 11)];
+        std::fs::remove_file(&a).unwrap();
+        symlink(&secret, &a).unwrap();
+        let inputs = Inputs::new(Some(root.to_str().unwrap()), true).unwrap();
+        let op = crate::ops::grep::GrepOp::from_options(r#"{"pattern": "MARKER|inside"}"#).unwrap();
+        let p = crate::job::run_partial(&op, &files, &inputs, &crate::Control::default()).unwrap();
+        assert_eq!(p.errors, vec![FileError::new(a.to_str().unwrap(), None, OUTSIDE_ROOT)]);
+        assert_eq!(p.body.matches, 1);
+        let text = serde_json::to_string(&p.finalize()).unwrap();
+        assert!(text.contains("inside too") && !text.contains("TOPSECRET"), "{text}");
+    }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::control::{Control, ProgressSnapshot};
 use crate::error::{invalid, EngineError};
+use crate::io::Inputs;
 use crate::ops::checksum::{ChecksumBody, ChecksumOp};
 use crate::ops::convert::{ConvertBody, ConvertOp};
 use crate::ops::count::{CountBody, CountOp};
@@ -44,19 +45,20 @@ impl Request {
     }
 
     /// Runs on the current rayon pool and returns the partial as JSON.
-    pub fn run(&self, files: &[FileTask], ctl: &Control) -> Result<String, EngineError> {
+    pub fn run(&self, files: &[FileTask], inputs: &Inputs, ctl: &Control) -> Result<String, EngineError> {
         match self {
-            Request::Stats(op) => run_op(op, files, ctl),
-            Request::Count(op) => run_op(op, files, ctl),
-            Request::Checksum(op) => run_op(op, files, ctl),
-            Request::Grep(op) => run_op(op, files, ctl),
-            Request::Convert(op) => run_op(op, files, ctl),
+            Request::Stats(op) => run_op(op, files, inputs, ctl),
+            Request::Count(op) => run_op(op, files, inputs, ctl),
+            Request::Checksum(op) => run_op(op, files, inputs, ctl),
+            Request::Grep(op) => run_op(op, files, inputs, ctl),
+            Request::Convert(op) => run_op(op, files, inputs, ctl),
         }
     }
 }
 
-/// Processes every file, folding per-thread partials and merging them.
-pub fn run_partial<O: Operation>(op: &O, files: &[FileTask], ctl: &Control) -> Result<Partial<O::Body>, EngineError> {
+/// Processes every file, folding per-thread partials and merging them. Files
+/// are opened here, through `inputs`, and nowhere else.
+pub fn run_partial<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ctl: &Control) -> Result<Partial<O::Body>, EngineError> {
     op.prepare()?;
     let partial = files
         .par_iter()
@@ -64,7 +66,11 @@ pub fn run_partial<O: Operation>(op: &O, files: &[FileTask], ctl: &Control) -> R
             || Partial::new(O::NAME, op.empty()),
             |mut acc, task| -> Result<_, EngineError> {
                 ctl.check()?;
-                if let Err(e) = op.process_file(task, ctl, &mut acc.body)? {
+                let outcome = match inputs.open(&task.path) {
+                    Ok(file) => op.process_file(task, &file, ctl, &mut acc.body)?,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = outcome {
                     ctl.file_error();
                     acc.errors.push(e);
                 }
@@ -79,8 +85,8 @@ pub fn run_partial<O: Operation>(op: &O, files: &[FileTask], ctl: &Control) -> R
     Ok(partial)
 }
 
-pub fn run_op<O: Operation>(op: &O, files: &[FileTask], ctl: &Control) -> Result<String, EngineError> {
-    run_partial(op, files, ctl)?.to_json()
+pub fn run_op<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ctl: &Control) -> Result<String, EngineError> {
+    run_partial(op, files, inputs, ctl)?.to_json()
 }
 
 /// `merge(op, a, b)` on partial JSON texts.
@@ -126,7 +132,7 @@ pub struct Job {
 
 impl Job {
     /// Validates the request and starts it; returns at once.
-    pub fn start(op: &str, options: &str, files: Vec<FileTask>, threads: usize) -> Result<Job, EngineError> {
+    pub fn start(op: &str, options: &str, files: Vec<FileTask>, inputs: Inputs, threads: usize) -> Result<Job, EngineError> {
         if threads < 1 {
             return invalid("threads must be >= 1");
         }
@@ -144,7 +150,7 @@ impl Job {
             .name("pravah-run".into())
             .spawn(move || {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    pool.install(|| request.run(&files, &ctl2))
+                    pool.install(|| request.run(&files, &inputs, &ctl2))
                 }))
                 .unwrap_or_else(|p| {
                     let msg = p

@@ -6,7 +6,8 @@
 //! * [`scan`]: walking a directory tree into a sorted file list.
 //! * [`split`]: planning byte ranges of big files and moving CSV chunk
 //!   boundaries to record boundaries (quote parity).
-//! * [`io`]: positioned reads into reusable buffers.
+//! * [`io`]: opening input files under the source root; positioned reads
+//!   into reusable buffers.
 //! * [`control`]: progress counters and cancellation.
 //! * [`partial`]: the serialisable partial envelope shared by every op.
 //! * [`ops`]: the operations (`count`, `checksum`, `grep`, `stats`, `convert`).
@@ -25,6 +26,7 @@ pub mod sys;
 
 pub use control::{Control, ProgressSnapshot};
 pub use error::{EngineError, FileError};
+pub use io::Inputs;
 pub use job::{finalize, merge, Job, Request};
 pub use scan::{scan, ScanOptions, ScanResult};
 

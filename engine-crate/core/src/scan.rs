@@ -6,9 +6,12 @@
 //!   `**/*.csv` matches both `a.csv` and `x/y/a.csv`). An empty include list
 //!   means everything; exclude wins over include. A directory whose relative
 //!   path matches an exclude glob is not descended into.
-//! * Symlinks are followed only when asked; loops are detected by `walkdir`
-//!   and reported. A broken symlink is reported in both modes; when links are
-//!   not followed, other symlinks are skipped silently.
+//! * Symlinks are followed only when asked, and then only to a target inside
+//!   the root: a link that resolves outside it is reported and not entered.
+//!   Loops are detected by `walkdir` and reported. A broken symlink is
+//!   reported in both modes; when links are not followed, other symlinks are
+//!   skipped silently. (Files are opened under the same rule, see
+//!   [`crate::io::Inputs`].)
 //! * Problems (unreadable directory, broken link, loop, non-UTF-8 path) are
 //!   returned as `(path, reason)` pairs and never abort the scan.
 
@@ -17,6 +20,7 @@ use std::path::Path;
 use walkdir::WalkDir;
 
 use crate::error::{invalid, EngineError};
+use crate::io::OUTSIDE_ROOT;
 
 #[derive(Debug, Clone, Default)]
 pub struct ScanOptions {
@@ -75,16 +79,33 @@ pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
         return Ok(out);
     }
 
+    let real_root = match std::fs::canonicalize(root_path) {
+        Ok(r) => r,
+        Err(e) => {
+            out.errors.push((root.to_string(), e.to_string()));
+            return Ok(out);
+        }
+    };
+    let mut outside = Vec::new();
     let excluded = |rel: &Path| exclude.as_ref().is_some_and(|x| x.is_match(rel));
+    let selected = |rel: &Path| include.as_ref().is_none_or(|inc| inc.is_match(rel)) && !excluded(rel);
     let walker = WalkDir::new(root_path).follow_links(opts.follow_symlinks).into_iter();
     let walker = walker.filter_entry(|e| {
-        if e.depth() == 0 || !e.file_type().is_dir() {
+        if e.depth() == 0 {
             return true;
         }
-        match e.path().strip_prefix(root_path) {
-            Ok(rel) => !excluded(rel),
-            Err(_) => true,
+        let rel = e.path().strip_prefix(root_path).unwrap_or(e.path());
+        let is_dir = e.file_type().is_dir();
+        if is_dir && excluded(rel) {
+            return false;
         }
+        let leaves_root = opts.follow_symlinks
+            && e.path_is_symlink()
+            && !std::fs::canonicalize(e.path()).is_ok_and(|target| target.starts_with(&real_root));
+        if leaves_root && (is_dir || selected(rel)) {
+            outside.push((e.path().to_string_lossy().into_owned(), OUTSIDE_ROOT.to_string()));
+        }
+        !leaves_root
     });
 
     for item in walker {
@@ -126,7 +147,7 @@ pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
         if !ft.is_file() {
             continue;
         }
-        if include.as_ref().is_some_and(|inc| !inc.is_match(rel)) || excluded(rel) {
+        if !selected(rel) {
             continue;
         }
         let Some(p) = path_string(path) else {
@@ -138,6 +159,7 @@ pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
             Err(e) => out.errors.push((p, e.to_string())),
         }
     }
+    out.errors.append(&mut outside);
     out.files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     out.errors.sort();
     Ok(out)
@@ -205,5 +227,40 @@ mod tests {
         assert_eq!(f.files.len(), 1);
         assert!(f.errors.iter().any(|e| e.1.contains("loop")), "{:?}", f.errors);
         assert!(f.errors.iter().any(|e| e.1.contains("broken symlink")), "{:?}", f.errors);
+    }
+
+    #[test]
+    fn followed_links_stay_inside_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let outside = d.path().join("outside");
+        fs::create_dir_all(root.join("real")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(root.join("real/in.txt"), "in").unwrap();
+        fs::write(outside.join("secret.txt"), "secret").unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("inner-dir")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret.txt"), root.join("secret-file")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("secret-dir")).unwrap();
+        std::os::unix::fs::symlink("../../outside/secret.txt", root.join("real/relative")).unwrap();
+        let r = root.to_str().unwrap();
+        let f = scan(r, &opts(&[], &[], true)).unwrap();
+        let names: Vec<_> = f.files.iter().map(|f| f.0.strip_prefix(r).unwrap()).collect();
+        assert_eq!(names, vec!["/inner-dir/in.txt", "/real/in.txt"]);
+        let refused: Vec<_> = f.errors.iter().map(|(p, why)| (p.strip_prefix(r).unwrap(), why.as_str())).collect();
+        assert_eq!(
+            refused,
+            vec![
+                ("/inner-dir/relative", OUTSIDE_ROOT),
+                ("/real/relative", OUTSIDE_ROOT),
+                ("/secret-dir", OUTSIDE_ROOT),
+                ("/secret-file", OUTSIDE_ROOT),
+            ]
+        );
+        // A link the globs leave out is not worth an error record.
+        let csv = scan(r, &opts(&["**/*.csv"], &[], true)).unwrap();
+        assert!(csv.files.is_empty());
+        assert_eq!(csv.errors, vec![(format!("{r}/secret-dir"), OUTSIDE_ROOT.to_string())]);
+        let excluded = scan(r, &opts(&[], &["secret-*", "**/relative"], true)).unwrap();
+        assert!(excluded.errors.is_empty(), "{:?}", excluded.errors);
     }
 }

@@ -2,9 +2,9 @@
 kustomize overlay (manifests/overlays/test) with the locally built images.
 
 The overlay is wrapped in a generated kustomization that only sets the image names and tags
-(kustomize `images:`) and the runner image in the operator's ConfigMap: everything else —
-Deployments, probes, resources, security contexts, service accounts, RBAC — is what the
-manifests say.
+(kustomize `images:`), the runner image in the operator's ConfigMap and the S3 server's
+endpoint in the `pravah-tenancy` allowlist: everything else — Deployments, probes,
+resources, security contexts, service accounts, RBAC, admission — is what the manifests say.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ DATABASE_SECRET = "pravah-database"
 RUNNER_ACCOUNT = "pravah-runner"
 PUBLISHED = {"operator": "ghcr.io/pravah-io/pravah-operator", "api": "ghcr.io/pravah-io/pravah-api"}
 DEPLOYMENTS = ("pravah-operator", "pravah-api")
+RESTRICTED = ("pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/warn=restricted")
 
 
-def kustomization(images: BuiltImages, workdir: Path) -> dict:
+def kustomization(images: BuiltImages, workdir: Path, s3_endpoint: str) -> dict:
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         # kustomize takes relative paths only
@@ -37,7 +38,11 @@ def kustomization(images: BuiltImages, workdir: Path) -> dict:
                    for key in PUBLISHED],
         "patches": [{"target": {"kind": "ConfigMap", "name": "pravah-operator-config"},
                      "patch": yaml.safe_dump([{"op": "replace", "path": "/data/PRAVAH_RUNNER_IMAGE",
-                                               "value": images["runner"].name}])}],
+                                               "value": images["runner"].name}])},
+                    # Jobs may name the S3 server of this cluster, whose port is chosen at start.
+                    {"target": {"kind": "ConfigMap", "name": "pravah-tenancy"},
+                     "patch": yaml.safe_dump([{"op": "replace", "path": "/data/PRAVAH_ALLOWED_S3_ENDPOINTS",
+                                               "value": s3_endpoint}])}],
     }
 
 
@@ -46,11 +51,12 @@ def database_secret(namespace: str, url: str) -> dict:
             "stringData": {"url": url}}
 
 
-def install(control_plane, images: BuiltImages, database_url: str, workdir: Path, timeout: float = 240) -> float:
+def install(control_plane, images: BuiltImages, database_url: str, s3_endpoint: str, workdir: Path,
+            timeout: float = 240) -> float:
     """Apply the overlay and wait for the operator and the API to be Available; seconds taken."""
     t0 = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "kustomization.yaml").write_text(yaml.safe_dump(kustomization(images, workdir)))
+    (workdir / "kustomization.yaml").write_text(yaml.safe_dump(kustomization(images, workdir, s3_endpoint)))
     control_plane.kubectl("create", "namespace", SYSTEM_NAMESPACE, check=False)
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(database_secret(SYSTEM_NAMESPACE, database_url)))
     applied = control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(workdir), check=False)
@@ -70,11 +76,12 @@ def wait_available(control_plane, timeout: float = 240) -> None:
         raise PlatformError(f"Pravah's Deployments did not become Available: {r.stderr.strip()}\n{pods}\n{events}")
 
 
-def prepare_namespace(control_plane, namespace: str, database_url: str) -> None:
-    """What a namespace that runs PravahJobs needs (README: 'in each namespace that runs jobs')."""
+def prepare_namespace(control_plane, namespace: str) -> None:
+    """What a namespace that runs PravahJobs needs (README: 'in each namespace that runs jobs'):
+    the runners' service account, and Pod Security `restricted` enforced."""
     docs = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": RUNNER_ACCOUNT, "namespace": namespace},
          "automountServiceAccountToken": False},
-        database_secret(namespace, database_url),
     ]
     control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    control_plane.kubectl("label", "--overwrite", "namespace", namespace, *RESTRICTED)

@@ -81,7 +81,7 @@ class Platform:
 
     def install_pravah(self) -> None:
         self.timings["install"] = install.install(self.control_plane, self.images.ensure(), self.database_pod_url,
-                                                  self.dir / "install")
+                                                  self.s3.endpoint, self.dir / "install")
 
     @property
     def database_pod_url(self) -> str:
@@ -117,7 +117,6 @@ class Platform:
             "server": self.control_plane.server,
             "kubectl": str(self.control_plane.bin_dir / "kubectl") if self.control_plane.bin_dir else None,
             "postgres_dsn": self.database_url,
-            "postgres_pod_dsn": self.database_pod_url,
             "postgres_dir": str(self.postgres.dir),
             "s3": {"kind": self.s3.kind, "endpoint": self.s3.endpoint, "access_key": self.s3.access_key,
                    "secret_key": self.s3.secret_key, "region": self.s3.region},

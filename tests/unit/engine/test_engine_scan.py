@@ -1,5 +1,6 @@
 """scan(): ordering, globs, symlinks and unreadable entries."""
 
+import json
 import os
 
 from unit.engine.engine_helpers import pe
@@ -69,3 +70,38 @@ def test_scan_follows_links_only_when_asked(tmp_path):
     os.symlink(tmp_path / "real", tmp_path / "link")
     assert len(pe.scan(str(tmp_path))[0]) == 1
     assert len(pe.scan(str(tmp_path), follow_symlinks=True)[0]) == 2
+
+
+def outside_marker(tmp_path):
+    """A source root with one plain file, next to a file outside it that holds a marker."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "plain.txt").write_text("inside\n")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("OUTSIDE-MARKER\n")
+    return root, secret
+
+
+def test_followed_links_out_of_the_root_are_error_records(tmp_path):
+    root, secret = outside_marker(tmp_path)
+    os.symlink(secret, root / "to-secret")
+    os.symlink(tmp_path, root / "to-parent")
+    files, errors = pe.scan(str(root), follow_symlinks=True)
+    assert rel(root, files) == ["plain.txt"]
+    assert sorted((os.path.basename(p), r) for p, r in errors) == [
+        ("to-parent", "symbolic link leads outside the source root"),
+        ("to-secret", "symbolic link leads outside the source root")]
+
+
+def test_a_file_swapped_for_a_link_after_the_scan_is_not_read(tmp_path):
+    root, secret = outside_marker(tmp_path)
+    files, _ = pe.scan(str(root), follow_symlinks=True)
+    (root / "plain.txt").unlink()
+    os.symlink(secret, root / "plain.txt")
+    for follow, reason in ((False, "is a symbolic link, and symbolic links are not followed"),
+                           (True, "symbolic link leads outside the source root")):
+        run = pe.start("grep", json.dumps({"pattern": "MARKER"}), files, 1, root=str(root), follow_symlinks=follow)
+        document = json.loads(pe.finalize("grep", run.wait(30)))
+        assert document["errors"] == [{"path": str(root / "plain.txt"), "reason": reason}]
+        assert document["result"]["matches"] == 0
+        assert "OUTSIDE-MARKER" not in json.dumps(document)

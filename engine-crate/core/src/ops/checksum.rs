@@ -167,13 +167,9 @@ impl Hasher {
 }
 
 /// Streams a file through the hasher. `Ok(Err)` is a per-file problem.
-fn digest_file(alg: Algorithm, task: &FileTask, ctl: &Control) -> Result<Result<(u64, String), FileError>, EngineError> {
-    let file = match File::open(&task.path) {
-        Ok(f) => f,
-        Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
-    };
+fn digest_file(alg: Algorithm, task: &FileTask, file: &File, ctl: &Control) -> Result<Result<(u64, String), FileError>, EngineError> {
     if alg == Algorithm::Blake3 && task.size >= BLAKE3_PARALLEL_MIN {
-        if let Some(r) = blake3_mapped(&file, ctl)? {
+        if let Some(r) = blake3_mapped(file, ctl)? {
             return Ok(r);
         }
     }
@@ -186,7 +182,7 @@ fn digest_file(alg: Algorithm, task: &FileTask, ctl: &Control) -> Result<Result<
         loop {
             ctl.check()?;
             buf.clear();
-            let n = match read_range_into(&file, total, want, buf) {
+            let n = match read_range_into(file, total, want, buf) {
                 Ok(n) => n,
                 Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
             };
@@ -244,8 +240,8 @@ impl Operation for ChecksumOp {
         ChecksumBody { algorithm: self.algorithm, files: Vec::new() }
     }
 
-    fn process_file(&self, task: &FileTask, ctl: &Control, acc: &mut ChecksumBody) -> Result<Result<(), FileError>, EngineError> {
-        Ok(digest_file(self.algorithm, task, ctl)?.map(|(bytes, digest)| {
+    fn process_file(&self, task: &FileTask, file: &File, ctl: &Control, acc: &mut ChecksumBody) -> Result<Result<(), FileError>, EngineError> {
+        Ok(digest_file(self.algorithm, task, file, ctl)?.map(|(bytes, digest)| {
             acc.files.push(FileDigest { path: task.path.clone(), bytes, digest });
         }))
     }
@@ -262,11 +258,12 @@ mod tests {
         std::fs::write(&p, b"abc").unwrap();
         let t = FileTask::new(p.to_str().unwrap(), 3);
         let ctl = Control::default();
-        let sha = digest_file(Algorithm::Sha256, &t, &ctl).unwrap().unwrap();
+        let f = File::open(&p).unwrap();
+        let sha = digest_file(Algorithm::Sha256, &t, &f, &ctl).unwrap().unwrap();
         assert_eq!(sha.1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-        let b3 = digest_file(Algorithm::Blake3, &t, &ctl).unwrap().unwrap();
+        let b3 = digest_file(Algorithm::Blake3, &t, &f, &ctl).unwrap().unwrap();
         assert_eq!(b3.1, "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85");
-        let x = digest_file(Algorithm::Xxh3, &t, &ctl).unwrap().unwrap();
+        let x = digest_file(Algorithm::Xxh3, &t, &f, &ctl).unwrap().unwrap();
         assert_eq!(x.1, format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"abc")));
     }
 
@@ -277,7 +274,7 @@ mod tests {
         let data: Vec<u8> = (0..(BLAKE3_PARALLEL_MIN as usize * 5 + 12345)).map(|i| (i * 31 % 251) as u8).collect();
         std::fs::write(&p, &data).unwrap();
         let t = FileTask::new(p.to_str().unwrap(), data.len() as u64);
-        let got = digest_file(Algorithm::Blake3, &t, &Control::default()).unwrap().unwrap();
+        let got = digest_file(Algorithm::Blake3, &t, &File::open(&p).unwrap(), &Control::default()).unwrap().unwrap();
         assert_eq!(got.1, blake3::hash(&data).to_hex().to_string());
     }
 

@@ -11,6 +11,9 @@
 //! column is nullable and an empty field is null. Outputs mirror the input
 //! path under `output_dir` (`/data/in/a.csv` -> `<output_dir>/data/in/a.csv.parquet`;
 //! `..` components become `_up_`), written to a temporary name and renamed.
+//! Only normal path components are kept, and a directory that resolves
+//! outside `output_dir` (a symbolic link in the output volume) or a link in
+//! the temporary file's place is refused, so no output lands elsewhere.
 
 use arrow_array::builder::{BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::ArrayRef;
@@ -23,6 +26,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -352,10 +356,10 @@ fn encode(factory: &ArrowRowGroupWriterFactory, schema: &Schema, index: usize, a
     Ok(chunks)
 }
 
-fn convert_file(op: &ConvertOp, task: &FileTask, ctl: &Control) -> Result<Result<(Output, Vec<(String, Kind)>), FileError>, EngineError> {
+fn convert_file(op: &ConvertOp, task: &FileTask, input: &File, ctl: &Control) -> Result<Result<(Output, Vec<(String, Kind)>), FileError>, EngineError> {
     // Pass 1: validate and infer types.
     let infer = StatsOp::type_inference(op.csv.clone(), op.chunk);
-    let stats = match parse_file(&infer, task, ctl)? {
+    let stats = match parse_file(&infer, task, input, ctl)? {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
@@ -385,12 +389,20 @@ fn convert_file(op: &ConvertOp, task: &FileTask, ctl: &Control) -> Result<Result
         if let Err(e) = std::fs::create_dir_all(parent) {
             return fail(format!("cannot create output directory {}: {e}", parent.display()));
         }
+        let inside = std::fs::canonicalize(parent)
+            .and_then(|p| Ok(p.starts_with(std::fs::canonicalize(&op.output_dir)?)));
+        if !matches!(inside, Ok(true)) {
+            return fail(format!("output directory {} leads outside convert.output_dir", parent.display()));
+        }
     }
-    let input = match File::open(&task.path) {
-        Ok(f) => f,
-        Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
-    };
-    let out = match File::create(&tmp_path) {
+    // A fresh file that is not a link: a link left in its place is not followed.
+    let _ = std::fs::remove_file(&tmp_path);
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp_path);
+    let out = match created {
         Ok(f) => std::io::BufWriter::with_capacity(1 << 20, f),
         Err(e) => return fail(format!("cannot create {}: {e}", tmp_path.display())),
     };
@@ -406,7 +418,7 @@ fn convert_file(op: &ConvertOp, task: &FileTask, ctl: &Control) -> Result<Result
     let n = chunk_count(task.size, op.chunk);
     let quote = op.csv.dialect.quote;
     let parity = if n > 1 {
-        match quote_parities(&input, n, op.chunk, quote, ctl) {
+        match quote_parities(input, n, op.chunk, quote, ctl) {
             Ok(p) => p,
             Err(e) => return fail(format!("read error: {e}")),
         }
@@ -425,10 +437,10 @@ fn convert_file(op: &ConvertOp, task: &FileTask, ctl: &Control) -> Result<Result
                 }
                 with_buffer(|buf| {
                     let (s, e) = if n == 1 {
-                        read_to_end_from(&input, 0, buf, task.size as usize + 1).map_err(|e| format!("read error: {e}"))?;
+                        read_to_end_from(input, 0, buf, task.size as usize + 1).map_err(|e| format!("read error: {e}"))?;
                         (0, buf.len())
                     } else {
-                        let a = read_aligned(&input, i, n, op.chunk, Some(quote), &parity, buf)
+                        let a = read_aligned(input, i, n, op.chunk, Some(quote), &parity, buf)
                             .map_err(|e| format!("read error: {e}"))?;
                         (a.start, a.end)
                     };
@@ -490,8 +502,8 @@ impl Operation for ConvertOp {
         })
     }
 
-    fn process_file(&self, task: &FileTask, ctl: &Control, acc: &mut ConvertBody) -> Result<Result<(), FileError>, EngineError> {
-        Ok(convert_file(self, task, ctl)?.map(|(out, cols)| {
+    fn process_file(&self, task: &FileTask, file: &File, ctl: &Control, acc: &mut ConvertBody) -> Result<Result<(), FileError>, EngineError> {
+        Ok(convert_file(self, task, file, ctl)?.map(|(out, cols)| {
             acc.rows += out.rows;
             for (i, (name, kind)) in cols.into_iter().enumerate() {
                 acc.add_column(SchemaColumn { name, ty: kind.arrow_name().to_string(), first: (task.path.clone(), i) });
@@ -520,6 +532,51 @@ mod tests {
     }
 
     #[test]
+    fn output_names_stay_in_the_output_dir() {
+        let op = ConvertOp::from_options(r#"{"output_dir": "/out"}"#).unwrap();
+        for source in ["../../etc/passwd", "/../../x.csv", "a/./../b.csv", "./x.csv", "//x.csv", "/data/../.."] {
+            let out = op.output_path(source);
+            let plain = out.strip_prefix("/out").unwrap().components().all(|c| matches!(c, Component::Normal(_)));
+            assert!(plain, "{source} -> {}", out.display());
+        }
+    }
+
+    #[test]
+    fn links_planted_in_the_output_dir_are_not_written_through() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("in/a.csv");
+        std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+        std::fs::write(&src, "x\n1\n").unwrap();
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let victim = elsewhere.join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        let op = ConvertOp::from_options(&format!(r#"{{"output_dir": "{}"}}"#, d.path().join("out").display())).unwrap();
+        let task = FileTask::new(src.to_str().unwrap(), 4);
+        let run = |op: &ConvertOp| {
+            crate::job::run_partial(op, std::slice::from_ref(&task), &crate::io::Inputs::default(), &Control::default())
+                .unwrap()
+        };
+        let out = op.output_path(&task.path);
+        let tmp = out.with_file_name("a.csv.parquet.tmp");
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let p = run(&op);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert!(std::fs::symlink_metadata(&out).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+
+        let mirrored = out.parent().unwrap();
+        std::fs::remove_dir_all(mirrored).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, mirrored).unwrap();
+        let p = run(&op);
+        assert_eq!(p.errors.len(), 1);
+        assert!(p.errors[0].reason.ends_with("leads outside convert.output_dir"), "{:?}", p.errors);
+        let names: Vec<_> = std::fs::read_dir(&elsewhere).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec!["victim"]);
+    }
+
+    #[test]
     fn converts_and_merges_schema() {
         let d = tempfile::tempdir().unwrap();
         let src = d.path().join("in.csv");
@@ -532,7 +589,7 @@ mod tests {
         let mut op = ConvertOp::from_options(&format!(r#"{{"output_dir": "{}"}}"#, d.path().join("out").display())).unwrap();
         op.chunk = 4096;
         let task = FileTask::new(src.to_str().unwrap(), data.len() as u64);
-        let p = crate::job::run_partial(&op, &[task], &Control::default()).unwrap();
+        let p = crate::job::run_partial(&op, &[task], &crate::io::Inputs::default(), &Control::default()).unwrap();
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         let r = p.finalize();
         assert_eq!(r["result"]["rows"], 5001);

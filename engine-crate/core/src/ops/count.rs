@@ -207,14 +207,10 @@ fn count_range(file: &File, off: u64, len: Option<u64>, ctl: &Control, buf: &mut
     }
 }
 
-fn count_file(op: &CountOp, task: &FileTask, ctl: &Control) -> Result<Result<Piece, FileError>, EngineError> {
-    let file = match File::open(&task.path) {
-        Ok(f) => f,
-        Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
-    };
+fn count_file(op: &CountOp, task: &FileTask, file: &File, ctl: &Control) -> Result<Result<Piece, FileError>, EngineError> {
     let n = crate::split::chunk_count(task.size, op.chunk);
     if n == 1 {
-        return Ok(with_buffer(|buf| match read_to_end_from(&file, 0, buf, task.size as usize + 1) {
+        return Ok(with_buffer(|buf| match read_to_end_from(file, 0, buf, task.size as usize + 1) {
             Ok(_) => {
                 ctl.add_bytes(buf.len() as u64);
                 Ok(Piece::of(buf))
@@ -229,7 +225,7 @@ fn count_file(op: &CountOp, task: &FileTask, ctl: &Control) -> Result<Result<Pie
             ctl.check()?;
             let off = i as u64 * chunk;
             let len = if i + 1 < n { Some(chunk) } else { None };
-            Ok(with_buffer(|buf| count_range(&file, off, len, ctl, buf)).map_err(|e| FileError::io(&task.path, &e)))
+            Ok(with_buffer(|buf| count_range(file, off, len, ctl, buf)).map_err(|e| FileError::io(&task.path, &e)))
         })
         .try_reduce(
             || Ok(Piece::default()),
@@ -249,8 +245,8 @@ impl Operation for CountOp {
         CountBody::default()
     }
 
-    fn process_file(&self, task: &FileTask, ctl: &Control, acc: &mut CountBody) -> Result<Result<(), FileError>, EngineError> {
-        Ok(count_file(self, task, ctl)?.map(|p| {
+    fn process_file(&self, task: &FileTask, file: &File, ctl: &Control, acc: &mut CountBody) -> Result<Result<(), FileError>, EngineError> {
+        Ok(count_file(self, task, file, ctl)?.map(|p| {
             acc.lines += p.lines;
             acc.words += p.words;
             acc.bytes += p.bytes;

@@ -182,15 +182,11 @@ pub fn search(re: &Regex, buf: &[u8], max: usize) -> Hits {
     hits
 }
 
-fn grep_file(op: &GrepOp, task: &FileTask, ctl: &Control) -> Result<Result<Hits, FileError>, EngineError> {
-    let file = match File::open(&task.path) {
-        Ok(f) => f,
-        Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
-    };
+fn grep_file(op: &GrepOp, task: &FileTask, file: &File, ctl: &Control) -> Result<Result<Hits, FileError>, EngineError> {
     let max = op.max_matches_per_file;
     let n = chunk_count(task.size, op.chunk);
     if n == 1 {
-        return Ok(with_buffer(|buf| match read_to_end_from(&file, 0, buf, task.size as usize + 1) {
+        return Ok(with_buffer(|buf| match read_to_end_from(file, 0, buf, task.size as usize + 1) {
             Ok(_) => {
                 ctl.add_bytes(buf.len() as u64);
                 Ok(search(&op.regex, buf, max))
@@ -203,7 +199,7 @@ fn grep_file(op: &GrepOp, task: &FileTask, ctl: &Control) -> Result<Result<Hits,
         .into_par_iter()
         .map(|i| -> Result<Result<Hits, FileError>, EngineError> {
             ctl.check()?;
-            Ok(with_buffer(|buf| match read_aligned(&file, i, n, op.chunk, None, &parity, buf) {
+            Ok(with_buffer(|buf| match read_aligned(file, i, n, op.chunk, None, &parity, buf) {
                 Ok(a) => {
                     ctl.add_bytes((a.end - a.start) as u64);
                     Ok(search(&op.regex, &buf[a.start..a.end], max))
@@ -234,8 +230,8 @@ impl Operation for GrepOp {
         }
     }
 
-    fn process_file(&self, task: &FileTask, ctl: &Control, acc: &mut GrepBody) -> Result<Result<(), FileError>, EngineError> {
-        Ok(grep_file(self, task, ctl)?.map(|h| {
+    fn process_file(&self, task: &FileTask, file: &File, ctl: &Control, acc: &mut GrepBody) -> Result<Result<(), FileError>, EngineError> {
+        Ok(grep_file(self, task, file, ctl)?.map(|h| {
             if h.matches > 0 {
                 acc.matches += h.matches;
                 acc.files_with_matches += 1;

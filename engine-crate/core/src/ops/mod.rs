@@ -9,6 +9,8 @@ pub mod grep;
 pub mod options;
 pub mod stats;
 
+use std::fs::File;
+
 use crate::control::Control;
 use crate::error::{EngineError, FileError};
 use crate::partial::Body;
@@ -25,12 +27,15 @@ pub trait Operation: Send + Sync + 'static {
     /// The empty (identity) body.
     fn empty(&self) -> Self::Body;
 
-    /// Processes one file, adding its contribution to `acc`. A problem with
-    /// the file is returned as `Ok(Err(..))` and must leave `acc` without any
-    /// contribution from that file. `Err(..)` stops the run (cancellation).
+    /// Processes one file, adding its contribution to `acc`. The driver has
+    /// opened it (see [`crate::io::Inputs`]); ops read it only through `file`.
+    /// A problem with the file is returned as `Ok(Err(..))` and must leave
+    /// `acc` without any contribution from that file. `Err(..)` stops the run
+    /// (cancellation).
     fn process_file(
         &self,
-        file: &FileTask,
+        task: &FileTask,
+        file: &File,
         ctl: &Control,
         acc: &mut Self::Body,
     ) -> Result<Result<(), FileError>, EngineError>;

@@ -288,16 +288,12 @@ pub fn column_names(header: Option<Vec<String>>, width: usize) -> Vec<String> {
 }
 
 /// Parses a whole file (in parallel chunks when big).
-pub fn parse_file(op: &StatsOp, task: &FileTask, ctl: &Control) -> Result<Result<ChunkStats, FileError>, EngineError> {
-    let file = match File::open(&task.path) {
-        Ok(f) => f,
-        Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
-    };
+pub fn parse_file(op: &StatsOp, task: &FileTask, file: &File, ctl: &Control) -> Result<Result<ChunkStats, FileError>, EngineError> {
     let n = chunk_count(task.size, op.chunk);
     let quote = op.csv.dialect.quote;
     let stats = if n == 1 {
         match with_buffer(|buf| {
-            read_to_end_from(&file, 0, buf, task.size as usize + 1).map(|_| {
+            read_to_end_from(file, 0, buf, task.size as usize + 1).map(|_| {
                 if !op.types_only {
                     ctl.add_bytes(buf.len() as u64);
                 }
@@ -313,7 +309,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, ctl: &Control) -> Result<Result
             Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
         }
     } else {
-        let parity = match quote_parities(&file, n, op.chunk, quote, ctl) {
+        let parity = match quote_parities(file, n, op.chunk, quote, ctl) {
             Ok(p) => p,
             Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
         };
@@ -325,7 +321,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, ctl: &Control) -> Result<Result
             .into_par_iter()
             .map(|i| -> Result<Result<ChunkStats, FileError>, EngineError> {
                 ctl.check()?;
-                Ok(with_buffer(|buf| match read_aligned(&file, i, n, op.chunk, Some(quote), &parity, buf) {
+                Ok(with_buffer(|buf| match read_aligned(file, i, n, op.chunk, Some(quote), &parity, buf) {
                     Ok(a) => {
                         if !op.types_only {
                             ctl.add_bytes((a.end - a.start) as u64);
@@ -349,7 +345,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, ctl: &Control) -> Result<Result
     };
     if let Some(mut p) = stats.problem.clone().or_else(|| stats.ragged.zip(stats.first).map(|(r, f)| ragged(f.0, r))) {
         if p.line.is_none() {
-            p.line = line_of_offset(&task.path, p.offset);
+            p.line = line_of_offset(file, p.offset);
         }
         return Ok(Err(FileError::new(&task.path, p.line, p.reason)));
     }
@@ -364,8 +360,8 @@ impl Operation for StatsOp {
         StatsBody { quantiles: self.quantiles.clone(), top: self.top, rows: 0, columns: Vec::new() }
     }
 
-    fn process_file(&self, task: &FileTask, ctl: &Control, acc: &mut StatsBody) -> Result<Result<(), FileError>, EngineError> {
-        Ok(parse_file(self, task, ctl)?.map(|s| {
+    fn process_file(&self, task: &FileTask, file: &File, ctl: &Control, acc: &mut StatsBody) -> Result<Result<(), FileError>, EngineError> {
+        Ok(parse_file(self, task, file, ctl)?.map(|s| {
             let width = s.first.map_or(0, |f| f.0);
             let names = column_names(s.header, width);
             let mut cols = s.cols;

@@ -17,7 +17,7 @@ fn write_tmp(dir: &tempfile::TempDir, name: &str, data: &[u8]) -> FileTask {
 
 fn run(op: &StatsOp, files: &[FileTask]) -> crate::partial::Partial<StatsBody> {
     let ctl = Control::default();
-    crate::job::run_partial(op, files, &ctl).unwrap()
+    crate::job::run_partial(op, files, &crate::io::Inputs::default(), &ctl).unwrap()
 }
 
 /// Equal JSON, with floats compared to a relative tolerance.

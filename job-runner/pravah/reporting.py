@@ -1,0 +1,111 @@
+"""How a runner pod records its work: through the operator, never in the database itself.
+
+The runner holds no database credentials. It sends its shard's progress, batches, result and
+log to the operator's report endpoint with a projected service-account token that the
+kubelet writes (and renews) in a file; the operator works out from that token which job and
+which shard the caller is, so a runner can neither read nor write another job's records.
+Calls are retried while the operator is away (restarting, or a standby taking over) and
+while it answers that PostgreSQL is, so a stored batch is never lost and never doubled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
+
+RETRIED_STATUSES = (502, 503, 504)
+PROGRESS_TIMEOUT = 5.0
+
+
+class ReportRefused(Exception):
+    """The operator refused a report for good (e.g. the pod is gone or the token is not its)."""
+
+
+class ReportUnavailable(Exception):
+    """The operator could not take the report now; asking again may work."""
+
+
+def transient(exc: BaseException) -> bool:
+    return isinstance(exc, (ReportUnavailable, aiohttp.ClientConnectionError, asyncio.TimeoutError))
+
+
+class OperatorReports:
+    """The runner's side of the report endpoint: one method per kind of record."""
+
+    def __init__(self, url: str, token_file: Path, retry_seconds: float = 600.0, timeout: float = 180.0):
+        self.url = url.rstrip("/") + "/v1/shard"
+        self.token_file = token_file
+        self.retry_seconds = retry_seconds
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> OperatorReports:
+        self._session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _once(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
+        # Read on every call: the kubelet replaces the token before it expires.
+        token = self.token_file.read_text().strip()
+        assert self._session is not None, "use OperatorReports as an async context manager"
+        async with self._session.request(
+                method, self.url + path, json=body, headers={"Authorization": f"Bearer {token}"},
+                timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as response:
+            text = await response.text()
+            try:
+                answer = json.loads(text) if text else {}
+            except ValueError:
+                answer = {"error": text[:200]}
+            if response.status in RETRIED_STATUSES:
+                raise ReportUnavailable(f"{response.status}: {(answer or {}).get('error')}")
+            if response.status >= 400:
+                raise ReportRefused(f"{method} {path}: {response.status}: {(answer or {}).get('error')}")
+            return answer
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        async for attempt in AsyncRetrying(retry=retry_if_exception(transient), stop=stop_after_delay(self.retry_seconds),
+                                           wait=wait_exponential(multiplier=0.2, max=5), reraise=True):
+            with attempt:
+                return await self._once(method, path, body)
+        raise AssertionError("unreachable")
+
+    async def start_shard(self, files_total: int, bytes_total: int, threads: int) -> None:
+        await self.call("POST", "/start", {"files_total": files_total, "bytes_total": bytes_total, "threads": threads})
+
+    async def report_progress(self, files_done: int, bytes_done: int, errors: int) -> None:
+        """One heartbeat, tried once (callers treat it as best effort)."""
+        await self._once("POST", "/progress", {"files_done": files_done, "bytes_done": bytes_done, "errors": errors},
+                         timeout=PROGRESS_TIMEOUT)
+
+    async def finished_batches(self) -> dict[int, tuple[int, int, int]]:
+        answer = await self.call("GET", "/batches")
+        return {int(index): tuple(counts) for index, counts in answer.items()}
+
+    async def save_batch(self, batch: int, files: list[tuple[str, int]], partial: str,
+                         errors: list[dict[str, Any]]) -> None:
+        await self.call("PUT", f"/batches/{batch}", {"files": files, "partial": partial, "errors": errors})
+
+    async def save_scan_errors(self, errors: list[dict[str, str]]) -> None:
+        await self.call("POST", "/scan-errors", {"errors": errors})
+
+    async def finish_shard(self) -> bool:
+        """True when this shard is the one to merge the job's result."""
+        return (await self.call("POST", "/finish"))["merge"]
+
+    async def merge_input(self) -> tuple[list[str], list[dict[str, str]]]:
+        answer = await self.call("GET", "/merge-input")
+        return answer["partials"], answer["scan_errors"]
+
+    async def save_result(self, document: dict[str, Any], uri: str) -> None:
+        await self.call("PUT", "/result", {"document": document, "uri": uri})
+
+    async def save_log(self, log: str) -> None:
+        await self.call("PUT", "/log", {"log": log})

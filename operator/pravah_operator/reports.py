@@ -1,0 +1,297 @@
+"""The runners' one way to record their work: an HTTP endpoint served by the operator.
+
+Runner pods hold no database credentials: a Secret in a tenant namespace can be read by
+whoever may read Secrets there, and a runner can be made to read its own environment. A
+runner sends its shard's progress, batches, result and log here instead, with a projected
+service-account token of its own audience and a short life. The operator checks the token
+with a TokenReview, ties it to the pod it was issued for, that pod's Job and the PravahJob
+owning the Job, and writes only that shard's records of that job: the job and the shard come
+from the token, never from the request. A deleted pod's token stops being accepted at once.
+
+Every replica serves this endpoint (writes are keyed in PostgreSQL, so which replica takes a
+request does not matter), so a runner keeps reporting while a standby takes over the lead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pravah.store import Store
+from pravah_operator.planning import COMPLETION_INDEX, JOB_LABEL
+from pravah_operator.settings import OperatorSettings
+
+log = logging.getLogger("pravah.operator.reports")
+POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
+POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid"
+SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+IDENTITY_CACHE = 1024
+LIVE_PHASES = ("Pending", "Running")
+
+
+class Refused(Exception):
+    """The token does not name a live runner pod of a PravahJob."""
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Who is calling: one shard of one PravahJob, as its token proves."""
+
+    namespace: str
+    pod: str
+    job_uid: str
+    shard: int
+
+
+IDENTITY = "pravah.runner"  # request key of the verified caller
+VERIFIER = web.AppKey("verifier", "Verifier")
+STORE = web.AppKey("store", Store)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ShardStart(Message):
+    files_total: int = Field(ge=0)
+    bytes_total: int = Field(ge=0)
+    threads: int = Field(ge=1)
+
+
+class ShardProgress(Message):
+    files_done: int = Field(ge=0)
+    bytes_done: int = Field(ge=0)
+    errors: int = Field(ge=0)
+
+
+class Batch(Message):
+    files: list[tuple[str, int]]
+    partial: str
+    errors: list[dict[str, Any]]
+
+
+class ScanErrors(Message):
+    errors: list[dict[str, str]]
+
+
+class ResultDocument(Message):
+    document: dict[str, Any]
+    uri: str
+
+
+class RunnerLog(Message):
+    log: str
+
+
+class Verifier:
+    """Token -> Runner, by TokenReview and the pod's owners; answers are kept briefly."""
+
+    def __init__(self, api: client.ApiClient, audience: str, cache_seconds: float = 10.0):
+        self.audience = audience
+        self.authn = client.AuthenticationV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.cache_seconds = cache_seconds
+        self.cache: dict[str, tuple[float, Runner]] = {}
+
+    async def runner(self, token: str, now: float) -> Runner:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        cached = self.cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await self.verify(token)
+        if len(self.cache) >= IDENTITY_CACHE:
+            self.cache = {k: v for k, v in self.cache.items() if v[0] > now}
+        self.cache[key] = (now + self.cache_seconds, found)
+        return found
+
+    async def verify(self, token: str) -> Runner:
+        review = await self.authn.create_token_review(
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+             "spec": {"token": token, "audiences": [self.audience]}})
+        status = review.status
+        if not status or not status.authenticated or self.audience not in (status.audiences or []):
+            raise Refused(f"the token is not valid for audience {self.audience}")
+        username, extra = status.user.username or "", status.user.extra or {}
+        if not username.startswith(SERVICE_ACCOUNT_PREFIX) or not extra.get(POD_NAME_EXTRA):
+            raise Refused("the token is not a runner pod's service-account token")
+        namespace = username.removeprefix(SERVICE_ACCOUNT_PREFIX).split(":")[0]
+        pod_name, pod_uid = extra[POD_NAME_EXTRA][0], (extra.get(POD_UID_EXTRA) or [""])[0]
+        try:
+            pod = await self.core.read_namespaced_pod(pod_name, namespace)
+        except ApiException as exc:
+            raise Refused(f"pod {namespace}/{pod_name} cannot be read ({exc.status})") from None
+        if pod.metadata.uid != pod_uid:
+            raise Refused(f"pod {namespace}/{pod_name} is not the pod the token was issued for")
+        if pod.status is None or pod.status.phase not in LIVE_PHASES:
+            raise Refused(f"pod {namespace}/{pod_name} has ended: its token reports nothing more")
+        index = (pod.metadata.annotations or {}).get(COMPLETION_INDEX, "")
+        job_owner = controller(pod.metadata.owner_references, "Job")
+        if job_owner is None or not index.isdigit() or JOB_LABEL not in (pod.metadata.labels or {}):
+            raise Refused(f"pod {namespace}/{pod_name} is not a runner of a PravahJob")
+        try:
+            job = await self.batch.read_namespaced_job(job_owner.name, namespace)
+        except ApiException as exc:
+            raise Refused(f"Job {namespace}/{job_owner.name} cannot be read ({exc.status})") from None
+        owner = controller(job.metadata.owner_references, "PravahJob")
+        if job.metadata.uid != job_owner.uid or owner is None:
+            raise Refused(f"Job {namespace}/{job_owner.name} does not belong to a PravahJob")
+        return Runner(namespace=namespace, pod=pod_name, job_uid=owner.uid, shard=int(index))
+
+
+def controller(references: list[Any] | None, kind: str) -> Any | None:
+    return next((ref for ref in references or [] if ref.kind == kind and ref.controller), None)
+
+
+def bearer(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise web.HTTPUnauthorized(text='{"error": "a bearer token is required"}', content_type="application/json")
+    return token.strip()
+
+
+def refusal(status: type[web.HTTPException], message: str) -> web.HTTPException:
+    return status(text=web.json_response({"error": message}).text, content_type="application/json")
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler) -> web.StreamResponse:
+    if request.path == "/healthz":
+        return await handler(request)
+    verifier: Verifier = request.app[VERIFIER]
+    try:
+        runner = await verifier.runner(bearer(request), asyncio.get_running_loop().time())
+    except Refused as exc:
+        log.warning("refused a runner report: %s", exc)
+        raise refusal(web.HTTPForbidden, str(exc)) from None
+    except ApiException as exc:
+        raise refusal(web.HTTPServiceUnavailable, f"cannot check the token ({exc.status})") from None
+    request[IDENTITY] = runner
+    return await handler(request)
+
+
+async def body(request: web.Request, model: type[Message]) -> Any:
+    try:
+        return model.model_validate(await request.json())
+    except (ValueError, ValidationError) as exc:
+        raise refusal(web.HTTPBadRequest, f"invalid {model.__name__}: {exc}") from None
+
+
+def caller(request: web.Request) -> Runner:
+    return request[IDENTITY]
+
+
+async def start(request: web.Request) -> web.Response:
+    runner, message = caller(request), await body(request, ShardStart)
+    await request.app[STORE].start_shard(runner.job_uid, runner.shard, message.files_total, message.bytes_total,
+                                         message.threads)
+    return web.json_response({"job": runner.job_uid, "shard": runner.shard})
+
+
+async def progress(request: web.Request) -> web.Response:
+    runner, message = caller(request), await body(request, ShardProgress)
+    try:
+        await request.app[STORE].report_progress(runner.job_uid, runner.shard, message.files_done,
+                                                 message.bytes_done, message.errors)
+    except Exception as exc:  # noqa: BLE001 - a heartbeat is best effort; the runner goes on
+        raise refusal(web.HTTPServiceUnavailable, f"progress not recorded: {exc.__class__.__name__}") from None
+    return web.json_response({})
+
+
+async def finished_batches(request: web.Request) -> web.Response:
+    runner = caller(request)
+    batches = await request.app[STORE].finished_batches(runner.job_uid, runner.shard)
+    return web.json_response({str(index): list(counts) for index, counts in batches.items()})
+
+
+async def save_batch(request: web.Request) -> web.Response:
+    runner, message = caller(request), await body(request, Batch)
+    index = int(request.match_info["batch"])
+    await request.app[STORE].save_batch(runner.job_uid, runner.shard, index, message.files, message.partial,
+                                        message.errors)
+    return web.json_response({})
+
+
+async def save_scan_errors(request: web.Request) -> web.Response:
+    runner, message = caller(request), await body(request, ScanErrors)
+    if runner.shard != 0:
+        raise refusal(web.HTTPForbidden, "only shard 0 reports the listing's errors")
+    await request.app[STORE].save_scan_errors(runner.job_uid, message.errors)
+    return web.json_response({})
+
+
+async def finish(request: web.Request) -> web.Response:
+    runner = caller(request)
+    merge = await request.app[STORE].finish_shard(runner.job_uid, runner.shard)
+    return web.json_response({"merge": merge})
+
+
+async def all_shards_done(request: web.Request, runner: Runner) -> None:
+    """The merge inputs and the result belong to the job once every shard has finished."""
+    store: Store = request.app[STORE]
+    record, progress = await store.job(runner.job_uid), await store.progress(runner.job_uid)
+    if record is None or progress["shards_done"] < record["shards"]:
+        raise refusal(web.HTTPConflict, "not every shard of the job has finished")
+
+
+async def merge_input(request: web.Request) -> web.Response:
+    runner = caller(request)
+    await all_shards_done(request, runner)
+    store: Store = request.app[STORE]
+    return web.json_response({"partials": await store.partials(runner.job_uid),
+                              "scan_errors": await store.scan_errors(runner.job_uid)})
+
+
+async def save_result(request: web.Request) -> web.Response:
+    runner, message = caller(request), await body(request, ResultDocument)
+    await all_shards_done(request, runner)
+    await request.app[STORE].save_result(runner.job_uid, message.document, message.uri)
+    return web.json_response({})
+
+
+async def save_log(request: web.Request) -> web.Response:
+    runner, message = caller(request), await body(request, RunnerLog)
+    await request.app[STORE].save_log(runner.job_uid, runner.shard, runner.pod, message.log)
+    return web.json_response({})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+PREFIX = "/v1/shard"
+
+
+def create_app(settings: OperatorSettings, api: client.ApiClient, store: Store) -> web.Application:
+    app = web.Application(client_max_size=settings.report_max_body_bytes, middlewares=[authenticate])
+    app[VERIFIER] = Verifier(api, settings.report_audience)
+    app[STORE] = store
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post(f"{PREFIX}/start", start)
+    app.router.add_post(f"{PREFIX}/progress", progress)
+    app.router.add_get(f"{PREFIX}/batches", finished_batches)
+    app.router.add_put(f"{PREFIX}/batches/{{batch:[0-9]+}}", save_batch)
+    app.router.add_post(f"{PREFIX}/scan-errors", save_scan_errors)
+    app.router.add_post(f"{PREFIX}/finish", finish)
+    app.router.add_get(f"{PREFIX}/merge-input", merge_input)
+    app.router.add_put(f"{PREFIX}/result", save_result)
+    app.router.add_put(f"{PREFIX}/log", save_log)
+    return app
+
+
+async def serve(settings: OperatorSettings, api: client.ApiClient, store: Store) -> web.AppRunner | None:
+    if not settings.report_port:
+        return None
+    runner = web.AppRunner(create_app(settings, api, store), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", settings.report_port).start()
+    log.info("runner reports on port %d (audience %s)", settings.report_port, settings.report_audience)
+    return runner
