@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ import requests
 import yaml
 from aiohttp import web
 
-from e2e.harness import free_port
+from e2e.harness import free_port, wait_for
 from pravah_api.app import create_app
 from pravah_api.settings import ApiSettings
 
@@ -167,3 +170,27 @@ def service_account(control_plane, namespace: str, name: str, verbs: list[str],
         return answer.status.token
     finally:
         api.close()
+
+
+def start_api(control_plane, database: str, mode: str, workdir: Path) -> tuple[subprocess.Popen, str, Path]:
+    """`pravah-api` as a process of its own (its memory and its load measured apart from the tests)."""
+    port = free_port()
+    log = workdir / f"api-{mode}.log"
+    env = {**os.environ, "PRAVAH_DATABASE_URL": database, "KUBECONFIG": str(control_plane.kubeconfig),
+           "PRAVAH_API_AUTH_MODE": mode, "PRAVAH_API_JWT_SECRET": secrets.token_urlsafe(48),
+           "PRAVAH_API_BOOTSTRAP_ADMIN": f"{ADMIN[0]}:{ADMIN[1]}"}
+    process = subprocess.Popen([sys.executable, "-m", "pravah_api.main", "--host", "127.0.0.1", "--port", str(port),
+                                "--log-level", "WARNING"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"pravah-api exited: {log.read_text()[-3000:]}")
+        try:
+            return requests.get(url + "/readyz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_for(up, 60, "pravah-api to be ready", 0.2)
+    return process, url, log

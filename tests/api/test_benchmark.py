@@ -5,45 +5,16 @@ both auth modes, all answers checked."""
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
 import requests
 
-from api.helpers import ADMIN, CLAIMS, STATS_SPEC, service_account
-
-from e2e.harness import free_port, wait_for
+from api.helpers import ADMIN, CLAIMS, STATS_SPEC, service_account, start_api
 
 POSTS, GETS = 50, 200
-
-
-def start_api(control_plane, database: str, mode: str, workdir: Path) -> tuple[subprocess.Popen, str, Path]:
-    port = free_port()
-    log = workdir / f"api-{mode}.log"
-    env = {**os.environ, "PRAVAH_DATABASE_URL": database, "KUBECONFIG": str(control_plane.kubeconfig),
-           "PRAVAH_API_AUTH_MODE": mode, "PRAVAH_API_JWT_SECRET": secrets.token_urlsafe(48),
-           "PRAVAH_API_BOOTSTRAP_ADMIN": f"{ADMIN[0]}:{ADMIN[1]}"}
-    process = subprocess.Popen([sys.executable, "-m", "pravah_api.main", "--host", "127.0.0.1", "--port", str(port),
-                                "--log-level", "WARNING"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"pravah-api exited: {log.read_text()[-3000:]}")
-        try:
-            return requests.get(url + "/readyz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_for(up, 60, "pravah-api to be ready", 0.2)
-    return process, url, log
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -8,6 +8,7 @@ manifests fails the tests (its log shows the refusal).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -21,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
 CRD = ROOT / "crds" / "pravahjobs.pravah.io.yaml"
 BIN = Path(sys.executable).parent
 OPERATOR_NAMESPACE = "pravah-system"
@@ -258,3 +261,80 @@ def freeze(job_uid: str) -> list[int]:
 
 def thaw(pids: list[int]) -> None:
     signal_all(pids, signal.SIGCONT)
+
+
+# -- jobs: manifests, expected results, records ------------------------------------------
+
+def local_result(manifest: Path, tmp_path: Path) -> dict[str, Any]:
+    """What `pravah run -f` gives on this machine for the same manifest."""
+    out = subprocess.run([str(BIN / "pravah"), "run", "-f", str(manifest), "--json", "--output", str(tmp_path)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def comparable(document: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The parts of a result that must agree between runs: paths made relative, floats rounded."""
+
+    def walk(value: Any, key: str = "") -> Any:
+        if key == "top" and value:
+            # Values tied with the last one kept are interchangeable: which of them make the
+            # cut depends on merge order. Everything above the cut must agree.
+            cutoff = value[-1]["count"]
+            return [walk(item) for item in value if item["count"] > cutoff] + [cutoff, len(value)]
+        if isinstance(value, dict):
+            return {k: walk(v, k) for k, v in value.items() if k not in ("manifest", "outputs")}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        if isinstance(value, str) and key in ("path", "source"):
+            return value.removeprefix(prefix)
+        if isinstance(value, float):
+            return float(f"{value:.9g}")
+        return value
+
+    return {key: walk(document[key]) for key in ("operation", "files", "bytes", "errors", "result")}
+
+
+def manifest_for(op: str, **spec_changes: Any) -> dict[str, Any]:
+    manifest = yaml.safe_load((EXAMPLES / f"{op}-volume.yaml").read_text())
+    manifest["spec"].update(spec_changes)
+    return manifest
+
+
+def db_fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    async def fetch():
+        connection = await asyncpg.connect(dsn)
+        try:
+            return await connection.fetch(query, *args)
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
+
+
+def write_csv_files(root: Path, count: int, rows: int = 50) -> int:
+    """`count` small CSV files; returns the total number of lines."""
+    root.mkdir(parents=True, exist_ok=True)
+    lines = 0
+    for index in range(count):
+        body = "id,value,label\n" + "".join(f"{index * rows + row},{row * 0.5},l{row % 7}\n" for row in range(rows))
+        (root / f"part-{index:04d}.csv").write_text(body)
+        lines += rows + 1
+    return lines
+
+
+def stored_batches(cluster, uid: str) -> int:
+    return db_fetch(cluster.database, "SELECT count(*) FROM batches WHERE job_uid = $1", uid)[0][0]
+
+
+def freeze_mid_run(cluster, name: str, batches_total: int) -> tuple[str, list[int]]:
+    """Catch the runner as it starts and let it go on, a little at a time, until some but
+    not all of its batches are stored; return the job uid and the frozen pids."""
+    uid = cluster.get(name)["metadata"]["uid"]
+    pids = wait_for(lambda: freeze(uid), 60, f"the runner of {name} to start", interval=0.01)
+    while stored_batches(cluster, uid) == 0:
+        thaw(pids)
+        time.sleep(0.02)
+        pids = freeze(uid)
+        assert pids, "the runner finished before it could be stopped mid-run"
+    assert stored_batches(cluster, uid) < batches_total
+    return uid, pids

@@ -27,10 +27,8 @@ from botocore.exceptions import ClientError
 from minio import MinioAdmin
 from minio.credentials import StaticProvider
 
-from api.conftest import cluster, crd, kubernetes_api, sample_data  # noqa: F401 - fixtures
 from api.helpers import apply, service_account
-from e2e.harness import ROOT, wait_for
-from e2e.test_jobs import EXAMPLES, comparable, local_result, manifest_for
+from e2e.harness import EXAMPLES, ROOT, comparable, local_result, manifest_for, wait_for
 
 POLICY = "ValidatingAdmissionPolicy 'pravah-tenancy'"
 # Endpoints a job must not reach: the cloud metadata service, the same host as user info in

@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.conftest import crd, kubernetes_api, other_namespace  # noqa: F401 - fixtures
 from api.helpers import CLAIMS, STATS_SPEC, apply, assert_error, service_account
 from e2e.harness import get_json, wait_for
 from pravah.store import JobRecord, Store

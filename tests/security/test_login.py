@@ -13,9 +13,8 @@ import asyncpg
 import requests
 from argon2 import PasswordHasher
 
-from api.conftest import crd, standalone_api  # noqa: F401 - fixtures
 from api.helpers import ADMIN, STATS_SPEC, ApiClient, assert_error
-from api.test_benchmark import start_api
+from api.helpers import start_api
 
 HASH_SLOTS, USER_FAILURES, ADDRESS_FAILURES, WINDOW, ATTACKERS = 2, 5, 12, 600, 40
 # What one argon2 hash or verification allocates, and touches (64 MiB with argon2-cffi's defaults).

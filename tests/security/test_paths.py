@@ -20,7 +20,7 @@ import pytest
 import yaml
 from botocore.exceptions import ClientError
 
-from e2e.test_jobs import manifest_for
+from e2e.harness import manifest_for
 from pravah.spec import PravahJobSpec
 from pravah.storage import Source, UnsafeKey, object_path
 

@@ -16,8 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from e2e.harness import freeze, thaw, wait_for
-from e2e.test_jobs import db_fetch, freeze_mid_run, manifest_for, write_csv_files
+from e2e.harness import db_fetch, freeze, freeze_mid_run, manifest_for, thaw, wait_for, write_csv_files
 from pravah.localcluster.postgres import POD_PASSWORD
 from pravah_operator.settings import OperatorSettings
 
