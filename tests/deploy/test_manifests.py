@@ -132,10 +132,11 @@ def test_overlays_differ_where_they_should(dev, production):
     assert f"http://minio.{minio['metadata']['namespace']}.svc:{minio['spec']['ports'][0]['port']}" in allowed["dev"]
     assert not allowed["production"] & allowed["dev"]
     assert not find(production, "Secret"), "production must not ship credentials"
-    # What runners need in the namespace of their jobs (`default` in dev).
-    for kind in ("ServiceAccount", "Secret"):
-        name = "pravah-runner" if kind == "ServiceAccount" else "pravah-database"
-        assert {doc["metadata"]["namespace"] for doc in find(dev, kind, name)} == {"pravah-system", "default"}
+    # What runners need in the namespace of their jobs (`default` in dev): their service
+    # account, and nothing of the database, whose Secret lives in pravah-system alone.
+    assert {doc["metadata"]["namespace"] for doc in find(dev, "ServiceAccount", "pravah-runner")} == \
+        {"pravah-system", "default"}
+    assert {doc["metadata"]["namespace"] for doc in find(dev, "Secret", "pravah-database")} == {"pravah-system"}
     images = {c["image"] for doc in find(production, "Deployment") for c in doc["spec"]["template"]["spec"]["containers"]}
     assert all(image.rsplit(":", 1)[-1] not in ("latest", "dev") for image in images), images
 

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import sseclient
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.helpers import CLAIMS, STATS_SPEC, apply, assert_error, service_account
@@ -81,16 +82,8 @@ def stream(api, path: str, token: str) -> Iterator[requests.Response]:
 
 def events(answer: requests.Response) -> Iterator[tuple[str, dict[str, Any]]]:
     """(event, data) pairs of a Server-Sent Events stream, until the server ends it."""
-    event, data = "message", []
-    for line in answer.iter_lines(chunk_size=1024, decode_unicode=True):
-        if line == "":
-            if data:
-                yield event, json.loads("\n".join(data))
-            event, data = "message", []
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].strip())
+    for event in sseclient.SSEClient(answer.iter_content(chunk_size=None)).events():
+        yield event.event, json.loads(event.data)
 
 
 @contextmanager
