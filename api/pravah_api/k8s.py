@@ -16,12 +16,11 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from pravah_api.settings import ApiSettings
+from pravah_operator.planning import COMPLETION_INDEX, JOB_LABEL
 
 GROUP, VERSION, PLURAL, KIND = "pravah.io", "v1alpha1", "pravahjobs", "PravahJob"
 API_VERSION = f"{GROUP}/{VERSION}"
-JOB_LABEL = "pravah.io/job"
 CREATED_BY_LABEL = "pravah.io/created-by"
-COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 
 async def api_client(settings: ApiSettings) -> client.ApiClient:
