@@ -111,11 +111,11 @@ COPY --from=python-engine --chown=10001:10001 /opt/pravah /opt/pravah
 ENTRYPOINT ["pravah", "runner"]
 
 FROM runtime AS operator
-COPY --from=python --chown=10001:10001 /opt/pravah /opt/pravah
+COPY --from=python-engine --chown=10001:10001 /opt/pravah /opt/pravah
 EXPOSE 8080
 ENTRYPOINT ["pravah-operator"]
 
 FROM runtime AS api
-COPY --from=python --chown=10001:10001 /opt/pravah /opt/pravah
+COPY --from=python-engine --chown=10001:10001 /opt/pravah /opt/pravah
 EXPOSE 8000
 ENTRYPOINT ["pravah-api"]

@@ -1,25 +1,40 @@
 //! Python bindings: a thin layer over `pravah_core`.
 //!
 //! Every call that touches files or waits releases the interpreter lock.
-//! Engine errors map to Python exceptions: invalid requests raise
-//! `ValueError`, a cancelled run raises `pravah_engine.Cancelled`, internal
-//! failures raise `RuntimeError`.
+//! Engine errors map to Python exceptions: an invalid request (op, option or
+//! argument) raises `pravah_engine.UsageError`, a `ValueError`; other invalid
+//! data (a corrupt partial) raises `ValueError`; a cancelled run raises
+//! `pravah_engine.Cancelled`; internal failures raise `RuntimeError`.
 
 use std::time::Duration;
 
-use pravah_core::{EngineError, FileTask, Inputs, Job, ScanOptions};
+use pravah_core::{EngineError, FileTask, Inputs, Job, ScanOptions, MAX_MATCHES_PER_FILE};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 create_exception!(pravah_engine, Cancelled, PyException, "The run was cancelled.");
+create_exception!(
+    pravah_engine,
+    UsageError,
+    PyValueError,
+    "The request is invalid (op, option or argument); retrying cannot help."
+);
 
 fn to_py(e: EngineError) -> PyErr {
     match e {
         EngineError::Invalid(m) => PyValueError::new_err(m),
         EngineError::Cancelled => Cancelled::new_err("run cancelled"),
         EngineError::Internal(m) => PyRuntimeError::new_err(format!("engine failure: {m}")),
+    }
+}
+
+/// For calls whose `Invalid` errors can only come from the request itself.
+fn usage_to_py(e: EngineError) -> PyErr {
+    match e {
+        EngineError::Invalid(m) => UsageError::new_err(m),
+        other => to_py(other),
     }
 }
 
@@ -30,7 +45,7 @@ type ScanOutput = (Vec<(String, u64)>, Vec<(String, String)>);
 #[pyo3(signature = (root, include = Vec::new(), exclude = Vec::new(), follow_symlinks = false))]
 fn scan(py: Python<'_>, root: String, include: Vec<String>, exclude: Vec<String>, follow_symlinks: bool) -> PyResult<ScanOutput> {
     let opts = ScanOptions { include, exclude, follow_symlinks };
-    let r = py.detach(|| pravah_core::scan(&root, &opts)).map_err(to_py)?;
+    let r = py.detach(|| pravah_core::scan(&root, &opts)).map_err(usage_to_py)?;
     Ok((r.files, r.errors))
 }
 
@@ -97,13 +112,20 @@ fn start(
     follow_symlinks: bool,
 ) -> PyResult<Run> {
     if threads < 1 {
-        return Err(PyValueError::new_err("threads must be >= 1"));
+        return Err(UsageError::new_err("threads must be >= 1"));
     }
     let files: Vec<FileTask> = files.into_iter().map(|(p, s)| FileTask { path: p, size: s }).collect();
     let job = py
         .detach(|| Job::start(op, options_json, files, Inputs::new(root.as_deref(), follow_symlinks)?, threads as usize))
-        .map_err(to_py)?;
+        .map_err(usage_to_py)?;
     Ok(Run { job })
+}
+
+/// Validates `op` and its options exactly as `start` does (the grep pattern is
+/// compiled with the same flags), without running anything. Raises `UsageError`.
+#[pyfunction]
+fn check_options(py: Python<'_>, op: &str, options_json: &str) -> PyResult<()> {
+    py.detach(|| pravah_core::check_options(op, options_json)).map_err(usage_to_py)
 }
 
 /// Merges two partials of the same op.
@@ -130,12 +152,14 @@ mod pravah_engine {
     use pyo3::prelude::*;
 
     #[pymodule_export]
-    use super::{finalize, merge, scan, start, threads_available, Run};
+    use super::{check_options, finalize, merge, scan, start, threads_available, Run};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add("Cancelled", m.py().get_type::<super::Cancelled>())?;
+        m.add("UsageError", m.py().get_type::<super::UsageError>())?;
+        m.add("MAX_MATCHES_PER_FILE", super::MAX_MATCHES_PER_FILE)?;
         Ok(())
     }
 }

@@ -7,10 +7,13 @@ dotted path in the same words everywhere.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal, Self
 
+import pravah_engine
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
 OPERATIONS = ("stats", "count", "checksum", "grep", "convert")
 Operation = Literal["stats", "count", "checksum", "grep", "convert"]
@@ -143,19 +146,37 @@ class ChecksumOptions(SpecModel):
     algorithm: Literal["sha256", "blake3", "xxh3"] = "sha256"
 
 
+# The engine's name of each grep option.
+GREP_ENGINE_NAMES = {"pattern": "pattern", "ignoreCase": "ignore_case", "maxMatchesPerFile": "max_matches_per_file"}
+
+
 class GrepOptions(SpecModel):
     pattern: str = Field(min_length=1, max_length=4096, description="Regular expression (Rust regex syntax).")
     ignoreCase: bool = False
-    maxMatchesPerFile: int = Field(default=100, ge=0, le=100000, description="Matching lines kept per file.")
+    maxMatchesPerFile: int = Field(
+        default=100, ge=0, le=pravah_engine.MAX_MATCHES_PER_FILE, description="Matching lines kept per file.")
 
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, pattern: str) -> str:
+    def engine_options(self) -> dict[str, Any]:
+        return {engine: getattr(self, field) for field, engine in GREP_ENGINE_NAMES.items()}
+
+    @model_validator(mode="after")
+    def _engine_accepts(self) -> Self:
+        """The engine runs the pattern, so the engine judges it, with the flags it will use.
+
+        Its message starts with the engine's option name (`grep.pattern: ...`); the error is
+        reported on the matching field, so it reads spec.operation.grep.pattern everywhere.
+        """
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression: {exc}") from None
-        return pattern
+            pravah_engine.check_options("grep", json.dumps(self.engine_options()))
+        except pravah_engine.UsageError as exc:
+            option, _, reason = str(exc).partition(": ")
+            field = next((name for name, engine in GREP_ENGINE_NAMES.items() if option == f"grep.{engine}"), None)
+            if field is None:
+                raise ValueError(str(exc)) from None
+            error = InitErrorDetails(type="value_error", loc=(field,), input=getattr(self, field),
+                                     ctx={"error": reason})
+            raise ValidationError.from_exception_data(type(self).__name__, [error]) from None
+        return self
 
 
 class ConvertOptions(SpecModel):
@@ -188,11 +209,7 @@ class OperationSpec(SpecModel):
         defaults = {"stats": StatsOptions, "checksum": ChecksumOptions, "convert": ConvertOptions}
         options = getattr(self, self.type) or defaults[self.type]()
         if self.type == "grep":
-            return {
-                "pattern": options.pattern,
-                "ignore_case": options.ignoreCase,
-                "max_matches_per_file": options.maxMatchesPerFile,
-            }
+            return options.engine_options()
         return options.model_dump()
 
 

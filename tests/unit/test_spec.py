@@ -1,3 +1,7 @@
+import json
+import re
+
+import pravah_engine
 import pytest
 from pydantic import ValidationError
 
@@ -62,3 +66,41 @@ def test_volume_paths_inside_the_volume_are_accepted(path):
     spec = PravahJobSpec.model_validate({**VALID, "source": {"volume": {"path": path}},
                                          "output": {"volume": {"path": path}}})
     assert spec.source.volume.path == spec.output.volume.path == path
+
+
+# Python's `re` compiles these, the engine's regex crate refuses them: the spec must refuse them
+# at admission, in the regex crate's words, instead of the runner failing on them.
+ENGINE_REFUSES = [
+    ("ERROR(?= timeout)", "look-around, including look-ahead and look-behind, is not supported"),
+    ("(?<=user=)\\w+", "look-around, including look-ahead and look-behind, is not supported"),
+    ("^(?!#)", "look-around, including look-ahead and look-behind, is not supported"),
+    ("(ab)\\1", "backreferences are not supported"),
+]
+
+
+def grep_errors(**options) -> list[str]:
+    return errors_of({**VALID, "operation": {"type": "grep", "grep": options}})
+
+
+@pytest.mark.parametrize(("pattern", "says"), ENGINE_REFUSES)
+def test_patterns_the_engine_cannot_run_are_refused_naming_the_field(pattern, says):
+    re.compile(pattern)
+    errors = grep_errors(pattern=pattern)
+    assert len(errors) == 1 and errors[0].startswith("spec.operation.grep.pattern: "), errors
+    assert says in errors[0]
+
+
+@pytest.mark.parametrize("pattern", ["\\p{Greek}+", "(?<key>\\w+)=\\d+", "done\\z"])
+def test_engine_only_syntax_is_accepted(pattern):
+    with pytest.raises(re.error):
+        re.compile(pattern)
+    grep = OperationSpec.model_validate({"type": "grep", "grep": {"pattern": pattern, "ignoreCase": True}})
+    assert grep.engine_options()["pattern"] == pattern
+
+
+def test_max_matches_per_file_has_the_engine_bound():
+    bound = pravah_engine.MAX_MATCHES_PER_FILE
+    grep = OperationSpec.model_validate({"type": "grep", "grep": {"pattern": "x", "maxMatchesPerFile": bound}})
+    pravah_engine.check_options("grep", json.dumps(grep.engine_options()))
+    errors = grep_errors(pattern="x", maxMatchesPerFile=bound + 1)
+    assert errors == [f"spec.operation.grep.maxMatchesPerFile: Input should be less than or equal to {bound}"]

@@ -56,6 +56,12 @@ impl Request {
     }
 }
 
+/// Validates `op` and its options as [`Job::start`] does, without running
+/// anything: admission refuses what the engine would refuse.
+pub fn check_options(op: &str, options: &str) -> Result<(), EngineError> {
+    Request::parse(op, options).map(|_| ())
+}
+
 /// Processes every file, folding per-thread partials and merging them. Files
 /// are opened here, through `inputs`, and nowhere else.
 pub fn run_partial<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ctl: &Control) -> Result<Partial<O::Body>, EngineError> {

@@ -27,7 +27,8 @@ pub mod sys;
 pub use control::{Control, ProgressSnapshot};
 pub use error::{EngineError, FileError};
 pub use io::Inputs;
-pub use job::{finalize, merge, Job, Request};
+pub use job::{check_options, finalize, merge, Job, Request};
+pub use ops::grep::MAX_MATCHES_PER_FILE;
 pub use scan::{scan, ScanOptions, ScanResult};
 
 /// A file to process: path and size in bytes as seen when it was listed.

@@ -25,6 +25,10 @@ use crate::FileTask;
 
 pub const CHUNK: u64 = 8 << 20;
 
+/// The most matching lines a job may keep per file. The one bound: the Python
+/// spec (and the CRD generated from it) reads it from the engine.
+pub const MAX_MATCHES_PER_FILE: u64 = 100_000;
+
 #[derive(Debug, Clone)]
 pub struct GrepOp {
     pub pattern: String,
@@ -39,15 +43,17 @@ impl GrepOp {
         let mut o = Options::parse("grep", text)?;
         let pattern = o.string("pattern", None)?;
         let ignore_case = o.boolean("ignore_case", false)?;
-        let max = o.uint("max_matches_per_file", 100, 0, 1_000_000)? as usize;
+        let max = o.uint("max_matches_per_file", 100, 0, MAX_MATCHES_PER_FILE)? as usize;
         o.finish()?;
         Self::new(&pattern, ignore_case, max)
     }
 
+    /// The only place a grep regex is built: running and checking options
+    /// both come here, so a pattern accepted by one is accepted by the other.
     pub fn new(pattern: &str, ignore_case: bool, max_matches_per_file: usize) -> Result<Self, EngineError> {
         let regex = match RegexBuilder::new(pattern).case_insensitive(ignore_case).multi_line(true).build() {
             Ok(r) => r,
-            Err(e) => return invalid(format!("grep.pattern: invalid regex {pattern:?}: {e}")),
+            Err(e) => return invalid(format!("grep.pattern: {e}")),
         };
         Ok(GrepOp { pattern: pattern.to_string(), ignore_case, max_matches_per_file, regex, chunk: CHUNK })
     }
@@ -274,9 +280,39 @@ mod tests {
         assert_eq!(search(&anchored.regex, b"ab\nba\nbb", 10).matches, 2);
     }
 
+    fn refusal(options: &str) -> String {
+        GrepOp::from_options(options).unwrap_err().to_string()
+    }
+
     #[test]
     fn bad_pattern_is_named() {
-        assert!(GrepOp::new("(", false, 1).unwrap_err().to_string().starts_with("grep.pattern: invalid regex"));
+        assert!(GrepOp::new("(", false, 1).unwrap_err().to_string().starts_with("grep.pattern: regex parse error"));
+    }
+
+    #[test]
+    fn unsupported_syntax_is_refused_with_the_regex_message() {
+        for (pattern, says) in [
+            ("foo(?=bar)", "look-around"),
+            ("(?<!x)y", "look-around"),
+            (r"(a)\1", "backreferences are not supported"),
+        ] {
+            let e = refusal(&format!(r#"{{"pattern": {pattern:?}}}"#));
+            assert!(e.starts_with("grep.pattern: ") && e.contains(says), "{pattern}: {e}");
+        }
+    }
+
+    #[test]
+    fn rust_only_syntax_is_accepted() {
+        let op = GrepOp::from_options(r#"{"pattern": "\\p{Greek}+(?<word>\\w)", "ignore_case": true}"#).unwrap();
+        assert_eq!(search(&op.regex, "x\nΑΒΓa\n".as_bytes(), 10).matches, 1);
+    }
+
+    #[test]
+    fn max_matches_per_file_has_one_bound() {
+        let at = |n: u64| format!(r#"{{"pattern": "x", "max_matches_per_file": {n}}}"#);
+        assert_eq!(GrepOp::from_options(&at(MAX_MATCHES_PER_FILE)).unwrap().max_matches_per_file as u64, MAX_MATCHES_PER_FILE);
+        let e = refusal(&at(MAX_MATCHES_PER_FILE + 1));
+        assert!(e.starts_with("grep.max_matches_per_file: ") && e.contains(&format!("0..={MAX_MATCHES_PER_FILE}")), "{e}");
     }
 
     proptest! {
