@@ -419,12 +419,14 @@ async def job_results(request: web.Request) -> web.StreamResponse:
         uri = (status.get("result") or {}).get("uri")
         history = await app[STORE].job_history(uid)
         has_result = bool(history and history["has_result"])
-        small = has_result and (history["result_bytes"] or 0) <= app[SETTINGS].api_inline_result_bytes
-        if small or (has_result and not (uri or "").startswith("s3://")):
-            text = await app[STORE].result_text(uid)
-            return await send_text(request, text)
+        kept = history["result_bytes"] if has_result else None  # a small result's copy in PostgreSQL
+        if kept is not None and kept <= app[SETTINGS].api_inline_result_bytes:
+            return await send_text(request, await app[STORE].result_text(uid))
         if (uri or "").startswith("s3://") and (obj["spec"].get("output") or {}).get("s3"):
             return await stream_s3(request, kube, obj, uri)
+        if has_result:
+            raise conflict(f"the result is too large to serve from the job's volume; it is at {uri}",
+                           "status.result.uri")
     phase = status.get("phase") or "Pending"
     raise conflict(f"the job has no result yet (phase {phase})")
 

@@ -79,14 +79,16 @@ class ApiStore(Store):
     # -- history -----------------------------------------------------------------------------
 
     async def job_history(self, uid: str) -> dict[str, Any] | None:
+        """The job's record; `result_bytes` is the size of its result's copy kept here, if any."""
         row = await self.retrying(lambda c: c.fetchrow(
             "SELECT phase, reason, message, created_at, started_at, finished_at, result_uri, "
-            "result IS NOT NULL AS has_result, octet_length(result::text) AS result_bytes "
-            "FROM jobs WHERE uid = $1", uid))
+            "result IS NOT NULL AS has_result, octet_length(r.document) AS result_bytes "
+            "FROM jobs LEFT JOIN job_results r ON r.job_uid = jobs.uid WHERE uid = $1", uid))
         return dict(row) if row else None
 
     async def result_text(self, uid: str) -> str | None:
-        return await self.retrying(lambda c: c.fetchval("SELECT result::text FROM jobs WHERE uid = $1", uid))
+        """The kept copy of a small result document (jobs.result is only its summary)."""
+        return await self.retrying(lambda c: c.fetchval("SELECT document FROM job_results WHERE job_uid = $1", uid))
 
     async def runner_logs_head(self, uid: str, max_bytes: int) -> list[dict[str, Any]]:
         """Archived runner logs, each at most `max_bytes` long (cut here, not after the whole

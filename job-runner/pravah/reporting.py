@@ -1,7 +1,7 @@
 """How a runner pod records its work: through the operator, never in the database itself.
 
-The runner holds no database credentials. It sends its shard's progress, batches, result and
-log to the operator's report endpoint with a projected service-account token that the
+The runner holds no database credentials. It sends the job's file list, its shard's progress, batches,
+result and log to the operator's report endpoint with a projected service-account token that the
 kubelet writes (and renews) in a file; the operator works out from that token which job and
 which shard the caller is, so a runner can neither read nor write another job's records.
 Calls are retried while the operator is away (restarting, or a standby taking over) and
@@ -14,6 +14,7 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
@@ -93,19 +94,43 @@ class OperatorReports:
                          errors: list[dict[str, Any]]) -> None:
         await self.call("PUT", f"/batches/{batch}", {"files": files, "partial": partial, "errors": errors})
 
-    async def save_scan_errors(self, errors: list[dict[str, str]]) -> None:
-        await self.call("POST", "/scan-errors", {"errors": errors})
+    async def listing(self) -> dict[str, Any] | None:
+        """The job's stored file list (totals, digest, this shard's share); None before it is stored."""
+        answer = await self.call("GET", "/listing")
+        return answer if answer.get("listing") else None
+
+    async def stage_listing(self, listing: str, page: int, rows: list[tuple[int, int, str, int]]) -> None:
+        await self.call("PUT", f"/listing/{listing}/pages/{page}", {"files": rows})
+
+    async def commit_listing(self, listing: str, files: int, size: int, digest: str,
+                             scan_errors: list[dict[str, str]]) -> dict[str, Any]:
+        """The job's listing after this commit: this one, or the one another runner stored first."""
+        return await self.call("POST", f"/listing/{listing}/commit",
+                               {"files": files, "bytes": size, "digest": digest, "scan_errors": scan_errors})
+
+    async def listed_files(self, after: int, limit: int) -> list[tuple[int, str, int]]:
+        """A page of this shard's files in the stored list: (position, path, bytes) rows."""
+        answer = await self.call("GET", f"/files?after={after}&limit={limit}")
+        return [(position, path, size) for position, path, size in answer["files"]]
 
     async def finish_shard(self) -> bool:
         """True when this shard is the one to merge the job's result."""
         return (await self.call("POST", "/finish"))["merge"]
 
-    async def merge_input(self) -> tuple[list[str], list[dict[str, str]]]:
-        answer = await self.call("GET", "/merge-input")
-        return answer["partials"], answer["scan_errors"]
+    async def merge_input(self, after: tuple[int, int], limit: int) -> list[tuple[int, int, str]]:
+        """A page of the job's stored partials after (shard, batch): (shard, batch, partial) rows."""
+        answer = await self.call("GET", f"/merge-input?shard={after[0]}&batch={after[1]}&limit={limit}")
+        return [(shard, batch, partial) for shard, batch, partial in answer["partials"]]
 
-    async def save_result(self, document: dict[str, Any], uri: str) -> None:
-        await self.call("PUT", "/result", {"document": document, "uri": uri})
+    async def skipped_errors(self, after: str, limit: int) -> list[dict[str, str]]:
+        """A page of the error records of files the engine never read, by path after `after`."""
+        answer = await self.call("GET", "/merge-errors?" + urlencode({"after": after, "limit": limit}))
+        return answer["errors"]
+
+    async def save_result(self, summary: dict[str, Any], uri: str, document: str | None) -> None:
+        """The result's summary; the document itself is at `uri`, in the output storage (and
+        sent along when it is small, for the REST API)."""
+        await self.call("PUT", "/result", {"summary": summary, "uri": uri, "document": document})
 
     async def save_log(self, log: str) -> None:
         await self.call("PUT", "/log", {"log": log})

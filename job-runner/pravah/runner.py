@@ -1,10 +1,15 @@
 """What a runner pod runs: one shard of a PravahJob.
 
-The shard's files are cut into deterministic batches. Each finished batch's partial result
-and file records are sent to the operator, which stores them in PostgreSQL in one
-transaction, so a retried pod skips what is done and nothing is counted twice. The shard
-that finishes last merges every partial into the result document and writes it to the
-output storage. The runner holds no database credentials (see pravah.reporting).
+The job's source is listed once: the first runner to start lists it, plans the shards and
+stores that list through the operator (the first complete list wins); every shard and every
+retry reads its own files from the stored list, so a file added later is not in the job and
+a file whose size changed since is an error record, never counted twice. The shard's files
+are cut into deterministic batches. Each finished batch's outputs are written to the output
+storage, then its partial result and file records are sent to the operator, which stores
+them in PostgreSQL in one transaction, so a retried pod skips what is done and nothing is
+counted twice. The shard that finishes last merges every partial into the result document
+and writes it to the output storage. The runner holds no database credentials (see
+pravah.reporting).
 
 Exit codes (the Job's podFailurePolicy relies on them): 0 done, 3 bad spec or input that
 a retry cannot fix, anything else is retried.
@@ -13,11 +18,16 @@ a retry cannot fix, anything else is retried.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import itertools
 import json
 import logging
+import os
+import shutil
 import signal
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +35,9 @@ import pravah_engine
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pravah.results import write_checksum_manifest
-from pravah.sharding import FileEntry, shard_files
+from pravah.results import (ERROR_SAMPLES, FILE_LISTS, Spool, manifest_line, manifest_name, merged, strip_partial,
+                            summarize, write_streamed)
+from pravah.sharding import FileEntry, assign, list_digest
 from pravah.spec import PravahJobSpec, describe_errors
 from pravah.storage import Output, Source, inside_mounts
 from pravah.reporting import OperatorReports
@@ -34,6 +45,9 @@ from pravah.reporting import OperatorReports
 EXIT_BAD_INPUT = 3
 EXIT_TERMINATED = 128 + signal.SIGTERM
 PROGRESS_SECONDS = 1.0
+LISTING_PAGE = 10_000
+INLINE_RESULT_BYTES = 1 << 20  # a result up to this size is also kept for the REST API
+MERGE_PAGE = 16  # partials per request: each can list a batch's files
 log = logging.getLogger("pravah.runner")
 
 
@@ -77,12 +91,14 @@ def plan_batches(files: list[FileEntry], max_files: int, max_bytes: int) -> list
     return batches
 
 
-def merge_all(op: str, partials: list[str]) -> str:
-    """Pairwise tree merge: each partial is parsed O(log n) times, not n times."""
-    while len(partials) > 1:
-        merged = [pravah_engine.merge(op, a, b) for a, b in zip(partials[::2], partials[1::2])]
-        partials = merged + ([partials[-1]] if len(partials) % 2 else [])
-    return partials[0]
+def changed_record(path: str, how: str) -> dict[str, Any]:
+    """An error record for a file that is no longer what the job's list says."""
+    return {"path": path, "reason": f"changed during the job: {how}", "skipped": True}
+
+
+def output_paths(document: dict[str, Any]) -> list[str]:
+    """The files a finished batch wrote (convert's Parquet files)."""
+    return [output["path"] for output in document["result"].get("outputs", [])]
 
 
 def relocate_paths(value: Any, local_prefix: str, display_prefix: str, output: Output | None = None) -> Any:
@@ -132,17 +148,13 @@ class ShardRunner:
 
     async def run(self) -> None:
         shard = self.context.shard
-        try:
-            files, scan_errors = await self.source.list()
-        except FileNotFoundError as exc:
-            raise BadInput(str(exc)) from None
-        mine = shard_files(files, shard, self.context.shards)
+        listing = await self.reports.listing() or await self.store_listing()
+        mine = await self.listed_files()
         batches = plan_batches(mine, self.context.batch_files, self.context.batch_bytes)
-        log.info("shard %d/%d: %d files, %d bytes, %d batches, %d threads", shard, self.context.shards,
-                 len(mine), sum(size for _, size in mine), len(batches), self.threads)
-        await self.reports.start_shard(len(mine), sum(size for _, size in mine), self.threads)
-        if shard == 0 and scan_errors:
-            await self.reports.save_scan_errors(scan_errors)
+        log.info("shard %d/%d: %d files, %d bytes, %d batches, %d threads (list of %d files, sha256 %s)",
+                 shard, self.context.shards, len(mine), listing["shard_bytes"], len(batches), self.threads,
+                 listing["files"], listing["digest"])
+        await self.reports.start_shard(len(mine), listing["shard_bytes"], self.threads)
         finished = await self.reports.finished_batches()
         done = [sum(counts[i] for counts in finished.values()) for i in range(3)]
         if finished:
@@ -153,22 +165,65 @@ class ShardRunner:
             await prefetch
             if position + 1 < len(pending):
                 prefetch = asyncio.create_task(self.source.fetch(pending[position + 1][1]))
-            partial = await self.run_batch(batch, done)
-            errors = self.batch_errors(partial)
+            unchanged, changed = self.split_changed(batch)
+            partial = await self.run_batch(unchanged, done)
+            finished_batch = json.loads(pravah_engine.finalize(self.op, partial))
+            await self.output.store_outputs(output_paths(finished_batch))
+            errors = finished_batch["errors"] + changed
             await self.reports.save_batch(index, batch, partial, errors)
             self.source.release(batch)
             done = [done[0] + len(batch), done[1] + sum(size for _, size in batch), done[2] + len(errors)]
         if await self.reports.finish_shard():
-            await self.merge()
+            await self.merge(listing)
 
-    def batch_errors(self, partial: str) -> list[dict[str, Any]]:
-        document = json.loads(pravah_engine.finalize(self.op, partial))
-        return document["errors"]
+    async def store_listing(self) -> dict[str, Any]:
+        """List the source, plan the shards, and store both; another runner's list may win."""
+        try:
+            files, scan_errors = await self.source.list()
+        except FileNotFoundError as exc:
+            raise BadInput(str(exc)) from None
+        listing = str(uuid.uuid4())
+        rows = assign(files, self.context.shards)
+        for page in itertools.count():
+            if not (chunk := list(itertools.islice(rows, LISTING_PAGE))):
+                break
+            await self.reports.stage_listing(listing, page, chunk)
+        stored = await self.reports.commit_listing(listing, len(files), sum(size for _, size in files),
+                                                   list_digest(files), scan_errors)
+        log.info("listed %d files%s", len(files), "" if stored["won"] else "; another runner's list was stored first")
+        return stored
+
+    async def listed_files(self) -> list[FileEntry]:
+        """This shard's files, page by page from the stored list."""
+        files: list[FileEntry] = []
+        after = -1
+        while page := await self.reports.listed_files(after, LISTING_PAGE):
+            files += [(path, size) for _, path, size in page]
+            after = page[-1][0]
+        return files
+
+    def split_changed(self, batch: list[FileEntry]) -> tuple[list[FileEntry], list[dict[str, Any]]]:
+        """The batch's files still as listed, and error records for those changed or gone since."""
+        unchanged, changed = [], []
+        for path, size in batch:
+            try:
+                now = (os.stat if self.spec.followSymlinks else os.lstat)(path).st_size
+            except FileNotFoundError:
+                changed.append(changed_record(path, "removed since it was listed"))
+                continue
+            if now == size:
+                unchanged.append((path, size))
+            else:
+                changed.append(changed_record(path, f"listed with {size} bytes, now {now} bytes"))
+        return unchanged, changed
 
     async def run_batch(self, batch: list[FileEntry], done: list[int]) -> str:
         """Run the engine on one batch, heartbeating progress; a lost operator only delays it."""
-        run = pravah_engine.start(self.op, json.dumps(self.engine_options()), batch, self.threads,
-                                  root=str(self.source.local_root), follow_symlinks=self.spec.followSymlinks)
+        try:
+            run = pravah_engine.start(self.op, json.dumps(self.engine_options()), batch, self.threads,
+                                      root=str(self.source.local_root), follow_symlinks=self.spec.followSymlinks)
+        except ValueError as exc:  # the engine refused an option (e.g. a pattern): a retry gives the same
+            raise BadInput(f"spec.operation: {exc}") from None
         while True:
             try:
                 partial = await asyncio.to_thread(run.wait, PROGRESS_SECONDS)
@@ -184,36 +239,73 @@ class ShardRunner:
             if partial is not None:
                 return partial
 
-    async def merge(self) -> None:
-        """Merge every shard's partials into the result and publish it."""
-        partials, scan_errors = await self.reports.merge_input()
-        document = json.loads(pravah_engine.finalize(self.op, merge_all(self.op, partials)))
-        document["errors"] = sorted(document["errors"] + scan_errors, key=lambda e: e["path"])
-        document = relocate_paths(document, str(self.source.local_root) + "/", self.source.display_prefix(),
-                                  self.output)
-        document["threads"] = self.threads
-        document["shards"] = self.context.shards
+    async def merge(self, listing: dict[str, Any]) -> None:
+        """Merge every shard's partials into the result and publish it, with bounded memory:
+        partials are fetched a page at a time, their aggregate parts merged in memory and
+        their errors and per-file lists spooled to disk per shard, then streamed, in order,
+        into result.json (and the checksum manifest)."""
+        work = self.context.scratch_dir / self.context.job_uid / "merge"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        spools: dict[int, Spool] = {}
+        aggregate, after = None, (-1, -1)
+        while page := await self.reports.merge_input(after, MERGE_PAGE):
+            for shard, batch, partial in page:
+                finished = json.loads(pravah_engine.finalize(self.op, partial))
+                spool = spools.get(shard) or spools.setdefault(shard, Spool(work, f"shard-{shard}"))
+                spool.add("errors", map(self.relocated, finished["errors"]))
+                spool.add("files", map(self.relocated, finished["result"].get(FILE_LISTS.get(self.op, ""), [])))
+                small = strip_partial(self.op, partial)
+                aggregate = small if aggregate is None else pravah_engine.merge(self.op, aggregate, small)
+                after = (shard, batch)
+        skipped = spools.setdefault(-1, Spool(work, "skipped"))
+        after_path = ""
+        while errors := await self.reports.skipped_errors(after_path, MERGE_PAGE * 100):
+            skipped.add("errors", map(self.relocated, errors))
+            after_path = errors[-1]["path"]
+        for spool in spools.values():
+            spool.close()
+        if aggregate is None:  # no file in any shard: the engine's empty partial
+            aggregate = await self.run_batch([], [0, 0, 0])
+        document = json.loads(pravah_engine.finalize(self.op, aggregate))
+        document.update(threads=self.threads, shards=self.context.shards,
+                        listing={"files": listing["files"], "bytes": listing["bytes"], "sha256": listing["digest"]})
+        summary = await self.publish(document, list(spools.values()))
+        written = self.output.local_dir / "result.json"
+        inline = written.read_text() if written.stat().st_size <= INLINE_RESULT_BYTES else None
+        await self.reports.save_result(summary, self.output.uri("result.json"), inline)
+        shutil.rmtree(work, ignore_errors=True)
+        log.info("merged %d shards: %d files, %d errors", self.context.shards, document["files"], summary["errors"])
+
+    def relocated(self, value: dict[str, Any]) -> dict[str, Any]:
+        return relocate_paths(value, str(self.source.local_root) + "/", self.source.display_prefix(), self.output)
+
+    async def publish(self, document: dict[str, Any], spools: list[Spool]) -> dict[str, Any]:
+        """Write result.json (and the manifest) from the spools, upload them; return the summary."""
         self.output.local_dir.mkdir(parents=True, exist_ok=True)
-        names = ["result.json"]
-        if self.op == "checksum":
-            names.append(self.write_manifest(document))
-        if self.op == "convert":
-            names += self.converted_files()
-        (self.output.local_dir / "result.json").write_text(json.dumps(document, indent=2) + "\n")
+        errors, samples, names = 0, [], ["result.json"]
+
+        def count_error(error: dict[str, Any]) -> None:
+            nonlocal errors
+            errors += 1
+            if len(samples) < ERROR_SAMPLES:
+                samples.append({key: error[key] for key in ("path", "reason", "line") if key in error})
+
+        streams: dict[tuple[str, ...], Any] = {("errors",): merged(spools, "errors")}
+        callbacks = {("errors",): count_error}
+        if self.op in FILE_LISTS:
+            streams[("result", FILE_LISTS[self.op])] = merged(spools, "files")
+        with contextlib.ExitStack() as stack:
+            if self.op == "checksum":
+                names.append(manifest_name(document))
+                document["result"]["manifest"] = self.output.uri(names[-1])
+                manifest = stack.enter_context((self.output.local_dir / names[-1]).open("w"))
+                callbacks[("result", "files")] = lambda entry: manifest.write(manifest_line(entry))
+            out = stack.enter_context((self.output.local_dir / "result.json").open("w"))
+            write_streamed(out, document, streams, callbacks)
         await self.output.publish(names)
-        await self.reports.save_result(document, self.output.uri("result.json"))
-        log.info("merged %d partials: %d files, %d errors", len(partials), document["files"],
-                 len(document["errors"]))
-
-    def converted_files(self) -> list[str]:
-        root = self.output.local_dir
-        return [str(path.relative_to(root)) for path in sorted((root / "parquet").rglob("*.parquet"))]
-
-    def write_manifest(self, document: dict[str, Any]) -> str:
-        """The manifest lists paths relative to the source root, as the result does."""
-        name = write_checksum_manifest(document, self.output.local_dir)
-        document["result"]["manifest"] = self.output.uri(name)
-        return name
+        return {"files": document["files"], "bytes": document["bytes"], "errors": errors,
+                "summary": summarize(document, errors), "error_samples": samples}
 
 
 def configure_logging() -> io.StringIO:

@@ -1,13 +1,15 @@
 """Split a file list into N shards balanced by bytes.
 
-Runner pods call this with their completion index, so it must give every pod the same
-answer from the same listing: the order of the input does not matter, only its content.
+The first runner of a job plans the shards once and stores the plan with the list; every
+shard and every retry reads its share from that stored list. The plan depends on the list's
+content only, not on its order, so `pravah run --shard` gives the same shares.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 FileEntry = tuple[str, int]
 
@@ -37,3 +39,18 @@ def shard_files(files: Sequence[FileEntry], index: int, count: int) -> list[File
     if not 0 <= index < count:
         raise ValueError(f"shard index {index} is outside 0..{count - 1}")
     return plan_shards(files, count)[index]
+
+
+def assign(files: Iterable[FileEntry], count: int) -> Iterator[tuple[int, int, str, int]]:
+    """The stored form of a job's list: (shard, position in the shard, path, bytes) rows."""
+    for shard, entries in enumerate(plan_shards(files, count)):
+        for position, (path, size) in enumerate(entries):
+            yield shard, position, path, size
+
+
+def list_digest(files: Iterable[FileEntry]) -> str:
+    """sha256 of the list as `path NUL bytes LF` lines in path order: the same files, the same digest."""
+    digest = hashlib.sha256()
+    for path, size in sorted(files):
+        digest.update(f"{path}\0{size}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()

@@ -82,7 +82,7 @@ def glob_selected(relative: str, include: Sequence[str], exclude: Sequence[str])
 
 
 class Source:
-    """The job's input files, listed identically by every shard."""
+    """The job's input files: listed once per job (paged for S3), fetched batch by batch."""
 
     def __init__(self, spec: PravahJobSpec, volume_dir: Path, scratch_dir: Path):
         self.spec = spec
@@ -143,7 +143,10 @@ class Source:
                 if not target.parent.resolve().is_relative_to(self.local_root.resolve()):
                     raise UnsafeKey(f"s3://{s3.bucket}/{key}: its directory leads outside the scratch directory")
                 async with limit:
-                    response = await client.get_object(Bucket=s3.bucket, Key=key)
+                    try:
+                        response = await client.get_object(Bucket=s3.bucket, Key=key)
+                    except client.exceptions.NoSuchKey:
+                        return  # deleted since it was listed: the runner records it as changed
                     partial = target.with_name(target.name + ".part")
                     with partial.open("wb") as out:
                         async for chunk in response["Body"].iter_chunks(1 << 20):
@@ -182,6 +185,17 @@ class Output:
         """Report an output file by its URI, not by where this pod happened to write it."""
         relative = os.path.relpath(local_path, self.local_dir)
         return self.uri(relative)
+
+    async def store_outputs(self, paths: Sequence[str]) -> None:
+        """Upload files the engine wrote under `local_dir` and drop the local copies (no-op for
+        a volume). An object's key is the file's path below `local_dir`, so a retried batch
+        overwrites the objects of its earlier attempt instead of adding others."""
+        if self.location.volume is not None or not paths:
+            return
+        names = [os.path.relpath(path, self.local_dir) for path in paths]
+        await self.publish(names)
+        for path in paths:
+            Path(path).unlink(missing_ok=True)
 
     async def publish(self, names: Sequence[str]) -> None:
         """Upload files written under `local_dir` (no-op for a volume, already in place)."""

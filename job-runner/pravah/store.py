@@ -1,8 +1,9 @@
 """PostgreSQL records shared by the operator and the runners.
 
 The CR is the source of truth for what a job *is*; PostgreSQL keeps what outlives pods and
-does not fit in etcd: per-shard progress, per-batch partial results, per-file records,
-runner logs and the full merged result. Every write is keyed so that a retry is harmless.
+does not fit in etcd: the job's file list, per-shard progress, per-batch partial results,
+per-file records, runner logs and a small summary of the merged result (the result itself
+is an object in the job's output storage). Every write is keyed so that a retry is harmless.
 """
 
 from __future__ import annotations
@@ -93,11 +94,15 @@ class Store:
 
     # -- jobs (operator) -----------------------------------------------------------------
 
-    async def record_job(self, job: JobRecord) -> None:
-        await self.retrying(lambda c: c.execute(
+    async def record_job(self, job: JobRecord) -> tuple[int, int]:
+        """Record the job once; return the (shards, threads) stored for it, which an earlier
+        admission attempt may have fixed: the Job must be sized as the record says."""
+        row = await self.retrying(lambda c: c.fetchrow(
             "INSERT INTO jobs (uid, namespace, name, operation, spec, shards, threads) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (uid) DO NOTHING",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (uid) DO UPDATE SET uid = jobs.uid "
+            "RETURNING shards, threads",
             job.uid, job.namespace, job.name, job.operation, json.dumps(job.spec), job.shards, job.threads))
+        return row["shards"], row["threads"]
 
     async def set_phase(self, uid: str, phase: str, reason: str | None = None, message: str | None = None) -> None:
         await self.retrying(lambda c: c.execute(
@@ -108,7 +113,11 @@ class Store:
             uid, phase, reason, message))
 
     async def job(self, uid: str) -> dict[str, Any] | None:
-        row = await self.retrying(lambda c: c.fetchrow("SELECT * FROM jobs WHERE uid = $1", uid))
+        """The job's record without its spec and result (see job_summary for the latter)."""
+        row = await self.retrying(lambda c: c.fetchrow(
+            "SELECT uid, namespace, name, operation, shards, threads, phase, reason, message, created_at, "
+            "started_at, finished_at, result_uri, result IS NOT NULL AS merged, files_total, bytes_total, "
+            "list_digest FROM jobs WHERE uid = $1", uid))
         return dict(row) if row else None
 
     async def progress(self, uid: str) -> dict[str, int]:
@@ -118,6 +127,10 @@ class Store:
             "coalesce(sum(bytes_total), 0) AS bytes_total, coalesce(sum(bytes_done), 0) AS bytes_done, "
             "coalesce(sum(errors), 0) AS errors, count(*) FILTER (WHERE state = 'done') AS shards_done, "
             "max(threads) AS threads FROM shards WHERE job_uid = $1", uid))
+        listed = await self.retrying(lambda c: c.fetchrow(
+            "SELECT files_total, bytes_total FROM jobs WHERE uid = $1 AND listing IS NOT NULL", uid))
+        if listed is not None:  # the stored list is the job's total, whichever shards have started
+            row = {**dict(row), "files_total": listed["files_total"], "bytes_total": listed["bytes_total"]}
         return {key: int(value or 0) for key, value in row.items()}
 
     async def error_samples(self, uid: str, limit: int = 10) -> list[dict[str, Any]]:
@@ -130,6 +143,71 @@ class Store:
         rows = await self.retrying(lambda c: c.fetch(
             "SELECT shard, pod, log, created_at FROM runner_logs WHERE job_uid = $1 ORDER BY shard, created_at", uid))
         return [dict(row) for row in rows]
+
+    # -- the job's file list (listed once, by the first runner) ---------------------------
+
+    async def listing(self, uid: str, shard: int) -> dict[str, Any] | None:
+        """The job's stored list (totals, digest) and this shard's share of it; None before it is stored."""
+        job = await self.retrying(lambda c: c.fetchrow(
+            "SELECT listing, files_total, bytes_total, list_digest FROM jobs WHERE uid = $1", uid))
+        if job is None or job["listing"] is None:
+            return None
+        mine = await self.retrying(lambda c: c.fetchrow(
+            "SELECT count(*) AS files, coalesce(sum(bytes), 0) AS bytes FROM job_files "
+            "WHERE job_uid = $1 AND listing = $2 AND shard = $3", uid, job["listing"], shard))
+        return {"listing": str(job["listing"]), "files": job["files_total"], "bytes": job["bytes_total"],
+                "digest": job["list_digest"], "shard_files": mine["files"], "shard_bytes": int(mine["bytes"])}
+
+    async def stage_listing(self, uid: str, listing: str, rows: list[tuple[int, int, str, int]]) -> None:
+        """One page of a listing not committed yet: (shard, position, path, bytes) rows.
+        A page sent again (a retried request) has the same keys and changes nothing."""
+        await self.retrying(lambda c: c.executemany(
+            "INSERT INTO job_files (job_uid, listing, shard, position, path, bytes) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            [(uid, listing, shard, position, path, size) for shard, position, path, size in rows]))
+
+    async def commit_listing(self, uid: str, listing: str, files: int, size: int, digest: str,
+                             scan_errors: list[dict[str, str]]) -> bool:
+        """Make a staged listing the job's, unless one is already: True when this one won.
+
+        The job row is locked, so of two runners committing at once one wins and the other
+        drops its staged rows. ValueError when the staged rows are not the listing announced.
+        """
+
+        async def commit(connection: asyncpg.Connection) -> bool:
+            async with connection.transaction():
+                current = await connection.fetchrow("SELECT listing FROM jobs WHERE uid = $1 FOR UPDATE", uid)
+                if current is None:
+                    raise LookupError(f"job {uid} is not recorded")
+                if str(current["listing"]) == listing:  # a retried commit that already went through
+                    return True
+                if current["listing"] is not None:
+                    await connection.execute("DELETE FROM job_files WHERE job_uid = $1 AND listing = $2", uid, listing)
+                    return False
+                staged = await connection.fetchrow(
+                    "SELECT count(*) AS files, coalesce(sum(bytes), 0) AS bytes FROM job_files "
+                    "WHERE job_uid = $1 AND listing = $2", uid, listing)
+                if (staged["files"], staged["bytes"]) != (files, size):
+                    raise ValueError(f"listing {listing} has {staged['files']} files, {staged['bytes']} bytes "
+                                     f"staged, not the {files} files, {size} bytes announced")
+                await connection.execute(
+                    "UPDATE jobs SET listing = $2, files_total = $3, bytes_total = $4, list_digest = $5 "
+                    "WHERE uid = $1", uid, listing, files, size, digest)
+                await connection.executemany(
+                    "INSERT INTO file_records (job_uid, path, shard, batch, bytes, error, skipped) "
+                    "VALUES ($1, $2, 0, -1, 0, $3, true)",
+                    [(uid, error["path"], error["reason"]) for error in scan_errors])
+                return True
+
+        return await self.retrying(commit)
+
+    async def listed_files(self, uid: str, shard: int, after: int, limit: int) -> list[tuple[int, str, int]]:
+        """A page of this shard's files in the stored list: (position, path, bytes) after `after`."""
+        rows = await self.retrying(lambda c: c.fetch(
+            "SELECT f.position, f.path, f.bytes FROM job_files f JOIN jobs j ON j.uid = f.job_uid "
+            "AND j.listing = f.listing WHERE f.job_uid = $1 AND f.shard = $2 AND f.position > $3 "
+            "ORDER BY f.position LIMIT $4", uid, shard, after, limit))
+        return [(row["position"], row["path"], row["bytes"]) for row in rows]
 
     # -- shards (runner) -----------------------------------------------------------------
 
@@ -158,10 +236,15 @@ class Store:
 
     async def save_batch(self, uid: str, shard: int, batch: int, files: list[tuple[str, int]],
                          partial: str, errors: list[dict[str, Any]]) -> None:
-        """Store one batch's partial and its file records atomically (at most once)."""
+        """Store one batch's partial and its file records atomically (at most once).
+
+        The same batch stored again is a retry and changes nothing; a file already recorded
+        by another batch raises asyncpg.UniqueViolationError: it would be counted twice.
+        """
         by_path = {error["path"]: error for error in errors}
         records = [(uid, path, shard, batch, size, by_path.get(path, {}).get("reason"),
-                    by_path.get(path, {}).get("line")) for path, size in files]
+                    by_path.get(path, {}).get("line"), bool(by_path.get(path, {}).get("skipped")))
+                   for path, size in files]
 
         async def save(connection: asyncpg.Connection) -> None:
             async with connection.transaction():
@@ -171,8 +254,8 @@ class Store:
                     uid, shard, batch, len(files), sum(size for _, size in files), partial)
                 if inserted is not None:
                     await connection.executemany(
-                        "INSERT INTO file_records (job_uid, path, shard, batch, bytes, error, line) "
-                        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING", records)
+                        "INSERT INTO file_records (job_uid, path, shard, batch, bytes, error, line, skipped) "
+                        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", records)
 
         await self.retrying(save)
 
@@ -197,25 +280,48 @@ class Store:
 
         return await self.retrying(finish)
 
-    async def save_scan_errors(self, uid: str, errors: list[dict[str, str]]) -> None:
-        """Entries the listing could not read; kept apart from batches (they have no partial)."""
-        await self.retrying(lambda c: c.executemany(
-            "INSERT INTO file_records (job_uid, path, shard, batch, bytes, error) VALUES ($1, $2, 0, -1, 0, $3) "
-            "ON CONFLICT DO NOTHING", [(uid, error["path"], error["reason"]) for error in errors]))
-
-    async def scan_errors(self, uid: str) -> list[dict[str, str]]:
+    async def skipped_errors(self, uid: str, after: str, limit: int) -> list[dict[str, str]]:
+        """A page of error records of files the engine never read (they are in no partial)."""
         rows = await self.retrying(lambda c: c.fetch(
-            "SELECT path, error FROM file_records WHERE job_uid = $1 AND batch = -1 ORDER BY path", uid))
+            "SELECT path, error FROM file_records WHERE job_uid = $1 AND skipped AND path > $2 "
+            "ORDER BY path LIMIT $3", uid, after, limit))
         return [{"path": row["path"], "reason": row["error"]} for row in rows]
 
-    async def partials(self, uid: str) -> list[str]:
+    async def partials(self, uid: str, after: tuple[int, int], limit: int) -> list[tuple[int, int, str]]:
+        """A page of stored partials after (shard, batch), in that order."""
         rows = await self.retrying(lambda c: c.fetch(
-            "SELECT partial FROM batches WHERE job_uid = $1 ORDER BY shard, batch", uid))
-        return [row["partial"] for row in rows]
+            "SELECT shard, batch, partial FROM batches WHERE job_uid = $1 AND (shard, batch) > ($2, $3) "
+            "ORDER BY shard, batch LIMIT $4", uid, after[0], after[1], limit))
+        return [(row["shard"], row["batch"], row["partial"]) for row in rows]
 
-    async def save_result(self, uid: str, document: dict[str, Any], uri: str) -> None:
-        await self.retrying(lambda c: c.execute(
-            "UPDATE jobs SET result = $2, result_uri = $3 WHERE uid = $1", uid, json.dumps(document), uri))
+    async def save_result(self, uid: str, summary: dict[str, Any], uri: str, document: str | None = None) -> None:
+        """The result's summary (see job_summary); the document itself is at `uri`, and a
+        small one (`document`) is kept beside it for the REST API."""
+
+        async def save(connection: asyncpg.Connection) -> None:
+            async with connection.transaction():
+                await connection.execute("UPDATE jobs SET result = $2, result_uri = $3 WHERE uid = $1",
+                                         uid, json.dumps(summary), uri)
+                await connection.execute("DELETE FROM job_results WHERE job_uid = $1", uid)
+                if document is not None:
+                    await connection.execute("INSERT INTO job_results (job_uid, document) VALUES ($1, $2)",
+                                             uid, document)
+
+        await self.retrying(save)
+
+    async def job_summary(self, uid: str) -> dict[str, Any] | None:
+        """What the operator reports of a merged job: None before the merge.
+
+        Keys: result_uri, summary (results.summarize), files, bytes, errors (a count) and
+        error_samples (at most 10 of {path, reason, line?}).
+        """
+        row = await self.retrying(lambda c: c.fetchrow(
+            "SELECT result, result_uri FROM jobs WHERE uid = $1 AND result IS NOT NULL", uid))
+        if row is None:
+            return None
+        stored = json.loads(row["result"])
+        return {"result_uri": row["result_uri"], "summary": stored["summary"], "files": stored["files"],
+                "bytes": stored["bytes"], "errors": stored["errors"], "error_samples": stored["error_samples"]}
 
     async def save_log(self, uid: str, shard: int, pod: str, log: str) -> None:
         await self.retrying(lambda c: c.execute(

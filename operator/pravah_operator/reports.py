@@ -2,7 +2,7 @@
 
 Runner pods hold no database credentials: a Secret in a tenant namespace can be read by
 whoever may read Secrets there, and a runner can be made to read its own environment. A
-runner sends its shard's progress, batches, result and log here instead, with a projected
+runner sends the job's file list, its shard's progress, batches, result summary and log here instead, with a projected
 service-account token of its own audience and a short life. The operator checks the token
 with a TokenReview, ties it to the pod it was issued for, that pod's Job and the PravahJob
 owning the Job, and writes only that shard's records of that job: the job and the shard come
@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -35,6 +37,10 @@ POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid"
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 IDENTITY_CACHE = 1024
 LIVE_PHASES = ("Pending", "Running")
+LISTING_PAGE_MAX = 50_000
+MERGE_PAGE_MAX = 256
+INLINE_RESULT_MAX = 1 << 20
+INT4_MAX = (1 << 31) - 1  # positions and batch numbers are PostgreSQL integers
 
 
 class Refused(Exception):
@@ -78,13 +84,30 @@ class Batch(Message):
     errors: list[dict[str, Any]]
 
 
-class ScanErrors(Message):
-    errors: list[dict[str, str]]
+class ListingPage(Message):
+    files: list[tuple[int, int, str, int]] = Field(description="(shard, position, path, bytes) rows.")
 
 
-class ResultDocument(Message):
-    document: dict[str, Any]
-    uri: str
+class ListingCommit(Message):
+    files: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    digest: str = Field(pattern="^[0-9a-f]{64}$")
+    scan_errors: list[dict[str, str]]
+
+
+class Summary(Message):
+    files: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    errors: int = Field(ge=0)
+    summary: dict[str, Any]
+    error_samples: list[dict[str, Any]] = Field(max_length=10)
+
+
+class ResultSummary(Message):
+    summary: Summary
+    uri: str = Field(max_length=2048)
+    document: str | None = Field(default=None, max_length=INLINE_RESULT_MAX,
+                                 description="The result document itself, when it is small.")
 
 
 class RunnerLog(Message):
@@ -215,17 +238,50 @@ async def finished_batches(request: web.Request) -> web.Response:
 async def save_batch(request: web.Request) -> web.Response:
     runner, message = caller(request), await body(request, Batch)
     index = int(request.match_info["batch"])
-    await request.app[STORE].save_batch(runner.job_uid, runner.shard, index, message.files, message.partial,
-                                        message.errors)
+    try:
+        await request.app[STORE].save_batch(runner.job_uid, runner.shard, index, message.files, message.partial,
+                                            message.errors)
+    except asyncpg.UniqueViolationError as exc:
+        raise refusal(web.HTTPConflict, f"batch {index} of shard {runner.shard} has a file that another batch "
+                                        f"already recorded: {exc.detail or exc}") from None
     return web.json_response({})
 
 
-async def save_scan_errors(request: web.Request) -> web.Response:
-    runner, message = caller(request), await body(request, ScanErrors)
-    if runner.shard != 0:
-        raise refusal(web.HTTPForbidden, "only shard 0 reports the listing's errors")
-    await request.app[STORE].save_scan_errors(runner.job_uid, message.errors)
+async def listing(request: web.Request) -> web.Response:
+    runner = caller(request)
+    return web.json_response(await request.app[STORE].listing(runner.job_uid, runner.shard) or {"listing": None})
+
+
+def listing_id(request: web.Request) -> str:
+    return str(uuid.UUID(request.match_info["listing"]))
+
+
+async def stage_listing(request: web.Request) -> web.Response:
+    runner, message = caller(request), await body(request, ListingPage)
+    await request.app[STORE].stage_listing(runner.job_uid, listing_id(request), message.files)
     return web.json_response({})
+
+
+async def commit_listing(request: web.Request) -> web.Response:
+    """First writer wins: the answer is the job's listing, this one or the one stored before."""
+    runner, message = caller(request), await body(request, ListingCommit)
+    store: Store = request.app[STORE]
+    try:
+        won = await store.commit_listing(runner.job_uid, listing_id(request), message.files, message.bytes,
+                                         message.digest, message.scan_errors)
+    except ValueError as exc:
+        raise refusal(web.HTTPConflict, str(exc)) from None
+    except LookupError as exc:
+        raise refusal(web.HTTPNotFound, str(exc)) from None
+    return web.json_response({**await store.listing(runner.job_uid, runner.shard), "won": won})
+
+
+async def listed_files(request: web.Request) -> web.Response:
+    runner = caller(request)
+    after = query_int(request, "after", -1, -1, INT4_MAX)
+    limit = query_int(request, "limit", 10_000, 1, LISTING_PAGE_MAX)
+    rows = await request.app[STORE].listed_files(runner.job_uid, runner.shard, after, limit)
+    return web.json_response({"files": rows})
 
 
 async def finish(request: web.Request) -> web.Response:
@@ -242,18 +298,40 @@ async def all_shards_done(request: web.Request, runner: Runner) -> None:
         raise refusal(web.HTTPConflict, "not every shard of the job has finished")
 
 
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    try:
+        value = int(request.query.get(name, default))
+    except ValueError:
+        raise refusal(web.HTTPBadRequest, f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise refusal(web.HTTPBadRequest, f"{name} must be between {low} and {high}")
+    return value
+
+
 async def merge_input(request: web.Request) -> web.Response:
+    """A page of the job's partials, after (shard, batch)."""
     runner = caller(request)
     await all_shards_done(request, runner)
-    store: Store = request.app[STORE]
-    return web.json_response({"partials": await store.partials(runner.job_uid),
-                              "scan_errors": await store.scan_errors(runner.job_uid)})
+    after = (query_int(request, "shard", -1, -1, INT4_MAX), query_int(request, "batch", -1, -1, INT4_MAX))
+    limit = query_int(request, "limit", 16, 1, MERGE_PAGE_MAX)
+    return web.json_response({"partials": await request.app[STORE].partials(runner.job_uid, after, limit)})
+
+
+async def merge_errors(request: web.Request) -> web.Response:
+    """A page of the error records of files the engine never read, after a path."""
+    runner = caller(request)
+    await all_shards_done(request, runner)
+    limit = query_int(request, "limit", 1000, 1, LISTING_PAGE_MAX)
+    errors = await request.app[STORE].skipped_errors(runner.job_uid, request.query.get("after", ""), limit)
+    return web.json_response({"errors": errors})
 
 
 async def save_result(request: web.Request) -> web.Response:
-    runner, message = caller(request), await body(request, ResultDocument)
+    runner = caller(request)
     await all_shards_done(request, runner)
-    await request.app[STORE].save_result(runner.job_uid, message.document, message.uri)
+    message = await body(request, ResultSummary)
+    await request.app[STORE].save_result(runner.job_uid, message.summary.model_dump(), message.uri,
+                                         message.document)
     return web.json_response({})
 
 
@@ -279,9 +357,13 @@ def create_app(settings: OperatorSettings, api: client.ApiClient, store: Store) 
     app.router.add_post(f"{PREFIX}/progress", progress)
     app.router.add_get(f"{PREFIX}/batches", finished_batches)
     app.router.add_put(f"{PREFIX}/batches/{{batch:[0-9]+}}", save_batch)
-    app.router.add_post(f"{PREFIX}/scan-errors", save_scan_errors)
+    app.router.add_get(f"{PREFIX}/listing", listing)
+    app.router.add_put(f"{PREFIX}/listing/{{listing:[0-9a-f-]{{36}}}}/pages/{{page:[0-9]+}}", stage_listing)
+    app.router.add_post(f"{PREFIX}/listing/{{listing:[0-9a-f-]{{36}}}}/commit", commit_listing)
+    app.router.add_get(f"{PREFIX}/files", listed_files)
     app.router.add_post(f"{PREFIX}/finish", finish)
     app.router.add_get(f"{PREFIX}/merge-input", merge_input)
+    app.router.add_get(f"{PREFIX}/merge-errors", merge_errors)
     app.router.add_put(f"{PREFIX}/result", save_result)
     app.router.add_put(f"{PREFIX}/log", save_log)
     return app

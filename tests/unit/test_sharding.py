@@ -1,10 +1,11 @@
+import hashlib
 import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pravah.sharding import plan_shards, shard_files
+from pravah.sharding import assign, list_digest, plan_shards, shard_files
 
 file_lists = st.lists(
     st.tuples(st.text(alphabet="abcdefgh/._", min_size=1, max_size=12), st.integers(0, 10**9)),
@@ -44,3 +45,19 @@ def test_balances_bytes_not_file_counts():
 def test_rejects_index_outside_the_shard_count():
     with pytest.raises(ValueError, match="outside 0..3"):
         shard_files([("a", 1)], 4, 4)
+
+
+@given(files=file_lists, count=st.integers(1, 16))
+def test_the_stored_plan_is_the_shards_in_order(files, count):
+    rows = list(assign(files, count))
+    for index in range(count):
+        mine = [(position, path, size) for shard, position, path, size in rows if shard == index]
+        assert [position for position, _, _ in mine] == list(range(len(mine)))
+        assert [(path, size) for _, path, size in mine] == shard_files(files, index, count)
+
+
+def test_list_digest_is_sha256_of_the_sorted_lines():
+    files = [("b/x.csv", 10), ("a.csv", 3)]
+    expected = hashlib.sha256(b"a.csv\x003\nb/x.csv\x0010\n").hexdigest()
+    assert list_digest(files) == list_digest(list(reversed(files))) == expected
+    assert list_digest([("a.csv", 4), ("b/x.csv", 10)]) != expected, "a size change changes the digest"

@@ -1,0 +1,247 @@
+"""The runner's data path end to end: one file list per job, shared by every shard and every
+retry, and converted files stored per batch in the output storage.
+
+Expected values come from the input data itself (its lines, hashlib, pyarrow), never from
+the code under test."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import boto3
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from e2e.harness import db_fetch, freeze_mid_run, manifest_for, write_csv_files
+from pravah.store import JobRecord, Store
+from pravah_operator.planning import SOURCE_MOUNT
+
+FILES = 40
+BATCH_FILES = "5"
+
+
+def csv_lines(path: Path) -> int:
+    with path.open(newline="") as handle:
+        return sum(1 for _ in handle)
+
+
+def digest_of(entries: list[tuple[str, int]]) -> str:
+    """sha256 of a list as `path NUL bytes LF` lines in path order (the documented digest)."""
+    lines = "".join(f"{path}\0{size}\n" for path, size in sorted(entries))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def kill(pids: list[int]) -> None:
+    for pid in pids:
+        subprocess.run(["kill", "-KILL", str(pid)], check=False)
+
+
+def s3_location(cluster, s3, bucket: str) -> dict[str, str]:
+    cluster.kubectl("create", "secret", "generic", "s3-creds", f"--from-literal=AWS_ACCESS_KEY_ID={s3.access_key}",
+                    f"--from-literal=AWS_SECRET_ACCESS_KEY={s3.secret_key}")
+    return {"bucket": bucket, "endpoint": s3.endpoint, "credentialsSecret": "s3-creds"}
+
+
+@pytest.mark.parametrize("cluster", [{"runner_batch_files": BATCH_FILES}], indirect=True)
+def test_file_added_and_resized_during_a_job_are_neither_doubled_nor_missed(cluster):
+    """The runner is frozen after the list is stored and some batches are done; a file is
+    added and another (not processed yet) grows; the runner is killed. The retry works
+    from the stored list: the added file is not in the job, the grown one is an error
+    record saying it changed, every other file is counted once."""
+    root = cluster.datasets / "many"
+    write_csv_files(root, FILES)
+    listed = {path.name: path.stat().st_size for path in root.iterdir()}
+    manifest = manifest_for("count", source={"volume": {"claimName": "datasets", "path": "many"}}, parallelism=1)
+    cluster.apply(manifest)
+    uid, pids = freeze_mid_run(cluster, "data-count", batches_total=FILES // int(BATCH_FILES))
+    grown = sorted(listed)[-1]
+    with (root / grown).open("a") as handle:
+        handle.write("999999,1.5,grown\n")
+    (root / "zz-added.csv").write_text("id,value,label\n1,0.5,late\n")
+    kill(pids)
+    status = cluster.wait_phase("data-count", timeout=240)["status"]
+
+    result = json.loads((cluster.results / "pravah-out/data-count/result.json").read_text())
+    counted = [name for name in listed if name != grown]
+    assert result["files"] == len(counted)
+    assert result["result"]["lines"] == sum(csv_lines(root / name) for name in counted)
+    assert [(e["path"], e["reason"].split(":")[0]) for e in result["errors"]] == \
+        [(grown, "changed during the job")]
+    assert status["result"]["summary"]["files"] == len(counted)
+    stored = {row["path"].rsplit("/", 1)[-1]: row for row in db_fetch(
+        cluster.database, "SELECT path, error FROM file_records WHERE job_uid = $1", uid)}
+    assert sorted(stored) == sorted(listed), "each listed file recorded once, the added one not at all"
+    assert stored[grown]["error"].startswith("changed during the job")
+    [job] = db_fetch(cluster.database, "SELECT files_total, bytes_total, list_digest FROM jobs WHERE uid = $1", uid)
+    assert (job["files_total"], job["bytes_total"]) == (FILES, sum(listed.values()))
+    prefix = f"{SOURCE_MOUNT}/many/"
+    assert job["list_digest"] == digest_of([(prefix + name, size) for name, size in listed.items()])
+
+
+def upload_csv_files(client, bucket: str, root: Path, prefix: str) -> dict[str, Path]:
+    """Upload every CSV under `root`; return key -> local file."""
+    keys = {}
+    for path in sorted(root.glob("*.csv")):
+        key = f"{prefix}{path.name}"
+        client.upload_file(str(path), bucket, key)
+        keys[key] = path
+    return keys
+
+
+def apply_s3_job(cluster, s3, bucket: str, directory: Path, op: str, name: str, prefix: str, out: str,
+                 rows: int = 50) -> tuple[Any, dict[str, Path]]:
+    """FILES CSV files uploaded under `prefix` and a 4-shard `op` job from there to `out`;
+    returns the S3 client and key -> local file."""
+    client = boto3.client("s3", **s3.client_kwargs())
+    write_csv_files(directory, FILES, rows=rows)
+    keys = upload_csv_files(client, bucket, directory, prefix)
+    location = s3_location(cluster, s3, bucket)
+    manifest = manifest_for(op, source={"s3": {**location, "prefix": prefix}},
+                            output={"s3": {**location, "prefix": out}}, parallelism=4)
+    manifest["metadata"]["name"] = name
+    cluster.apply(manifest)
+    return client, keys
+
+
+@pytest.mark.parametrize("cluster", [{"runner_batch_files": BATCH_FILES}], indirect=True)
+def test_convert_to_s3_with_four_shards_and_a_killed_runner_stores_every_file(cluster, s3, bucket, tmp_path):
+    client, keys = apply_s3_job(cluster, s3, bucket, tmp_path / "csv", "convert", "convert-s3", "raw/", "out/")
+    uid, pids = freeze_mid_run(cluster, "convert-s3", batches_total=FILES // int(BATCH_FILES))
+    kill(pids)
+    status = cluster.wait_phase("convert-s3", timeout=300)["status"]
+
+    assert status["result"]["uri"] == f"s3://{bucket}/out/result.json"
+    result = json.loads(client.get_object(Bucket=bucket, Key="out/result.json")["Body"].read())
+    outputs = {output["source"]: output["path"] for output in result["result"]["outputs"]}
+    assert sorted(outputs) == sorted(f"s3://{bucket}/{key}" for key in keys)
+    for source, uri in outputs.items():
+        out_bucket, _, out_key = uri.removeprefix("s3://").partition("/")
+        assert out_bucket == bucket and out_key.startswith("out/"), uri
+        body = client.get_object(Bucket=bucket, Key=out_key)["Body"].read()
+        expected = pacsv.read_csv(keys[source.removeprefix(f"s3://{bucket}/")])
+        assert pq.read_table(io.BytesIO(body)).to_pylist() == expected.to_pylist(), uri
+    rows = db_fetch(cluster.database, "SELECT count(*), count(DISTINCT path) FROM file_records WHERE job_uid = $1",
+                    uid)
+    assert tuple(rows[0]) == (FILES, FILES)
+
+
+def test_s3_prefix_is_listed_once_per_job(cluster, s3, bucket, tmp_path):
+    """Four shards, one stored list: its rows are the bucket's objects under the prefix, and
+    exactly one runner's list was kept (a second one, if any, was dropped when it lost)."""
+    client, keys = apply_s3_job(cluster, s3, bucket, tmp_path / "csv", "count", "listed-once", "many/", "counted/",
+                                rows=2)
+    cluster.wait_phase("listed-once", timeout=240)
+    uid = cluster.get("listed-once")["metadata"]["uid"]
+    rows = db_fetch(cluster.database, "SELECT listing, shard, path, bytes FROM job_files WHERE job_uid = $1", uid)
+    [job] = db_fetch(cluster.database, "SELECT listing, files_total, list_digest FROM jobs WHERE uid = $1", uid)
+    assert {row["listing"] for row in rows} == {job["listing"]}
+    stored = sorted(row["path"].rsplit(f"/{bucket}/", 1)[-1] for row in rows)
+    assert stored == sorted(keys) and job["files_total"] == FILES
+    assert {row["shard"] for row in rows} == {0, 1, 2, 3}
+    assert job["list_digest"] == digest_of([(row["path"], row["bytes"]) for row in rows])
+    sizes = {row["path"].rsplit(f"/{bucket}/", 1)[-1]: row["bytes"] for row in rows}
+    assert sizes == {key: path.stat().st_size for key, path in keys.items()}
+    result = json.loads(client.get_object(Bucket=bucket, Key="counted/result.json")["Body"].read())
+    assert result["files"] == FILES
+    assert result["result"]["lines"] == sum(csv_lines(path) for path in keys.values())
+
+
+# -- the records behind it, on a real PostgreSQL ------------------------------------------
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+async def fresh_store(dsn: str, shards: int = 2) -> tuple[Store, str]:
+    store = Store(dsn, retry_seconds=5)
+    await store.migrate()
+    uid = str(uuid.uuid4())
+    await store.record_job(JobRecord(uid=uid, namespace="ns", name="job", operation="count", spec={},
+                                     shards=shards, threads=1))
+    return store, uid
+
+
+def rows_of(files: list[tuple[str, int]], shards: int) -> list[tuple[int, int, str, int]]:
+    """(shard, position, path, bytes) rows, written out by hand: shard = index % shards."""
+    return [(index % shards, index // shards, path, size) for index, (path, size) in enumerate(files)]
+
+
+def test_the_first_complete_listing_wins_and_a_repeated_commit_keeps_it(database):
+    first = [(f"/data/source/f{index}", index) for index in range(5)]
+    second = first + [("/data/source/late", 7)]
+
+    async def scenario():
+        store, uid = await fresh_store(database)
+        try:
+            a, b = str(uuid.uuid4()), str(uuid.uuid4())
+            await store.stage_listing(uid, a, rows_of(first, 2))
+            await store.stage_listing(uid, a, rows_of(first, 2)[:2])  # a page sent twice
+            await store.stage_listing(uid, b, rows_of(second, 2))
+            with pytest.raises(ValueError, match="not the 6 files"):
+                await store.commit_listing(uid, a, 6, 10, "0" * 64, [])
+            won = [await store.commit_listing(uid, a, 5, 10, digest_of(first), [{"path": "/x", "reason": "denied"}]),
+                   await store.commit_listing(uid, b, 6, 17, digest_of(second), []),
+                   await store.commit_listing(uid, a, 5, 10, digest_of(first), [])]
+            listing = await store.listing(uid, 1)
+            mine = await store.listed_files(uid, 1, -1, 1) + await store.listed_files(uid, 1, 0, 10)
+            progress = await store.progress(uid)
+            skipped = await store.skipped_errors(uid, "", 10)
+            leftover = await store.retrying(lambda c: c.fetchval(
+                "SELECT count(*) FROM job_files WHERE job_uid = $1 AND listing = $2", uid, b))
+            return won, listing, mine, progress, skipped, leftover
+        finally:
+            await store.close()
+
+    won, listing, mine, progress, skipped, leftover = run(scenario())
+    assert won == [True, False, True]
+    assert (listing["files"], listing["bytes"], listing["digest"]) == (5, 10, digest_of(first))
+    assert (listing["shard_files"], listing["shard_bytes"]) == (2, 1 + 3)
+    assert [(path, size) for _, path, size in mine] == [first[1], first[3]]
+    assert (progress["files_total"], progress["bytes_total"]) == (5, 10)
+    assert skipped == [{"path": "/x", "reason": "denied"}]
+    assert leftover == 0, "the losing listing's staged rows are dropped"
+
+
+def test_a_file_recorded_by_two_batches_is_refused_not_hidden(database):
+    async def scenario():
+        store, uid = await fresh_store(database, shards=1)
+        try:
+            await store.save_batch(uid, 0, 0, [("/a", 1), ("/b", 2)], "{}", [])
+            await store.save_batch(uid, 0, 0, [("/a", 1), ("/b", 2)], "{}", [])  # the same batch, retried
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await store.save_batch(uid, 0, 1, [("/b", 2), ("/c", 3)], "{}", [])
+            return await store.retrying(lambda c: c.fetchrow(
+                "SELECT (SELECT count(*) FROM batches WHERE job_uid = $1) AS batches, "
+                "(SELECT count(*) FROM file_records WHERE job_uid = $1) AS files", uid))
+        finally:
+            await store.close()
+
+    assert tuple(run(scenario())) == (1, 2), "the refused batch left nothing behind"
+
+
+def test_job_summary_is_the_small_record_of_a_merged_job(database):
+    samples = [{"path": f"/e{index}", "reason": "bad"} for index in range(10)]
+    summary = {"files": 3, "bytes": 30, "errors": 12, "summary": {"operation": "count", "lines": 9},
+               "error_samples": samples}
+
+    async def scenario():
+        store, uid = await fresh_store(database)
+        try:
+            before = await store.job_summary(uid)
+            await store.save_result(uid, summary, "s3://b/out/result.json", '{"files": 3}')
+            return before, await store.job_summary(uid)
+        finally:
+            await store.close()
+
+    before, after = run(scenario())
+    assert before is None
+    assert after == {"result_uri": "s3://b/out/result.json", "summary": {"operation": "count", "lines": 9},
+                     "files": 3, "bytes": 30, "errors": 12, "error_samples": samples}
