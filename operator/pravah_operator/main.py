@@ -73,6 +73,7 @@ async def serve(settings: OperatorSettings) -> None:
     applied = await store.migrate()
     log.info("database schema ready (applied now: %s)", ", ".join(applied) or "none")
     stop = asyncio.Event()
+    pravahjob.register(settings)
     operator = asyncio.create_task(kopf.operator(
         standalone=True, clusterwide=not settings.namespaces, namespaces=settings.namespaces,
         memo=kopf.Memo(context=pravahjob.Context(settings, api, store)), stop_flag=stop))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 JOBS = Gauge("pravah_jobs", "PravahJobs seen by this operator, by phase.", ["phase"])
@@ -40,9 +38,8 @@ def forget(uid: str) -> None:
         JOBS.labels(phase=phase).dec()
 
 
-def job_finished(document: dict[str, Any], seconds: float) -> None:
-    operation = document["operation"]
+def job_finished(operation: str, files: int, bytes_done: int, errors: int, seconds: float) -> None:
     DURATION.observe(seconds)
-    FILES.labels(operation=operation).inc(document["files"])
-    BYTES.labels(operation=operation).inc(document["bytes"])
-    ERRORS.labels(operation=operation).inc(len(document["errors"]))
+    FILES.labels(operation=operation).inc(files)
+    BYTES.labels(operation=operation).inc(bytes_done)
+    ERRORS.labels(operation=operation).inc(errors)

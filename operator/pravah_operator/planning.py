@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,10 @@ S3_CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # what a cr
 
 class PlanningError(Exception):
     """The job cannot run on this cluster as written (e.g. no node is big enough)."""
+
+
+class WaitForCPU(Exception):
+    """The job fits the cluster, but not the CPU its nodes have free now."""
 
 
 @dataclass(frozen=True)
@@ -51,24 +54,66 @@ def node_is_eligible(node: dict[str, Any]) -> bool:
     return bool(ready) and ready[0].get("status") == "True"
 
 
-def size_runners(spec: PravahJobSpec, nodes: list[dict[str, Any]]) -> Sizing:
-    """Whole cores per runner and the number of shards.
+def pod_cpu_request(pod: dict[str, Any]) -> float:
+    """The CPU a pod holds on its node, as the scheduler counts it: the larger of its
+    containers' sum and its largest init container, plus the pod overhead."""
+    spec = pod.get("spec") or {}
 
-    `cpu: auto` takes the smallest eligible node's allocatable cores, so a runner fits on
-    every node; `parallelism: auto` then fills every node with as many runners as fit.
+    def request(container: dict[str, Any]) -> float:
+        return parse_cpu(((container.get("resources") or {}).get("requests") or {}).get("cpu", "0"))
+
+    containers = sum(request(c) for c in spec.get("containers") or [])
+    init = max((request(c) for c in spec.get("initContainers") or []), default=0.0)
+    overhead = parse_cpu((spec.get("overhead") or {}).get("cpu", "0"))
+    return max(containers, init) + overhead
+
+
+def free_cpu(nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """(allocatable, free) cores of each eligible node; free is what its unfinished pods
+    (DaemonSets, other jobs' runners, anything else) have not requested."""
+    requested: dict[str, float] = {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            requested[node] = requested.get(node, 0.0) + pod_cpu_request(pod)
+    free = {}
+    for node in nodes:
+        allocatable = (node.get("status") or {}).get("allocatable", {}).get("cpu")
+        if node_is_eligible(node) and allocatable:
+            name = node["metadata"]["name"]
+            free[name] = (parse_cpu(allocatable), parse_cpu(allocatable) - requested.get(name, 0.0))
+    return free
+
+
+def describe_free(free: dict[str, tuple[float, float]]) -> str:
+    return ", ".join(f"{name} {max(spare, 0):.2f} of {total:g} free" for name, (total, spare) in sorted(free.items()))
+
+
+def size_runners(spec: PravahJobSpec, nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> Sizing:
+    """Whole cores per runner and the number of shards, from what the nodes have free now.
+
+    `cpu: auto` takes the smallest whole number of cores free on any node that has one, so
+    every runner fits where it is placed; `parallelism: auto` then fills the free cores of
+    every node. A runner never asks for more than a node can schedule: a job that would
+    wait for cores raises WaitForCPU (it is queued), one that can never fit PlanningError.
     """
-    cores = [math.floor(parse_cpu(node["status"]["allocatable"]["cpu"])) for node in nodes
-             if node_is_eligible(node) and (node.get("status") or {}).get("allocatable", {}).get("cpu")]
-    cores = [count for count in cores if count >= 1]
-    if not cores:
+    free = free_cpu(nodes, pods)
+    whole = {name: math.floor(spare + 1e-9) for name, (_, spare) in free.items()}
+    largest = max((math.floor(total) for total, _ in free.values()), default=0)
+    if largest < 1:
         raise PlanningError("no Ready, schedulable node with at least one whole allocatable CPU")
     if spec.resources.cpu == "auto":
-        cpu = min(cores)
+        fitting = [count for count in whole.values() if count >= 1]
+        if not fitting:
+            raise WaitForCPU(f"no node has a whole CPU free ({describe_free(free)})")
+        cpu = min(fitting)
     else:
         cpu = spec.resources.cpu
-        if cpu > max(cores):
-            raise PlanningError(f"spec.resources.cpu={cpu} but the largest node has {max(cores)} allocatable CPUs")
-    shards = spec.parallelism if spec.parallelism != "auto" else sum(count // cpu for count in cores)
+        if cpu > largest:
+            raise PlanningError(f"spec.resources.cpu={cpu} but the largest node has {largest} allocatable CPUs")
+        if not any(count >= cpu for count in whole.values()):
+            raise WaitForCPU(f"spec.resources.cpu={cpu}: no node has {cpu} CPUs free ({describe_free(free)})")
+    shards = spec.parallelism if spec.parallelism != "auto" else sum(count // cpu for count in whole.values())
     return Sizing(cpu_per_runner=cpu, shards=max(1, shards))
 
 
@@ -183,11 +228,7 @@ def job_manifest(spec: PravahJobSpec, name: str, namespace: str, uid: str, sizin
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": job_name(name, uid), "namespace": namespace, "labels": labels,
-                     "annotations": {"pravah.io/spec-hash": spec_hash(spec)}},
+        "metadata": {"name": job_name(name, uid), "namespace": namespace, "labels": labels},
         "spec": job_spec,
     }
 
-
-def spec_hash(spec: PravahJobSpec) -> str:
-    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import re
 import time
@@ -22,19 +21,19 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from pravah.results import summarize
 from pravah.spec import PravahJobSpec, describe_errors
 from pravah.store import JobRecord, Store
 
 from pravah_operator import egress, metrics, planning
 from pravah_operator.settings import OperatorSettings
 from pravah_operator.status import (
+    MAX_REASON_CHARS,
     MAX_SHARD_FAILURES,
+    PravahJobStatus,
     condition,
+    error_sample,
     fraction,
-    human_rate,
     now_rfc3339,
-    percent,
     set_condition,
 )
 
@@ -46,11 +45,12 @@ ACTIVE = ("Running",)
 # container waits in CreateContainerConfigError): the Secret itself, or one of its keys.
 SECRET_NOT_FOUND = re.compile(r'secret "(?P<secret>[^"]+)" not found')
 SECRET_KEY_NOT_FOUND = re.compile(r"couldn't find key (?P<key>\S+) in Secret [^/\s]+/(?P<secret>\S+)")
+UNSCHEDULABLE = "shard pods wait for a node:"
 log = logging.getLogger("pravah.operator")
 
 
 class Context:
-    """What the handlers share: settings, clients, and one lock per job."""
+    """What the handlers share: settings, clients, one lock per job and per namespace."""
 
     def __init__(self, settings: OperatorSettings, api: client.ApiClient, store: Store):
         self.settings = settings
@@ -61,9 +61,20 @@ class Context:
         self.custom = client.CustomObjectsApi(api)
         self.networking = client.NetworkingV1Api(api)
         self.locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self.namespace_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        # Jobs admitted whose Running status may not be visible in a listing yet: they take
+        # their place under the per-namespace cap until it is.
+        self.admitted: dict[str, set[str]] = collections.defaultdict(set)
+        # uid -> (monotonic time, bytes done) at the last roll-up: the current rate.
+        self.last_progress: dict[str, tuple[float, int]] = {}
 
     def plain(self, obj: Any) -> dict[str, Any]:
         return self.api.sanitize_for_serialization(obj)
+
+    def forget(self, namespace: str, uid: str) -> None:
+        self.admitted[namespace].discard(uid)
+        self.last_progress.pop(uid, None)
+        self.locks.pop(uid, None)
 
 
 def context_of(memo: Any) -> Context:
@@ -80,42 +91,91 @@ async def suspend_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
     await reconcile(body, patch, context_of(memo))
 
 
-@kopf.timer(*RESOURCE, interval=2.0, initial_delay=1.0,
-            when=lambda status, **_: status.get("phase") not in TERMINAL)
 async def follow(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     await reconcile(body, patch, context_of(memo))
+
+
+def register(settings: OperatorSettings) -> None:
+    """The roll-up timer runs at the configured status interval (PRAVAH_STATUS_INTERVAL)."""
+    kopf.timer(*RESOURCE, interval=settings.status_interval, initial_delay=1.0,
+               when=lambda status, **_: status.get("phase") not in TERMINAL)(follow)
 
 
 @kopf.on.delete(*RESOURCE)
 async def deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Keep the history: the record stays in PostgreSQL; the Job goes with its owner."""
+    ctx = context_of(memo)
     if (body.get("status") or {}).get("phase") not in TERMINAL:
-        await context_of(memo).store.set_phase(body.metadata.uid, "Cancelled", "Deleted", "the PravahJob was deleted")
+        await ctx.store.set_phase(body.metadata.uid, "Cancelled", "Deleted", "the PravahJob was deleted")
+    ctx.forget(body.metadata.namespace, body.metadata.uid)
     metrics.forget(body.metadata.uid)
 
 
 async def reconcile(body: kopf.Body, patch: kopf.Patch, ctx: Context) -> None:
+    """One step on; the status is written at the end, through its model, if anything changed."""
     async with ctx.locks[body.metadata.uid]:
-        status = dict(body.get("status") or {})
-        phase = status.get("phase")
-        if phase in TERMINAL:
+        current = {key: value for key, value in (body.get("status") or {}).items()
+                   if key in PravahJobStatus.model_fields}
+        if current.get("phase") in TERMINAL:
+            ctx.forget(body.metadata.namespace, body.metadata.uid)
             return
-        try:
-            spec = PravahJobSpec.model_validate(dict(body["spec"]))
-        except ValidationError as exc:
-            return transition(body, patch, status, "Failed", "InvalidSpec", "; ".join(describe_errors(exc, "spec")))
-        if spec.suspend:
-            return await cancel(body, patch, status, ctx)
-        if phase in (None, "Pending", "Queued"):
-            return await admit(body, patch, status, spec, ctx)
-        return await roll_up(body, patch, status, spec, ctx)
+        status = dict(current)
+        await step(body, status, ctx)
+        write_status(patch, current, status)
 
 
-def transition(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str,
-               message: str) -> None:
+def write_status(patch: kopf.Patch, current: dict[str, Any], status: dict[str, Any]) -> None:
+    """Patch only the fields whose validated value changed: a job that makes no progress
+    costs no write (and no watch event for every client following it)."""
+    validated = PravahJobStatus.model_validate(status).patch()
+    changed = {key: value for key, value in validated.items() if current.get(key) != value}
+    if changed:
+        patch.status.update(changed)
+
+
+async def step(body: kopf.Body, status: dict[str, Any], ctx: Context) -> None:
+    try:
+        spec = PravahJobSpec.model_validate(dict(body["spec"]))
+    except ValidationError as exc:
+        return transition(body, status, "Failed", "InvalidSpec", "; ".join(describe_errors(exc, "spec")))
+    if spec.suspend:
+        return await cancel(body, status, ctx)
+    name = status.get("jobName") or planning.job_name(body.metadata.name, body.metadata.uid)
+    job = await read_job(ctx, name, body.metadata.namespace)
+    if job is not None and not owned_by(job, body.metadata.uid):
+        return await replace_foreign_job(body, status, job, ctx)
+    if job is None and status.get("phase") in (None, "Pending", "Queued"):
+        return await admit(body, status, spec, ctx)
+    return await roll_up(body, status, spec, job, ctx)
+
+
+def owned_by(job: dict[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid and ref.get("controller")
+               for ref in job["metadata"].get("ownerReferences") or [])
+
+
+async def replace_foreign_job(body: kopf.Body, status: dict[str, Any], job: dict[str, Any], ctx: Context) -> None:
+    """A Job of this name that this PravahJob did not create: an earlier PravahJob of the
+    same name left it (deleted, or orphaned). Its runners would report to that job, so it
+    is removed first; a Job Pravah did not make is never touched."""
+    name, namespace = job["metadata"]["name"], body.metadata.namespace
+    labels = job["metadata"].get("labels") or {}
+    if labels.get("app.kubernetes.io/managed-by") != "pravah" or labels.get(planning.JOB_LABEL) != body.metadata.name:
+        return transition(body, status, "Failed", "JobNameTaken",
+                          f"Job {namespace}/{name} exists and was not created by Pravah for this PravahJob")
+    if not job["metadata"].get("deletionTimestamp"):
+        await delete_job(ctx, name, namespace)
+    if status.get("reason") != "ReplacingOldJob":
+        transition(body, status, "Pending", "ReplacingOldJob",
+                   f"Job {name} belongs to an earlier PravahJob named {body.metadata.name}; "
+                   f"it is being deleted before this job's Job is created")
+
+
+def transition(body: kopf.Body, status: dict[str, Any], phase: str, reason: str, message: str) -> None:
     """Set the phase with its conditions, and tell the story as an Event."""
     generation = body.metadata.get("generation")
     previous = status.get("conditions") or []
+    message = truncate(message)
     conditions = previous
     for kind, is_true in (("Running", phase == "Running"), ("Complete", phase == "Succeeded"),
                           ("Failed", phase == "Failed"), ("Cancelled", phase == "Cancelled"),
@@ -124,64 +184,89 @@ def transition(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], phase
         # Ready/Stalled/Reconciling follow kstatus, so Flux's `wait` and health checks work.
         if is_true or kind == "Ready" or any(c.get("type") == kind for c in previous):
             conditions = set_condition(conditions, condition(kind, is_true, reason, message, generation, previous))
-    patch.status.update({"phase": phase, "reason": reason, "message": message, "observedGeneration": generation,
-                         "conditions": conditions})
-    if phase in TERMINAL:
-        patch.status["completionTime"] = now_rfc3339()
     if status.get("phase") != phase or status.get("reason") != reason:
         kopf.event(body, type="Warning" if phase == "Failed" else "Normal", reason=phase, message=message)
         log.info("%s/%s: %s (%s) %s", body.metadata.namespace, body.metadata.name, phase, reason, message)
-    status.update(phase=phase, reason=reason)
+    status.update(phase=phase, reason=reason, message=message, observedGeneration=generation, conditions=conditions)
+    if phase in TERMINAL:
+        status["completionTime"] = status.get("completionTime") or now_rfc3339()
     metrics.phase_changed(body.metadata.uid, phase)
 
 
-async def admit(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], spec: PravahJobSpec,
-                ctx: Context) -> None:
-    """Check what the schema cannot, size the runners, then create the Job (or queue)."""
+def truncate(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 3] + "..."
+
+
+async def admit(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, ctx: Context) -> None:
+    """Check what the schema cannot, size the runners, then create the Job (or queue).
+
+    Admission in one namespace is serialized and counts the jobs admitted a moment ago, so
+    jobs created together cannot all see room under the cap."""
     name, namespace, uid = body.metadata.name, body.metadata.namespace, body.metadata.uid
     if spec.output is None:
-        return transition(body, patch, status, "Failed", "InvalidSpec",
+        return transition(body, status, "Failed", "InvalidSpec",
                           "spec.output is required: the result needs somewhere to go")
     # The admission policy `pravah-tenancy` refuses these first; this holds where it is not installed.
     for field, location in (("spec.source.s3", spec.source.s3), ("spec.output.s3", spec.output.s3)):
         if location is not None and not ctx.settings.tenancy.endpoint_allowed(location.endpoint):
-            return transition(body, patch, status, "Failed", "EndpointNotAllowed",
+            return transition(body, status, "Failed", "EndpointNotAllowed",
                               f"{field}.endpoint: {location.endpoint!r} is not an allowed S3 endpoint "
                               f"(PRAVAH_ALLOWED_S3_ENDPOINTS)")
-    running = await running_in_namespace(ctx, namespace, uid)
-    if running >= ctx.settings.max_running_per_namespace:
-        if status.get("phase") != "Queued":
-            transition(body, patch, status, "Queued", "ConcurrencyLimit",
-                       f"{running} jobs running in {namespace}; at most "
-                       f"{ctx.settings.max_running_per_namespace} run at once")
-        return
-    nodes = ctx.plain(await ctx.core.list_node())["items"]
-    try:
-        sizing = planning.size_runners(spec, nodes)
-    except planning.PlanningError as exc:
-        return transition(body, patch, status, "Failed", "Unschedulable", str(exc))
-    await ctx.store.record_job(JobRecord(uid=uid, namespace=namespace, name=name, operation=spec.operation.type,
-                                         spec=spec.model_dump(mode="json"), shards=sizing.shards,
-                                         threads=sizing.cpu_per_runner))
-    policy = egress.egress_policy(spec, name, namespace, uid, ctx.settings)
-    kopf.adopt(policy, owner=body)
-    await create_if_absent(ctx.networking.create_namespaced_network_policy, namespace, policy)
-    manifest = planning.job_manifest(spec, name, namespace, uid, sizing, ctx.settings)
-    kopf.adopt(manifest, owner=body)
-    await create_if_absent(ctx.batch.create_namespaced_job, namespace, manifest)
-    patch.status.update({
-        "startTime": status.get("startTime") or now_rfc3339(), "jobName": manifest["metadata"]["name"],
-        "cpuPerRunner": sizing.cpu_per_runner, "threads": sizing.cpu_per_runner,
-        "shards": {"total": sizing.shards, "active": 0, "succeeded": 0, "failed": 0,
-                   "ready": fraction(0, sizing.shards)},
-    })
+    async with ctx.namespace_locks[namespace]:
+        running = await running_in_namespace(ctx, namespace, uid)
+        if running >= ctx.settings.max_running_per_namespace:
+            return queue(body, status, "ConcurrencyLimit",
+                         f"{running} jobs running in {namespace}; at most "
+                         f"{ctx.settings.max_running_per_namespace} run at once")
+        nodes = ctx.plain(await ctx.core.list_node())["items"]
+        pods = ctx.plain(await ctx.core.list_pod_for_all_namespaces(
+            field_selector="status.phase!=Succeeded,status.phase!=Failed"))["items"]
+        try:
+            sizing = planning.size_runners(spec, nodes, pods)
+        except planning.WaitForCPU as exc:
+            return queue(body, status, "WaitingForCPU", f"{exc}; the job starts when cores are free")
+        except planning.PlanningError as exc:
+            return transition(body, status, "Failed", "Unschedulable", str(exc))
+        shards, threads = await ctx.store.record_job(JobRecord(
+            uid=uid, namespace=namespace, name=name, operation=spec.operation.type,
+            spec=spec.model_dump(mode="json"), shards=sizing.shards, threads=sizing.cpu_per_runner))
+        sizing = planning.Sizing(cpu_per_runner=threads, shards=shards)  # an earlier attempt's, if any
+        policy = egress.egress_policy(spec, name, namespace, uid, ctx.settings)
+        kopf.adopt(policy, owner=body)
+        await create_if_absent(ctx.networking.create_namespaced_network_policy, namespace, policy)
+        manifest = planning.job_manifest(spec, name, namespace, uid, sizing, ctx.settings)
+        kopf.adopt(manifest, owner=body)
+        await create_if_absent(ctx.batch.create_namespaced_job, namespace, manifest)
+        job = await read_job(ctx, manifest["metadata"]["name"], namespace)
+        if job is None or not owned_by(job, uid):
+            raise kopf.TemporaryError(f"Job {manifest['metadata']['name']} is not this job's own yet", delay=1)
+        if not spec.queueName:
+            ctx.admitted[namespace].add(uid)
+    status.update({
+        "jobName": manifest["metadata"]["name"], "cpuPerRunner": sizing.cpu_per_runner,
+        "threads": sizing.cpu_per_runner,
+        "shards": {"total": sizing.shards, "active": 0, "succeeded": 0, "failed": 0}})
+    if spec.queueName:
+        await ctx.store.set_phase(uid, "Queued", "WaitingForAdmission")
+        return transition(body, status, "Queued", "WaitingForAdmission",
+                          f"Job {manifest['metadata']['name']} waits for Kueue to admit it (queue {spec.queueName})")
+    status["startTime"] = status.get("startTime") or now_rfc3339()
     await ctx.store.set_phase(uid, "Running")
-    transition(body, patch, status, "Running", "JobCreated",
+    transition(body, status, "Running", "JobCreated",
                f"{sizing.shards} shards × {sizing.cpu_per_runner} CPU on Job {manifest['metadata']['name']}")
 
 
+def queue(body: kopf.Body, status: dict[str, Any], reason: str, message: str) -> None:
+    """Wait in phase Queued; the Event is told once per reason, the message kept current."""
+    if status.get("phase") == "Queued" and status.get("reason") == reason:
+        status["message"] = truncate(message)
+        return
+    transition(body, status, "Queued", reason, message)
+
+
 async def create_if_absent(create, namespace: str, manifest: dict[str, Any]) -> None:
-    """Create a child object; one left by an earlier, interrupted call is fine (409)."""
+    """Create a child object; one left by an earlier, interrupted call is fine (409): the
+    next step checks that a Job found by name is this PravahJob's own, by uid."""
     try:
         await create(namespace, manifest)
     except ApiException as exc:
@@ -190,9 +275,15 @@ async def create_if_absent(create, namespace: str, manifest: dict[str, Any]) -> 
 
 
 async def running_in_namespace(ctx: Context, namespace: str, uid: str) -> int:
+    """Jobs of the namespace holding a place under the cap: Running ones, and ones admitted
+    here whose status does not say so yet."""
     listing = await ctx.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-    return sum(1 for item in listing["items"]
-               if item["metadata"]["uid"] != uid and (item.get("status") or {}).get("phase") in ACTIVE)
+    phases = {item["metadata"]["uid"]: (item.get("status") or {}) for item in listing["items"]}
+    admitted = ctx.admitted[namespace]
+    admitted &= {other for other, status in phases.items()
+                 if status.get("phase") not in TERMINAL and status.get("phase") != "Running"}
+    active = {other for other, status in phases.items() if status.get("phase") in ACTIVE}
+    return len((active | admitted) - {uid})
 
 
 async def read_job(ctx: Context, name: str, namespace: str) -> dict[str, Any] | None:
@@ -204,32 +295,32 @@ async def read_job(ctx: Context, name: str, namespace: str) -> dict[str, Any] | 
         raise
 
 
-async def roll_up(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], spec: PravahJobSpec,
+async def roll_up(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, job: dict[str, Any] | None,
                   ctx: Context) -> None:
     """Fold the Job's and the runners' state into the status; finish the job when they are done."""
     uid, namespace = body.metadata.uid, body.metadata.namespace
-    job_name = status.get("jobName") or planning.job_name(body.metadata.name, uid)
-    job = await read_job(ctx, job_name, namespace)
     if job is None:
-        record = await ctx.store.job(uid)
-        if record is not None and record["result"] is not None:
-            return await succeed(body, patch, status, spec, ctx)  # finished, then removed by its TTL
-        return transition(body, patch, status, "Failed", "JobDeleted", f"Job {job_name} was deleted before it finished")
+        if await ctx.store.job_summary(uid) is not None:
+            return await succeed(body, status, spec, ctx)  # finished, then removed by its TTL
+        job_name = status.get("jobName") or planning.job_name(body.metadata.name, uid)
+        await ctx.store.set_phase(uid, "Failed", "JobDeleted", f"Job {job_name} was deleted before it finished")
+        return transition(body, status, "Failed", "JobDeleted", f"Job {job_name} was deleted before it finished")
+    status["jobName"] = job["metadata"]["name"]
     job_status = job.get("status") or {}
     total = job["spec"].get("completions") or 1
-    patch.status["shards"] = {
-        "total": total, "active": job_status.get("active", 0), "succeeded": job_status.get("succeeded", 0),
-        "failed": job_status.get("failed", 0), "ready": fraction(job_status.get("succeeded", 0), total)}
-    await roll_up_progress(patch, status, uid, ctx)
-    failures = await roll_up_shard_failures(body, patch, status, job, ctx)
-    missing = await missing_secret(namespace, job, spec, ctx)
+    status["shards"] = {"total": total, "active": job_status.get("active", 0),
+                        "succeeded": job_status.get("succeeded", 0), "failed": job_status.get("failed", 0)}
+    await roll_up_progress(status, uid, ctx)
+    failures = await roll_up_shard_failures(body, status, job, ctx)
+    pods = await waiting_pods(namespace, job, ctx)
+    missing = missing_secret(pods, spec, namespace)
     if missing is not None:
-        await delete_job(ctx, job_name, namespace)
+        await delete_job(ctx, job["metadata"]["name"], namespace)
         await ctx.store.set_phase(uid, "Failed", "MissingSecret", missing)
-        return transition(body, patch, status, "Failed", "MissingSecret", missing)
+        return transition(body, status, "Failed", "MissingSecret", missing)
     job_conditions = {c["type"]: c for c in job_status.get("conditions") or [] if c.get("status") == "True"}
     if "Complete" in job_conditions:
-        return await succeed(body, patch, status, spec, ctx)
+        return await succeed(body, status, spec, ctx)
     if "Failed" in job_conditions:
         failed = job_conditions["Failed"]
         reason, message = failed.get("reason") or "JobFailed", failed.get("message") or "the Job failed"
@@ -237,15 +328,23 @@ async def roll_up(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], sp
         if oom is not None:
             reason, message = "OOMKilled", f"{oom['message']}; {message}"
         await ctx.store.set_phase(uid, "Failed", reason, message)
-        return transition(body, patch, status, "Failed", reason, message)
+        return transition(body, status, "Failed", reason, message)
     if job["spec"].get("suspend"):
         if status.get("phase") != "Queued":
-            transition(body, patch, status, "Queued", "WaitingForAdmission", "the Job waits for Kueue to admit it")
-    elif status.get("phase") != "Running":
-        transition(body, patch, status, "Running", "Admitted", "the Job's pods are starting")
+            transition(body, status, "Queued", "WaitingForAdmission", "the Job waits for Kueue to admit it")
+        return
+    if status.get("phase") != "Running":
+        status["startTime"] = status.get("startTime") or now_rfc3339()
+        await ctx.store.set_phase(uid, "Running")
+        transition(body, status, "Running", "Admitted", "the Job's pods are starting")
+    unschedulable = unschedulable_message(pods)
+    if unschedulable is not None:
+        status["message"] = truncate(f"{UNSCHEDULABLE} {unschedulable}")
+    elif (status.get("message") or "").startswith(UNSCHEDULABLE):
+        status["message"] = "every shard pod has a node"
 
 
-async def roll_up_shard_failures(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], job: dict[str, Any],
+async def roll_up_shard_failures(body: kopf.Body, status: dict[str, Any], job: dict[str, Any],
                                  ctx: Context) -> list[dict[str, Any]]:
     """Record each runner pod that failed (why, which shard) in the status with a Warning
     Event, so an OOMKilled or crashed shard is visible even when its retry succeeds."""
@@ -263,27 +362,41 @@ async def roll_up_shard_failures(body: kopf.Body, patch: kopf.Patch, status: dic
         known.append(failure)
         kopf.event(body, type="Warning", reason="ShardFailed", message=failure["message"])
         log.warning("%s/%s: %s", body.metadata.namespace, body.metadata.name, failure["message"])
-    patch.status["shardFailures"] = known
+    status["shardFailures"] = known
     return known
 
 
-async def missing_secret(namespace: str, job: dict[str, Any], spec: PravahJobSpec, ctx: Context) -> str | None:
-    """Which credentialsSecret (or key of it) the runner pods cannot start without, naming
-    the field; None if none is missing. The operator may not read Secrets: the kubelet, which
-    resolves them for the pods, says so in the containers' waiting state. Pods are looked at
-    only while some of the Job's active pods are not ready."""
+async def waiting_pods(namespace: str, job: dict[str, Any], ctx: Context) -> list[dict[str, Any]]:
+    """The Job's pods, read only while some active pod is not ready (starting, or stuck)."""
     job_status = job.get("status") or {}
     if job_status.get("active", 0) <= (job_status.get("ready") or 0):
-        return None
+        return []
+    pods = await ctx.core.list_namespaced_pod(namespace,
+                                              label_selector=f"batch.kubernetes.io/job-name={job['metadata']['name']}")
+    return ctx.plain(pods)["items"]
+
+
+def unschedulable_message(pods: list[dict[str, Any]]) -> str | None:
+    """The scheduler's word on a shard pod no node can take now (e.g. insufficient cpu)."""
+    for pod in pods:
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
+                    and cond.get("reason") == "Unschedulable":
+                return cond.get("message") or "no node can take it"
+    return None
+
+
+def missing_secret(pods: list[dict[str, Any]], spec: PravahJobSpec, namespace: str) -> str | None:
+    """Which credentialsSecret (or key of it) the runner pods cannot start without, naming
+    the field; None if none is missing. The operator may not read Secrets: the kubelet, which
+    resolves them for the pods, says so in the containers' waiting state."""
     fields: dict[str, list[str]] = collections.defaultdict(list)
     for role, location in (("source", spec.source), ("output", spec.output)):
         if location is not None and location.s3 is not None and location.s3.credentialsSecret:
             fields[location.s3.credentialsSecret].append(f"spec.{role}.s3.credentialsSecret")
     if not fields:
         return None
-    pods = await ctx.core.list_namespaced_pod(namespace,
-                                              label_selector=f"batch.kubernetes.io/job-name={job['metadata']['name']}")
-    for pod in ctx.plain(pods)["items"]:
+    for pod in pods:
         for container in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = (container.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") != "CreateContainerConfigError":
@@ -314,29 +427,29 @@ def shard_failure(pod: dict[str, Any], memory_limit: str | None) -> dict[str, An
                   f"{memory_limit}; raise spec.resources.memory"
     else:
         message = f"shard {shard} (pod {name}) failed: {reason}, exit code {exit_code}"
-    return {"shard": shard, "pod": name, "reason": reason, "exitCode": exit_code, "message": message}
+    return {"shard": shard, "pod": name, "reason": reason, "exitCode": exit_code, "message": truncate(message)}
 
 
-async def roll_up_progress(patch: kopf.Patch, status: dict[str, Any], uid: str, ctx: Context) -> None:
-    """Progress from the runners' heartbeats; skipped (not fatal) while PostgreSQL is away."""
+async def roll_up_progress(status: dict[str, Any], uid: str, ctx: Context) -> None:
+    """Progress from the runners' heartbeats, with the rate since the last roll-up; skipped
+    (not fatal) while PostgreSQL is away."""
     try:
         progress = await asyncio.wait_for(ctx.store.progress(uid), timeout=5)
         samples = await asyncio.wait_for(ctx.store.error_samples(uid), timeout=5)
     except Exception as exc:
         log.warning("progress of %s not available: %s", uid, exc.__class__.__name__)
         return
-    elapsed = max(time.time() - started_at(status), 1e-3)
-    rate = progress["bytes_done"] / elapsed
-    patch.status["progress"] = {
+    now, done = time.monotonic(), progress["bytes_done"]
+    previous = ctx.last_progress.get(uid)
+    ctx.last_progress[uid] = (now, done)
+    rate = (max(done - previous[1], 0) / (now - previous[0])) if previous and now > previous[0] else 0.0
+    status["progress"] = {
         "filesTotal": progress["files_total"], "filesDone": progress["files_done"],
-        "bytesTotal": progress["bytes_total"], "bytesDone": progress["bytes_done"],
-        "percent": percent(progress["bytes_done"], progress["bytes_total"]) if progress["bytes_total"]
-        else percent(progress["files_done"], progress["files_total"]),
-        "bytesPerSecond": int(rate), "files": fraction(progress["files_done"], progress["files_total"]),
-        "throughput": human_rate(rate)}
-    patch.status["errors"] = {"count": progress["errors"], "samples": samples}
+        "bytesTotal": progress["bytes_total"], "bytesDone": done, "bytesPerSecond": int(rate)}
+    status["errors"] = {"count": progress["errors"], "samples": [
+        error_sample(sample["path"], sample["reason"], sample.get("line")) for sample in samples]}
     if progress["threads"]:
-        patch.status["threads"] = progress["threads"]
+        status["threads"] = progress["threads"]
 
 
 def started_at(status: dict[str, Any]) -> float:
@@ -346,42 +459,43 @@ def started_at(status: dict[str, Any]) -> float:
     return datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
 
 
-async def succeed(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], spec: PravahJobSpec,
-                  ctx: Context) -> None:
+async def succeed(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, ctx: Context) -> None:
+    """Finish from the job's small stored summary; the full result stays in the output storage."""
     uid = body.metadata.uid
-    record = await ctx.store.job(uid)
-    if record is None or record["result"] is None:
-        return transition(body, patch, status, "Failed", "ResultMissing",
+    record = await ctx.store.job_summary(uid)
+    if record is None:
+        await ctx.store.set_phase(uid, "Failed", "ResultMissing", "every shard finished but no result was recorded")
+        return transition(body, status, "Failed", "ResultMissing",
                           "every shard finished but no merged result was recorded")
-    document = json.loads(record["result"])
-    summary = summarize(document)
-    errors = len(document["errors"])
-    patch.status["result"] = {"uri": record["result_uri"], "summary": summary}
-    total = record["shards"]
-    failed_pods = (patch.status.get("shards") or status.get("shards") or {}).get("failed", 0)
-    patch.status["shards"] = {"total": total, "active": 0, "succeeded": total, "failed": failed_pods,
-                              "ready": fraction(total, total)}
-    patch.status["errors"] = {"count": errors, "samples": [
-        {key: value for key, value in error.items() if key in ("path", "reason", "line")}
-        for error in document["errors"][:10]]}
-    patch.status["progress"] = {**patch.status.get("progress", {}), "percent": 100,
-                                "files": fraction(document["files"], document["files"])}
-    metrics.job_finished(document, time.time() - started_at(status))
+    errors = record["errors"]
+    status["result"] = {"uri": record["result_uri"], "summary": record["summary"]}
+    total = (status.get("shards") or {}).get("total") or record["summary"].get("shards") or 1
+    failed_pods = (status.get("shards") or {}).get("failed", 0)
+    status["shards"] = {"total": total, "active": 0, "succeeded": total, "failed": failed_pods}
+    status["errors"] = {"count": errors, "samples": [
+        error_sample(error["path"], error["reason"], error.get("line")) for error in record["error_samples"]]}
+    listed = (status.get("progress") or {}).get("filesTotal") or record["files"]
+    # Every listed file was handled: processed, or reported (e.g. changed during the job).
+    status["progress"] = {**(status.get("progress") or {}), "percent": 100, "bytesPerSecond": 0,
+                          "filesDone": listed, "filesTotal": listed, "files": fraction(listed, listed),
+                          "throughput": None}
+    metrics.job_finished(spec.operation.type, record["files"], record["bytes"], errors,
+                         time.time() - started_at(status))
     if spec.maxErrors is not None and errors > spec.maxErrors:
         message = f"{errors} files failed, more than maxErrors={spec.maxErrors}"
         await ctx.store.set_phase(uid, "Failed", "TooManyErrors", message)
-        return transition(body, patch, status, "Failed", "TooManyErrors", message)
-    message = f"{document['files']} files, {document['bytes']} bytes, {errors} errors; result at {record['result_uri']}"
+        return transition(body, status, "Failed", "TooManyErrors", message)
+    message = f"{record['files']} files, {record['bytes']} bytes, {errors} errors; result at {record['result_uri']}"
     await ctx.store.set_phase(uid, "Succeeded", "Completed", message)
-    transition(body, patch, status, "Succeeded", "Completed", message)
+    transition(body, status, "Succeeded", "Completed", message)
 
 
-async def cancel(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any], ctx: Context) -> None:
+async def cancel(body: kopf.Body, status: dict[str, Any], ctx: Context) -> None:
     """`spec.suspend: true` stops the job for good: the Job and its pods are deleted."""
     name = status.get("jobName") or planning.job_name(body.metadata.name, body.metadata.uid)
     await delete_job(ctx, name, body.metadata.namespace)
     await ctx.store.set_phase(body.metadata.uid, "Cancelled", "Suspended", "spec.suspend was set")
-    transition(body, patch, status, "Cancelled", "Suspended", "spec.suspend was set; the runner pods were stopped")
+    transition(body, status, "Cancelled", "Suspended", "spec.suspend was set; the runner pods were stopped")
 
 
 async def delete_job(ctx: Context, name: str, namespace: str) -> None:

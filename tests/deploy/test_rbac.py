@@ -45,6 +45,7 @@ CALLS: dict[str, tuple[Permission, ...] | None] = {
     "delete_namespaced_custom_object": (("pravah.io", "pravahjobs", "delete"),),
     "list_namespace": (("", "namespaces", "list"),),
     "list_namespaced_pod": (("", "pods", "list"),),
+    "list_pod_for_all_namespaces": (("", "pods", "list"),),
     "read_namespaced_pod": (("", "pods", "get"),),
     "read_namespaced_pod_log": (("", "pods/log", "get"),),
     "create_token_review": (("authentication.k8s.io", "tokenreviews", "create"),),

@@ -3,15 +3,34 @@ import json
 import pytest
 
 from pravah.spec import PravahJobSpec
-from pravah_operator.planning import EXIT_BAD_INPUT, PlanningError, job_manifest, job_name, size_runners
+import itertools
+
+from pravah_operator.planning import (
+    EXIT_BAD_INPUT,
+    PlanningError,
+    WaitForCPU,
+    job_manifest,
+    job_name,
+    size_runners,
+)
 from pravah_operator.settings import OperatorSettings
 
 SETTINGS = OperatorSettings(database_url="postgresql://db/pravah", runner_service_account=None)
 
 
-def node(cpu: str, ready: str = "True", **spec) -> dict:
-    return {"spec": spec, "status": {"allocatable": {"cpu": cpu},
-                                     "conditions": [{"type": "Ready", "status": ready}]}}
+NODE_NUMBERS = itertools.count()
+
+
+def node(cpu: str, ready: str = "True", name: str | None = None, **spec) -> dict:
+    return {"metadata": {"name": name or f"node-{next(NODE_NUMBERS)}"}, "spec": spec,
+            "status": {"allocatable": {"cpu": cpu}, "conditions": [{"type": "Ready", "status": ready}]}}
+
+
+def pod(node_name: str, *cpus: str, phase: str = "Running", init: tuple[str, ...] = ()) -> dict:
+    def containers(values):
+        return [{"name": f"c{i}", "resources": {"requests": {"cpu": value}}} for i, value in enumerate(values)]
+    return {"spec": {"nodeName": node_name, "containers": containers(cpus), "initContainers": containers(init)},
+            "status": {"phase": phase}}
 
 
 def spec(**changes) -> PravahJobSpec:
@@ -22,7 +41,7 @@ def spec(**changes) -> PravahJobSpec:
 
 
 def test_auto_sizing_fits_a_runner_on_every_node_and_fills_them():
-    sizing = size_runners(spec(), [node("2"), node("4"), node("3500m")])
+    sizing = size_runners(spec(), [node("2"), node("4"), node("3500m")], [])
     assert sizing.cpu_per_runner == 2
     assert sizing.shards == 1 + 2 + 1
 
@@ -30,28 +49,47 @@ def test_auto_sizing_fits_a_runner_on_every_node_and_fills_them():
 def test_ineligible_nodes_are_ignored():
     nodes = [node("8", ready="False"), node("16", unschedulable=True),
              node("32", taints=[{"key": "gpu", "effect": "NoSchedule"}]), node("4")]
-    sizing = size_runners(spec(), nodes)
+    sizing = size_runners(spec(), nodes, [])
     assert (sizing.cpu_per_runner, sizing.shards) == (4, 1)
 
 
 def test_explicit_cpu_and_parallelism_win():
-    sizing = size_runners(spec(parallelism=7, resources={"cpu": 3}), [node("4"), node("4")])
+    sizing = size_runners(spec(parallelism=7, resources={"cpu": 3}), [node("4"), node("4")], [])
     assert (sizing.cpu_per_runner, sizing.shards) == (3, 7)
 
 
 def test_more_cpu_than_the_largest_node_is_a_planning_error():
     with pytest.raises(PlanningError, match="resources.cpu=8 but the largest node has 4"):
-        size_runners(spec(resources={"cpu": 8}), [node("4"), node("2")])
+        size_runners(spec(resources={"cpu": 8}), [node("4"), node("2")], [])
 
 
 def test_no_eligible_node_is_a_planning_error():
     with pytest.raises(PlanningError, match="no Ready"):
-        size_runners(spec(), [node("4", ready="False")])
+        size_runners(spec(), [node("4", ready="False")], [])
+
+
+def test_auto_sizing_counts_only_the_cpu_other_pods_left_free():
+    nodes = [node("4", name="big"), node("2", name="small")]
+    pods = [pod("big", "500m", "1"), pod("small", "250m", init=("1500m",)),
+            pod("big", "3", phase="Succeeded"), pod("elsewhere", "8")]
+    # big: 4 - 1.5 = 2.5 free -> 2 whole cores; small: 2 - max(0.25, 1.5) = 0.5 free -> none
+    sizing = size_runners(spec(), nodes, pods)
+    assert (sizing.cpu_per_runner, sizing.shards) == (2, 1)
+
+
+def test_a_job_waits_when_no_node_has_a_whole_core_free():
+    with pytest.raises(WaitForCPU, match="no node has a whole CPU free.*small 0.50 of 2 free"):
+        size_runners(spec(), [node("2", name="small")], [pod("small", "1500m")])
+
+
+def test_explicit_cpu_that_fits_a_node_but_not_its_free_cores_waits():
+    with pytest.raises(WaitForCPU, match="resources.cpu=2: no node has 2 CPUs free"):
+        size_runners(spec(resources={"cpu": 2}), [node("2", name="a")], [pod("a", "100m")])
 
 
 def test_job_manifest_is_an_indexed_job_with_per_index_retries():
     manifest = job_manifest(spec(maxRetriesPerShard=3, activeDeadlineSeconds=600, ttlSecondsAfterFinished=60),
-                            "sales", "analytics", "uid-1", size_runners(spec(), [node("2"), node("2")]), SETTINGS)
+                            "sales", "analytics", "uid-1", size_runners(spec(), [node("2"), node("2")], []), SETTINGS)
     job = manifest["spec"]
     assert job["completionMode"] == "Indexed" and job["completions"] == job["parallelism"] == 2
     assert job["backoffLimitPerIndex"] == 3 and job["activeDeadlineSeconds"] == 600
@@ -69,7 +107,7 @@ def test_job_manifest_is_an_indexed_job_with_per_index_retries():
 
 
 def test_queue_name_makes_the_job_kueue_admissible():
-    manifest = job_manifest(spec(queueName="team-a"), "j", "ns", "uid", size_runners(spec(), [node("2")]), SETTINGS)
+    manifest = job_manifest(spec(queueName="team-a"), "j", "ns", "uid", size_runners(spec(), [node("2")], []), SETTINGS)
     assert manifest["spec"]["suspend"] is True
     assert manifest["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
 
@@ -77,7 +115,7 @@ def test_queue_name_makes_the_job_kueue_admissible():
 def test_source_and_output_each_get_their_own_secret():
     s3_spec = spec(source={"s3": {"bucket": "raw", "credentialsSecret": "reader"}},
                    output={"s3": {"bucket": "out", "credentialsSecret": "writer"}})
-    manifest = job_manifest(s3_spec, "j", "ns", "uid", size_runners(s3_spec, [node("2")]), SETTINGS)
+    manifest = job_manifest(s3_spec, "j", "ns", "uid", size_runners(s3_spec, [node("2")], []), SETTINGS)
     env = {item["name"]: item for item in manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
     secrets = {name: item["valueFrom"]["secretKeyRef"] for name, item in env.items()
                if "secretKeyRef" in item.get("valueFrom", {})}
@@ -95,7 +133,7 @@ def test_job_names_are_deterministic_and_short():
 
 
 def test_runner_pods_hold_no_database_credentials_only_a_token_for_the_operator():
-    manifest = job_manifest(spec(), "j", "ns", "uid", size_runners(spec(), [node("2")]), SETTINGS)
+    manifest = job_manifest(spec(), "j", "ns", "uid", size_runners(spec(), [node("2")], []), SETTINGS)
     pod = manifest["spec"]["template"]["spec"]
     text = json.dumps(pod)
     assert "postgresql://" not in text and "DATABASE" not in text, "nothing of the database reaches a runner"

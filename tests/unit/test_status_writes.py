@@ -1,0 +1,37 @@
+"""The operator writes its status through the model and only when a field changed."""
+
+from __future__ import annotations
+
+import kopf
+
+from pravah_operator.pravahjob import write_status
+from pravah_operator.status import MAX_REASON_CHARS, error_sample
+
+RUNNING = {"phase": "Running", "reason": "JobCreated", "message": "2 shards",
+           "shards": {"total": 2, "active": 2, "succeeded": 0, "failed": 0, "ready": "0/2"},
+           "progress": {"filesTotal": 10, "filesDone": 4, "bytesTotal": 100, "bytesDone": 40, "percent": 40,
+                        "bytesPerSecond": 0, "files": "4/10", "throughput": "0 B/s"}}
+
+
+def written(current: dict, new: dict) -> dict:
+    patch = kopf.Patch()
+    write_status(patch, current, new)
+    return dict(patch.get("status") or {})
+
+
+def test_an_unchanged_status_is_not_written():
+    assert written(RUNNING, {**RUNNING, "shards": {"total": 2, "active": 2, "succeeded": 0, "failed": 0}}) == {}
+
+
+def test_only_the_changed_fields_are_written_with_their_derived_strings():
+    progress = {"filesTotal": 10, "filesDone": 7, "bytesTotal": 100, "bytesDone": 70, "bytesPerSecond": 1500}
+    assert written(RUNNING, {**RUNNING, "progress": progress}) == {"progress": {
+        **progress, "percent": 70, "files": "7/10", "throughput": "1.5 kB/s"}}
+
+
+def test_error_reasons_are_cut_to_the_status_bound():
+    sample = error_sample("a.csv", "x" * 10_000, 3)
+    status = written(RUNNING, {**RUNNING, "errors": {"count": 1, "samples": [sample]}})
+    [kept] = status["errors"]["samples"]
+    assert len(kept["reason"]) == MAX_REASON_CHARS and kept["reason"].endswith("...")
+    assert (kept["path"], kept["line"]) == ("a.csv", 3)
