@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup engine demo test test-rust test-python bench bench-smoke clean
+.PHONY: setup engine demo test test-rust test-python test-chaos bench bench-smoke clean
 
 ## setup: create .venv, install Python deps and build the Rust engine into it
 setup: $(VENV)/.deps engine
@@ -37,6 +37,16 @@ test-python: setup
 	scripts/platform-prereqs
 	$(PY) -m pytest -q -m own_cluster
 	$(PY) -m pytest -q -m "not own_cluster"
+	PRAVAH_CHAOS=1 $(PY) -m pytest -q $(CHAOS_SHORT)
+
+# A few e2e tests in chaos mode: a few minutes, enough for faults of every kind and a pod deletion.
+CHAOS_SHORT := tests/e2e/test_jobs.py \
+	-k "example_on_volume and stats or four_shards or operator_killed_mid_job or s3_source_and_output"
+
+## test-chaos: the e2e suite while the operator's API calls fail at random and its pod is deleted
+test-chaos: setup
+	scripts/platform-prereqs
+	PRAVAH_CHAOS=1 $(PY) -m pytest -q tests/e2e
 
 ## bench: the side-by-side benchmark against DuckDB, Polars and the classic tools
 bench: setup
