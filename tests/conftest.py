@@ -261,7 +261,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     except PlatformError:
         pass
     s3 = _launcher.platform.s3
-    if s3.kind == "minio":
+    if s3.minio is not None:  # None when MinIO was missing: the platform did not start
         minio_info = bins.build_info(Path(s3.minio).parent)
         tr.write_line(f"cold build of MinIO (scripts/minio-bin, once per machine): "
                       f"{minio_info.get('build_seconds', '?')}s")

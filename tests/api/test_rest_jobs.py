@@ -16,28 +16,14 @@ import click
 import yaml
 from click.testing import CliRunner
 
-from api.helpers import CLAIMS, ApiServer, DeployedApi, assert_error, service_account, settings_for
-from e2e.harness import ROOT
+from api.helpers import CLAIMS, STATS_SPEC, ApiServer, DeployedApi, assert_error, service_account, settings_for
+from e2e import reference
+from e2e.harness import ROOT, upload_sales
 from pravah.client_cli import Client, register
 from pravah.tenancy import TenancySettings
 
 EXAMPLE = ROOT / "examples" / "stats-volume.yaml"
 ALL_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
-
-
-def comparable(document: dict[str, Any]) -> dict[str, Any]:
-    """What must agree between two runs over the same files (output locations left out)."""
-
-    def walk(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: walk(v) for k, v in value.items() if k not in ("manifest", "outputs")}
-        if isinstance(value, list):
-            return [walk(item) for item in value]
-        if isinstance(value, float):
-            return float(f"{value:.9g}")
-        return value
-
-    return {key: walk(document[key]) for key in ("operation", "files", "bytes", "errors", "result")}
 
 
 def cli() -> click.Group:
@@ -71,22 +57,41 @@ def test_rest_job_runs_and_matches_kubectl(cluster, sample_data, tmp_path):
     kubectl_job = cluster.wait_phase("sales-profile")
     detail = api.request("GET", f"/jobs/{job_id}", token).json()
     assert detail["phase"] == "Succeeded" and detail["progress"]["percent"] == 100
-    assert detail["timings"]["durationSeconds"] is not None and detail["errors"]["count"] >= 0
+    assert detail["timings"]["durationSeconds"] >= 0 and detail["errors"]["count"] == 0
+    files = cluster.source_files(manifest["spec"])
     rest_result = api.request("GET", f"/jobs/{job_id}/results", token)
     assert rest_result.status_code == 200, rest_result.text
-    via_rest = api.request("GET", f"/jobs/{kubectl_job['metadata']['uid']}/results", token).json()
-    on_volume = json.loads((cluster.results / "pravah-out" / "sales-profile" / "result.json").read_text())
-    assert comparable(rest_result.json()) == comparable(via_rest) == comparable(on_volume)
+    reference.check(rest_result.json(), spec["operation"], files)
+    via_rest = api.request("GET", f"/jobs/{kubectl_job['metadata']['uid']}/results", token)
+    assert via_rest.status_code == 200, via_rest.text
+    reference.check(via_rest.json(), spec["operation"], files)
 
-    # A finished job's stream ends at once; its logs come from the archive.
+    # A finished job's stream ends at once; once its pods are gone, its logs come from the archive.
     events = asyncio.run(collect(Client(api.url, token), f"/jobs/{job_id}/events"))
     assert [event for event, _ in events][-1] == "end" and events[-1][1]["phase"] == "Succeeded"
+    runners = f"job-name={cluster.get('rest-profile')['status']['jobName']}"
+    pods = cluster.kubectl("get", "pods", "-l", runners, "-o", "name").stdout.split()
+    cluster.kubectl("delete", "pods", "-l", runners, "--wait=true")
     logs = api.request("GET", f"/jobs/{job_id}/logs", token).json()
-    assert logs["source"] in ("pods", "archive") and logs["entries"]
+    assert logs["source"] == "archive", logs
+    assert sorted(f"pod/{entry['pod']}" for entry in logs["entries"]) == sorted(pods), (logs, pods)
+    assert all(entry["log"] for entry in logs["entries"]), logs
     assert_error(api.request("DELETE", f"/jobs/{job_id}", token), 409)  # already finished
     out = tmp_path / "result.json"
     assert invoke(env, "results", job_id, "-o", str(out)).exit_code == 0
-    assert comparable(json.loads(out.read_text())) == comparable(on_volume)
+    reference.check(json.loads(out.read_text()), spec["operation"], files)
+
+
+def test_a_pattern_the_engine_cannot_run_is_refused(kubernetes_api, control_plane, namespace):
+    """The installed API (its image) judges grep patterns with the engine: Python's `re`
+    would accept this look-behind, the engine would fail on it in every runner."""
+    token = service_account(control_plane, namespace, "grep-submitter", ALL_VERBS, CLAIMS)
+    grep = {"type": "grep", "grep": {"pattern": "(?<=user=)\\w+"}}
+    answer = kubernetes_api.request("POST", "/jobs", token, json={**STATS_SPEC, "namespace": namespace,
+                                                                  "operation": grep})
+    error = assert_error(answer, 422, "operation.grep.pattern")
+    assert "look-around, including look-ahead and look-behind, is not supported" in error["message"], error
+    assert control_plane.kubectl("get", "pravahjobs", "-n", namespace, "-o", "name").stdout == ""
 
 
 async def collect(client: Client, path: str) -> list[tuple[str, dict[str, Any]]]:
@@ -128,11 +133,7 @@ def test_client_commands(standalone_api, namespace, tmp_path):
 
 def test_large_result_is_streamed_from_s3(cluster, s3, bucket):
     """With the inline limit at 0 every result counts as large: it is streamed from the output bucket."""
-    import boto3
-
-    client = boto3.client("s3", **s3.client_kwargs())
-    for path in sorted((ROOT / "examples" / "data" / "sales").glob("*.csv")):
-        client.upload_file(str(path), bucket, f"raw/sales/{path.name}")
+    files = upload_sales(s3, bucket)
     cluster.kubectl("create", "secret", "generic", "s3-creds", f"--from-literal=AWS_ACCESS_KEY_ID={s3.access_key}",
                     f"--from-literal=AWS_SECRET_ACCESS_KEY={s3.secret_key}")
     location = {"bucket": bucket, "endpoint": s3.endpoint, "credentialsSecret": "s3-creds"}
@@ -149,7 +150,8 @@ def test_large_result_is_streamed_from_s3(cluster, s3, bucket):
         assert job["status"]["result"]["uri"] == f"s3://{bucket}/results/sales/result.json"
         answer = api.request("GET", f"/jobs/{created.json()['id']}/results", token)
         assert answer.status_code == 200, answer.text
-        stored = client.get_object(Bucket=bucket, Key="results/sales/result.json")["Body"].read()
+        stored = cluster.reader(s3)(job["status"]["result"]["uri"])
         assert answer.content == stored
+        reference.check(json.loads(stored), body["operation"], files)
     finally:
         api.stop()

@@ -14,12 +14,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from deploy.helpers import ROOT
+from e2e import reference
+from e2e.harness import wait_for
 from pravah.localcluster.nodes import RUN_ROOT
 
 BIN = Path(sys.executable).parent
@@ -76,8 +77,9 @@ def test_dev_up_runs_a_job_and_down_stops_everything(tmp_path):
         status = run("get", "pj/data-count", "-o", "json")
         operator_log = run("-n", "pravah-system", "logs", "deploy/pravah-operator").stdout
         assert waited.returncode == 0, f"{waited.stderr}\n{status.stdout[-3000:]}\n{operator_log[-3000:]}"
-        result = Path(stack["volumes"]["results"]) / "pravah-out" / "data-count" / "result.json"
-        assert json.loads(result.read_text())["operation"] == "count"
+        claim, _, key = json.loads(status.stdout)["status"]["result"]["uri"].removeprefix("pvc://").partition("/")
+        reference.count(json.loads((Path(stack["volumes"][claim]) / key).read_text()),
+                        reference.source_files(datasets / "data"))
         assert "Forbidden" not in operator_log
         import requests
 
@@ -93,10 +95,8 @@ def test_dev_up_runs_a_job_and_down_stops_everything(tmp_path):
         down = subprocess.run([str(BIN / "pravah"), "dev", "down"], env=env, capture_output=True, text=True,
                               timeout=180)
     assert down.returncode == 0, down.stderr
-    deadline = time.monotonic() + 20
-    while processes_of(state) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert processes_of(state) == [], "processes left after `pravah dev down`"
+    wait_for(lambda: not processes_of(state), 120, "every process of the stack to end after `pravah dev down`",
+             interval=0.5)
     assert not (state / "stack.json").exists() and not (state / "platform.json").exists()
     status = subprocess.run([str(BIN / "pravah"), "dev", "status"], env=env, capture_output=True, text=True)
     assert status.returncode == 3 and "not running" in status.stdout

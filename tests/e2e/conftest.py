@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from chaos.plugin import chaos, chaos_invariants, pytest_terminal_summary  # noqa: F401  PRAVAH_CHAOS=1
 from e2e.harness import CRD, ROOT, Cluster, InstalledOperator, bind_volume
 from pravah.localcluster import install
+from pravah.localcluster.kueue import Kueue
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +21,16 @@ def crd(pravah) -> Path:
     """The CRD, installed with the rest of Pravah by the kustomize overlay."""
     pravah.control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/pravahjobs.pravah.io")
     return CRD
+
+
+@pytest.fixture(scope="session")
+def kueue(control_plane) -> Iterator[Kueue]:
+    """Kueue's controller manager (batch/job integration) with its CRDs, on the test control plane."""
+    manager = Kueue(control_plane, control_plane.dir / "kueue").start()
+    try:
+        yield manager
+    finally:
+        manager.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import boto3
 import yaml
+
+from e2e.reference import Files, source_files
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 CRD = ROOT / "crds" / "pravahjobs.pravah.io.yaml"
-BIN = Path(sys.executable).parent
 OPERATOR_NAMESPACE = "pravah-system"
 OPERATOR_DEPLOYMENT = "pravah-operator"
 OPERATOR_SELECTOR = "app.kubernetes.io/name=pravah-operator"
@@ -193,6 +194,30 @@ class Cluster:
     def pods(self) -> list[dict[str, Any]]:
         return json.loads(self.kubectl("get", "pods", "-o", "json").stdout)["items"]
 
+    def reader(self, s3=None) -> Callable[[str], bytes]:
+        """Reads what a result points at by the URI it gives: `pvc://CLAIM/PATH` from this
+        namespace's volumes, `s3://BUCKET/KEY` from the S3 server `s3`."""
+        client = boto3.client("s3", **s3.client_kwargs()) if s3 is not None else None
+
+        def read(uri: str) -> bytes:
+            scheme, _, rest = uri.partition("://")
+            location, _, key = rest.partition("/")
+            if scheme == "pvc":
+                return (volume_dir(self.platform, self.namespace, location) / key).read_bytes()
+            if scheme == "s3" and client is not None:
+                return client.get_object(Bucket=location, Key=key)["Body"].read()
+            raise AssertionError(f"no way to read {uri!r} (an S3 URI needs the s3 fixture)")
+
+        return read
+
+    def source_files(self, spec: dict[str, Any]) -> Files:
+        """The files a spec with a volume source reads from the `datasets` volume."""
+        return source_files(self.datasets / spec["source"]["volume"]["path"], spec.get("include"))
+
+    def result(self, job: dict[str, Any], s3=None) -> dict[str, Any]:
+        """The result document of a finished job, from where its status says it is."""
+        return json.loads(self.reader(s3)(job["status"]["result"]["uri"]))
+
     def jobs(self) -> list[dict[str, Any]]:
         return json.loads(self.kubectl("get", "jobs", "-o", "json").stdout)["items"]
 
@@ -263,35 +288,16 @@ def thaw(pids: list[int]) -> None:
     signal_all(pids, signal.SIGCONT)
 
 
-# -- jobs: manifests, expected results, records ------------------------------------------
+# -- jobs: manifests, records ------------------------------------------------------------
 
-def local_result(manifest: Path, tmp_path: Path) -> dict[str, Any]:
-    """What `pravah run -f` gives on this machine for the same manifest."""
-    out = subprocess.run([str(BIN / "pravah"), "run", "-f", str(manifest), "--json", "--output", str(tmp_path)],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
-
-
-def comparable(document: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """The parts of a result that must agree between runs: paths made relative, floats rounded."""
-
-    def walk(value: Any, key: str = "") -> Any:
-        if key == "top" and value:
-            # Values tied with the last one kept are interchangeable: which of them make the
-            # cut depends on merge order. Everything above the cut must agree.
-            cutoff = value[-1]["count"]
-            return [walk(item) for item in value if item["count"] > cutoff] + [cutoff, len(value)]
-        if isinstance(value, dict):
-            return {k: walk(v, k) for k, v in value.items() if k not in ("manifest", "outputs")}
-        if isinstance(value, list):
-            return [walk(item) for item in value]
-        if isinstance(value, str) and key in ("path", "source"):
-            return value.removeprefix(prefix)
-        if isinstance(value, float):
-            return float(f"{value:.9g}")
-        return value
-
-    return {key: walk(document[key]) for key in ("operation", "files", "bytes", "errors", "result")}
+def upload_sales(s3, bucket: str, prefix: str = "raw/sales/") -> Files:
+    """The bundled sales CSVs under `prefix` of the bucket, keyed as a result reports them."""
+    client = boto3.client("s3", **s3.client_kwargs())
+    files = {}
+    for path in sorted((EXAMPLES / "data" / "sales").glob("*.csv")):
+        client.upload_file(str(path), bucket, f"{prefix}{path.name}")
+        files[f"s3://{bucket}/{prefix}{path.name}"] = path.read_bytes()
+    return files
 
 
 def manifest_for(op: str, **spec_changes: Any) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def namespace(pravah_crd) -> str:
 def apply(cp, namespace: str, manifest: dict, *extra: str):
     """`kubectl apply` (strict server-side field validation); retried while discovery catches up."""
     text = yaml.safe_dump(manifest)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while True:
         r = cp.kubectl("apply", "-n", namespace, "-f", "-", *extra, input=text, check=False)
         if "no matches for kind" not in r.stderr or time.monotonic() > deadline:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from e2e.harness import wait_for
 from pravah.localcluster import ControlPlane, PlatformError
 
 pytestmark = pytest.mark.platform
@@ -28,15 +27,11 @@ def test_killing_etcd_fails_readyz_clearly(own_control_plane):
     assert status == 200
     cp.kill("etcd")
 
-    # The API server notices within a few seconds (its etcd check times out after 2 s).
-    t0 = time.monotonic()
-    while cp.readyz()[0] == 200:
-        assert time.monotonic() - t0 < 20, "/readyz still 200 twenty seconds after etcd died"
-        time.sleep(0.5)
+    # The API server notices (its etcd check times out after 2 s); the bound is for a hang.
+    wait_for(lambda: cp.readyz()[0] != 200, 120, "/readyz to fail after etcd died", interval=0.5)
 
     with pytest.raises(PlatformError) as readyz_error:
         cp.wait_ready(timeout=5)
-    assert time.monotonic() - t0 < 40
     message = str(readyz_error.value)
     assert "kube-apiserver is not ready" in message
     assert "[-]etcd" in message

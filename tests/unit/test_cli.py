@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from e2e import reference
 
 ROOT = Path(__file__).resolve().parents[2]
 PRAVAH = str(Path(sys.executable).parent / "pravah")
@@ -85,12 +88,18 @@ def test_a_shard_takes_its_share_and_the_shards_cover_everything():
     assert sorted(seen) == sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples/data").rglob("*") if p.is_file())
 
 
-def test_manifest_runs_locally_relative_to_its_folder(tmp_path):
-    result = pravah("run", "-f", str(ROOT / "examples" / "grep-volume.yaml"), "--json", "--output", str(tmp_path))
+@pytest.mark.parametrize("op", ["stats", "count", "checksum", "grep", "convert"])
+def test_example_runs_locally_relative_to_its_folder_and_gives_what_the_data_gives(op, tmp_path):
+    """Run from another directory: the manifest's source path is taken from its own folder."""
+    manifest = ROOT / "examples" / f"{op}-volume.yaml"
+    spec = yaml.safe_load(manifest.read_text())["spec"]
+    result = pravah("run", "-f", str(manifest), "--json", "--output", str(tmp_path / "out"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["operation"] == "grep" and document["result"]["matches"] > 0
-    assert (tmp_path / "result.json").exists()
+    root = manifest.parent / spec["source"]["volume"]["path"]
+    files = reference.source_files(root, spec.get("include"), prefix=f"{root}/")
+    reference.check(document, spec["operation"], files, lambda path: Path(path).read_bytes())
+    assert json.loads((tmp_path / "out" / "result.json").read_text()) == document
 
 
 def test_help_teaches():

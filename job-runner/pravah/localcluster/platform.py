@@ -33,15 +33,14 @@ PRAVAH_DATABASE = "pravah"
 class Platform:
     """Everything the integration tests need, in one directory."""
 
-    def __init__(self, workdir: Path | str, nodes: tuple[NodeSpec, ...] = DEFAULT_NODES,
-                 s3_kind: str | None = None) -> None:
+    def __init__(self, workdir: Path | str, nodes: tuple[NodeSpec, ...] = DEFAULT_NODES) -> None:
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.control_plane = ControlPlane(self.dir / "control-plane")
         self.images = Images(self.dir / "images.log")
         self.nodes = Nodes(self.control_plane, self.dir / "nodes", self.images, nodes)
         self.postgres = Postgres(self.dir / "postgres", pod_address=HOST_IP, pod_network=CLUSTER_CIDR)
-        self.s3 = S3Server(self.dir / "s3", kind=s3_kind, address=HOST_IP)
+        self.s3 = S3Server(self.dir / "s3", address=HOST_IP)
         self.timings: dict[str, float] = {}
 
     def start_services(self) -> None:

@@ -1,14 +1,12 @@
-"""An S3-compatible server as its own process on a free loopback port.
-
-MinIO (built from its Go module by scripts/minio-bin) when its binary is available, else
-moto's standalone server. `PRAVAH_S3_SERVER=minio|moto` forces one.
+"""An S3 server as its own process on a free port: MinIO, built from its Go module by
+scripts/minio-bin. There is no stand-in: without MinIO the platform does not start, so a
+test never passes against something users do not run.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,56 +17,47 @@ from .procs import PlatformError, Proc, free_ports, wait_until
 MINIO_SCRIPT = REPO_ROOT / "scripts" / "minio-bin"
 
 
-def minio_binary() -> Path | None:
+def minio_binary() -> Path:
+    """The MinIO binary that scripts/minio-bin built; PlatformError naming what is missing."""
+    hint = "build it with scripts/minio-bin"
     if not MINIO_SCRIPT.exists():
-        return None
+        raise PlatformError(f"MinIO is missing: {MINIO_SCRIPT} does not exist")
     r = subprocess.run([str(MINIO_SCRIPT), "--print"], capture_output=True, text=True, timeout=30, check=False)
-    if r.returncode != 0:
-        return None
-    p = Path(r.stdout.strip().splitlines()[-1])
-    return p if os.access(p, os.X_OK) else None
+    if r.returncode != 0 or not r.stdout.strip():
+        raise PlatformError(f"MinIO is missing: the server binary is not built; {hint} "
+                            f"({(r.stderr or r.stdout).strip()[-300:]})")
+    path = Path(r.stdout.strip().splitlines()[-1])
+    if not os.access(path, os.X_OK):
+        raise PlatformError(f"MinIO is missing: {path} is not an executable file; {hint}")
+    return path
 
 
 class S3Server:
-    """endpoint, access_key, secret_key, region; `kind` is "minio" or "moto"."""
+    """endpoint, access_key, secret_key, region of a MinIO server."""
 
     region = "us-east-1"
+    kind = "minio"
+    access_key, secret_key = "pravah-admin", "pravah-secret-key"
 
-    def __init__(self, workdir: Path | str, kind: str | None = None, address: str = "127.0.0.1") -> None:
+    def __init__(self, workdir: Path | str, address: str = "127.0.0.1") -> None:
         """`address`: where it listens; the host address on the pod network lets pods reach it."""
         self.dir = Path(workdir)
         self.address = address
         self.port, self.console_port = free_ports(2)
         self.endpoint = f"http://{address}:{self.port}"
         self.log_path = self.dir / "s3.log"
-        kind = kind or os.environ.get("PRAVAH_S3_SERVER")
-        self.minio = None
-        if kind in (None, "", "minio"):
-            self.minio = minio_binary()
-            if self.minio is None and kind == "minio":
-                raise PlatformError("PRAVAH_S3_SERVER=minio but MinIO is not built; run scripts/minio-bin")
-        elif kind != "moto":
-            raise PlatformError(f"PRAVAH_S3_SERVER must be minio or moto, not {kind!r}")
-        self.kind = "minio" if self.minio else "moto"
-        if self.kind == "minio":
-            self.access_key, self.secret_key = "pravah-admin", "pravah-secret-key"
-        else:
-            self.access_key, self.secret_key = "testing", "testing"
+        self.minio: Path | None = None  # resolved on start: the build may still be running
         self.proc: Proc | None = None
 
     def start(self, timeout: float = 30) -> S3Server:
+        self.minio = minio_binary()
         self.dir.mkdir(parents=True, exist_ok=True)
-        if self.kind == "minio":
-            env = dict(os.environ, MINIO_ROOT_USER=self.access_key, MINIO_ROOT_PASSWORD=self.secret_key,
-                       MINIO_BROWSER="off", MINIO_UPDATE="off", MINIO_CI_CD="1")
-            argv = [str(self.minio), "server", "--quiet", "--address", f"{self.address}:{self.port}",
-                    "--console-address", f"127.0.0.1:{self.console_port}", str(self.dir / "data")]
-            health = f"{self.endpoint}/minio/health/live"
-        else:
-            env = dict(os.environ)
-            argv = [sys.executable, "-m", "moto.server", "-H", self.address, "-p", str(self.port)]
-            health = f"{self.endpoint}/moto-api/"
-        self.proc = Proc(f"s3 ({self.kind})", argv, self.log_path, env=env, cwd=str(self.dir)).start()
+        env = dict(os.environ, MINIO_ROOT_USER=self.access_key, MINIO_ROOT_PASSWORD=self.secret_key,
+                   MINIO_BROWSER="off", MINIO_UPDATE="off", MINIO_CI_CD="1")
+        argv = [str(self.minio), "server", "--quiet", "--address", f"{self.address}:{self.port}",
+                "--console-address", f"127.0.0.1:{self.console_port}", str(self.dir / "data")]
+        health = f"{self.endpoint}/minio/health/live"
+        self.proc = Proc("s3 (minio)", argv, self.log_path, env=env, cwd=str(self.dir)).start()
 
         def up() -> bool:
             try:
@@ -77,7 +66,7 @@ class S3Server:
             except urllib.error.HTTPError as e:
                 return e.code < 500
 
-        wait_until(up, timeout, f"the S3 server ({self.kind}) at {self.endpoint}", procs=[self.proc])
+        wait_until(up, timeout, f"MinIO at {self.endpoint}", procs=[self.proc])
         return self
 
     def stop(self) -> None:
