@@ -1,8 +1,11 @@
 # Pravah images, one Dockerfile, three targets:
 #
-#   docker build --target runner   -t ghcr.io/pravah-io/pravah-runner:dev   .   # `pravah runner` + the Rust engine
+#   docker build --target runner   -t ghcr.io/pravah-io/pravah-runner:dev   .   # `pravah runner`
 #   docker build --target operator -t ghcr.io/pravah-io/pravah-operator:dev .   # `pravah-operator`
 #   docker build --target api      -t ghcr.io/pravah-io/pravah-api:dev      .   # `pravah-api`
+#
+# All three carry the Rust engine: the runner runs it, and the operator and the API check
+# specs with it (a grep pattern is valid only if the engine's regex compiles it).
 #
 # Stages: `engine-build` builds the pravah_engine wheel with maturin (Rust, release profile);
 # `python` builds the pravah wheel and the dependencies into a virtual environment, and
