@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from e2e.harness import OPERATOR_DEPLOYMENT, manifest_for, runner_pids
+from e2e.harness import OPERATOR_DEPLOYMENT, manifest_for, runner_pids, wait_for
 
 pytestmark = pytest.mark.scale
 FILES = int(os.environ.get("PRAVAH_SCALE_FILES") or 20_000)
@@ -101,9 +101,12 @@ def test_checksum_over_many_tiny_files_with_flat_memory_and_a_kept_lease(cluster
     manifest = manifest_for("checksum", source={"volume": {"claimName": "datasets", "path": "tiny"}},
                             operation={"type": "checksum", "checksum": {"algorithm": "sha256"}},
                             output={"volume": {"claimName": "results", "path": "tiny-sums"}}, parallelism=2)
+    sampler = Sampler(cluster, "")
+    # A settings change before the test rolls the operator out: start once the running pod leads.
+    wait_for(lambda: sampler.lease()[0] in {pod["metadata"]["name"] for pod in cluster.operator.pods()},
+             120, "the running operator pod to hold the Lease")
     cluster.apply(manifest)
-    uid = cluster.get("data-checksums")["metadata"]["uid"]
-    sampler = Sampler(cluster, uid)
+    sampler.job_uid = cluster.get("data-checksums")["metadata"]["uid"]
     thread = threading.Thread(target=sampler.run, daemon=True)
     started = time.monotonic()
     thread.start()

@@ -71,8 +71,10 @@ def impostor_pod(cluster) -> dict[str, Any]:
     """A pod of the runners' service account that no PravahJob owns."""
     job = cluster.jobs()[0]
     container = dict(job["spec"]["template"]["spec"]["containers"][0])
+    # A small request: the runner may hold every free core of its node (cpu: auto).
     container.update(name="impostor", command=["python3", "-c", "import time; time.sleep(600)"], args=[], env=[],
-                     volumeMounts=[])
+                     volumeMounts=[], resources={"requests": {"cpu": "100m", "memory": "64Mi"},
+                                                 "limits": {"memory": "256Mi"}})
     cluster.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "impostor"},
                    "spec": {"serviceAccountName": "pravah-runner", "automountServiceAccountToken": False,
                             "securityContext": job["spec"]["template"]["spec"]["securityContext"],
