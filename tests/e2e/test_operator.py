@@ -23,7 +23,6 @@ from pravah.store import JobRecord, Store
 
 from pravah_operator.planning import parse_cpu
 
-NODE_CPU = {"node-a": 2, "node-b": 1}  # allocatable CPUs of the test platform's nodes
 
 
 def free_whole_cores(control_plane) -> dict[str, int]:
