@@ -99,6 +99,10 @@ class OperatorReports:
         answer = await self.call("GET", "/listing")
         return answer if answer.get("listing") else None
 
+    async def claim_listing(self) -> dict[str, Any]:
+        """{"claimed": whether this runner is the one to list the source, "holder": the pod that is}."""
+        return await self.call("POST", "/listing/claim")
+
     async def stage_listing(self, listing: str, page: int, rows: list[tuple[int, int, str, int]]) -> None:
         await self.call("PUT", f"/listing/{listing}/pages/{page}", {"files": rows})
 

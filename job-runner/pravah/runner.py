@@ -1,7 +1,7 @@
 """What a runner pod runs: one shard of a PravahJob.
 
-The job's source is listed once: the first runner to start lists it, plans the shards and
-stores that list through the operator (the first complete list wins); every shard and every
+The job's source is listed once: the runner that claims the listing first lists it (the
+others wait), plans the shards and stores that list through the operator; every shard and every
 retry reads its own files from the stored list, so a file added later is not in the job and
 a file whose size changed since is an error record, never counted twice. The shard's files
 are cut into deterministic batches. Each finished batch's outputs are written to the output
@@ -46,6 +46,7 @@ EXIT_BAD_INPUT = 3
 EXIT_TERMINATED = 128 + signal.SIGTERM
 PROGRESS_SECONDS = 1.0
 LISTING_PAGE = 10_000
+LISTING_WAIT_SECONDS = 2.0
 INLINE_RESULT_BYTES = 1 << 20  # a result up to this size is also kept for the REST API
 MERGE_PAGE = 16  # partials per request: each can list a batch's files
 log = logging.getLogger("pravah.runner")
@@ -148,7 +149,7 @@ class ShardRunner:
 
     async def run(self) -> None:
         shard = self.context.shard
-        listing = await self.reports.listing() or await self.store_listing()
+        listing = await self.job_listing()
         mine = await self.listed_files()
         batches = plan_batches(mine, self.context.batch_files, self.context.batch_bytes)
         log.info("shard %d/%d: %d files, %d bytes, %d batches, %d threads (list of %d files, sha256 %s)",
@@ -176,8 +177,21 @@ class ShardRunner:
         if await self.reports.finish_shard():
             await self.merge(listing)
 
+    async def job_listing(self) -> dict[str, Any]:
+        """The job's file list: stored already, listed here, or waited for from the runner listing it."""
+        waiting_for = None
+        while (listing := await self.reports.listing()) is None:
+            claim = await self.reports.claim_listing()
+            if claim["claimed"]:
+                return await self.store_listing()
+            if claim["holder"] != waiting_for:
+                waiting_for = claim["holder"]
+                log.info("waiting for pod %s to list the source", waiting_for)
+            await asyncio.sleep(LISTING_WAIT_SECONDS)
+        return listing
+
     async def store_listing(self) -> dict[str, Any]:
-        """List the source, plan the shards, and store both; another runner's list may win."""
+        """List the source, plan the shards, and store both (the first committed list stays the job's)."""
         try:
             files, scan_errors = await self.source.list()
         except FileNotFoundError as exc:

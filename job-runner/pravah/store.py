@@ -144,7 +144,7 @@ class Store:
             "SELECT shard, pod, log, created_at FROM runner_logs WHERE job_uid = $1 ORDER BY shard, created_at", uid))
         return [dict(row) for row in rows]
 
-    # -- the job's file list (listed once, by the first runner) ---------------------------
+    # -- the job's file list (listed once, by the runner holding the claim) ---------------
 
     async def listing(self, uid: str, shard: int) -> dict[str, Any] | None:
         """The job's stored list (totals, digest) and this shard's share of it; None before it is stored."""
@@ -157,6 +157,21 @@ class Store:
             "WHERE job_uid = $1 AND listing = $2 AND shard = $3", uid, job["listing"], shard))
         return {"listing": str(job["listing"]), "files": job["files_total"], "bytes": job["bytes_total"],
                 "digest": job["list_digest"], "shard_files": mine["files"], "shard_bytes": int(mine["bytes"])}
+
+    async def listing_claim(self, uid: str) -> str | None:
+        """The pod that claimed the listing of a job not listed yet (None when listed or unclaimed)."""
+        return await self.retrying(lambda c: c.fetchval(
+            "SELECT listing_claim FROM jobs WHERE uid = $1 AND listing IS NULL", uid))
+
+    async def claim_listing(self, uid: str, pod: str, replacing: str | None) -> bool:
+        """Make `pod` the job's lister if the claim is still `replacing`: True when it is now.
+
+        A compare-and-set on the job row, so of two runners claiming at once one wins.
+        """
+        claimed = await self.retrying(lambda c: c.fetchval(
+            "UPDATE jobs SET listing_claim = $2 WHERE uid = $1 AND listing IS NULL "
+            "AND listing_claim IS NOT DISTINCT FROM $3 RETURNING listing_claim", uid, pod, replacing))
+        return claimed == pod
 
     async def stage_listing(self, uid: str, listing: str, rows: list[tuple[int, int, str, int]]) -> None:
         """One page of a listing not committed yet: (shard, position, path, bytes) rows.

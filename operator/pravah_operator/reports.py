@@ -169,6 +169,16 @@ class Verifier:
             raise Refused(f"Job {namespace}/{job_owner.name} does not belong to a PravahJob")
         return Runner(namespace=namespace, pod=pod_name, job_uid=owner.uid, shard=int(index))
 
+    async def pod_live(self, namespace: str, name: str) -> bool:
+        """Whether a pod still exists and has not ended (a retried runner is a new pod)."""
+        try:
+            pod = await self.core.read_namespaced_pod(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return pod.status is not None and pod.status.phase in LIVE_PHASES
+
 
 def controller(references: list[Any] | None, kind: str) -> Any | None:
     return next((ref for ref in references or [] if ref.kind == kind and ref.controller), None)
@@ -250,6 +260,27 @@ async def save_batch(request: web.Request) -> web.Response:
 async def listing(request: web.Request) -> web.Response:
     runner = caller(request)
     return web.json_response(await request.app[STORE].listing(runner.job_uid, runner.shard) or {"listing": None})
+
+
+async def claim_listing(request: web.Request) -> web.Response:
+    """One runner lists the source; the others wait for its listing.
+
+    The claim passes to the caller only when no live pod holds it: its holder ended (killed,
+    evicted, failed) before committing a listing.
+    """
+    runner, store = caller(request), request.app[STORE]
+    holder = await store.listing_claim(runner.job_uid)
+    try:
+        if holder not in (None, runner.pod) and await request.app[VERIFIER].pod_live(runner.namespace, holder):
+            return web.json_response({"claimed": False, "holder": holder})
+    except ApiException as exc:
+        raise refusal(web.HTTPServiceUnavailable, f"cannot check pod {holder} ({exc.status})") from None
+    claimed = await store.claim_listing(runner.job_uid, runner.pod, holder)
+    if claimed and holder not in (None, runner.pod):
+        log.info("pod %s/%s lists job %s: pod %s ended before its listing was stored",
+                 runner.namespace, runner.pod, runner.job_uid, holder)
+    holder = runner.pod if claimed else await store.listing_claim(runner.job_uid)
+    return web.json_response({"claimed": claimed, "holder": holder})
 
 
 def listing_id(request: web.Request) -> str:
@@ -358,6 +389,7 @@ def create_app(settings: OperatorSettings, api: client.ApiClient, store: Store) 
     app.router.add_get(f"{PREFIX}/batches", finished_batches)
     app.router.add_put(f"{PREFIX}/batches/{{batch:[0-9]+}}", save_batch)
     app.router.add_get(f"{PREFIX}/listing", listing)
+    app.router.add_post(f"{PREFIX}/listing/claim", claim_listing)
     app.router.add_put(f"{PREFIX}/listing/{{listing:[0-9a-f-]{{36}}}}/pages/{{page:[0-9]+}}", stage_listing)
     app.router.add_post(f"{PREFIX}/listing/{{listing:[0-9a-f-]{{36}}}}/commit", commit_listing)
     app.router.add_get(f"{PREFIX}/files", listed_files)

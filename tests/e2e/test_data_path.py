@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import io
 import json
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -20,12 +21,16 @@ import boto3
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from e2e.harness import db_fetch, freeze_mid_run, manifest_for, write_csv_files
+from e2e.harness import db_fetch, freeze_mid_run, manifest_for, put_objects, tiny_objects, write_csv_files
 from pravah.store import JobRecord, Store
 from pravah_operator.planning import SOURCE_MOUNT
 
 FILES = 40
 BATCH_FILES = "5"
+S3_LIST_PAGE = 1000  # keys per ListObjectsV2 answer: the S3 default (MaxKeys)
+# The suite lists a few pages; the million-object run sets PRAVAH_S3_LIST_OBJECTS=1000000
+# (with PRAVAH_S3_DATA_DIR on a tmpfs, so that storing the objects is quick).
+LISTED_OBJECTS = int(os.environ.get("PRAVAH_S3_LIST_OBJECTS") or 2500)
 
 
 def csv_lines(path: Path) -> int:
@@ -96,12 +101,12 @@ def upload_csv_files(client, bucket: str, root: Path, prefix: str) -> dict[str, 
     return keys
 
 
-def apply_s3_job(cluster, s3, bucket: str, directory: Path, op: str, name: str, prefix: str, out: str,
-                 rows: int = 50) -> tuple[Any, dict[str, Path]]:
+def apply_s3_job(cluster, s3, bucket: str, directory: Path, op: str, name: str, prefix: str,
+                 out: str) -> tuple[Any, dict[str, Path]]:
     """FILES CSV files uploaded under `prefix` and a 4-shard `op` job from there to `out`;
     returns the S3 client and key -> local file."""
     client = boto3.client("s3", **s3.client_kwargs())
-    write_csv_files(directory, FILES, rows=rows)
+    write_csv_files(directory, FILES)
     keys = upload_csv_files(client, bucket, directory, prefix)
     location = s3_location(cluster, s3, bucket)
     manifest = manifest_for(op, source={"s3": {**location, "prefix": prefix}},
@@ -133,25 +138,37 @@ def test_convert_to_s3_with_four_shards_and_a_killed_runner_stores_every_file(cl
     assert tuple(rows[0]) == (FILES, FILES)
 
 
-def test_s3_prefix_is_listed_once_per_job(cluster, s3, bucket, tmp_path):
-    """Four shards, one stored list: its rows are the bucket's objects under the prefix, and
-    exactly one runner's list was kept (a second one, if any, was dropped when it lost)."""
-    client, keys = apply_s3_job(cluster, s3, bucket, tmp_path / "csv", "count", "listed-once", "many/", "counted/",
-                                rows=2)
-    cluster.wait_phase("listed-once", timeout=240)
+def test_s3_prefix_of_many_pages_is_listed_once_not_once_per_shard(cluster, s3, bucket):
+    """A prefix of LISTED_OBJECTS objects (several list pages) and a 4-shard job selecting the
+    first 1,000: the S3 server answers one paged listing of the prefix, not one per shard;
+    the stored list is exactly the selected objects and the result counts their lines."""
+    client = boto3.client("s3", **s3.client_kwargs())
+    objects = tiny_objects(LISTED_OBJECTS, "many/")
+    put_objects(client, bucket, objects)
+    selected = {key: body for key, body in objects.items() if key.startswith("many/0000/")}
+    location = s3_location(cluster, s3, bucket)
+    manifest = manifest_for("count", source={"s3": {**location, "prefix": "many/"}}, include=["0000/*"],
+                            output={"s3": {**location, "prefix": "counted/"}}, parallelism=4)
+    manifest["metadata"]["name"] = "listed-once"
+    lists_before = s3.requests(bucket, "ListObjectsV2")
+    cluster.apply(manifest)
+    cluster.wait_phase("listed-once", timeout=300 + LISTED_OBJECTS // 1000)
+
+    lists = s3.requests(bucket, "ListObjectsV2") - lists_before
+    pages = -(-LISTED_OBJECTS // S3_LIST_PAGE)
+    print(f"\n{LISTED_OBJECTS} objects ({pages} list pages), 4 shards: {lists} ListObjectsV2 requests")
+    assert pages <= lists <= pages + 1, f"{lists} list requests for a listing of {pages} pages"
     uid = cluster.get("listed-once")["metadata"]["uid"]
     rows = db_fetch(cluster.database, "SELECT listing, shard, path, bytes FROM job_files WHERE job_uid = $1", uid)
     [job] = db_fetch(cluster.database, "SELECT listing, files_total, list_digest FROM jobs WHERE uid = $1", uid)
-    assert {row["listing"] for row in rows} == {job["listing"]}
-    stored = sorted(row["path"].rsplit(f"/{bucket}/", 1)[-1] for row in rows)
-    assert stored == sorted(keys) and job["files_total"] == FILES
+    assert {row["listing"] for row in rows} == {job["listing"]}, "one stored list"
+    sizes = {row["path"].rsplit(f"/{bucket}/", 1)[-1]: row["bytes"] for row in rows}
+    assert sizes == {key: len(body) for key, body in selected.items()} and job["files_total"] == len(selected)
     assert {row["shard"] for row in rows} == {0, 1, 2, 3}
     assert job["list_digest"] == digest_of([(row["path"], row["bytes"]) for row in rows])
-    sizes = {row["path"].rsplit(f"/{bucket}/", 1)[-1]: row["bytes"] for row in rows}
-    assert sizes == {key: path.stat().st_size for key, path in keys.items()}
     result = json.loads(client.get_object(Bucket=bucket, Key="counted/result.json")["Body"].read())
-    assert result["files"] == FILES
-    assert result["result"]["lines"] == sum(csv_lines(path) for path in keys.values())
+    assert result["files"] == len(selected)
+    assert result["result"]["lines"] == sum(body.count(b"\n") for body in selected.values())
 
 
 # -- the records behind it, on a real PostgreSQL ------------------------------------------
@@ -208,6 +225,30 @@ def test_the_first_complete_listing_wins_and_a_repeated_commit_keeps_it(database
     assert (progress["files_total"], progress["bytes_total"]) == (5, 10)
     assert skipped == [{"path": "/x", "reason": "denied"}]
     assert leftover == 0, "the losing listing's staged rows are dropped"
+
+
+def test_one_runner_holds_the_listing_claim_until_it_is_replaced_or_the_list_is_stored(database):
+    files = [("/data/source/a", 1)]
+
+    async def scenario():
+        store, uid = await fresh_store(database)
+        try:
+            claims = [await store.claim_listing(uid, "pod-a", None),
+                      await store.claim_listing(uid, "pod-b", None),  # pod-a holds it
+                      await store.claim_listing(uid, "pod-a", "pod-a"),  # a retried claim
+                      await store.claim_listing(uid, "pod-b", "pod-a")]  # pod-a ended
+            holder = await store.listing_claim(uid)
+            listing = str(uuid.uuid4())
+            await store.stage_listing(uid, listing, rows_of(files, 2))
+            await store.commit_listing(uid, listing, 1, 1, digest_of(files), [])
+            after = [await store.claim_listing(uid, "pod-c", "pod-b"), await store.listing_claim(uid)]
+            return claims, holder, after
+        finally:
+            await store.close()
+
+    claims, holder, after = run(scenario())
+    assert claims == [True, False, True, True] and holder == "pod-b"
+    assert after == [False, None], "once the list is stored nobody lists again"
 
 
 def test_a_file_recorded_by_two_batches_is_refused_not_hidden(database):

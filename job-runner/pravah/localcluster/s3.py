@@ -6,6 +6,7 @@ test never passes against something users do not run.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -46,6 +47,8 @@ class S3Server:
         self.port, self.console_port = free_ports(2)
         self.endpoint = f"http://{address}:{self.port}"
         self.log_path = self.dir / "s3.log"
+        # PRAVAH_S3_DATA_DIR: where objects live; a tmpfs makes a million-object run fast.
+        self.data_dir = Path(os.environ.get("PRAVAH_S3_DATA_DIR") or self.dir / "data")
         self.minio: Path | None = None  # resolved on start: the build may still be running
         self.proc: Proc | None = None
 
@@ -53,9 +56,10 @@ class S3Server:
         self.minio = minio_binary()
         self.dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, MINIO_ROOT_USER=self.access_key, MINIO_ROOT_PASSWORD=self.secret_key,
-                   MINIO_BROWSER="off", MINIO_UPDATE="off", MINIO_CI_CD="1")
+                   MINIO_BROWSER="off", MINIO_UPDATE="off", MINIO_CI_CD="1",
+                   MINIO_PROMETHEUS_AUTH_TYPE="public")  # tests count requests in its metrics
         argv = [str(self.minio), "server", "--quiet", "--address", f"{self.address}:{self.port}",
-                "--console-address", f"127.0.0.1:{self.console_port}", str(self.dir / "data")]
+                "--console-address", f"127.0.0.1:{self.console_port}", str(self.data_dir)]
         health = f"{self.endpoint}/minio/health/live"
         self.proc = Proc("s3 (minio)", argv, self.log_path, env=env, cwd=str(self.dir)).start()
 
@@ -72,6 +76,13 @@ class S3Server:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop(grace=5)
+
+    def requests(self, bucket: str, api: str) -> int:
+        """How many `api` requests (e.g. ListObjectsV2) the server has answered for `bucket`."""
+        with urllib.request.urlopen(f"{self.endpoint}/minio/metrics/v3/bucket/api/{bucket}", timeout=10) as r:
+            metrics = r.read().decode()
+        pattern = rf'^minio_bucket_api_total{{[^}}]*bucket="{re.escape(bucket)}"[^}}]*name="{re.escape(api)}"[^}}]*}} (\S+)$'
+        return sum(int(float(value)) for value in re.findall(pattern, metrics, re.MULTILINE))
 
     def client_kwargs(self) -> dict:
         """Keyword arguments for boto3/aioboto3 `client("s3", **kwargs)`."""
