@@ -8,6 +8,8 @@ import click
 from aiohttp import web
 from pydantic import ValidationError
 
+from pravah.logs import setup_logging
+
 from pravah_api.app import create_app
 from pravah_api.settings import ApiSettings
 
@@ -19,11 +21,11 @@ from pravah_api.settings import ApiSettings
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 def main(host: str | None, port: int | None, log_level: str) -> None:
     """Serve the Pravah REST API (settings from PRAVAH_* environment variables)."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = ApiSettings()
     except ValidationError as exc:
         raise click.UsageError(f"invalid settings: {exc}") from None
+    setup_logging(settings.log.log_format, log_level)
     app = create_app(settings)
     web.run_app(app, host=host or settings.api_host, port=port if port is not None else settings.api_port,
                 access_log=None, print=lambda line: logging.getLogger("pravah.api").info(line))

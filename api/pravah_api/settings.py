@@ -7,24 +7,26 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pravah.logs import LogSettings
 from pravah.tenancy import TenancySettings
 
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRAVAH_", extra="ignore")
 
-    database_url: str = Field(description="PostgreSQL DSN (the same database as the operator's).")
+    database_url: str = Field(description="PostgreSQL DSN (the same database as the operator's).",
+                              examples=["postgresql://pravah:PASSWORD@db.example.internal:5432/pravah"])
     kubeconfig: str | None = Field(
         default=None, validation_alias=AliasChoices("PRAVAH_KUBECONFIG", "KUBECONFIG"),
         description="Kubeconfig of the service's own credential; unset = in-cluster service account.")
-    api_host: str = "0.0.0.0"
-    api_port: int = Field(default=8000, ge=0, le=65535)
+    api_host: str = Field(default="0.0.0.0", description="Address to listen on.")
+    api_port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
     api_auth_mode: Literal["kubernetes", "standalone"] = Field(
         default="kubernetes",
         description="kubernetes: TokenReview + SubjectAccessReview; standalone: users in PostgreSQL and JWTs.")
     api_jwt_secret: SecretStr | None = Field(default=None, description="HMAC key of the JWTs (standalone mode).")
     api_jwt_ttl_seconds: int = Field(default=900, ge=30, le=86400, description="Lifetime of issued tokens.")
-    api_jwt_issuer: str = "pravah-api"
+    api_jwt_issuer: str = Field(default="pravah-api", description="Issuer (iss) of the JWTs (standalone mode).")
     api_bootstrap_admin: str | None = Field(
         default=None,
         description="USER:PASSWORD of an admin created at start when no admin exists (standalone mode).")
@@ -32,7 +34,7 @@ class ApiSettings(BaseSettings):
     api_default_namespace: str = Field(default="default", description="Namespace of jobs posted without one.")
     api_idempotency_hours: float = Field(default=24.0, gt=0, description="How long an Idempotency-Key is honoured.")
     api_page_size: int = Field(default=50, ge=1, le=1000, description="Default page size of GET /jobs.")
-    api_max_page_size: int = Field(default=500, ge=1, le=5000)
+    api_max_page_size: int = Field(default=500, ge=1, le=5000, description="Largest page size a caller may ask for.")
     api_inline_result_bytes: int = Field(
         default=8 * 1_048_576, ge=0,
         description="Results up to this size come from PostgreSQL; larger ones are streamed from storage.")
@@ -41,9 +43,10 @@ class ApiSettings(BaseSettings):
     api_auth_cache_seconds: float = Field(
         default=10.0, ge=0, description="How long TokenReview and SubjectAccessReview answers are reused.")
     api_kube_timeout: float = Field(default=10.0, gt=0, description="Timeout of one Kubernetes API call.")
-    api_database_pool_size: int = Field(default=10, ge=1, le=100)
-    api_kube_pool_size: int = Field(default=64, ge=1, le=1000)
-    api_docs_title: str = "Pravah API"
+    api_database_pool_size: int = Field(default=10, ge=1, le=100, description="PostgreSQL connections held at most.")
+    api_kube_pool_size: int = Field(default=64, ge=1, le=1000,
+                                    description="Connections to the Kubernetes API server held at once.")
+    api_docs_title: str = Field(default="Pravah API", description="Title of /docs and of the OpenAPI document.")
     api_hash_concurrency: int = Field(
         default=2, ge=1, le=64,
         description="Password hashes computed at once (standalone mode). Each takes argon2's memory cost "
@@ -71,3 +74,4 @@ class ApiSettings(BaseSettings):
     tenancy: TenancySettings = Field(
         default_factory=TenancySettings,
         description="What jobs may reach (PRAVAH_ALLOWED_S3_ENDPOINTS): results are fetched only from there.")
+    log: LogSettings = Field(default_factory=LogSettings, description="How the log is written.")

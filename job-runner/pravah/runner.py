@@ -35,6 +35,7 @@ import pravah_engine
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pravah.logs import LogSettings, add_record_fields, setup_logging
 from pravah.results import (ERROR_SAMPLES, FILE_LISTS, Spool, manifest_line, manifest_name, merged, strip_partial,
                             summarize, write_streamed)
 from pravah.sharding import FileEntry, assign, list_digest
@@ -60,20 +61,23 @@ class RunnerContext(BaseSettings):
     """Everything the operator tells a runner pod, through its environment."""
 
     model_config = SettingsConfigDict(env_prefix="PRAVAH_")
-    job_uid: str
-    job_name: str
-    job_namespace: str = "default"
+    job_uid: str = Field(description="The PravahJob's uid: the key of its records.")
+    job_name: str = Field(description="The PravahJob's name.")
+    job_namespace: str = Field(default="default", description="The PravahJob's namespace.")
     spec: str = Field(description="The PravahJob spec as JSON.")
-    shards: int = Field(ge=1)
-    shard: int = Field(ge=0, validation_alias="JOB_COMPLETION_INDEX")
-    threads: int = Field(ge=1)
+    shards: int = Field(ge=1, description="How many shards the job's files are split into.")
+    shard: int = Field(ge=0, validation_alias="JOB_COMPLETION_INDEX",
+                       description="This pod's shard (the Indexed Job sets it).")
+    threads: int = Field(ge=1, description="Engine worker threads (the pod's whole CPUs).")
     report_url: str = Field(description="The operator's report endpoint.")
     report_token_file: Path = Field(description="The projected service-account token for it.")
-    source_dir: Path = Path("/data/source")
-    output_dir: Path = Path("/data/output")
-    scratch_dir: Path = Path("/tmp/pravah")
+    source_dir: Path = Field(default=Path("/data/source"), description="A volume source's directory in its mount.")
+    output_dir: Path = Field(default=Path("/data/output"), description="A volume output's directory in its mount.")
+    scratch_dir: Path = Field(default=Path("/tmp/pravah"),
+                              description="Local space: S3 downloads, outputs before upload, the merge.")
     batch_files: int = Field(default=4096, ge=1, description="Files per stored batch: the unit of resumption.")
     batch_bytes: int = Field(default=256 << 20, ge=1, description="Bytes per stored batch.")
+    log: LogSettings = Field(default_factory=LogSettings, description="How the log is written.")
 
 
 def plan_batches(files: list[FileEntry], max_files: int, max_bytes: int) -> list[list[FileEntry]]:
@@ -325,12 +329,11 @@ class ShardRunner:
 def configure_logging() -> io.StringIO:
     """Log to stderr (the pod log) and keep a copy that the operator archives in PostgreSQL."""
     archive = io.StringIO()
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for stream in (sys.stderr, archive):
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(formatter)
-        logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
+    try:
+        log_format = LogSettings().log_format
+    except ValidationError:
+        log_format = "text"  # reading RunnerContext then names the bad value
+    setup_logging(log_format, streams=(sys.stderr, archive))
     return archive
 
 
@@ -366,4 +369,6 @@ def main() -> None:
     except ValidationError as exc:
         log.error("runner environment is incomplete: %s", "; ".join(describe_errors(exc)))
         sys.exit(EXIT_BAD_INPUT)
+    add_record_fields(logging.getLogger().handlers, job=context.job_name, namespace=context.job_namespace,
+                      shard=context.shard)
     sys.exit(asyncio.run(run_shard(context, archive)))

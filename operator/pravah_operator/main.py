@@ -13,6 +13,7 @@ from aiohttp import web
 from kubernetes_asyncio import client, config
 from pydantic import ValidationError
 
+from pravah.logs import setup_logging
 from pravah.spec import describe_errors
 from pravah.store import Store
 
@@ -101,12 +102,11 @@ def main(verbose: bool) -> None:
     the cluster from the in-cluster service account or KUBECONFIG. Several replicas may
     run: one leads (a Lease), the others wait and take over when it stops renewing.
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = OperatorSettings()
     except ValidationError as exc:
         raise click.UsageError("settings: " + "; ".join(describe_errors(exc, "PRAVAH"))) from None
+    setup_logging(settings.log.log_format, logging.DEBUG if verbose else logging.INFO)
     try:
         asyncio.run(serve(settings))
     except LeaseLost as exc:

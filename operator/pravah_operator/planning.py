@@ -136,6 +136,7 @@ def runner_env(spec: PravahJobSpec, name: str, namespace: str, uid: str, sizing:
         {"name": "PRAVAH_SHARDS", "value": str(sizing.shards)},
         {"name": "PRAVAH_THREADS", "value": str(sizing.cpu_per_runner)},
         {"name": "PRAVAH_SCRATCH_DIR", "value": settings.runner_scratch_dir},
+        {"name": "PRAVAH_LOG_FORMAT", "value": settings.log.log_format},
     ]
     if settings.runner_batch_files:
         env.append({"name": "PRAVAH_BATCH_FILES", "value": str(settings.runner_batch_files)})

@@ -186,7 +186,8 @@ def transition(body: kopf.Body, status: dict[str, Any], phase: str, reason: str,
             conditions = set_condition(conditions, condition(kind, is_true, reason, message, generation, previous))
     if status.get("phase") != phase or status.get("reason") != reason:
         kopf.event(body, type="Warning" if phase == "Failed" else "Normal", reason=phase, message=message)
-        log.info("%s/%s: %s (%s) %s", body.metadata.namespace, body.metadata.name, phase, reason, message)
+        log.info("%s/%s: %s (%s) %s", body.metadata.namespace, body.metadata.name, phase, reason, message,
+                 extra={"job": body.metadata.name, "namespace": body.metadata.namespace})
     status.update(phase=phase, reason=reason, message=message, observedGeneration=generation, conditions=conditions)
     if phase in TERMINAL:
         status["completionTime"] = status.get("completionTime") or now_rfc3339()
@@ -361,7 +362,8 @@ async def roll_up_shard_failures(body: kopf.Body, status: dict[str, Any], job: d
             continue
         known.append(failure)
         kopf.event(body, type="Warning", reason="ShardFailed", message=failure["message"])
-        log.warning("%s/%s: %s", body.metadata.namespace, body.metadata.name, failure["message"])
+        log.warning("%s/%s: %s", body.metadata.namespace, body.metadata.name, failure["message"],
+                    extra={"job": body.metadata.name, "namespace": body.metadata.namespace, "shard": failure["shard"]})
     status["shardFailures"] = known
     return known
 

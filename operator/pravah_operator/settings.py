@@ -7,26 +7,30 @@ import socket
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pravah.logs import LogSettings
 from pravah.tenancy import TenancySettings
 
 
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRAVAH_")
 
-    database_url: str = Field(description="PostgreSQL DSN for the operator (runners never get it).")
-    runner_image: str = "ghcr.io/pravah-io/pravah-runner:latest"
-    runner_command: list[str] = ["pravah", "runner"]
-    runner_service_account: str | None = "pravah-runner"
-    runner_scratch_dir: str = "/tmp/pravah"
+    database_url: str = Field(description="PostgreSQL DSN for the operator (runners never get it).",
+                              examples=["postgresql://pravah:PASSWORD@db.example.internal:5432/pravah"])
+    runner_image: str = Field(default="ghcr.io/pravah-io/pravah-runner:latest", description="Image of the runner pods.")
+    runner_command: list[str] = Field(default=["pravah", "runner"], description="Command of the runner container.")
+    runner_service_account: str | None = Field(
+        default="pravah-runner", description="Runners' service account in the job's namespace; empty = `default`.")
+    runner_scratch_dir: str = Field(default="/tmp/pravah", description="Runners' local space (an emptyDir).")
     runner_batch_files: int | None = Field(
         default=None, ge=1, description="Files per stored batch in runners (the unit a retried shard resumes from).")
     max_running_per_namespace: int = Field(default=10, ge=1, description="Jobs beyond this wait in phase Queued.")
     status_interval: float = Field(default=2.0, gt=0, description="Seconds between status roll-ups.")
-    namespaces: list[str] = Field(default_factory=list, description="Namespaces to watch; empty = cluster-wide.")
-    lease_name: str = "pravah-operator"
-    lease_namespace: str = "pravah-system"
-    lease_seconds: int = Field(default=15, ge=5)
-    identity: str = Field(default_factory=socket.gethostname)
+    namespaces: list[str] = Field(default=[], description="Namespaces to watch (a JSON list); empty = cluster-wide.")
+    lease_name: str = Field(default="pravah-operator", description="The leader-election Lease.")
+    lease_namespace: str = Field(default="pravah-system", description="Where that Lease lives.")
+    lease_seconds: int = Field(default=15, ge=5, description="Lease duration: a failover takes about this long.")
+    identity: str = Field(default_factory=socket.gethostname,
+                          description="This replica's name in the Lease; unset = the host (pod) name.")
     metrics_port: int = Field(default=8080, ge=0, description="Prometheus /metrics port; 0 disables it.")
     health_port: int = Field(default=8081, ge=0, description="Liveness /healthz port; 0 disables it.")
     report_port: int = Field(default=8082, ge=0, description="Port where runners report their shards; 0 disables it.")
@@ -45,3 +49,4 @@ class OperatorSettings(BaseSettings):
     tenancy: TenancySettings = Field(
         default_factory=TenancySettings,
         description="What jobs may reach (PRAVAH_ALLOWED_S3_ENDPOINTS, from the pravah-tenancy ConfigMap).")
+    log: LogSettings = Field(default_factory=LogSettings, description="How the log is written (runners write alike).")

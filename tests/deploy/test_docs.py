@@ -37,10 +37,11 @@ def test_every_spec_field_is_in_the_user_guide():
 def test_operations_names_real_settings_and_metrics():
     text = (DOCS / "operations.md").read_text()
     from pravah_api.settings import ApiSettings
+    from pravah.logs import LogSettings
     from pravah.tenancy import TenancySettings
     from pravah_operator.settings import OperatorSettings
 
-    known = {f"PRAVAH_{name.upper()}" for model in (OperatorSettings, ApiSettings, TenancySettings)
+    known = {f"PRAVAH_{name.upper()}" for model in (OperatorSettings, ApiSettings, TenancySettings, LogSettings)
              for name in model.model_fields}
     named = set(re.findall(r"`(PRAVAH_[A-Z_]+)`", text))
     assert named and named <= known, named - known
