@@ -128,7 +128,8 @@ def test_cancel_stops_the_run_before_it_has_read_the_file(big):
     run.cancel()
     with pytest.raises(pe.Cancelled):
         run.wait(60)
-    assert run.done
+    # wait() raises within a short grace; the workers then finish the buffer they hold.
+    wait_for(lambda: run.done, 60, "the run to wind down after the cancel")
     assert run.progress()["bytes_done"] < big[0][1], "the whole file was read after the cancel"
 
 
