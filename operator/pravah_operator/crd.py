@@ -7,8 +7,8 @@ a CEL rule) and the rules that pydantic checks in Python code are restated as CE
 (x-kubernetes-validations), so that `kubectl apply` refuses what `pravah run -f` refuses.
 
     python -m pravah_operator.crd            # print the CRD
-    python -m pravah_operator.crd --write    # write crds/pravahjobs.pravah.io.yaml
-    python -m pravah_operator.crd --check    # exit 1 if the checked-in file is stale
+    python -m pravah_operator.crd --write    # write crds/pravahjobs.pravah.io.yaml and its copies
+    python -m pravah_operator.crd --check    # exit 1 if a checked-in file is stale
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO_ROOT / "crds" / f"{CRD_NAME}.yaml"
+# Kustomize and Helm load files only from below their own directory: each gets a copy.
+CRD_COPIES = (REPO_ROOT / "manifests" / "base" / "crds" / CRD_FILE.name,
+              REPO_ROOT / "charts" / "pravah" / "crds" / CRD_FILE.name)
 
 HEADER = (
     "# Generated from pravah.spec.PravahJobSpec and pravah_operator.status.PravahJobStatus.\n"
@@ -376,23 +379,26 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pravah_operator.crd", description=__doc__.splitlines()[0])
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--write", action="store_true", help=f"write {CRD_FILE.relative_to(REPO_ROOT)}")
-    action.add_argument("--check", action="store_true", help="exit 1 if the checked-in CRD is not up to date")
+    action.add_argument("--write", action="store_true",
+                        help=f"write {CRD_FILE.relative_to(REPO_ROOT)} and its copies")
+    action.add_argument("--check", action="store_true", help="exit 1 if a checked-in CRD is not up to date")
     args = parser.parse_args(argv)
     text = render()
+    files = (CRD_FILE, *CRD_COPIES)
     if args.write:
-        CRD_FILE.parent.mkdir(parents=True, exist_ok=True)
-        CRD_FILE.write_text(text)
-        print(f"wrote {CRD_FILE.relative_to(REPO_ROOT)}", file=sys.stderr)
+        for path in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(REPO_ROOT)}", file=sys.stderr)
     elif args.check:
-        if not CRD_FILE.exists() or CRD_FILE.read_text() != text:
-            print(f"{CRD_FILE.relative_to(REPO_ROOT)} is stale: run `python -m pravah_operator.crd --write`",
+        stale = [path for path in files if not path.exists() or path.read_text() != text]
+        for path in stale:
+            print(f"{path.relative_to(REPO_ROOT)} is stale: run `python -m pravah_operator.crd --write`",
                   file=sys.stderr)
-            return 1
+        return 1 if stale else 0
     else:
         sys.stdout.write(text)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,15 +1,18 @@
-"""Helpers of the deployment tests: kustomize rendering, RBAC rules, service-account kubeconfigs."""
+"""Helpers of the deployment tests: kustomize and Helm rendering, RBAC rules, server-side dry runs."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
+CHART = ROOT / "charts" / "pravah"
 
 
 def kubectl_binary() -> str:
@@ -66,3 +69,55 @@ def granted(docs: list[dict[str, Any]], account: str, namespace: str = "pravah-s
                     for verb in rule["verbs"]:
                         perms.add((group, resource, verb))
     return out
+
+
+def helm_binary() -> str:
+    """The helm client that scripts/helm-bin builds: a test that needs it fails without it."""
+    out = subprocess.run([str(ROOT / "scripts" / "helm-bin"), "--print"], capture_output=True, text=True,
+                         timeout=30)
+    if out.returncode != 0:
+        pytest.fail(f"helm is missing: run scripts/helm-bin (or scripts/platform-prereqs). {out.stderr.strip()}")
+    return out.stdout.strip().splitlines()[-1]
+
+
+def helm(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([helm_binary(), *args], capture_output=True, text=True, timeout=120)
+
+
+def helm_template(*args: str, namespace: str = "pravah-system") -> list[dict[str, Any]]:
+    """`helm template pravah charts/pravah --include-crds` in a namespace, as documents."""
+    out = helm("template", "pravah", str(CHART), "--include-crds", "--namespace", namespace, *args)
+    assert out.returncode == 0, f"helm template charts/pravah {' '.join(args)} failed:\n{out.stderr}"
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+# -- against the real API server ----------------------------------------------------------
+
+def run_kubectl(control_plane, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([kubectl_binary(), f"--kubeconfig={control_plane.kubeconfig}", *args],
+                          input=input, capture_output=True, text=True, timeout=180)
+
+
+def prerequisites(control_plane, docs: list[dict]) -> None:
+    """Namespaces and CRDs for real, so that the objects that need them can be dry-run."""
+    needed = [doc for doc in docs if doc["kind"] in ("Namespace", "CustomResourceDefinition")]
+    result = run_kubectl(control_plane, "apply", "--server-side", "--force-conflicts", "-f", "-",
+                         input=yaml.safe_dump_all(needed))
+    assert result.returncode == 0, result.stderr
+    result = run_kubectl(control_plane, "wait", "--for=condition=Established", "--timeout=60s",
+                         "crd/pravahjobs.pravah.io")
+    assert result.returncode == 0, result.stderr
+
+
+def server_dry_run(control_plane, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    """`kubectl apply --server-side --dry-run=server ARGS`. Server-side apply: the cluster may
+    hold an installed Pravah, whose fields these objects' own (e.g. a PodDisruptionBudget's)
+    replace rather than merge with."""
+    # The CRD's storage may answer 429/503 for a moment right after it is established.
+    for _ in range(5):
+        result = run_kubectl(control_plane, "apply", "--server-side", "--force-conflicts", "--dry-run=server",
+                             *args, input=input)
+        if result.returncode == 0 or "the server is currently unable" not in result.stderr:
+            break
+        time.sleep(2)
+    return result
