@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup engine demo test test-rust test-python test-chaos bench bench-smoke clean
+.PHONY: setup engine demo images test test-rust test-python test-chaos bench bench-smoke clean
 
 ## setup: create .venv, install Python deps and build the Rust engine into it
 setup: $(VENV)/.deps engine
@@ -24,6 +24,21 @@ engine: $(VENV)/.deps
 ## demo: profile the bundled sample data
 demo: setup
 	pravah run examples/data --op stats --include '**/*.csv'
+
+## images: build the runner, operator and api images from the Dockerfile (scripts/images:
+## buildah, as root); with REGISTRY=host[:port]/path also push them there, as
+## $(REGISTRY)/pravah-<name>:$(VERSION) (the project's version unless given)
+REGISTRY ?=
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+images:
+	@set -euo pipefail; built="$$(scripts/images)"; echo "$$built"; \
+	if [[ -n "$(REGISTRY)" ]]; then \
+	    python3 -c 'import json, sys; [print(k, v["image"]) for k, v in json.load(sys.stdin).items() if k != "pause"]' \
+	        <<<"$$built" | while read -r name image; do \
+	        echo "pushing docker://$(REGISTRY)/pravah-$$name:$(VERSION)" >&2; \
+	        buildah push "$$image" "docker://$(REGISTRY)/pravah-$$name:$(VERSION)"; \
+	    done; \
+	fi
 
 ## test: every test, from nothing: Rust, Python unit, and the real platform
 test: setup test-rust test-python
