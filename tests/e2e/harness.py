@@ -307,7 +307,7 @@ def tiny_objects(count: int, prefix: str) -> dict[str, bytes]:
     return {f"{prefix}{index // 1000:04d}/{index:07d}.txt": b"line %d\n" % index for index in range(count)}
 
 
-def put_objects(client, bucket: str, objects: dict[str, bytes], per_request: int = 50_000) -> None:
+def put_objects(client, bucket: str, objects: dict[str, bytes], per_request: int = 20_000) -> None:
     """Store many small objects fast: MinIO unpacks each uploaded tar into one object per
     member (its `snowball-auto-extract` upload), far quicker than a PUT per object."""
     keys = list(objects)

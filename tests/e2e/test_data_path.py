@@ -138,6 +138,7 @@ def test_convert_to_s3_with_four_shards_and_a_killed_runner_stores_every_file(cl
     assert tuple(rows[0]) == (FILES, FILES)
 
 
+@pytest.mark.timeout(900 + LISTED_OBJECTS // 500)
 def test_s3_prefix_of_many_pages_is_listed_once_not_once_per_shard(cluster, s3, bucket):
     """A prefix of LISTED_OBJECTS objects (several list pages) and a 4-shard job selecting the
     first 1,000: the S3 server answers one paged listing of the prefix, not one per shard;
