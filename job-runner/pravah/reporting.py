@@ -19,6 +19,9 @@ from urllib.parse import urlencode
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
+# A runner's exit code for what a retry cannot fix (a bad spec, a missing source): the Job's
+# pod failure policy fails the shard at once instead of retrying it.
+EXIT_BAD_INPUT = 3
 RETRIED_STATUSES = (502, 503, 504)
 PROGRESS_TIMEOUT = 5.0
 

@@ -41,9 +41,8 @@ from pravah.results import (ERROR_SAMPLES, FILE_LISTS, Spool, manifest_line, man
 from pravah.sharding import FileEntry, assign, list_digest
 from pravah.spec import PravahJobSpec, describe_errors
 from pravah.storage import Output, Source, inside_mounts
-from pravah.reporting import OperatorReports
+from pravah.reporting import EXIT_BAD_INPUT, OperatorReports
 
-EXIT_BAD_INPUT = 3
 EXIT_TERMINATED = 128 + signal.SIGTERM
 PROGRESS_SECONDS = 1.0
 LISTING_PAGE = 10_000

@@ -7,11 +7,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pravah.reporting import EXIT_BAD_INPUT
 from pravah.spec import PravahJobSpec
 
 from pravah_operator.settings import OperatorSettings
 
-EXIT_BAD_INPUT = 3
 SOURCE_MOUNT = "/data/source"
 OUTPUT_MOUNT = "/data/output"
 TOKEN_MOUNT = "/var/run/secrets/pravah.io"
