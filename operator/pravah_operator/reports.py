@@ -151,7 +151,9 @@ class Verifier:
         try:
             pod = await self.core.read_namespaced_pod(pod_name, namespace)
         except ApiException as exc:
-            raise Refused(f"pod {namespace}/{pod_name} cannot be read ({exc.status})") from None
+            if exc.status != 404:  # the API server is busy or failing: the runner asks again
+                raise
+            raise Refused(f"pod {namespace}/{pod_name} does not exist") from None
         if pod.metadata.uid != pod_uid:
             raise Refused(f"pod {namespace}/{pod_name} is not the pod the token was issued for")
         if pod.status is None or pod.status.phase not in LIVE_PHASES:
@@ -163,7 +165,9 @@ class Verifier:
         try:
             job = await self.batch.read_namespaced_job(job_owner.name, namespace)
         except ApiException as exc:
-            raise Refused(f"Job {namespace}/{job_owner.name} cannot be read ({exc.status})") from None
+            if exc.status != 404:
+                raise
+            raise Refused(f"Job {namespace}/{job_owner.name} does not exist") from None
         owner = controller(job.metadata.owner_references, "PravahJob")
         if job.metadata.uid != job_owner.uid or owner is None:
             raise Refused(f"Job {namespace}/{job_owner.name} does not belong to a PravahJob")
