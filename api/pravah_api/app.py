@@ -17,6 +17,7 @@ from pravah_api.errors import error_middleware
 from pravah_api.health import Metrics
 from pravah_api.k8s import Kube, api_client
 from pravah_api.keys import AUTH, DOCS_HTML, KUBE, LOCATIONS, METRICS, OPENAPI, SETTINGS, STORE, STREAMS
+from pravah_api.request_id import echo_request_id, request_ids
 from pravah_api.routing import Operation
 from pravah_api.settings import ApiSettings
 from pravah_api.store import ApiStore
@@ -37,7 +38,7 @@ def create_app(settings: ApiSettings | None = None) -> web.Application:
     settings = settings or ApiSettings()
     metrics = Metrics()
     app = web.Application(client_max_size=settings.api_max_body_bytes,
-                          middlewares=[metrics.middleware(), error_middleware],
+                          middlewares=[request_ids, metrics.middleware(), error_middleware],
                           handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES})
     app[SETTINGS] = settings
     app[METRICS] = metrics
@@ -48,7 +49,7 @@ def create_app(settings: ApiSettings | None = None) -> web.Application:
         app.router.add_route(op.method, op.path, op.handler, name=op.operation_id or op.handler.__name__)
     app[OPENAPI] = openapi.build(routes, settings.api_docs_title, settings.api_auth_mode)
     app[DOCS_HTML] = openapi.docs_html(app[OPENAPI])
-    app.on_response_prepare.append(hide_server_version)
+    app.on_response_prepare.extend([hide_server_version, echo_request_id])
     app.cleanup_ctx.append(resources)
     return app
 

@@ -48,11 +48,14 @@ from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from pravah.logs import REQUEST_ID_ANNOTATION
+
 from pravah_api import models
 from pravah_api.auth import Principal, bearer_token, principal_of
 from pravah_api.errors import ApiError, bad_request, conflict, from_kubernetes, not_found, unauthenticated
 from pravah_api.k8s import CREATED_BY_LABEL, Kube
-from pravah_api.keys import AUTH, KUBE, LOCATIONS, SETTINGS, STORE, STREAMS
+from pravah_api.keys import AUTH, KUBE, LOCATIONS, REQUEST_ID, SETTINGS, STORE, STREAMS
+from pravah_api.request_id import HEADER, SANE
 from pravah_api.routing import ID_PARAM, Operation, Param, read_model, respond
 from pravah_operator.status import PHASES, TERMINAL_PHASES, PravahJobStatus
 
@@ -275,12 +278,14 @@ async def create_job(request: web.Request) -> web.Response:
 
 async def create_resource(request: web.Request, kube: Kube, namespace: str, name: str | None,
                           spec: dict[str, Any], creator: str) -> dict[str, Any]:
-    """Create the PravahJob; the API server's refusals (RBAC 403, admission or schema 422) are
-    answered with its own message, which names the policy or the field."""
+    """Create the PravahJob, annotated with the request's id; the API server's refusals
+    (RBAC 403, admission or schema 422) are answered with its own message, which names the
+    policy or the field."""
     label = "".join(ch if (ch.isascii() and ch.isalnum()) or ch in "-_." else "_" for ch in creator)
     label = label[:63].strip("-_.") or "unknown"
     try:
-        obj = await kube.create_job(namespace, name, spec, {CREATED_BY_LABEL: label})
+        obj = await kube.create_job(namespace, name, spec, {CREATED_BY_LABEL: label},
+                                    {REQUEST_ID_ANNOTATION: request[REQUEST_ID]})
     except ApiException as exc:
         if exc.status == 404:
             raise not_found(f"namespace {namespace!r} does not exist", "namespace") from None
@@ -638,7 +643,11 @@ ROUTES = [
     Operation("POST", "/jobs", create_job, "Create a job (a PravahJob)", TAG,
               {201: models.JobSummary}, body=models.JobCreate,
               params=(Param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 255},
-                            "Retries with the same key return the same job instead of creating another."),),
+                            "Retries with the same key return the same job instead of creating another."),
+                      Param(HEADER, "header", {"type": "string", "pattern": f"^{SANE.pattern}$"},
+                            "Names the request in the API's and the operator's logs, in the job's "
+                            f"{REQUEST_ID_ANNOTATION} annotation and its Events; another value is replaced "
+                            "by a new UUID. Answered in the response header of the same name.")),
               description="The body is the PravahJob spec, validated with the same model as the CRD, plus an "
                           "optional name and namespace."),
     Operation("GET", "/jobs", list_jobs, "List jobs, by namespace and name", TAG, {200: models.JobList},

@@ -91,8 +91,9 @@ class Kube:
     # -- PravahJobs ------------------------------------------------------------------------
 
     async def create_job(self, namespace: str, name: str | None, spec: dict[str, Any],
-                         labels: dict[str, str] | None = None) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"namespace": namespace, "labels": labels or {}}
+                         labels: dict[str, str] | None = None,
+                         annotations: dict[str, str] | None = None) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"namespace": namespace, "labels": labels or {}, "annotations": annotations or {}}
         if name:
             metadata["name"] = name
         else:

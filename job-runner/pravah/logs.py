@@ -4,14 +4,18 @@ pipelines.
 The operator, the API and the runner all call `setup_logging`. With `PRAVAH_LOG_FORMAT=json`
 each record is one JSON object on one line: `time` (ISO 8601, UTC), `level`, `logger`,
 `message`, then the record's extra fields (`job`, `namespace`, `shard` where the code knows
-them) and `exc_info` for an exception. Otherwise a record is the plain
-`time LEVEL logger: message` line.
+them; `request_id` on what is done for one API request, from the API to the operator's
+handling of the PravahJob it created) and `exc_info` for an exception. Otherwise a record
+is the plain `time LEVEL logger: message` line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any, Iterable, Literal, TextIO
 
@@ -24,6 +28,12 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # kopf attaches its settings object and a reference to the resource to the records of its
 # handlers: the reference becomes `job` and `namespace`, the rest is not worth a field.
 KOPF_ATTRIBUTES = ("settings", "k8s_skip", "k8s_ref")
+# The PravahJob annotation naming the API request that created the job, so the operator's
+# records and Events about the job can name it too.
+REQUEST_ID_ANNOTATION = "pravah.io/request-id"
+# Fields of every record written in the current context (one API request, one PravahJob's
+# handling): a context variable, so concurrent requests and handlers never mix them up.
+CONTEXT_FIELDS: ContextVar[dict[str, Any]] = ContextVar("pravah_log_fields", default={})
 
 
 class LogSettings(BaseSettings):
@@ -63,11 +73,35 @@ class RecordFields(logging.Filter):
         super().__init__()
         self.fields = fields
 
+    def current(self) -> dict[str, Any]:
+        return self.fields
+
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in self.fields.items():
+        for key, value in self.current().items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True
+
+
+class ContextFields(RecordFields):
+    """Adds the fields of the current context (see `log_fields`) to records without them."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+
+    def current(self) -> dict[str, Any]:
+        return CONTEXT_FIELDS.get()
+
+
+@contextlib.contextmanager
+def log_fields(**fields: Any) -> Iterator[None]:
+    """Every record written inside the block carries these fields (fields set to None are left
+    out); an outer block's fields stay unless overridden, and come back afterwards."""
+    token = CONTEXT_FIELDS.set({**CONTEXT_FIELDS.get(), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        CONTEXT_FIELDS.reset(token)
 
 
 def setup_logging(log_format: str = "text", level: int | str = logging.INFO,
@@ -79,6 +113,7 @@ def setup_logging(log_format: str = "text", level: int | str = logging.INFO,
     for stream in streams:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(formatter)
+        handler.addFilter(ContextFields())
         root.addHandler(handler)
         handlers.append(handler)
     root.setLevel(level)

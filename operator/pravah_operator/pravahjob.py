@@ -21,6 +21,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from pravah.logs import REQUEST_ID_ANNOTATION, log_fields
 from pravah.spec import PravahJobSpec, describe_errors
 from pravah.store import JobRecord, Store
 
@@ -120,8 +121,21 @@ async def reconcile(body: kopf.Body, patch: kopf.Patch, ctx: Context) -> None:
             ctx.forget(body.metadata.namespace, body.metadata.uid)
             return
         status = dict(current)
-        await step(body, status, ctx)
+        with log_fields(job=body.metadata.name, namespace=body.metadata.namespace, request_id=request_id(body)):
+            await step(body, status, ctx)
         write_status(patch, current, status)
+
+
+def request_id(body: kopf.Body) -> str | None:
+    """The id of the API request that created the job, if it came through the API."""
+    return body.metadata.annotations.get(REQUEST_ID_ANNOTATION)
+
+
+def post_event(body: kopf.Body, event_type: str, reason: str, message: str) -> None:
+    """An Event about the job; it names the creating API request, so `kubectl describe` and
+    the API's and operator's logs can be matched up."""
+    traced = request_id(body)
+    kopf.event(body, type=event_type, reason=reason, message=f"{message} (request {traced})" if traced else message)
 
 
 def write_status(patch: kopf.Patch, current: dict[str, Any], status: dict[str, Any]) -> None:
@@ -185,9 +199,8 @@ def transition(body: kopf.Body, status: dict[str, Any], phase: str, reason: str,
         if is_true or kind == "Ready" or any(c.get("type") == kind for c in previous):
             conditions = set_condition(conditions, condition(kind, is_true, reason, message, generation, previous))
     if status.get("phase") != phase or status.get("reason") != reason:
-        kopf.event(body, type="Warning" if phase == "Failed" else "Normal", reason=phase, message=message)
-        log.info("%s/%s: %s (%s) %s", body.metadata.namespace, body.metadata.name, phase, reason, message,
-                 extra={"job": body.metadata.name, "namespace": body.metadata.namespace})
+        post_event(body, "Warning" if phase == "Failed" else "Normal", phase, message)
+        log.info("%s/%s: %s (%s) %s", body.metadata.namespace, body.metadata.name, phase, reason, message)
     status.update(phase=phase, reason=reason, message=message, observedGeneration=generation, conditions=conditions)
     if phase in TERMINAL:
         status["completionTime"] = status.get("completionTime") or now_rfc3339()
@@ -361,9 +374,9 @@ async def roll_up_shard_failures(body: kopf.Body, status: dict[str, Any], job: d
         if failure is None or failure["pod"] in seen or len(known) >= MAX_SHARD_FAILURES:
             continue
         known.append(failure)
-        kopf.event(body, type="Warning", reason="ShardFailed", message=failure["message"])
+        post_event(body, "Warning", "ShardFailed", failure["message"])
         log.warning("%s/%s: %s", body.metadata.namespace, body.metadata.name, failure["message"],
-                    extra={"job": body.metadata.name, "namespace": body.metadata.namespace, "shard": failure["shard"]})
+                    extra={"shard": failure["shard"]})
     status["shardFailures"] = known
     return known
 
