@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.helpers import CHART, ROOT, find, helm, helm_template, one, prerequisites, server_dry_run
+from deploy.helpers import CHART, ROOT, find, helm, helm_template, one, prerequisites, render, server_dry_run
+from pravah.localcluster import install
 
 # The labels a Helm chart conventionally adds to what it renders; kustomize has no release.
 HELM_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance",
@@ -81,6 +82,13 @@ def test_default_values_render_the_kustomize_base(base, chart):
 
 def test_production_values_render_the_production_overlay(production):
     assert_same_objects(production, helm_template("--values", str(PRODUCTION_VALUES)))
+
+
+def test_local_cluster_values_render_the_test_overlay(tmp_path):
+    """The Helm install of the local cluster (pravah.localcluster.install) says what its kustomize one does."""
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(install.TEST_OVERLAY_VALUES))
+    assert_same_objects(render("overlays/test"), helm_template("--values", str(values)))
 
 
 def test_crd_is_the_generated_file(chart):
@@ -170,8 +178,10 @@ def test_optional_parts_follow_their_switches(chart):
     (("--set", "api.authMode=standalone"), "/api/jwtSecret/name"),
     (("--set", "operator.extraConfig.PRAVAH_DATABASE_URL=postgresql://x"),
      "/operator/extraConfig/PRAVAH_DATABASE_URL"),
+    (("--set", "operator.reportService.clusterIP=pravah-operator"), "/operator/reportService/clusterIP"),
 ], ids=["negative-replicas", "unknown-auth-mode", "wrong-type", "bool-replicas", "unknown-key",
-        "endpoint-without-scheme", "standalone-without-jwt-secret", "database-url-in-configmap"])
+        "endpoint-without-scheme", "standalone-without-jwt-secret", "database-url-in-configmap",
+        "report-cluster-ip-not-an-address"])
 def test_a_bad_value_is_refused_naming_it(args, named):
     result = helm("template", RELEASE, str(CHART), *args)
     assert result.returncode != 0, f"helm template {' '.join(args)} was accepted"

@@ -28,9 +28,14 @@ app.kubernetes.io/part-of: pravah
 {{- end -}}
 {{- end }}
 
-{{/* Where runner pods report their shards: the operator's Service. */}}
+{{/* Where runner pods report their shards: the operator's Service, by its fixed clusterIP
+when one is set (clusters without DNS), else by its DNS name. */}}
 {{- define "pravah.reportURL" -}}
+{{- with .Values.operator.reportService.clusterIP -}}
+http://{{ . }}:8082
+{{- else -}}
 http://pravah-operator.{{ .Release.Namespace }}.svc:8082
+{{- end -}}
 {{- end }}
 
 {{/*

@@ -78,9 +78,13 @@ class Platform:
         self.nodes.start()
         self.timings["nodes"] = time.monotonic() - t
 
-    def install_pravah(self) -> None:
-        self.timings["install"] = install.install(self.control_plane, self.images.ensure(), self.database_pod_url,
-                                                  self.s3.endpoint, self.dir / "install")
+    def install_pravah(self, helm: str | None = None, values: dict | None = None) -> None:
+        """`kubectl apply -k` of the test overlay or, given the path of a helm client, `helm
+        install` of the chart with the same settings and `values` over them."""
+        where = (self.control_plane, self.images.ensure(), self.database_pod_url, self.s3.endpoint,
+                 self.dir / "install")
+        self.timings["install"] = (install.helm_install(*where, helm=helm, extra_values=values) if helm
+                                   else install.install(*where))
 
     @property
     def database_pod_url(self) -> str:
@@ -92,12 +96,14 @@ class Platform:
         """Pravah's database as this host reaches it."""
         return self.postgres.dsn(PRAVAH_DATABASE)
 
-    def start(self) -> Platform:
+    def start(self, helm: str | None = None, values: dict | None = None) -> Platform:
+        """Everything, with Pravah installed by kustomize, or by the helm client `helm` (see
+        `install_pravah`)."""
         t0 = time.monotonic()
         self.start_services()
         try:
             self.start_nodes()
-            self.install_pravah()
+            self.install_pravah(helm, values)
         except Exception:
             self.stop()
             raise
