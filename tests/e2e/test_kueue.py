@@ -121,7 +121,7 @@ def count_job(name: str, path: str, queue: str) -> dict[str, Any]:
     return manifest
 
 
-def test_second_job_waits_queued_without_flapping_until_kueue_admits_it(cluster, kueue, local_queue):
+def test_second_job_waits_queued_without_flapping_until_kueue_admits_it(cluster, kueue, local_queue, chaos):
     write_csv_files(cluster.datasets / "first", 200)
     write_csv_files(cluster.datasets / "second", 30, rows=80)
     cluster.apply(count_job("first", "first", local_queue))
@@ -140,8 +140,12 @@ def test_second_job_waits_queued_without_flapping_until_kueue_admits_it(cluster,
         thaw(pids)
     assert set(seen["phases"]) == {"Queued"}, f"phases seen while waiting for Kueue: {seen['phases']}"
     assert not any(seen["reserved"]), "Kueue reserved quota for the second job while the first held it"
-    assert events_after == events_before, f"Events while queued: {events_before} -> {events_after}"
-    assert events_after.get("Running", 0) == 0 and events_after.get("Queued", 0) <= 1, events_after
+    # Flapping adds Running and further Queued Events while the job waits. Without faults there
+    # is one Queued Event; in chaos mode it can come late, or twice when the status write after
+    # it was refused or the operator pod deleted before it (Events are posted at least once).
+    events = f"Events while queued: {events_before} -> {events_after}"
+    assert events_after.get("Running", 0) == 0, events
+    assert chaos is not None or events_after == events_before and events_after.get("Queued", 0) <= 1, events
     assert changes(seen["resource_versions"]) <= MAX_CHANGES_WHILE_QUEUED, seen["resource_versions"]
     assert changes(seen["rows"]) <= MAX_CHANGES_WHILE_QUEUED, seen["rows"]
 

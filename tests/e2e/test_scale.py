@@ -96,7 +96,7 @@ def figures(name: str, samples: list[int]) -> str:
             f"last quarter max {max(samples[-quarter:]) / MIB:.0f} MiB, peak {max(samples) / MIB:.0f} MiB")
 
 
-def test_checksum_over_many_tiny_files_with_flat_memory_and_a_kept_lease(cluster, report):
+def test_checksum_over_many_tiny_files_with_flat_memory_and_a_kept_lease(cluster, report, chaos):
     digests = write_tiny_files(cluster.datasets / "tiny", FILES)
     manifest = manifest_for("checksum", source={"volume": {"claimName": "datasets", "path": "tiny"}},
                             operation={"type": "checksum", "checksum": {"algorithm": "sha256"}},
@@ -128,7 +128,11 @@ def test_checksum_over_many_tiny_files_with_flat_memory_and_a_kept_lease(cluster
     assert status["result"]["summary"]["files"] == FILES and status["errors"]["count"] == 0
     written = (cluster.results / "tiny-sums" / "sha256sums.txt").read_text().splitlines()
     assert dict(reversed(line.split("  ", 1)) for line in written) == digests
-    assert len({holder for holder, _ in sampler.leases}) == 1, "the operator kept its Lease throughout"
+    # The Lease changes hands only when its holder is gone: never, unless chaos mode deletes
+    # operator pods, and then only from a deleted pod to its successor.
+    holders = list(dict.fromkeys(holder for holder, _ in sampler.leases))
+    deleted = set(chaos.killer.deleted) if chaos else set()
+    assert set(holders[:-1]) <= deleted, f"the Lease left live holders: {holders}, deleted pods {sorted(deleted)}"
     renewals = [renewed for _, renewed in sampler.leases]
     assert renewals == sorted(renewals) and len(set(renewals)) > len(renewals) // 4, "the Lease was renewed"
     for name, samples in (("operator", sampler.operator), ("runner", sampler.runner)):
