@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from typing import Any
 
 import pytest
 import yaml
 
-from deploy.helpers import CHART, ROOT, find, helm, helm_template, one, prerequisites, render, server_dry_run
+from deploy.helpers import (CHART, ROOT, find, helm, helm_template, one, prerequisites, render, run_kubectl,
+                             server_dry_run)
 from pravah.localcluster import install
+from pravah.spec import VOLUME_PATH
+from pravah_operator import smoke
 
 # The labels a Helm chart conventionally adds to what it renders; kustomize has no release.
 HELM_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance",
@@ -25,6 +29,15 @@ CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding
                   "ValidatingAdmissionPolicyBinding"}
 PRODUCTION_VALUES = CHART / "ci" / "production-values.yaml"
 RELEASE = "pravah"
+# `helm test`'s smoke job, on: it runs in the release namespace unless told otherwise.
+SMOKE = ("--set", "tests.smoke.enabled=true", "--set", "tests.smoke.claimName=datasets",
+         "--set", "tests.smoke.path=samples", "--set", "tests.smoke.outputClaimName=results")
+SMOKE_OBJECTS = {("ServiceAccount", "pravah-smoke"), ("Role", "pravah-smoke"), ("RoleBinding", "pravah-smoke"),
+                 ("Pod", "pravah-smoke")}
+
+
+def is_hook(doc: dict[str, Any]) -> bool:
+    return "helm.sh/hook" in (doc["metadata"].get("annotations") or {})
 
 
 def _strip(metadata: dict[str, Any] | None) -> None:
@@ -57,7 +70,10 @@ def normalized(docs: list[dict[str, Any]]) -> dict[tuple[str, str | None, str], 
 def assert_same_objects(kustomized: list[dict[str, Any]], charted: list[dict[str, Any]]) -> None:
     """Everything kustomize renders but its Namespace (Helm installs into the release's), equal."""
     expected = normalized([doc for doc in kustomized if doc["kind"] != "Namespace"])
-    got = normalized(charted)
+    # Hooks (the `helm test` smoke job) are no part of the release's objects: Helm creates them
+    # only when `helm test` runs. `helm template` still prints them (unless --skip-tests), and
+    # kustomize has nothing like them.
+    got = normalized([doc for doc in charted if not is_hook(doc)])
     assert sorted(got) == sorted(expected), {"only in the chart": sorted(set(got) - set(expected)),
                                              "only in kustomize": sorted(set(expected) - set(got))}
     for key, doc in expected.items():
@@ -70,7 +86,7 @@ def chart() -> list[dict[str, Any]]:
 
 
 def test_chart_lints_clean():
-    for args in ((), ("--values", str(PRODUCTION_VALUES))):
+    for args in ((), ("--values", str(PRODUCTION_VALUES)), SMOKE):
         result = helm("lint", "--strict", str(CHART), *args)
         assert result.returncode == 0 and "0 chart(s) failed" in result.stdout, result.stdout + result.stderr
         assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
@@ -179,23 +195,100 @@ def test_optional_parts_follow_their_switches(chart):
     (("--set", "operator.extraConfig.PRAVAH_DATABASE_URL=postgresql://x"),
      "/operator/extraConfig/PRAVAH_DATABASE_URL"),
     (("--set", "operator.reportService.clusterIP=pravah-operator"), "/operator/reportService/clusterIP"),
+    (("--set", "tests.smoke.enabled=true"), "/tests/smoke/claimName"),
+    ((*SMOKE, "--set", "tests.smoke.path=../elsewhere"), "/tests/smoke/path"),
+    ((*SMOKE, "--set", "tests.smoke.namespace=Analytics"), "/tests/smoke/namespace"),
 ], ids=["negative-replicas", "unknown-auth-mode", "wrong-type", "bool-replicas", "unknown-key",
         "endpoint-without-scheme", "standalone-without-jwt-secret", "database-url-in-configmap",
-        "report-cluster-ip-not-an-address"])
+        "report-cluster-ip-not-an-address", "smoke-without-claim", "smoke-path-outside-the-volume",
+        "smoke-namespace-not-a-name"])
 def test_a_bad_value_is_refused_naming_it(args, named):
     result = helm("template", RELEASE, str(CHART), *args)
     assert result.returncode != 0, f"helm template {' '.join(args)} was accepted"
     assert "schema" in result.stderr and named in result.stderr, result.stderr
 
 
+# -- `helm test` ----------------------------------------------------------------------------
+
+def test_smoke_test_is_test_hooks_only(base, chart):
+    """Off by default; on, it adds `helm test` hooks and changes nothing that is installed."""
+    assert not any(is_hook(doc) for doc in chart)
+    docs = helm_template(*SMOKE)
+    hooks = [doc for doc in docs if is_hook(doc)]
+    assert {(doc["kind"], doc["metadata"]["name"]) for doc in hooks} == SMOKE_OBJECTS
+    for doc in hooks:
+        annotations = doc["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "test", doc["metadata"]
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded", doc["metadata"]
+    # The account and its rights exist before the pod that uses them.
+    weights = {doc["kind"]: int(doc["metadata"]["annotations"]["helm.sh/hook-weight"]) for doc in hooks}
+    assert max(weight for kind, weight in weights.items() if kind != "Pod") < weights["Pod"], weights
+    assert_same_objects(base, docs)
+
+
+def test_smoke_pod_runs_the_smoke_module_like_the_other_pods():
+    """Pod Security `restricted` like the operator's pods, the operator's image, and arguments
+    that the smoke module itself parses to the chart's values."""
+    docs = helm_template(*SMOKE, "--set", "tests.smoke.namespace=analytics", "--set", "operator.image.tag=0.2.0")
+    pod = one(docs, "Pod", "pravah-smoke")["spec"]
+    operator = one(docs, "Deployment", "pravah-operator")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == operator["securityContext"]
+    assert pod["restartPolicy"] == "Never"
+    [container] = pod["containers"]
+    assert container["securityContext"] == operator["containers"][0]["securityContext"]
+    assert container["image"] == operator["containers"][0]["image"] == "ghcr.io/pravah-io/pravah-operator:0.2.0"
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert container["command"] == ["python", "-m", smoke.__name__]
+    args = smoke.parse_args(container["args"])
+    assert (args.namespace, args.claim, args.path, args.output_claim, args.output_path, args.timeout) == (
+        "analytics", "datasets", "samples", "results", "pravah-smoke", 240)
+    assert pod["serviceAccountName"] == "pravah-smoke"
+
+
+def test_smoke_account_may_only_run_its_jobs():
+    """Its PravahJobs, and a look at the two claims they name, which the tenant policy
+    (pravah-tenancy) requires of whoever creates a job; in the smoke namespace only."""
+    for namespace in ("", "analytics"):
+        docs = helm_template(*SMOKE, "--set", f"tests.smoke.namespace={namespace}")
+        scope = namespace or "pravah-system"
+        role, binding = one(docs, "Role", "pravah-smoke"), one(docs, "RoleBinding", "pravah-smoke")
+        assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == scope
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pravah-smoke"}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pravah-smoke", "namespace": "pravah-system"}]
+        assert role["rules"] == [
+            {"apiGroups": ["pravah.io"], "resources": ["pravahjobs"], "verbs": ["create", "get", "delete"]},
+            {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "resourceNames": ["datasets", "results"],
+             "verbs": ["get"]}]
+        assert not [doc for doc in find(docs, "ClusterRoleBinding") + find(docs, "RoleBinding")
+                    if doc is not binding and "pravah-smoke" in str(doc["subjects"])]
+
+
+def test_smoke_paths_are_checked_as_the_crd_checks_them():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["definitions"]["volumePath"]["pattern"] == VOLUME_PATH
+
+
 # -- against the real API server ----------------------------------------------------------
 
-@pytest.mark.parametrize("values", ("default", "production"))
+VALUES = {"default": (), "production": ("--values", str(PRODUCTION_VALUES)), "smoke": SMOKE}
+
+
+@pytest.mark.parametrize("values", VALUES)
 def test_chart_passes_server_side_dry_run(control_plane, base, values):
-    docs = helm_template(*(("--values", str(PRODUCTION_VALUES)) if values == "production" else ()))
+    """With the smoke test on, its pod is admitted by Pod Security `restricted`, which the
+    base's Namespace enforces."""
+    docs = helm_template(*VALUES[values])
     # `helm install --create-namespace` makes the namespace; here the base's does.
     prerequisites(control_plane, find(base, "Namespace") + docs)
-    result = server_dry_run(control_plane, "-f", "-", input=yaml.safe_dump_all(docs))
+    accounts = yaml.safe_dump_all(find(docs, "ServiceAccount", "pravah-smoke"))
+    try:
+        # A pod's admission looks its service account up, and a dry run creates none.
+        if accounts:
+            assert run_kubectl(control_plane, "apply", "-f", "-", input=accounts).returncode == 0
+        result = server_dry_run(control_plane, "-f", "-", input=yaml.safe_dump_all(docs))
+    finally:
+        if accounts:
+            run_kubectl(control_plane, "delete", "--ignore-not-found", "-f", "-", input=accounts)
     assert result.returncode == 0, f"helm template | kubectl apply --dry-run=server:\n{result.stderr}"
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == len(docs) and all("(server dry run)" in line for line in lines), result.stdout

@@ -21,6 +21,8 @@ import pytest
 import yaml
 
 from deploy.helpers import ROOT
+from e2e.harness import get_json
+from pravah.localcluster import install
 from deploy.test_static import stages
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -174,7 +176,8 @@ def test_a_tag_that_is_not_the_project_version_stops_the_release(tmp_path):
     assert outputs == {}
 
 
-def test_release_builds_exactly_the_images_scripts_images_builds(meta):
+def published_images(meta: dict[str, str]) -> dict[str, str]:
+    """Image name -> Dockerfile target, as the release workflow pushes them."""
     job, build = pushing_build()
     published = {}
     for row in matrix_rows(job, {"meta": {"outputs": meta}}):
@@ -184,8 +187,28 @@ def test_release_builds_exactly_the_images_scripts_images_builds(meta):
         assert version == PROJECT_VERSION
         assert repository.startswith(f"{meta['registry']}/")
         published[repository.rsplit("/", 1)[1]] = evaluate(build["with"]["target"], context)
+    return published
+
+
+def test_release_builds_exactly_the_images_scripts_images_builds(meta):
+    published = published_images(meta)
     assert published == scripts_images()
     assert set(published.values()) <= set(stages()), "a target the Dockerfile does not have"
+
+
+def test_the_real_nodes_run_the_images_the_release_publishes(meta, pravah):
+    """The images scripts/images (what `make images` runs) built for the platform are the ones
+    the release publishes, one for one, and they are what the platform's pods run."""
+    built = pravah.images.ensure()
+    published = published_images(meta)
+    assert {built[target].repository.rsplit("/", 1)[1]: target for target in published.values()} == published
+    deployments = get_json(pravah.control_plane, "deployments", "-n", install.SYSTEM_NAMESPACE)["items"]
+    running = {container["image"] for deployment in deployments
+               for container in deployment["spec"]["template"]["spec"]["containers"]}
+    assert running == {built["operator"].name, built["api"].name}
+    config = get_json(pravah.control_plane, "configmap", "pravah-operator-config", "-n",
+                      install.SYSTEM_NAMESPACE)["data"]
+    assert config["PRAVAH_RUNNER_IMAGE"] == built["runner"].name
 
 
 def test_make_images_builds_with_scripts_images_and_pushes_to_registry():

@@ -73,3 +73,13 @@ prometheus.io/scrape: "true"
 prometheus.io/port: {{ index . 1 | quote }}
 prometheus.io/path: /metrics
 {{- end }}
+
+{{/*
+The annotations of a `helm test` hook: created by `helm test` in the order of the given
+weight, replaced by the next run, deleted once it passed (kept for reading when it failed).
+*/}}
+{{- define "pravah.testHook" -}}
+helm.sh/hook: test
+helm.sh/hook-weight: {{ . | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end }}

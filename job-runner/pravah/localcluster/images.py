@@ -11,9 +11,13 @@ import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .bins import REPO_ROOT
 from .procs import PlatformError
+
+if TYPE_CHECKING:
+    from .nodes import Nodes
 
 IMAGES_SCRIPT = REPO_ROOT / "scripts" / "images"
 PRAVAH_IMAGES = ("runner", "operator", "api")
@@ -77,3 +81,13 @@ def parse_images(text: str) -> BuiltImages:
     if missing:
         raise PlatformError(f"scripts/images did not report {', '.join(sorted(missing))}")
     return BuiltImages(images)
+
+
+def tag_on_nodes(nodes: Nodes, image: BuiltImage, tag: str) -> str:
+    """Give a built image a second tag in every node's containerd, as a registry serves a new
+    release under a new tag: pods that name it start at once, with no registry to pull from.
+    Returns the new reference."""
+    reference = f"{image.repository}:{tag}"
+    for name in nodes.node_names:
+        nodes.node(name).ctr("images", "tag", "--force", image.name, reference)
+    return reference
