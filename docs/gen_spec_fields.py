@@ -93,6 +93,16 @@ EXAMPLES = {
     "spec.ttlSecondsAfterFinished": "ttlSecondsAfterFinished: 86400",
     "spec.suspend": "suspend: true",
     "spec.queueName": "queueName: team-a",
+    "spec.checks": "checks: [{column: price, rule: between, min: 0, max: 1000}, {rule: rowCount, min: 1000}]",
+    "spec.checks[].rule": "rule: notNull",
+    "spec.checks[].column": "column: price",
+    "spec.checks[].severity": "severity: warn",
+    "spec.checks[].min": "min: 0",
+    "spec.checks[].max": "max: 1000",
+    "spec.checks[].quantile": "quantile: 0.99",
+    "spec.checks[].values": "values: [north, south, east, west]",
+    "spec.checks[].type": "type: float",
+    "spec.checks[].columns": "columns: [order_id, date, region, product, quantity, unit_price]",
 }
 
 
@@ -102,11 +112,14 @@ def spec_schema() -> dict:
 
 
 def rows(schema: dict, path: str = "spec", required: tuple[str, ...] = ()) -> list[tuple[str, dict, bool]]:
+    """Every field below `schema`; the fields of a list's objects as LIST[].FIELD."""
     out = []
     for name, sub in sorted((schema.get("properties") or {}).items(), key=lambda kv: kv[0]):
         field = f"{path}.{name}"
         out.append((field, sub, name in required))
         out += rows(sub, field, tuple(sub.get("required") or ()))
+        item = sub.get("items") or {}
+        out += rows(item, f"{field}[]", tuple(item.get("required") or ()))
     return out
 
 

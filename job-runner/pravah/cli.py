@@ -11,11 +11,11 @@ import click
 import yaml
 from pydantic import ValidationError
 
-from pravah import render
+from pravah import checks, render
 from pravah.client_cli import register as register_client_commands
 from pravah.dev import dev
 from pravah.local import JobFailed, LocalJob, execute
-from pravah.spec import OPERATIONS, OperationSpec, PravahJobManifest, describe_errors
+from pravah.spec import OPERATIONS, ChecksFile, OperationSpec, PravahJobManifest, describe_errors, refuse_unfit_checks
 
 EXIT_FAILED = 1
 
@@ -75,6 +75,9 @@ def parse_quantiles(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
               help="Directory for result.json, checksum manifests and converted files.")
 @click.option("--max-errors", type=click.IntRange(min=0), help="Fail (exit 1) when more files than this cannot be processed.")
+@click.option("--checks", "checks_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="FILE", help="stats: judge the data-quality rules in FILE, a YAML `checks:` list as in "
+                                   "spec.checks (in place of a manifest's); see docs/checks.md.")
 @click.option("--shard", callback=parse_shard, metavar="INDEX/COUNT", help="Process only shard INDEX of COUNT (as a runner pod does).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result document alone on stdout.")
 def run(path: Path | None, manifest: Path | None, op: str | None, **options: Any) -> None:
@@ -89,10 +92,13 @@ def run(path: Path | None, manifest: Path | None, op: str | None, **options: Any
       grep      regex matches with line numbers
       convert   CSV to Parquet (zstd), one output per input file
 
-    Exit codes: 0 success, 1 the job failed (e.g. more bad files than --max-errors),
-    2 usage error.
+    Exit codes: 0 success (checks of severity warn may have failed: see the warning),
+    1 the job failed (more bad files than --max-errors, or a check of severity error
+    failed), 2 usage error.
     """
     job = job_from_manifest(manifest, options) if manifest else job_from_options(path, op, options)
+    if options["checks_file"]:
+        job.checks = read_checks(options["checks_file"], job.operation)
     if options["threads"]:
         job.threads = options["threads"]
     job.shard = options["shard"]
@@ -104,6 +110,8 @@ def run(path: Path | None, manifest: Path | None, op: str | None, **options: Any
         with render.progress_reporter(enabled=not options["as_json"]) as on_progress:
             document = execute(job, on_progress)
         status = 0
+        if document.get("checks", {}).get("warned"):
+            click.echo(f"warning: {checks.verdict(checks.summarize(document['checks']))}", err=True)
     except JobFailed as failure:
         document, status = failure.document, EXIT_FAILED
         click.echo(f"error: {failure}", err=True)
@@ -156,6 +164,18 @@ def job_from_options(path: Path | None, op: str | None, options: dict[str, Any])
                     max_errors=options["max_errors"])
 
 
+def read_checks(path: Path, operation: OperationSpec) -> list[checks.Rule]:
+    """The rules of a checks file, refused as spec.checks are: naming the field."""
+    try:
+        rules = ChecksFile.model_validate(yaml.safe_load(path.read_text())).checks
+        refuse_unfit_checks(operation, rules, ChecksFile.__name__)
+    except yaml.YAMLError as exc:
+        raise click.UsageError(f"{path}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        raise click.UsageError(f"{path}: " + "; ".join(describe_errors(exc))) from None
+    return rules
+
+
 def job_from_manifest(manifest: Path, options: dict[str, Any]) -> LocalJob:
     try:
         document = yaml.safe_load(manifest.read_text())
@@ -173,7 +193,7 @@ def job_from_manifest(manifest: Path, options: dict[str, Any]) -> LocalJob:
         output_dir = manifest.parent / spec.output.volume.path
     return LocalJob(root=manifest.parent / spec.source.volume.path, operation=spec.operation,
                     include=spec.include, exclude=spec.exclude, follow_symlinks=spec.followSymlinks,
-                    output_dir=output_dir,
+                    output_dir=output_dir, checks=spec.checks or (),
                     max_errors=options["max_errors"] if options["max_errors"] is not None else spec.maxErrors)
 
 

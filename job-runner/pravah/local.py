@@ -15,6 +15,7 @@ from typing import Any
 
 import pravah_engine
 
+from pravah import checks
 from pravah.results import write_checksum_manifest
 from pravah.sharding import FileEntry, shard_files
 from pravah.spec import OperationSpec
@@ -42,6 +43,7 @@ class LocalJob:
     output_dir: Path | None = None
     max_errors: int | None = None
     shard: tuple[int, int] = (0, 1)
+    checks: Sequence[checks.Rule] = ()
 
     def list_files(self) -> tuple[list[FileEntry], list[dict[str, str]]]:
         """This shard's files, and the entries the scan could not read."""
@@ -85,7 +87,8 @@ def run_partial(
 
 
 def execute(job: LocalJob, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """Run the job and return the result document; raise JobFailed past `max_errors`."""
+    """Run the job and return the result document; raise JobFailed past `max_errors` or
+    when a check of severity error fails."""
     options = job.engine_options()
     files, scan_errors = job.list_files()
     if job.output_dir is not None:
@@ -95,6 +98,8 @@ def execute(job: LocalJob, on_progress: ProgressCallback | None = None) -> dict[
     document = json.loads(pravah_engine.finalize(job.operation.type, partial))
     document["errors"] = sorted(document["errors"] + scan_errors, key=lambda e: e["path"])
     document["threads"] = job.threads
+    if job.checks:
+        document["checks"] = checks.judge(list(job.checks), document["result"])
     if job.operation.type == "checksum":
         manifest = write_checksum_manifest(document, job.output_dir) if job.output_dir else None
         document["result"]["manifest"] = str(job.output_dir / manifest) if manifest else None
@@ -104,4 +109,6 @@ def execute(job: LocalJob, on_progress: ProgressCallback | None = None) -> dict[
         raise JobFailed(
             f"{len(document['errors'])} files failed, more than maxErrors={job.max_errors}", document
         )
+    if job.checks and not document["checks"]["passed"]:
+        raise JobFailed(checks.verdict(checks.summarize(document["checks"])), document)
     return document

@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
                            TextColumn, TimeRemainingColumn, TransferSpeedColumn)
 from rich.table import Table
 
+from pravah import checks
 from pravah.local import ProgressCallback
 
 console = Console(stderr=True)
@@ -48,6 +50,8 @@ def summary(document: dict[str, Any]) -> None:
     tables = {"stats": stats_table, "count": count_table, "checksum": checksum_table,
               "grep": grep_table, "convert": convert_table}
     out.print(tables[op](result))
+    if "checks" in document:
+        out.print(checks_table(document["checks"]))
     if document["errors"]:
         errors = Table("path", "line", "reason", title="files that could not be processed", title_justify="left")
         for error in document["errors"][:20]:
@@ -67,6 +71,16 @@ def stats_table(result: dict[str, Any]) -> Table:
         table.add_row(column["name"], column["type"], str(column["count"]), str(column["nulls"]),
                       fmt(column["min"]), fmt(column["max"]), fmt(column["mean"]), fmt(column["stddev"]),
                       str(column["distinct"]), quantiles, f"{top['value']} ({top['count']})" if top else "")
+    return table
+
+
+def checks_table(report: dict[str, Any]) -> Table:
+    table = Table("#", "column", "rule", "observed", "result",
+                  title=f"checks: {report['failed']} failed, {report['warned']} warned", title_justify="left")
+    for index, entry in enumerate(report["results"]):
+        outcome = "pass" if entry["passed"] else ("[red]FAIL" if entry["severity"] == "error" else "[yellow]warn")
+        observed = checks.compact(entry["observed"]) + (f" ({entry['reason']})" if entry.get("reason") else "")
+        table.add_row(str(index), escape(entry.get("column", "")), entry["rule"], escape(observed), outcome)
     return table
 
 

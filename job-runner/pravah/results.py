@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from pravah import checks
+
 SUMMARY_KEYS = {
     "stats": ("rows",), "count": ("lines", "words", "bytes"), "checksum": ("algorithm",),
     "grep": ("pattern", "matches", "files_with_matches"), "convert": ("format", "compression", "rows"),
@@ -32,6 +34,8 @@ def summarize(document: dict[str, Any], errors: int | None = None) -> dict[str, 
     summary.update({key: result[key] for key in SUMMARY_KEYS[document["operation"]] if key in result})
     if document["operation"] == "stats":
         summary["columns"] = [column["name"] for column in result["columns"]][:20]
+    if "checks" in document:
+        summary["checks"] = checks.summarize(document["checks"])
     return summary
 
 

@@ -7,9 +7,9 @@ a file whose size changed since is an error record, never counted twice. The sha
 are cut into deterministic batches. Each finished batch's outputs are written to the output
 storage, then its partial result and file records are sent to the operator, which stores
 them in PostgreSQL in one transaction, so a retried pod skips what is done and nothing is
-counted twice. The shard that finishes last merges every partial into the result document
-and writes it to the output storage. The runner holds no database credentials (see
-pravah.reporting).
+counted twice. The shard that finishes last merges every partial into the result document,
+judges the spec's checks on it, and writes it to the output storage. The runner holds no
+database credentials (see pravah.reporting).
 
 Exit codes (the Job's podFailurePolicy relies on them): 0 done, 3 bad spec or input that
 a retry cannot fix, anything else is retried.
@@ -35,6 +35,7 @@ import pravah_engine
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pravah import checks
 from pravah.logs import LogSettings, add_record_fields, setup_logging
 from pravah.results import (ERROR_SAMPLES, FILE_LISTS, Spool, manifest_line, manifest_name, merged, strip_partial,
                             summarize, write_streamed)
@@ -287,6 +288,9 @@ class ShardRunner:
         document = json.loads(pravah_engine.finalize(self.op, aggregate))
         document.update(threads=self.threads, shards=self.context.shards,
                         listing={"files": listing["files"], "bytes": listing["bytes"], "sha256": listing["digest"]})
+        if self.spec.checks:
+            document["checks"] = checks.judge(self.spec.checks, document["result"])
+            log.info("%s", checks.verdict(checks.summarize(document["checks"])))
         summary = await self.publish(document, list(spools.values()))
         written = self.output.local_dir / "result.json"
         inline = written.read_text() if written.stat().st_size <= INLINE_RESULT_BYTES else None

@@ -15,6 +15,8 @@ import pravah_engine
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails
 
+from pravah.checks import MAX_CHECKS, Check, Rule
+
 OPERATIONS = ("stats", "count", "checksum", "grep", "convert")
 Operation = Literal["stats", "count", "checksum", "grep", "convert"]
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
@@ -251,9 +253,45 @@ class PravahJobSpec(SpecModel):
     queueName: str | None = Field(
         default=None, max_length=63, pattern=DNS_LABEL, description="Kueue LocalQueue to submit to."
     )
+    checks: list[Check] | None = Field(
+        default=None, max_length=MAX_CHECKS,
+        description="Data-quality rules judged on the stats result (operation type stats only); "
+                    "a failed rule of severity error fails the job (reason ChecksFailed).")
 
     _parallelism_range = field_validator("parallelism")(
         lambda value: within(value, PARALLELISM_RANGE, "parallelism"))
+
+    @model_validator(mode="after")
+    def _checks_fit_the_operation(self) -> Self:
+        refuse_unfit_checks(self.operation, self.checks, type(self).__name__)
+        return self
+
+
+CHECKS_NEED_STATS = "checks judge a stats result: operation.type must be stats"
+
+
+class ChecksFile(SpecModel):
+    """A file of checks for `pravah run --checks`: the `checks` list of a spec, alone."""
+
+    checks: list[Check] = Field(max_length=MAX_CHECKS)
+
+
+def refuse_unfit_checks(operation: OperationSpec, checks: list[Rule] | None, title: str) -> None:
+    """Checks judge a stats result, and only what its options measure (the quantiles it
+    estimates, the top values it keeps); anything else is refused, naming the field."""
+    if not checks:
+        return
+    if operation.type != "stats":
+        errors = [InitErrorDetails(type="value_error", loc=("checks",), input=operation.type,
+                                   ctx={"error": CHECKS_NEED_STATS})]
+    else:
+        stats = operation.stats or StatsOptions()
+        errors = [InitErrorDetails(type="value_error", loc=("checks", index, field), input=getattr(check, field),
+                                   ctx={"error": why})
+                  for index, check in enumerate(checks)
+                  for field, why in filter(None, [check.unmeasured(stats.quantiles, stats.top)])]
+    if errors:
+        raise ValidationError.from_exception_data(title, errors)
 
 
 class PravahJobManifest(SpecModel):

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema, to_jsonable_python
 
-from pravah.spec import PARENT_SEGMENT, VOLUME_PATH_MESSAGE, Location, OperationSpec, PravahJobSpec
+from pravah.checks import BOUNDS_NEEDED, BOUNDS_ORDER, RULES, AllowedValues, Bounded, Quantile
+from pravah.spec import (CHECKS_NEED_STATS, PARENT_SEGMENT, VOLUME_PATH_MESSAGE, Location, OperationSpec,
+                         PravahJobSpec, StatsOptions)
 from pravah_operator.status import PravahJobStatus
 
 GROUP = "pravah.io"
@@ -154,9 +158,48 @@ def immutability_rule(model: type[BaseModel] = PravahJobSpec) -> dict[str, str]:
     return {"rule": " &&\n".join(parts), "message": IMMUTABLE_MESSAGE, "reason": "FieldValueForbidden"}
 
 
+def bounds_rules() -> list[dict[str, str]]:
+    """A check with a range (pravah.checks.Bounded): at least one end, in order."""
+    return [
+        {"rule": "has(self.min) || has(self.max)", "message": BOUNDS_NEEDED, "reason": "FieldValueRequired"},
+        {"rule": "!has(self.min) || !has(self.max) || self.min <= self.max", "message": BOUNDS_ORDER,
+         "fieldPath": ".min", "reason": "FieldValueInvalid"},
+    ]
+
+
+def tag(model: type[BaseModel]) -> str:
+    """The `rule` name of a check model."""
+    (name,) = typing.get_args(model.model_fields["rule"].annotation)
+    return name
+
+
+def checks_rules() -> list[dict[str, str]]:
+    """The checks fit the operation, as pravah.spec.refuse_unfit_checks says: stats only, and
+    only what it measures (the quantiles it estimates, as many values as it keeps top values)."""
+    defaults = StatsOptions()
+    stats = "has(self.operation.stats)"
+    quantiles = f"({stats} ? self.operation.stats.quantiles : {defaults.quantiles})"
+    top = f"({stats} ? self.operation.stats.top : {defaults.top})"
+    every = "!has(self.checks) || self.checks.all(check, {})"
+    return [
+        {"rule": "!has(self.checks) || size(self.checks) == 0 || self.operation.type == 'stats'",
+         "message": CHECKS_NEED_STATS, "fieldPath": ".checks", "reason": "FieldValueForbidden"},
+        {"rule": every.format(f"check.rule != '{tag(Quantile)}' || !has(check.quantile) || "
+                              f"check.quantile in {quantiles}"),
+         "message": f"a {tag(Quantile)} check's quantile must be one of operation.stats.quantiles",
+         "fieldPath": ".checks", "reason": "FieldValueInvalid"},
+        {"rule": every.format(f"check.rule != '{tag(AllowedValues)}' || !has(check.values) || "
+                              f"size(check.values) <= {top}"),
+         "message": f"an {tag(AllowedValues)} check may list at most operation.stats.top values",
+         "fieldPath": ".checks", "reason": "FieldValueInvalid"},
+    ]
+
+
 # Rules attached to the schema of a model wherever it is used (by $defs name).
 def _model_rules() -> dict[str, list[dict[str, str]]]:
-    return {Location.__name__: location_rules(), OperationSpec.__name__: operation_rules()}
+    rules = {Location.__name__: location_rules(), OperationSpec.__name__: operation_rules()}
+    rules.update({model.__name__: bounds_rules() for model in RULES if issubclass(model, Bounded)})
+    return rules
 
 
 def _int_or_string_rule(strings: list[str], low: int | None, high: int | None) -> dict[str, str]:
@@ -199,6 +242,9 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], rules: dict[str, lis
         extra_rules.extend(rules.get(name, []))
         # The referencing node's own keywords (description, default) win over the model's.
         node = {**copy.deepcopy(defs[name]), **node}
+
+    if "discriminator" in node:
+        return _finish(_tagged_union(node, defs, rules, where), extra_rules, where)
 
     if "anyOf" in node:
         branches = [b for b in node.pop("anyOf") if b != {"type": "null"}]
@@ -264,6 +310,100 @@ def _int_or_string(node: dict[str, Any], branches: list[dict[str, Any]], where: 
     return result
 
 
+def _tagged_union(node: dict[str, Any], defs: dict[str, Any], rules: dict[str, list], where: str) -> dict[str, Any]:
+    """A pydantic discriminated union as one object.
+
+    A structural schema cannot choose between objects (no oneOf of different properties),
+    so the branches' properties are merged into one object whose tag lists the branches,
+    and CEL rules restate the rest: which fields each branch allows and needs, what a field
+    shared in a looser form demands in one branch, and each branch model's own rules,
+    applied when its tag is chosen.
+    """
+    discriminator = node.pop("discriminator")["propertyName"]
+    branches = {}
+    for ref in node.pop("oneOf"):
+        branch = _structural(ref, defs, rules, f"{where}<{ref.get('$ref', '?')}>")
+        branches[branch["properties"][discriminator]["enum"][0]] = branch
+    names = list(branches)
+    shared: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, branch in branches.items():
+        for field, schema in branch["properties"].items():
+            if field != discriminator:
+                shared.setdefault(field, {})[name] = schema
+    properties = {discriminator: {"type": "string", "enum": names, "maxLength": max(map(len, names)),
+                        "description": " ".join(f"`{name}`: {' '.join(branch.get('description', '').split())}"
+                                                for name, branch in branches.items())}}
+    required, validations = [discriminator], []
+    for field, schemas in shared.items():
+        properties[field], lost = _merged_field(field, schemas, f"{where}.{field}")
+        validations += [_when(discriminator, name, rule) for name, rule in lost.items()]
+        if len(schemas) < len(names):
+            validations.append({"rule": f"!has(self.{field}) || self.{discriminator} in {_cel_list(schemas)}",
+                                "message": f"{field} is allowed only with {discriminator}: {', '.join(schemas)}",
+                                "fieldPath": f".{field}", "reason": "FieldValueForbidden"})
+        needing = [name for name in schemas if field in branches[name].get("required", [])]
+        if len(needing) == len(names):
+            required.append(field)
+        elif needing:
+            validations.append({"rule": f"has(self.{field}) || !(self.{discriminator} in {_cel_list(needing)})",
+                                "message": f"{field} is required with {discriminator}: {', '.join(needing)}",
+                                "fieldPath": f".{field}", "reason": "FieldValueRequired"})
+    for name, branch in branches.items():
+        validations += [_when(discriminator, name, rule) for rule in branch.get("x-kubernetes-validations", [])]
+    own = {keyword: value for keyword, value in node.items() if keyword not in _DROPPED}
+    return {**own, "type": "object", "properties": properties, "required": required,
+            "x-kubernetes-validations": validations}
+
+
+def _merged_field(field: str, schemas: dict[str, dict[str, Any]], where: str) -> tuple[dict[str, Any], dict]:
+    """One schema for a field that several branches share, and per branch a CEL rule for what
+    it loses. Branches may differ only as integer and number, in their bounds and in their
+    descriptions; anything else is a model to rename a field in."""
+    variants = []
+    for schema in schemas.values():
+        if schema not in variants:
+            variants.append(schema)
+    if len(variants) == 1:
+        return variants[0], {}
+    loose = ("type", "minimum", "maximum", "description")
+    cores = [{k: v for k, v in schema.items() if k not in loose} for schema in variants]
+    if any(core != cores[0] for core in cores) or {s.get("type") for s in variants} - {"integer", "number"}:
+        raise SchemaError(f"{where}: the union's branches give it different schemas: {variants}")
+    merged = dict(cores[0], type="number" if any(s["type"] == "number" for s in variants) else "integer")
+    for bound in ("minimum", "maximum"):
+        if len({json.dumps(s.get(bound)) for s in variants}) == 1 and bound in variants[0]:
+            merged[bound] = variants[0][bound]
+    described: dict[str, list[str]] = {}
+    for name, schema in schemas.items():
+        described.setdefault(schema.get("description", ""), []).append(name)
+    merged["description"] = " ".join(f"{', '.join(names)}: {text}" for text, names in described.items())
+    lost = {}
+    for name, schema in schemas.items():
+        tests = []
+        if schema["type"] == "integer" and merged["type"] == "number":
+            tests.append((f"self.{field} == double(int(self.{field}))", "a whole number"))
+        for bound, operator, word in (("minimum", ">=", "at least"), ("maximum", "<=", "at most")):
+            if bound in schema and bound not in merged:
+                tests.append((f"self.{field} {operator} {float(schema[bound])}", f"{word} {schema[bound]}"))
+        if tests:
+            lost[name] = {"rule": f"!has(self.{field}) || ({' && '.join(test for test, _ in tests)})",
+                          "message": f"{field} must be {' and '.join(word for _, word in tests)}",
+                          "fieldPath": f".{field}", "reason": "FieldValueInvalid"}
+    return merged, lost
+
+
+def _when(discriminator: str, name: str, rule: dict[str, str]) -> dict[str, str]:
+    """A branch's rule, applied only when its tag is chosen."""
+    guarded = dict(rule, rule=f"self.{discriminator} != '{name}' || ({rule['rule']})")
+    if "message" in guarded:
+        guarded["message"] = f"{discriminator} {name}: {rule['message']}"
+    return guarded
+
+
+def _cel_list(names) -> str:
+    return "[" + ", ".join(f"'{name}'" for name in names) + "]"
+
+
 def _finish(node: dict[str, Any], extra_rules: list[dict[str, str]], where: str) -> dict[str, Any]:
     if extra_rules:
         existing = node.get("x-kubernetes-validations", [])
@@ -281,7 +421,8 @@ def structural_schema(model: type[BaseModel], rules: dict[str, list] | None = No
 def spec_schema() -> dict[str, Any]:
     schema = structural_schema(PravahJobSpec)
     schema["description"] = "What to process and how; immutable once created, except suspend."
-    schema.setdefault("x-kubernetes-validations", []).extend(volume_path_rules() + [immutability_rule()])
+    schema.setdefault("x-kubernetes-validations", []).extend(
+        volume_path_rules() + checks_rules() + [immutability_rule()])
     return schema
 
 
@@ -295,6 +436,8 @@ def status_schema() -> dict[str, Any]:
 
 PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Phase of the job."},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1,
+     "description": "Why the job is in its phase, e.g. ChecksFailed."},
     {"name": "Progress", "type": "integer", "jsonPath": ".status.progress.percent",
      "description": "Percent done."},
     {"name": "Files", "type": "string", "jsonPath": ".status.progress.files",

@@ -10,6 +10,8 @@ DURATION = Histogram("pravah_job_duration_seconds", "Wall time from start to com
 FILES = Counter("pravah_files_processed_total", "Files processed by finished jobs.", ["operation"])
 BYTES = Counter("pravah_bytes_processed_total", "Bytes processed by finished jobs.", ["operation"])
 ERRORS = Counter("pravah_file_errors_total", "Files that could not be processed.", ["operation"])
+ENDED = Counter("pravah_jobs_ended_total", "Jobs that reached a final phase, by phase and reason.",
+                ["phase", "reason"])
 PHASES = ("Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled")
 
 _phase_of: dict[str, str] = {}
@@ -36,6 +38,10 @@ def forget(uid: str) -> None:
     phase = _phase_of.pop(uid, None)
     if phase is not None:
         JOBS.labels(phase=phase).dec()
+
+
+def job_ended(phase: str, reason: str) -> None:
+    ENDED.labels(phase=phase, reason=reason).inc()
 
 
 def job_finished(operation: str, files: int, bytes_done: int, errors: int, seconds: float) -> None:

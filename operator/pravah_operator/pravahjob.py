@@ -21,6 +21,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from pravah import checks
 from pravah.logs import REQUEST_ID_ANNOTATION, log_fields
 from pravah.spec import PravahJobSpec, describe_errors
 from pravah.store import JobRecord, Store
@@ -201,6 +202,8 @@ def transition(body: kopf.Body, status: dict[str, Any], phase: str, reason: str,
     if status.get("phase") != phase or status.get("reason") != reason:
         post_event(body, "Warning" if phase == "Failed" else "Normal", phase, message)
         log.info("%s/%s: %s (%s) %s", body.metadata.namespace, body.metadata.name, phase, reason, message)
+        if phase in TERMINAL:
+            metrics.job_ended(phase, reason)
     status.update(phase=phase, reason=reason, message=message, observedGeneration=generation, conditions=conditions)
     if phase in TERMINAL:
         status["completionTime"] = status.get("completionTime") or now_rfc3339()
@@ -500,7 +503,15 @@ async def succeed(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, 
         message = f"{errors} files failed, more than maxErrors={spec.maxErrors}"
         await ctx.store.set_phase(uid, "Failed", "TooManyErrors", message)
         return transition(body, status, "Failed", "TooManyErrors", message)
+    judged = record["summary"].get("checks")
+    if judged and not judged["passed"]:
+        message = checks.verdict(judged)
+        await ctx.store.set_phase(uid, "Failed", "ChecksFailed", message)
+        return transition(body, status, "Failed", "ChecksFailed", message)
     message = f"{record['files']} files, {record['bytes']} bytes, {errors} errors; result at {record['result_uri']}"
+    if judged and judged["warned"]:
+        post_event(body, "Warning", "ChecksWarned", checks.verdict(judged))
+        message = f"{message}; {checks.verdict(judged)}"
     await ctx.store.set_phase(uid, "Succeeded", "Completed", message)
     transition(body, status, "Succeeded", "Completed", message)
 
