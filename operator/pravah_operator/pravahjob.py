@@ -292,15 +292,27 @@ async def create_if_absent(create, namespace: str, manifest: dict[str, Any]) -> 
 
 
 async def running_in_namespace(ctx: Context, namespace: str, uid: str) -> int:
-    """Jobs of the namespace holding a place under the cap: Running ones, and ones admitted
-    here whose status does not say so yet."""
+    """Jobs of the namespace holding a place under the cap: Running ones, ones admitted here
+    whose status does not say so yet, and unfinished jobs whose Job runs (not suspended for
+    Kueue, not finished) whatever their status says: the status write after a Job's creation
+    can be lost with the operator pod that made it, and its successor must still count it."""
     listing = await ctx.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     phases = {item["metadata"]["uid"]: (item.get("status") or {}) for item in listing["items"]}
+    unfinished = {other for other, status in phases.items() if status.get("phase") not in TERMINAL}
     admitted = ctx.admitted[namespace]
-    admitted &= {other for other, status in phases.items()
-                 if status.get("phase") not in TERMINAL and status.get("phase") != "Running"}
+    admitted &= {other for other in unfinished if phases[other].get("phase") != "Running"}
     active = {other for other, status in phases.items() if status.get("phase") in ACTIVE}
-    return len((active | admitted) - {uid})
+    jobs = ctx.plain(await ctx.batch.list_namespaced_job(namespace, label_selector=planning.JOB_LABEL))["items"]
+    running_jobs = {ref["uid"] for job in jobs if runs(job)
+                    for ref in job["metadata"].get("ownerReferences") or [] if ref.get("controller")}
+    return len((active | admitted | (running_jobs & unfinished)) - {uid})
+
+
+def runs(job: dict[str, Any]) -> bool:
+    """The Job holds a place: not suspended and not finished."""
+    finished = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                   for c in (job.get("status") or {}).get("conditions") or [])
+    return not job["spec"].get("suspend") and not finished
 
 
 async def read_job(ctx: Context, name: str, namespace: str) -> dict[str, Any] | None:

@@ -36,6 +36,7 @@ CALLS: dict[str, tuple[Permission, ...] | None] = {
     "create_namespaced_job": (("batch", "jobs", "create"),),
     "create_namespaced_network_policy": (("networking.k8s.io", "networkpolicies", "create"),),
     "read_namespaced_job": (("batch", "jobs", "get"),),
+    "list_namespaced_job": (("batch", "jobs", "list"),),
     "delete_namespaced_job": (("batch", "jobs", "delete"),),
     "list_namespaced_custom_object": (("pravah.io", "pravahjobs", "list"),),
     "list_cluster_custom_object": (("pravah.io", "pravahjobs", "list"),),
