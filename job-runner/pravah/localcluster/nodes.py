@@ -38,6 +38,8 @@ CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 # sockets and state, and the kubelets' root directories (pod volumes, the pod-resources
 # socket). One local cluster per machine holds them (see Nodes._take_machine).
 RUN_ROOT = Path("/run/pravah")
+# Every kubelet binds its device-plugin socket at this fixed path, whatever its --root-dir.
+DEVICE_PLUGIN_SOCKET = Path("/var/lib/kubelet/device-plugins/kubelet.sock")
 KUBELET_ROOT = Path("/var/lib/pravah")
 
 
@@ -248,6 +250,14 @@ class Node:
         shutil.rmtree(self.kubelet_root, ignore_errors=True)
 
 
+def bound_since(socket: Path, since: float) -> bool:
+    """The socket file was created at or after `since` (a Unix time)."""
+    try:
+        return socket.stat().st_ctime >= since
+    except FileNotFoundError:
+        return False
+
+
 CGROUP_MOUNT = Path("/sys/fs/cgroup")
 
 
@@ -353,7 +363,12 @@ class Nodes:
         with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
             list(pool.map(prepare, self.nodes))
         for node in self.nodes:
+            # Two kubelets binding the shared device-plugin socket at once: one fails with
+            # "address already in use" and exits. The next starts once this one has bound it.
+            started = time.time()
             node.start_kubelet(self.cp.pki, self.cp.bin_dir)
+            wait_until(lambda: bound_since(DEVICE_PLUGIN_SOCKET, started), 60,
+                       f"kubelet-{node.name} to bind {DEVICE_PLUGIN_SOCKET}", interval=0.1, procs=node.procs())
         self.proxy = KubeProxy(self.dir, self.cp, self.specs[0].name)
         self.proxy.start(self.cp.pki, self.cp.bin_dir)
         wait_until(self.ready, timeout, f"nodes {', '.join(self.node_names)} to be Ready", interval=0.5,
