@@ -79,6 +79,21 @@ class LeaderElector:
             elif asyncio.get_running_loop().time() - last_renewal > self.lease_seconds * 2 / 3:
                 raise LeaseLost(f"could not renew Lease {self.namespace}/{self.name}")
 
+    async def release(self) -> None:
+        """Give the Lease up on a clean stop (a rolling update), so that a standby leads at
+        its next try instead of a whole lease period later; a crash still costs the period."""
+        try:
+            lease = await self.leases.read_namespaced_lease(self.name, self.namespace)
+            if lease.spec.holder_identity != self.identity:
+                return
+            lease.spec.holder_identity = None
+            lease.spec.lease_duration_seconds = 1
+            lease.spec.renew_time = datetime.now(timezone.utc)
+            await self.leases.replace_namespaced_lease(self.name, self.namespace, lease)
+            log.info("released Lease %s/%s", self.namespace, self.name)
+        except (ApiException, OSError, asyncio.TimeoutError) as exc:
+            log.warning("Lease %s/%s not released (it expires instead): %s", self.namespace, self.name, exc)
+
     async def _attempt(self) -> bool:
         try:
             return await self.try_acquire()

@@ -83,6 +83,8 @@ async def serve(settings: OperatorSettings) -> None:
     stop.set()
     holder.cancel()
     await asyncio.gather(operator, return_exceptions=True)
+    if holder not in done:
+        await elector.release()
     if report_server is not None:
         await report_server.cleanup()
     await store.close()

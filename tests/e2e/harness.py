@@ -75,9 +75,10 @@ class InstalledOperator:
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.control_plane.kubectl("-n", OPERATOR_NAMESPACE, *args, check=check, timeout=180)
 
-    def pods(self) -> list[dict[str, Any]]:
+    def pods(self, terminating: bool = False) -> list[dict[str, Any]]:
+        """The operator's pods; those being deleted only if `terminating`."""
         out = self.kubectl("get", "pods", "-l", OPERATOR_SELECTOR, "-o", "json").stdout
-        return [pod for pod in json.loads(out)["items"] if not pod["metadata"].get("deletionTimestamp")]
+        return [pod for pod in json.loads(out)["items"] if terminating or not pod["metadata"].get("deletionTimestamp")]
 
     def configure(self, settings: dict[str, str]) -> None:
         """Make the Deployment's test settings (PRAVAH_* variables) exactly `settings`, and wait
@@ -92,8 +93,13 @@ class InstalledOperator:
             _APPLIED_SETTINGS.update(wanted)
 
     def rollout(self) -> None:
+        """Wait for the new pods, for the old ones to be gone (a terminating pod may still lead,
+        with the old settings) and for one of the new ones to lead."""
         self.kubectl("rollout", "status", f"deployment/{OPERATOR_DEPLOYMENT}", "--timeout=150s")
-        wait_for(lambda: len(self.pods()) == self.replicas(), 120, "the old operator pods to be gone")
+        wait_for(lambda: len(self.pods(terminating=True)) == self.replicas(), 120, "the old operator pods to be gone")
+        if self.replicas():
+            names = {pod["metadata"]["name"] for pod in self.pods()}
+            wait_for(lambda: self.leader() in names, 120, "a new operator pod to take the Lease")
 
     def replicas(self) -> int:
         return json.loads(self.kubectl("get", "deployment", OPERATOR_DEPLOYMENT, "-o", "json").stdout)["spec"]["replicas"]

@@ -293,6 +293,25 @@ def test_two_replicas_one_leads_and_the_other_takes_over(cluster, sample_data):
     assert f"leading as {successor}" in cluster.operator.log(successor)
 
 
+def test_a_rolling_update_hands_the_lease_over_without_waiting_for_it_to_expire(cluster, sample_data):
+    """The leader stopped by a rolling update gives the Lease up as it goes (its last log
+    line says so); a pod of the new ReplicaSet leads and runs the next job."""
+    leader = wait_for(cluster.operator.leader, 60, "a leader")
+    follower = subprocess.Popen([*cluster.control_plane.kubectl_command(), "-n", "pravah-system", "logs", "-f",
+                                 leader], stdout=subprocess.PIPE, text=True)
+    try:
+        cluster.operator.kubectl("rollout", "restart", "deployment/pravah-operator")
+        cluster.operator.rollout()
+        logged, _ = follower.communicate(timeout=90)
+    finally:
+        follower.kill()
+    assert "released Lease pravah-system/pravah-operator" in logged
+    assert cluster.operator.leader() in [pod["metadata"]["name"] for pod in cluster.operator.pods()]
+    assert cluster.operator.leader() != leader
+    cluster.apply(EXAMPLES / "count-volume.yaml")
+    cluster.wait_phase("data-count")
+
+
 def test_metrics_are_served(cluster, sample_data):
     import urllib.request
 

@@ -274,11 +274,15 @@ class ControlPlane:
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess:
         """Run the built kubectl against this control plane."""
-        argv = [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args]
+        argv = [*self.kubectl_command(), *args]
         r = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=timeout, check=False)
         if check and r.returncode != 0:
             raise subprocess.CalledProcessError(r.returncode, argv, r.stdout, r.stderr)
         return r
+
+    def kubectl_command(self) -> list[str]:
+        """The built kubectl with this control plane's kubeconfig, for commands that stream."""
+        return [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}"]
 
     def _kubectl_ok(self, *args: str) -> bool:
         return self.kubectl(*args, check=False, timeout=10).returncode == 0
