@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from pravah_api import config, health, jobs, openapi, users
+from pravah_api import config, health, jobs, openapi, ui, users
 from pravah_api.auth import StandaloneAuth, authenticator
 from pravah_api.errors import error_middleware
 from pravah_api.health import Metrics
@@ -47,6 +47,7 @@ def create_app(settings: ApiSettings | None = None) -> web.Application:
     routes = operations(settings)
     for op in routes:
         app.router.add_route(op.method, op.path, op.handler, name=op.operation_id or op.handler.__name__)
+    ui.routes(app, settings.api_ui_dir or ui.BUILT)
     app[OPENAPI] = openapi.build(routes, settings.api_docs_title, settings.api_auth_mode)
     app[DOCS_HTML] = openapi.docs_html(app[OPENAPI])
     app.on_response_prepare.extend([hide_server_version, echo_request_id])

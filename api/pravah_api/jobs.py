@@ -345,12 +345,10 @@ async def list_jobs(request: web.Request) -> web.Response:
     phase = query.get("phase") or None
     if phase is not None and phase not in PHASES:
         raise ApiError(422, f"phase must be one of {', '.join(PHASES)}", "phase")
-    try:
-        limit = int(query.get("limit", settings.api_page_size))
-    except ValueError:
-        raise ApiError(422, "limit must be an integer", "limit") from None
-    if not 1 <= limit <= settings.api_max_page_size:
-        raise ApiError(422, f"limit must be between 1 and {settings.api_max_page_size}", "limit")
+    name_part = query.get("name") or ""
+    if len(name_part) > 253:
+        raise ApiError(422, "name must be at most 253 characters", "name")
+    limit = int_param(query, "limit", settings.api_page_size, 1, settings.api_max_page_size)
     cursor = decode_cursor(query["continue"]) if query.get("continue") else None
     if namespace is not None:
         await app[AUTH].authorize(principal, "list", namespace)
@@ -369,7 +367,8 @@ async def list_jobs(request: web.Request) -> web.Response:
             for index in range(scopes.index(start), len(scopes)):
                 page, resume = await list_page(kube, scopes[index], budget, resume)
                 budget -= len(page)
-                items += [obj for obj in page if phase is None or phase_of(obj) == phase]
+                items += [obj for obj in page if (phase is None or phase_of(obj) == phase)
+                          and name_part in obj["metadata"]["name"]]
                 if resume is not None:
                     next_token = encode_cursor(scopes[index], resume)
                     break
@@ -382,6 +381,24 @@ async def list_jobs(request: web.Request) -> web.Response:
         app[LOCATIONS].put(meta["uid"], meta["namespace"], meta["name"])
     return respond(models.JobList(items=[models.JobSummary.model_validate(summary(obj)) for obj in items],
                                   next=next_token))
+
+
+def int_param(query: Any, name: str, default: int, minimum: int, maximum: int) -> int:
+    """A whole-number query parameter within bounds, or 422 naming it."""
+    try:
+        value = int(query.get(name, default))
+    except ValueError:
+        raise ApiError(422, f"{name} must be an integer", name) from None
+    if not minimum <= value <= maximum:
+        raise ApiError(422, f"{name} must be between {minimum} and {maximum}", name)
+    return value
+
+
+def page_of(request: web.Request) -> tuple[int, int]:
+    """`limit` and `offset` of a paged sub-resource (errors, logs)."""
+    settings = request.app[SETTINGS]
+    return (int_param(request.query, "limit", settings.api_page_size, 1, settings.api_max_page_size),
+            int_param(request.query, "offset", 0, 0, 2**31 - 1))
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -619,6 +636,7 @@ async def job_logs(request: web.Request) -> web.Response:
     """Logs of the running pods, or (once the pods are gone or unreadable) the archive in
     PostgreSQL; each at most api_logs_max_bytes, cut and marked `truncated` beyond."""
     app = request.app
+    limit, offset = page_of(request)
     async with acting(request) as kube:
         obj = await authorized_job(request, "get", kube)
     meta = obj["metadata"]
@@ -631,14 +649,43 @@ async def job_logs(request: web.Request) -> web.Response:
                     "createdAt": row["created_at"].astimezone(timezone.utc).isoformat().replace("+00:00", "Z")}
                    for row in archived]
         source = "archive" if entries else "none"
-    return respond(models.JobLogs(source=source, maxBytes=max_bytes,
-                                  entries=[models.LogEntry.model_validate(e) for e in entries]))
+    entries.sort(key=lambda entry: (entry["shard"] is None, entry["shard"] or 0, entry["pod"]))
+    return respond(models.JobLogs(source=source, maxBytes=max_bytes, total=len(entries),
+                                  entries=[models.LogEntry.model_validate(e) for e in entries[offset:offset + limit]]))
+
+
+async def job_errors(request: web.Request) -> web.Response:
+    """Every file that failed, from the job's records (the status keeps only the first few)."""
+    limit, offset = page_of(request)
+    async with acting(request) as kube:
+        obj = await authorized_job(request, "get", kube)
+    total, rows = await request.app[STORE].file_errors(obj["metadata"]["uid"], limit, offset)
+    return respond(models.JobErrors(total=total, items=[models.FileError.model_validate(row) for row in rows]))
+
+
+async def job_history(request: web.Request) -> web.Response:
+    """The job's story for a timeline: its conditions and the Events about it, oldest first."""
+    async with acting(request) as kube:
+        obj = await authorized_job(request, "get", kube)
+    meta = obj["metadata"]
+    entries = [{"time": c.get("lastTransitionTime"), "kind": "condition", "type": c["type"],
+                "status": c.get("status"), "reason": c.get("reason") or "", "message": c.get("message") or ""}
+               for c in (obj.get("status") or {}).get("conditions") or []]
+    for event in await request.app[KUBE].events_about(meta["namespace"], meta["uid"]):
+        entries.append({"time": event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
+                        or event["metadata"].get("creationTimestamp"),
+                        "kind": "event", "type": event.get("type") or "Normal", "reason": event.get("reason") or "",
+                        "message": event.get("message") or "", "count": event.get("count") or 1})
+    entries.sort(key=lambda entry: entry["time"] or "")
+    return respond(models.JobHistory(items=[models.HistoryEntry.model_validate(e) for e in entries]))
 
 
 # -- the routing table --------------------------------------------------------------------
 
 TAG = "jobs"
 PHASE_PARAM = Param("phase", "query", {"type": "string", "enum": list(PHASES)}, "Only jobs in this phase.")
+LIMIT_PARAM = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size.")
+OFFSET_PARAM = Param("offset", "query", {"type": "integer", "minimum": 0}, "Items to skip (the page's start).")
 ROUTES = [
     Operation("POST", "/jobs", create_job, "Create a job (a PravahJob)", TAG,
               {201: models.JobSummary}, body=models.JobCreate,
@@ -653,7 +700,8 @@ ROUTES = [
     Operation("GET", "/jobs", list_jobs, "List jobs, by namespace and name", TAG, {200: models.JobList},
               params=(Param("namespace", "query", {"type": "string", "maxLength": 63}, "Only this namespace."),
                       PHASE_PARAM,
-                      Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size."),
+                      Param("name", "query", {"type": "string", "maxLength": 253}, "Only jobs whose name contains this."),
+                      LIMIT_PARAM,
                       Param("continue", "query", {"type": "string", "maxLength": 4096},
                             "The `next` token of the previous page.")),
               description="Pages follow the Kubernetes API server's own limit/continue, in its order (namespace, "
@@ -679,7 +727,14 @@ ROUTES = [
                           "gone: the stream ends), `reconnect` (the stream reached its longest life: connect "
                           "again). A caller holding the most streams allowed gets 429."),
     Operation("GET", "/jobs/{id}/logs", job_logs, "Runner logs of a job", TAG, {200: models.JobLogs},
-              params=(ID_PARAM,),
+              params=(ID_PARAM, LIMIT_PARAM, OFFSET_PARAM),
               description="From the pods while they can be read; from the archive in PostgreSQL afterwards. Each "
                           "entry holds at most `maxBytes` of log; a longer one is cut and marked `truncated`."),
+    Operation("GET", "/jobs/{id}/errors", job_errors, "Every file of a job that failed, paged", TAG,
+              {200: models.JobErrors}, params=(ID_PARAM, LIMIT_PARAM, OFFSET_PARAM),
+              description="From the job's records in PostgreSQL, by path; the status holds only the first few."),
+    Operation("GET", "/jobs/{id}/history", job_history, "The job's conditions and Events, oldest first", TAG,
+              {200: models.JobHistory}, params=(ID_PARAM,),
+              description="For a timeline: each condition at its last transition and each Kubernetes Event "
+                          "posted about the PravahJob (by the operator, with its reason and message)."),
 ]

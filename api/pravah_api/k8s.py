@@ -172,6 +172,12 @@ class Kube:
             return None
         return sorted(entries, key=lambda entry: (entry["shard"] is None, entry["shard"] or 0, entry["pod"]))
 
+    async def events_about(self, namespace: str, uid: str) -> list[dict[str, Any]]:
+        """The Kubernetes Events whose involved object is the PravahJob of this uid."""
+        events = await patiently(self.core.list_namespaced_event, namespace, field_selector=f"involvedObject.uid={uid}",
+                                 _request_timeout=self.timeout)
+        return self.plain(events)["items"]
+
     async def secret(self, namespace: str, name: str) -> dict[str, str]:
         import base64
 

@@ -102,7 +102,34 @@ class JobLogs(ApiModel):
     source: Literal["pods", "archive", "none"] = Field(
         description="pods: read from the running pods; archive: kept in PostgreSQL after the pods ran.")
     maxBytes: int = Field(description="The most bytes of log served per entry; longer logs are cut there.")
+    total: int = Field(ge=0, description="Entries in all pages (one per pod, or per archived pod log).")
     entries: list[LogEntry]
+
+
+class FileError(ApiModel):
+    path: str = Field(description="The file, as the runner read it.")
+    line: int | None = Field(default=None, description="Line of the file, when known.")
+    reason: str
+    shard: int
+
+
+class JobErrors(ApiModel):
+    total: int = Field(ge=0, description="Files that failed, in all pages.")
+    items: list[FileError]
+
+
+class HistoryEntry(ApiModel):
+    time: str | None = Field(json_schema_extra=DATE_TIME)
+    kind: Literal["condition", "event"]
+    type: str = Field(description="The condition type, or the Event type (Normal, Warning).")
+    status: str | None = Field(default=None, description="A condition's status: True, False or Unknown.")
+    reason: str
+    message: str
+    count: int | None = Field(default=None, description="How often the Event was posted.")
+
+
+class JobHistory(ApiModel):
+    items: list[HistoryEntry]
 
 
 class JobResult(ApiModel):

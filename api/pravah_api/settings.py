@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -71,6 +72,8 @@ class ApiSettings(BaseSettings):
     api_logs_max_bytes: int = Field(
         default=1_048_576, ge=1024,
         description="Bytes of log served per pod (or archived runner log); a longer log is cut and marked.")
+    api_ui_dir: Path | None = Field(
+        default=None, description="The built dashboard served at /ui/; by default the files packaged with the API.")
     tenancy: TenancySettings = Field(
         default_factory=TenancySettings,
         description="What jobs may reach (PRAVAH_ALLOWED_S3_ENDPOINTS): results are fetched only from there.")

@@ -98,6 +98,15 @@ class ApiStore(Store):
             "FROM runner_logs WHERE job_uid = $1 ORDER BY shard, created_at", uid, max_bytes))
         return [{**dict(row), "log": row["log"].encode()[:max_bytes].decode(errors="ignore")} for row in rows]
 
+    async def file_errors(self, uid: str, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+        """How many files of the job failed, and one page of them by path."""
+        total = await self.retrying(lambda c: c.fetchval(
+            "SELECT count(*) FROM file_records WHERE job_uid = $1 AND error IS NOT NULL", uid))
+        rows = await self.retrying(lambda c: c.fetch(
+            "SELECT path, line, error AS reason, shard FROM file_records WHERE job_uid = $1 AND error IS NOT NULL "
+            "ORDER BY path LIMIT $2 OFFSET $3", uid, limit, offset))
+        return total, [dict(row) for row in rows]
+
     # -- users (standalone mode) -------------------------------------------------------------
 
     async def user(self, username: str) -> dict[str, Any] | None:

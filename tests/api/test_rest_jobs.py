@@ -155,3 +155,51 @@ def test_large_result_is_streamed_from_s3(cluster, s3, bucket):
         reference.check(json.loads(stored), body["operation"], files)
     finally:
         api.stop()
+
+
+def test_errors_history_and_logs_are_paged_and_jobs_are_found_by_name(cluster):
+    """What the dashboard's job page reads: every failed file (paged, from the records), the
+    job's conditions and Events in time order, logs a page at a time; and the list's name search."""
+    from e2e.harness import write_csv_files
+
+    root = cluster.datasets / "mixed"
+    write_csv_files(root, 3)
+    (root / "ragged.csv").write_text("a,b,c\n1,2,3\n4,5\n")
+    (root / "binary.csv").write_bytes(b"a,b\n\xff\xfe,1\n")
+    token = service_account(cluster.control_plane, cluster.namespace, "viewer", ALL_VERBS, CLAIMS)
+    api = DeployedApi(cluster.control_plane)
+    spec = {**STATS_SPEC, "source": {"volume": {"claimName": "datasets", "path": "mixed"}},
+            "output": {"volume": {"claimName": "results", "path": "mixed-profile"}}, "parallelism": 2}
+    for name in ("mixed-profile", "other-job"):
+        created = api.request("POST", "/jobs", token, json={**spec, "name": name, "namespace": cluster.namespace})
+        assert created.status_code == 201, created.text
+    job_id = api.request("GET", "/jobs", token, params={"namespace": cluster.namespace,
+                                                         "name": "mixed"}).json()["items"][0]["id"]
+    found = api.request("GET", "/jobs", token, params={"namespace": cluster.namespace, "name": "-prof"}).json()
+    assert [item["name"] for item in found["items"]] == ["mixed-profile"]
+    cluster.wait_phase("mixed-profile")
+
+    first = api.request("GET", f"/jobs/{job_id}/errors", token, params={"limit": 1}).json()
+    second = api.request("GET", f"/jobs/{job_id}/errors", token, params={"limit": 1, "offset": 1}).json()
+    assert first["total"] == second["total"] == 2
+    assert [item["path"].rsplit("/", 1)[-1] for item in first["items"] + second["items"]] == ["binary.csv", "ragged.csv"]
+    assert all(item["reason"] and item["shard"] in (0, 1) for item in first["items"] + second["items"])
+    assert_error(api.request("GET", f"/jobs/{job_id}/errors", token, params={"limit": 0}), 422, "limit")
+    assert_error(api.request("GET", f"/jobs/{job_id}/errors", token, params={"offset": "x"}), 422, "offset")
+
+    history = api.request("GET", f"/jobs/{job_id}/history", token).json()["items"]
+    times = [entry["time"] for entry in history]
+    assert times == sorted(times)
+    events = [entry["reason"] for entry in history if entry["kind"] == "event"]
+    assert "Running" in events and "Succeeded" in events and events.index("Running") < events.index("Succeeded")
+    assert {"type": "Complete", "status": "True"}.items() <= next(
+        entry for entry in history if entry["kind"] == "condition" and entry["type"] == "Complete").items()
+
+    pods = cluster.kubectl("get", "pods", "-l", f"job-name={cluster.get('mixed-profile')['status']['jobName']}",
+                           "-o", "name").stdout.split()
+    page = api.request("GET", f"/jobs/{job_id}/logs", token, params={"limit": 1, "offset": 1}).json()
+    assert page["total"] == len(pods) == 2 and len(page["entries"]) == 1
+
+    stranger = service_account(cluster.control_plane, "default", f"stranger-{cluster.namespace[-6:]}", ALL_VERBS, CLAIMS)
+    for path in ("errors", "history", "logs"):
+        assert api.request("GET", f"/jobs/{job_id}/{path}", stranger).status_code in (403, 404)

@@ -49,6 +49,7 @@ CALLS: dict[str, tuple[Permission, ...] | None] = {
     "list_pod_for_all_namespaces": (("", "pods", "list"),),
     "read_namespaced_pod": (("", "pods", "get"),),
     "read_namespaced_pod_log": (("", "pods/log", "get"),),
+    "list_namespaced_event": (("", "events", "list"),),
     "create_token_review": (("authentication.k8s.io", "tokenreviews", "create"),),
     "create_subject_access_review": (("authorization.k8s.io", "subjectaccessreviews", "create"),),
     "get_code": None,
