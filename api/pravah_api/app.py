@@ -47,7 +47,8 @@ def create_app(settings: ApiSettings | None = None) -> web.Application:
     routes = operations(settings)
     for op in routes:
         app.router.add_route(op.method, op.path, op.handler, name=op.operation_id or op.handler.__name__)
-    ui.routes(app, settings.api_ui_dir or ui.BUILT)
+    if settings.api_ui:
+        ui.routes(app, settings.api_ui_dir or ui.BUILT)
     app[OPENAPI] = openapi.build(routes, settings.api_docs_title, settings.api_auth_mode)
     app[DOCS_HTML] = openapi.docs_html(app[OPENAPI])
     app.on_response_prepare.extend([hide_server_version, echo_request_id])

@@ -72,6 +72,7 @@ class ApiSettings(BaseSettings):
     api_logs_max_bytes: int = Field(
         default=1_048_576, ge=1024,
         description="Bytes of log served per pod (or archived runner log); a longer log is cut and marked.")
+    api_ui: bool = Field(default=True, description="Serve the web dashboard at /ui/.")
     api_ui_dir: Path | None = Field(
         default=None, description="The built dashboard served at /ui/; by default the files packaged with the API.")
     tenancy: TenancySettings = Field(

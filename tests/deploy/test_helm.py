@@ -144,6 +144,7 @@ def test_values_reach_the_objects():
                          "--set", "runner.image.tag=0.2.0", "--set", "database.secretName=pg",
                          "--set", f"tenancy.allowedS3Endpoints={{{','.join(endpoints)}}}",
                          "--set", "api.authMode=standalone", "--set", "api.jwtSecret.name=pravah-jwt",
+                         "--set", "api.dashboard.enabled=false",
                          "--set", "operator.extraConfig.PRAVAH_NAMESPACES=[\"analytics\"]")
     containers = {name: one(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
                   for name in ("pravah-operator", "pravah-api")}
@@ -154,6 +155,7 @@ def test_values_reach_the_objects():
     assert operator_config["PRAVAH_NAMESPACES"] == '["analytics"]'
     assert one(docs, "ConfigMap", "pravah-tenancy")["data"]["PRAVAH_ALLOWED_S3_ENDPOINTS"] == ",".join(endpoints)
     assert one(docs, "ConfigMap", "pravah-api-config")["data"]["PRAVAH_API_AUTH_MODE"] == "standalone"
+    assert one(docs, "ConfigMap", "pravah-api-config")["data"]["PRAVAH_API_UI"] == "false"
     env = {item["name"]: item["valueFrom"] for item in containers["pravah-api"]["env"]}
     assert env["PRAVAH_DATABASE_URL"]["secretKeyRef"] == {"name": "pg", "key": "url"}
     assert env["PRAVAH_API_JWT_SECRET"]["secretKeyRef"] == {"name": "pravah-jwt", "key": "jwt-secret"}
@@ -198,10 +200,11 @@ def test_optional_parts_follow_their_switches(chart):
     (("--set", "tests.smoke.enabled=true"), "/tests/smoke/claimName"),
     ((*SMOKE, "--set", "tests.smoke.path=../elsewhere"), "/tests/smoke/path"),
     ((*SMOKE, "--set", "tests.smoke.namespace=Analytics"), "/tests/smoke/namespace"),
+    (("--set", "api.dashboard.enabled=maybe"), "/api/dashboard/enabled"),
 ], ids=["negative-replicas", "unknown-auth-mode", "wrong-type", "bool-replicas", "unknown-key",
         "endpoint-without-scheme", "standalone-without-jwt-secret", "database-url-in-configmap",
         "report-cluster-ip-not-an-address", "smoke-without-claim", "smoke-path-outside-the-volume",
-        "smoke-namespace-not-a-name"])
+        "smoke-namespace-not-a-name", "dashboard-switch-not-a-bool"])
 def test_a_bad_value_is_refused_naming_it(args, named):
     result = helm("template", RELEASE, str(CHART), *args)
     assert result.returncode != 0, f"helm template {' '.join(args)} was accepted"

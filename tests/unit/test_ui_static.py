@@ -16,9 +16,9 @@ from pravah_api.settings import ApiSettings
 INDEX = "<!doctype html><title>Pravah</title><div id=root></div>"
 
 
-async def client_for(directory: Path) -> TestClient:
+async def client_for(directory: Path, enabled: bool = True) -> TestClient:
     app = create_app(ApiSettings(database_url="postgresql://unused", kubeconfig="unused",
-                                 api_auth_mode="kubernetes", api_ui_dir=directory))
+                                 api_auth_mode="kubernetes", api_ui_dir=directory, api_ui=enabled))
     app.cleanup_ctx.remove(resources)
     return TestClient(TestServer(app))
 
@@ -71,3 +71,9 @@ async def test_an_api_without_the_built_dashboard_says_so(tmp_path):
         error = (await answer.json())["error"]
         assert error["code"] == "ui_not_built" and "make setup" in error["message"]
         assert (await client.get("/healthz")).status == 200
+
+
+async def test_a_dashboard_turned_off_is_not_served(built):
+    async with await client_for(built, enabled=False) as client:
+        answer = await client.get("/ui/")
+        assert answer.status == 404 and INDEX not in await answer.text()
