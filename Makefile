@@ -6,10 +6,10 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup engine demo images test test-rust test-python test-chaos bench bench-smoke clean
+.PHONY: setup engine ui demo images test test-rust test-ui test-python test-chaos bench bench-smoke clean
 
-## setup: create .venv, install Python deps and build the Rust engine into it
-setup: $(VENV)/.deps engine
+## setup: create .venv, install Python deps, build the Rust engine into it and the dashboard
+setup: $(VENV)/.deps engine ui
 
 $(VENV)/.deps: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) is required" >&2; exit 1; }
@@ -20,6 +20,14 @@ $(VENV)/.deps: pyproject.toml
 
 engine: $(VENV)/.deps
 	cd engine-crate && maturin develop --release -q
+
+## ui: build the dashboard (ui/, React + Vite) into the API package, served at /ui/
+UI_BUILT := api/pravah_api/ui_dist/index.html
+ui: $(UI_BUILT)
+
+$(UI_BUILT): ui/package-lock.json ui/index.html $(shell find ui/src ui/public -type f 2>/dev/null) $(wildcard ui/*.ts ui/*.json)
+	@command -v npm >/dev/null || { echo "error: npm (Node.js 20+) is required to build ui/" >&2; exit 1; }
+	cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
 ## demo: profile the bundled sample data
 demo: setup
@@ -40,8 +48,11 @@ images:
 	    done; \
 	fi
 
-## test: every test, from nothing: Rust, Python unit, and the real platform
-test: setup test-rust test-python
+## test: every test, from nothing: Rust, the dashboard's own, Python unit, and the real platform
+test: setup test-rust test-ui test-python
+
+test-ui: ui
+	cd ui && npm test
 
 test-rust:
 	cd engine-crate && cargo test --release -q
