@@ -57,12 +57,13 @@ from pravah_api.k8s import CREATED_BY_LABEL, Kube
 from pravah_api.keys import AUTH, KUBE, LOCATIONS, REQUEST_ID, SETTINGS, STORE, STREAMS
 from pravah_api.request_id import HEADER, SANE
 from pravah_api.routing import ID_PARAM, Operation, Param, read_model, respond
-from pravah_operator.status import PHASES, TERMINAL_PHASES, PravahJobStatus
+from pravah_operator.status import PHASES, TERMINAL_PHASES, PravahJobStatus, Shards
 
 MAX_LOCATIONS = 50_000
 log = logging.getLogger("pravah.api")
 STREAM_CHUNK = 1 << 20
 SEARCH_PAGE = 500  # jobs per page of the cluster-wide search for an id
+MAX_FOLLOWED = 100  # jobs one event stream may follow (a page of the dashboard's list)
 
 
 # -- id -> (namespace, name) --------------------------------------------------------------
@@ -165,10 +166,10 @@ def current(request: web.Request, obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-async def authorized_job(request: web.Request, verb: str, kube: Kube) -> dict[str, Any]:
+async def authorized_job(request: web.Request, verb: str, kube: Kube, uid: str | None = None) -> dict[str, Any]:
     """Authenticate, find the job where the caller may see it, and check that they may `verb` it."""
     principal = await principal_of(request)
-    uid = parse_id(request.match_info["id"])
+    uid = uid or parse_id(request.match_info["id"])
     obj = await find_job(request, principal, uid, kube)
     if verb != "get":
         await request.app[AUTH].authorize(principal, verb, obj["metadata"]["namespace"])
@@ -186,7 +187,8 @@ def summary(obj: dict[str, Any]) -> dict[str, Any]:
     meta, status = obj["metadata"], obj.get("status") or {}
     return {"id": meta["uid"], "name": meta["name"], "namespace": meta["namespace"],
             "phase": status.get("phase") if status.get("phase") in PHASES else None,
-            "percent": (status.get("progress") or {}).get("percent"),
+            "percent": (status.get("progress") or {}).get("percent"), "shards": shards_of(status),
+            "errorCount": (status.get("errors") or {}).get("count", 0),
             "createdAt": meta.get("creationTimestamp"), "links": links(meta["uid"])}
 
 
@@ -196,6 +198,14 @@ def parse_time(value: str | None) -> float | None:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
+        return None
+
+
+def shards_of(status: dict[str, Any]) -> Shards | None:
+    """The status's shard counts, or None where they are not what the operator writes."""
+    try:
+        return Shards.model_validate(status["shards"]) if status.get("shards") else None
+    except ValidationError:
         return None
 
 
@@ -215,8 +225,8 @@ def detail(obj: dict[str, Any]) -> models.Job:
                              completedAt=completed,
                              durationSeconds=round(max(end - start, 0.0), 3) if start is not None else None)
     return models.Job(
-        **summary(obj), spec=obj["spec"], status=status,
-        progress=status.progress if status else None, shards=status.shards if status else None,
+        **{**summary(obj), "shards": status.shards if status else None}, spec=obj["spec"], status=status,
+        progress=status.progress if status else None,
         errors=status.errors if status else None, timings=timings,
         resultUri=status.result.uri if status and status.result else None)
 
@@ -555,47 +565,74 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     with app[STREAMS].hold(principal.name, app[SETTINGS].api_events_max_streams):
         async with acting(request) as kube:
             obj = await authorized_job(request, "watch", kube)
-            return await stream_events(request, kube, obj)
+            return await stream_events(request, kube, [obj])
 
 
-async def access_gone(request: web.Request, namespace: str) -> tuple[str, str] | None:
+async def jobs_events(request: web.Request) -> web.StreamResponse:
+    """The events of several jobs on one stream (a page of a job list), each carrying its
+    `id`: one stream slot instead of one per job."""
+    app = request.app
+    ids = [part for part in request.query.get("ids", "").split(",") if part]
+    if not 1 <= len(ids) <= MAX_FOLLOWED:
+        raise ApiError(422, f"ids must name 1 to {MAX_FOLLOWED} jobs, comma-separated", "ids")
+    uids = list(dict.fromkeys(parse_id(part) for part in ids))
+    principal = await principal_of(request)
+    with app[STREAMS].hold(principal.name, app[SETTINGS].api_events_max_streams):
+        async with acting(request) as kube:
+            objs = [await authorized_job(request, "watch", kube, uid) for uid in uids]
+            return await stream_events(request, kube, objs)
+
+
+async def access_gone(request: web.Request, namespaces: set[str]) -> tuple[str, str] | None:
     """The event that ends a stream whose caller's token or access is gone; None while both hold."""
     auth = request.app[AUTH]
     try:
         principal = await auth.authenticate(request)
     except ApiError as exc:
         return "error", exc.message
-    for verb in ("get", "watch"):
-        if not await auth.allowed(principal, verb, namespace):
-            return "forbidden", f"{principal.name} may no longer {verb} jobs in namespace {namespace!r}"
+    for namespace in sorted(namespaces):
+        for verb in ("get", "watch"):
+            if not await auth.allowed(principal, verb, namespace):
+                return "forbidden", f"{principal.name} may no longer {verb} jobs in namespace {namespace!r}"
     return None
 
 
-async def stream_events(request: web.Request, kube: Kube, obj: dict[str, Any]) -> web.StreamResponse:
+async def stream_events(request: web.Request, kube: Kube, objs: list[dict[str, Any]]) -> web.StreamResponse:
+    """Follow `objs` until each has finished or gone; `end` (with the last snapshot) once every
+    job followed has finished, and the stream closes after the last `deleted` otherwise."""
     settings = request.app[SETTINGS]
-    meta = obj["metadata"]
+    metas = {obj["metadata"]["uid"]: obj["metadata"] for obj in objs}
+    followed: dict[str, dict[str, Any] | None] = {obj["metadata"]["uid"]: obj for obj in objs}
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
     await response.write(f"retry: {int(settings.api_events_interval * 1000)}\n\n".encode())
-    last: dict[str, Any] | None = None
+    last: dict[str, dict[str, Any]] = {}
     started = checked = last_write = time.monotonic()
     sequence = 0
     try:
         while True:
-            if obj is None or obj["metadata"]["uid"] != meta["uid"]:
-                await response.write(sse("deleted", {"id": meta["uid"]}, sequence + 1))
-                break
-            current = snapshot(obj)
-            if current != last:
-                sequence += 1
-                await response.write(sse("status", current, sequence))
-                last, last_write = current, time.monotonic()
-            if current["phase"] in TERMINAL_PHASES:
-                await response.write(sse("end", current, sequence + 1))
+            finished: dict[str, Any] | None = None
+            for uid, obj in list(followed.items()):
+                if obj is None or obj["metadata"]["uid"] != uid:
+                    sequence += 1
+                    await response.write(sse("deleted", {"id": uid}, sequence))
+                    del followed[uid]
+                    continue
+                current = snapshot(obj)
+                if current != last.get(uid):
+                    sequence += 1
+                    await response.write(sse("status", current, sequence))
+                    last[uid], last_write = current, time.monotonic()
+                if current["phase"] in TERMINAL_PHASES:
+                    finished = current
+                    del followed[uid]
+            if not followed:
+                if finished is not None:
+                    await response.write(sse("end", finished, sequence + 1))
                 break
             if time.monotonic() - started >= settings.api_events_max_seconds:
-                await response.write(sse("reconnect", {"id": meta["uid"]}, sequence))
+                await response.write(sse("reconnect", {"ids": sorted(followed)}, sequence))
                 break
             if time.monotonic() - last_write >= settings.api_events_heartbeat:
                 await response.write(b": keep-alive\n\n")
@@ -604,19 +641,20 @@ async def stream_events(request: web.Request, kube: Kube, obj: dict[str, Any]) -
             if request.transport is None or request.transport.is_closing():
                 return response  # the client went away: free its slot now
             if time.monotonic() - checked >= settings.api_events_recheck_seconds:
-                gone = await access_gone(request, meta["namespace"])
+                gone = await access_gone(request, {metas[uid]["namespace"] for uid in followed})
                 if gone is not None:
-                    await response.write(sse(gone[0], {"id": meta["uid"], "message": gone[1]}, sequence))
+                    await response.write(sse(gone[0], {"ids": sorted(followed), "message": gone[1]}, sequence))
                     break
                 checked = time.monotonic()
             try:
-                obj = await kube.get_job(meta["namespace"], meta["name"])
+                for uid in followed:
+                    followed[uid] = await kube.get_job(metas[uid]["namespace"], metas[uid]["name"])
             except ApiException as exc:
                 if exc.status not in (401, 403):
                     raise
                 event, message = (("forbidden", from_kubernetes(exc).message) if exc.status == 403
                                   else ("error", "the Kubernetes API server no longer accepts the bearer token"))
-                await response.write(sse(event, {"id": meta["uid"], "message": message}, sequence))
+                await response.write(sse(event, {"ids": sorted(followed), "message": message}, sequence))
                 break
         await response.write_eof()
     except ConnectionResetError:  # the client went away
@@ -707,6 +745,12 @@ ROUTES = [
               description="Pages follow the Kubernetes API server's own limit/continue, in its order (namespace, "
                           "then name). With `phase`, a page may hold fewer than `limit` jobs while `next` is set. "
                           "An expired `continue` token answers 410: list again from the first page."),
+    Operation("GET", "/jobs/events", jobs_events, "Live progress of several jobs as Server-Sent Events", TAG,
+              {200: {"text/event-stream": {"schema": {"type": "string"}}}, 429: models.ErrorResponse},
+              params=(Param("ids", "query", {"type": "string", "maxLength": 40 * MAX_FOLLOWED},
+                            f"Comma-separated job ids (1 to {MAX_FOLLOWED}).", required=True),),
+              description="The events of GET /jobs/{id}/events for each job named, each with its `id`, on one "
+                          "stream (one slot of the caller's cap): `end` once all have finished."),
     Operation("GET", "/jobs/{id}", get_job, "A job: spec, status, progress, timings, errors", TAG,
               {200: models.Job}, params=(ID_PARAM,)),
     Operation("DELETE", "/jobs/{id}", delete_job, "Cancel a job (or delete it with ?purge=true)", TAG,

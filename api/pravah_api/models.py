@@ -71,6 +71,8 @@ class JobSummary(ApiModel):
     namespace: str
     phase: Phase | None = Field(default=None, description="None until the operator has seen the job.")
     percent: int | None = Field(default=None, ge=0, le=100)
+    shards: Shards | None = None
+    errorCount: int = Field(default=0, ge=0, description="Files that failed so far.")
     createdAt: str | None = Field(default=None, json_schema_extra=DATE_TIME)
     links: JobLinks
 

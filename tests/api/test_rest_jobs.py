@@ -177,7 +177,20 @@ def test_errors_history_and_logs_are_paged_and_jobs_are_found_by_name(cluster):
                                                          "name": "mixed"}).json()["items"][0]["id"]
     found = api.request("GET", "/jobs", token, params={"namespace": cluster.namespace, "name": "-prof"}).json()
     assert [item["name"] for item in found["items"]] == ["mixed-profile"]
+    both = [item["id"] for item in api.request("GET", "/jobs", token,
+                                               params={"namespace": cluster.namespace}).json()["items"]]
+
+    # One stream follows both jobs (the dashboard's list page) until both have finished.
+    events = asyncio.run(collect(Client(api.url, token), f"/jobs/events?ids={','.join(both)}"))
+    assert {data["id"] for event, data in events if event == "status"} == set(both)
+    assert [event for event, _ in events][-1] == "end"
+    final = {data["id"]: data["phase"] for event, data in events if event == "status"}
+    assert final == {uid: "Succeeded" for uid in both}
+    assert_error(api.request("GET", "/jobs/events", token), 422, "ids")
+    assert_error(api.request("GET", "/jobs/events", token, params={"ids": ",".join([both[0]] * 101)}), 422, "ids")
     cluster.wait_phase("mixed-profile")
+    summary = api.request("GET", "/jobs", token, params={"namespace": cluster.namespace, "name": "mixed"}).json()
+    assert summary["items"][0]["errorCount"] == 2 and summary["items"][0]["shards"]["total"] == 2
 
     first = api.request("GET", f"/jobs/{job_id}/errors", token, params={"limit": 1}).json()
     second = api.request("GET", f"/jobs/{job_id}/errors", token, params={"limit": 1, "offset": 1}).json()
@@ -203,3 +216,5 @@ def test_errors_history_and_logs_are_paged_and_jobs_are_found_by_name(cluster):
     stranger = service_account(cluster.control_plane, "default", f"stranger-{cluster.namespace[-6:]}", ALL_VERBS, CLAIMS)
     for path in ("errors", "history", "logs"):
         assert api.request("GET", f"/jobs/{job_id}/{path}", stranger).status_code in (403, 404)
+    refused = assert_error(api.request("GET", "/jobs/events", stranger, params={"ids": job_id}), 404, "id")
+    assert cluster.namespace not in refused["message"]

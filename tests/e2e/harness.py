@@ -9,6 +9,7 @@ manifests fails the tests (its log shows the refusal).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import json
 import os
@@ -335,6 +336,8 @@ def manifest_for(op: str, **spec_changes: Any) -> dict[str, Any]:
 
 
 def db_fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    """Rows of one query, on an event loop of its own in a worker thread: callers may run
+    inside a loop already (Playwright's synchronous API keeps one in the test's thread)."""
     async def fetch():
         connection = await asyncpg.connect(dsn)
         try:
@@ -342,7 +345,8 @@ def db_fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
         finally:
             await connection.close()
 
-    return asyncio.run(fetch())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
+        return worker.submit(asyncio.run, fetch()).result()
 
 
 def write_csv_files(root: Path, count: int, rows: int = 50) -> int:

@@ -46,6 +46,8 @@ export interface JobSummary {
   namespace: string;
   phase: Phase | null;
   percent: number | null;
+  shards: Shards | null;
+  errorCount: number;
   createdAt: string | null;
   links: JobLinks;
 }

@@ -1,23 +1,24 @@
-import { useCallback, useEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useMemo, useState } from "react";
 import { Link, useNavigate, useSearchParams } from "react-router";
 
 import { ApiError } from "../api/client";
-import { PHASES, TERMINAL_PHASES, type Job, type JobList, type JobSummary } from "../api/types";
+import { followJob } from "../api/events";
+import { PHASES, TERMINAL_PHASES, type JobList, type JobSnapshot, type JobSummary } from "../api/types";
 import { useAccount } from "../auth/account";
 import { age } from "../common/format";
 import { PhaseBadge } from "../common/PhaseBadge";
 import { ProgressBar } from "../common/ProgressBar";
 
 const PAGE_SIZE = 20;
-// The list polls: an event stream per row would use up the few streams one caller may hold
-// open (api_events_max_streams), which the job page needs.
-const POLL_MS = 4000;
+// Progress is live (one event stream for the page's unfinished jobs, GET /jobs/events); the
+// page itself is read again now and then for jobs created or removed meanwhile.
+const LIST_REFRESH_MS = 15000;
 const NAME_DEBOUNCE_MS = 300;
 
-const finished = (job: JobSummary) => job.phase !== null && TERMINAL_PHASES.includes(job.phase);
+const finished = (job: { phase: JobSummary["phase"] }) => job.phase !== null && TERMINAL_PHASES.includes(job.phase);
 
 export function JobsPage() {
-  const { client, whoami } = useAccount();
+  const { client, whoami, logout } = useAccount();
   const navigate = useNavigate();
   const [params, setParams] = useSearchParams();
   const namespace = params.get("namespace") ?? "";
@@ -27,10 +28,8 @@ export function JobsPage() {
   // The `continue` tokens of the pages before the current one: the way back.
   const [pageTokens, setPageTokens] = useState<(string | null)[]>([null]);
   const [list, setList] = useState<JobList | null>(null);
-  const [details, setDetails] = useState<Record<string, Job>>({});
+  const [live, setLive] = useState<Record<string, JobSnapshot>>({});
   const [error, setError] = useState<string | null>(null);
-  const detailsRef = useRef(details);
-  detailsRef.current = details;
   const current = pageTokens[pageTokens.length - 1];
 
   const setFilter = useCallback((key: string, value: string) => {
@@ -58,15 +57,6 @@ export function JobsPage() {
           { namespace, phase, name, limit: PAGE_SIZE, continue: current }, controller.signal);
         setList(page);
         setError(null);
-        const wanted = page.items.filter((job) => !finished(job) || !detailsRef.current[job.id]
-          || !finished(detailsRef.current[job.id]));
-        const loaded = await Promise.all(wanted.map((job) =>
-          client.get<Job>(job.links.self, undefined, controller.signal).catch(() => null)));
-        setDetails((old) => {
-          const next = { ...old };
-          for (const job of loaded) if (job) next[job.id] = job;
-          return next;
-        });
       } catch (caught) {
         if (controller.signal.aborted) return;
         if (caught instanceof ApiError && caught.status === 410) {
@@ -75,7 +65,7 @@ export function JobsPage() {
         }
         setError(caught instanceof ApiError ? caught.message : "The API cannot be reached.");
       }
-      if (!controller.signal.aborted) timer = window.setTimeout(load, POLL_MS);
+      if (!controller.signal.aborted) timer = window.setTimeout(load, LIST_REFRESH_MS);
     }
     load();
     return () => {
@@ -83,6 +73,18 @@ export function JobsPage() {
       window.clearTimeout(timer);
     };
   }, [client, namespace, phase, name, current]);
+
+  // One stream for the unfinished jobs of the page; it starts again when that set changes.
+  const followed = useMemo(() => (list?.items ?? []).filter((job) => !finished(job)).map((job) => job.id)
+    .sort().join(","), [list]);
+  useEffect(() => {
+    if (!followed) return;
+    return followJob(`/jobs/events?ids=${followed}`, client.token, {
+      onStatus: (snapshot) => setLive((old) => ({ ...old, [snapshot.id]: snapshot })),
+      onEnd: () => {},
+      onUnauthorized: () => logout(),
+    });
+  }, [followed, client, logout]);
 
   return (
     <main className="page">
@@ -123,7 +125,7 @@ export function JobsPage() {
       {error && <p className="error" role="alert">{error}</p>}
       <div className="table-wrap">
         <table data-testid="jobs-table" className="jobs">
-          <caption className="visually-hidden">Jobs, updated every few seconds</caption>
+          <caption className="visually-hidden">Jobs, with live progress</caption>
           <thead>
             <tr>
               <th scope="col">Name</th>
@@ -138,8 +140,9 @@ export function JobsPage() {
           </thead>
           <tbody>
             {list?.items.map((job) => {
-              const detail = details[job.id];
+              const detail = live[job.id];
               const progress = detail?.progress;
+              const done = finished(detail ?? job);
               return (
                 <tr key={job.id} data-testid={`job-row-${job.name}`}>
                   <th scope="row" data-label="Name"><Link to={`/jobs/${job.id}`}>{job.name}</Link></th>
@@ -149,9 +152,9 @@ export function JobsPage() {
                     <ProgressBar percent={progress?.percent ?? job.percent} label={`Progress of ${job.name}`}
                       testId={`progress-${job.name}`} />
                   </td>
-                  <td data-label="Throughput">{finished(job) ? "–" : progress?.throughput ?? "–"}</td>
-                  <td data-label="Shards">{detail?.shards?.ready ?? "–"}</td>
-                  <td data-label="Errors">{detail?.errors?.count ?? 0}</td>
+                  <td data-label="Throughput">{done ? "–" : progress?.throughput ?? "–"}</td>
+                  <td data-label="Shards">{(detail?.shards ?? job.shards)?.ready ?? "–"}</td>
+                  <td data-label="Errors">{detail?.errors.count ?? job.errorCount}</td>
                   <td data-label="Age"><time dateTime={job.createdAt ?? undefined}>{age(job.createdAt)}</time></td>
                 </tr>
               );

@@ -1,7 +1,8 @@
-import { useMemo, useState } from "react";
+import { useMemo } from "react";
 
 import { formatBytes, formatNumber } from "../common/format";
 import { useBlobUrl } from "../common/useBlobUrl";
+import { useCopy } from "../common/useCopy";
 import { HorizontalBars } from "./charts";
 import {
   checksumManifest, convertOutputs, countTotals, highlight, largestFiles, manifestFileName, matchesPerFile,
@@ -44,17 +45,8 @@ export function CountResult({ document }: { document: CountDocument }) {
 export function ChecksumResult({ document }: { document: ChecksumDocument }) {
   const manifest = useMemo(() => checksumManifest(document), [document]);
   const fileName = manifestFileName(document);
-  const [copied, setCopied] = useState<string | null>(null);
+  const [copied, copy] = useCopy(manifest);
   const download = useBlobUrl(manifest, "text/plain");
-
-  async function copy() {
-    try {
-      await navigator.clipboard.writeText(manifest);
-      setCopied("Copied.");
-    } catch {
-      setCopied("The browser refused the clipboard: select the text and copy it.");
-    }
-  }
 
   return (
     <section aria-label="Checksums">

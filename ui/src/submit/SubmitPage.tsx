@@ -7,6 +7,7 @@ import { useNavigate } from "react-router";
 import { ApiError } from "../api/client";
 import type { ConfigInfo, JobSummary } from "../api/types";
 import { useAccount } from "../auth/account";
+import { useCopy } from "../common/useCopy";
 import { placeApiError } from "./apiErrors";
 import { buttonTemplates, widgets } from "./formTemplates";
 import { jobBody, manifestYaml, type FormData } from "./manifest";
@@ -37,9 +38,9 @@ export function JobForm({ config, initialNamespace, onSubmit }: FormProps) {
   const [extraErrors, setExtraErrors] = useState<ErrorSchema>({});
   const [generalErrors, setGeneralErrors] = useState<string[]>([]);
   const [sending, setSending] = useState(false);
-  const [copied, setCopied] = useState<string | null>(null);
   const body = useMemo(() => jobBody(formData, config.defaults), [formData, config.defaults]);
   const preview = useMemo(() => manifestYaml(body), [body]);
+  const [copied, copyPreview] = useCopy(preview);
 
   function chooseOperation(type: string) {
     const chosen = config.operations.find((item) => item.type === type) ?? operation;
@@ -69,14 +70,6 @@ export function JobForm({ config, initialNamespace, onSubmit }: FormProps) {
     }
   }
 
-  async function copyPreview() {
-    try {
-      await navigator.clipboard.writeText(preview);
-      setCopied("Copied.");
-    } catch {
-      setCopied("The browser refused the clipboard: select the text and copy it.");
-    }
-  }
 
   return (
     <div className="submit-layout">
