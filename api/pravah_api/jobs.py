@@ -701,6 +701,16 @@ async def job_errors(request: web.Request) -> web.Response:
     return respond(models.JobErrors(total=total, items=[models.FileError.model_validate(row) for row in rows]))
 
 
+async def job_shards(request: web.Request) -> web.Response:
+    """Each shard's share of the job's files and how far it has come, from the job's records."""
+    async with acting(request) as kube:
+        obj = await authorized_job(request, "get", kube)
+    rows = await request.app[STORE].shard_progress(obj["metadata"]["uid"])
+    return respond(models.JobShards(items=[models.ShardProgress(
+        shard=row["shard"], filesTotal=row["files_total"], filesDone=row["files_done"], bytesTotal=row["bytes_total"],
+        bytesDone=row["bytes_done"], errors=row["errors"]) for row in rows]))
+
+
 async def job_history(request: web.Request) -> web.Response:
     """The job's story for a timeline: its conditions and the Events about it, oldest first."""
     async with acting(request) as kube:
@@ -777,6 +787,10 @@ ROUTES = [
     Operation("GET", "/jobs/{id}/errors", job_errors, "Every file of a job that failed, paged", TAG,
               {200: models.JobErrors}, params=(ID_PARAM, LIMIT_PARAM, OFFSET_PARAM),
               description="From the job's records in PostgreSQL, by path; the status holds only the first few."),
+    Operation("GET", "/jobs/{id}/shards", job_shards, "Progress of each shard of a job", TAG,
+              {200: models.JobShards}, params=(ID_PARAM,),
+              description="Files and bytes of each shard's share of the stored file list, and how many are "
+                          "recorded done (and failed), from PostgreSQL."),
     Operation("GET", "/jobs/{id}/history", job_history, "The job's conditions and Events, oldest first", TAG,
               {200: models.JobHistory}, params=(ID_PARAM,),
               description="For a timeline: each condition at its last transition and each Kubernetes Event "

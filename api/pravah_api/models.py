@@ -120,6 +120,19 @@ class JobErrors(ApiModel):
     items: list[FileError]
 
 
+class ShardProgress(ApiModel):
+    shard: int = Field(ge=0, description="The shard (the runner pod's completion index).")
+    filesTotal: int = Field(ge=0)
+    filesDone: int = Field(ge=0, description="Files recorded done, failed ones included.")
+    bytesTotal: int = Field(ge=0)
+    bytesDone: int = Field(ge=0)
+    errors: int = Field(ge=0, description="Files of the shard that failed.")
+
+
+class JobShards(ApiModel):
+    items: list[ShardProgress] = Field(description="One per shard; empty until the job's file list is stored.")
+
+
 class HistoryEntry(ApiModel):
     time: str | None = Field(json_schema_extra=DATE_TIME)
     kind: Literal["condition", "event"]

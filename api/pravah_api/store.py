@@ -107,6 +107,17 @@ class ApiStore(Store):
             "ORDER BY path LIMIT $2 OFFSET $3", uid, limit, offset))
         return total, [dict(row) for row in rows]
 
+    async def shard_progress(self, uid: str) -> list[dict[str, Any]]:
+        """Per shard of the job's stored list: its files and bytes, and how many of them are
+        recorded done (with how many failed); empty until the list is stored."""
+        rows = await self.retrying(lambda c: c.fetch(
+            "SELECT f.shard, count(*) AS files_total, coalesce(sum(f.bytes), 0) AS bytes_total, "
+            "count(r.path) AS files_done, coalesce(sum(r.bytes), 0) AS bytes_done, count(r.error) AS errors "
+            "FROM jobs j JOIN job_files f ON f.job_uid = j.uid AND f.listing = j.listing "
+            "LEFT JOIN file_records r ON r.job_uid = f.job_uid AND r.path = f.path "
+            "WHERE j.uid = $1 GROUP BY f.shard ORDER BY f.shard", uid))
+        return [{key: int(value) for key, value in dict(row).items()} for row in rows]
+
     # -- users (standalone mode) -------------------------------------------------------------
 
     async def user(self, username: str) -> dict[str, Any] | None:

@@ -208,13 +208,19 @@ def test_errors_history_and_logs_are_paged_and_jobs_are_found_by_name(cluster):
     assert {"type": "Complete", "status": "True"}.items() <= next(
         entry for entry in history if entry["kind"] == "condition" and entry["type"] == "Complete").items()
 
+    shards = api.request("GET", f"/jobs/{job_id}/shards", token).json()["items"]
+    assert [row["shard"] for row in shards] == [0, 1]
+    assert sum(row["filesTotal"] for row in shards) == 5 and sum(row["errors"] for row in shards) == 2
+    assert sum(row["bytesTotal"] for row in shards) == sum(path.stat().st_size for path in root.iterdir())
+    assert all((row["filesDone"], row["bytesDone"]) == (row["filesTotal"], row["bytesTotal"]) for row in shards)
+
     pods = cluster.kubectl("get", "pods", "-l", f"job-name={cluster.get('mixed-profile')['status']['jobName']}",
                            "-o", "name").stdout.split()
     page = api.request("GET", f"/jobs/{job_id}/logs", token, params={"limit": 1, "offset": 1}).json()
     assert page["total"] == len(pods) == 2 and len(page["entries"]) == 1
 
     stranger = service_account(cluster.control_plane, "default", f"stranger-{cluster.namespace[-6:]}", ALL_VERBS, CLAIMS)
-    for path in ("errors", "history", "logs"):
+    for path in ("errors", "history", "logs", "shards"):
         assert api.request("GET", f"/jobs/{job_id}/{path}", stranger).status_code in (403, 404)
     refused = assert_error(api.request("GET", "/jobs/events", stranger, params={"ids": job_id}), 404, "id")
     assert cluster.namespace not in refused["message"]

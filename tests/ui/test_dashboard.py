@@ -79,6 +79,10 @@ def test_a_stats_job_submitted_from_the_form_is_followed_live_to_its_column_card
     # ... then, from the event stream alone, reaches 100 and Succeeded.
     expect(page.get_by_test_id("job-phase")).to_have_text(re.compile("Succeeded"), timeout=SLOW)
     expect(progress).to_have_attribute("aria-valuenow", "100")
+    shard_bars = page.get_by_test_id("job-shards").get_by_role("progressbar")
+    expect(shard_bars.first).to_be_visible()
+    for index in range(shard_bars.count()):
+        expect(shard_bars.nth(index)).to_have_attribute("aria-valuenow", "100")
     assert page.evaluate("window.pravahSamePage") is True
     assert page.url.endswith(f"/ui/jobs/{uid}")
 

@@ -164,6 +164,15 @@ export interface JobErrors {
   items: FileError[];
 }
 
+export interface ShardProgress {
+  shard: number;
+  filesTotal: number;
+  filesDone: number;
+  bytesTotal: number;
+  bytesDone: number;
+  errors: number;
+}
+
 export interface HistoryEntry {
   time: string | null;
   kind: "condition" | "event";

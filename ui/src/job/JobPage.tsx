@@ -144,7 +144,7 @@ export function JobPage() {
       </header>
 
       <div className="job-grid">
-        <ShardBars shards={job.shards} />
+        <ShardBars shards={job.shards} jobPath={jobPath} refresh={`${refresh}/${job.progress?.filesDone ?? 0}`} />
         <Timeline jobPath={jobPath} refresh={refresh} />
       </div>
 

@@ -1,11 +1,11 @@
 import { useEffect, useState } from "react";
 
 import { ApiError } from "../api/client";
-import type { HistoryEntry, JobErrors, JobLogs, Shards } from "../api/types";
+import type { HistoryEntry, JobErrors, JobLogs, ShardProgress, Shards } from "../api/types";
 import { useAccount } from "../auth/account";
 import { formatTime } from "../common/format";
 import { Pager } from "../common/Pager";
-import { HorizontalBars } from "../results/charts";
+import { ProgressBar } from "../common/ProgressBar";
 
 function message(caught: unknown): string {
   return caught instanceof ApiError ? caught.message : "The API cannot be reached.";
@@ -57,22 +57,41 @@ export function Timeline({ jobPath, refresh }: { jobPath: string; refresh: strin
   );
 }
 
-export function ShardBars({ shards }: { shards: Shards | null }) {
-  const data = [
-    { state: "succeeded", count: shards?.succeeded ?? 0 },
-    { state: "active", count: shards?.active ?? 0 },
-    { state: "failed", count: shards?.failed ?? 0 },
-    { state: "waiting", count: Math.max(0, (shards?.total ?? 0) - (shards?.succeeded ?? 0)
-      - (shards?.active ?? 0) - (shards?.failed ?? 0)) },
-  ];
+/** Done share of one shard: by bytes, by files when its files are empty. */
+export function shardPercent(row: ShardProgress): number {
+  if (row.bytesTotal > 0) return Math.floor((100 * row.bytesDone) / row.bytesTotal);
+  return row.filesTotal > 0 ? Math.floor((100 * row.filesDone) / row.filesTotal) : 100;
+}
+
+export function ShardBars({ shards, jobPath, refresh }: { shards: Shards | null; jobPath: string; refresh: string }) {
+  const { client } = useAccount();
+  const [rows, setRows] = useState<ShardProgress[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    const controller = new AbortController();
+    client.get<{ items: ShardProgress[] }>(`${jobPath}/shards`, undefined, controller.signal).then(
+      (answer) => { setRows(answer.items); setError(null); },
+      (caught) => { if (!controller.signal.aborted) setError(message(caught)); });
+    return () => controller.abort();
+  }, [client, jobPath, refresh]);
+  const states = shards?.total
+    ? `${shards.succeeded ?? 0} succeeded, ${shards.active ?? 0} running, ${shards.failed ?? 0} failed of ${shards.total}`
+    : "Not planned yet.";
   return (
     <section className="card" aria-labelledby="shards-title" data-testid="job-shards">
       <h2 id="shards-title">Shards</h2>
-      <p>{shards?.total ? `${shards.ready ?? `${shards.succeeded ?? 0}/${shards.total}`} done` : "Not planned yet."}</p>
-      {shards?.total ? (
-        <HorizontalBars data={data} category="state" value="count" valueName="shards" height={160}
-          summary={data.map((row) => `${row.count} ${row.state}`).join(", ")} />
-      ) : null}
+      <p>{states}</p>
+      {error && <p className="error" role="alert">{error}</p>}
+      {rows && rows.length === 0 && <p className="muted">The file list is not stored yet.</p>}
+      <ul className="shard-list">
+        {rows?.map((row) => (
+          <li key={row.shard}>
+            <span>Shard {row.shard}: {row.filesDone} of {row.filesTotal} files{row.errors ? `, ${row.errors} failed` : ""}</span>
+            <ProgressBar percent={shardPercent(row)} label={`Progress of shard ${row.shard}`}
+              testId={`shard-progress-${row.shard}`} />
+          </li>
+        ))}
+      </ul>
     </section>
   );
 }
