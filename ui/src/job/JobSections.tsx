@@ -11,14 +11,14 @@ function message(caught: unknown): string {
   return caught instanceof ApiError ? caught.message : "The API cannot be reached.";
 }
 
-/** Fetches `path` with limit/offset whenever one of them or `refresh` changes. */
-function usePaged<T>(path: string, limit: number, offset: number, refresh: string) {
+/** Fetches `path` (a page of it, with limit/offset) whenever one of them or `refresh` changes. */
+function useFetched<T>(path: string, refresh: string, limit?: number, offset?: number) {
   const { client } = useAccount();
   const [data, setData] = useState<T | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     const controller = new AbortController();
-    client.get<T>(path, { limit, offset }, controller.signal).then(
+    client.get<T>(path, limit === undefined ? undefined : { limit, offset }, controller.signal).then(
       (answer) => { setData(answer); setError(null); },
       (caught) => { if (!controller.signal.aborted) setError(message(caught)); });
     return () => controller.abort();
@@ -27,16 +27,8 @@ function usePaged<T>(path: string, limit: number, offset: number, refresh: strin
 }
 
 export function Timeline({ jobPath, refresh }: { jobPath: string; refresh: string }) {
-  const { client } = useAccount();
-  const [items, setItems] = useState<HistoryEntry[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  useEffect(() => {
-    const controller = new AbortController();
-    client.get<{ items: HistoryEntry[] }>(`${jobPath}/history`, undefined, controller.signal).then(
-      (answer) => { setItems(answer.items); setError(null); },
-      (caught) => { if (!controller.signal.aborted) setError(message(caught)); });
-    return () => controller.abort();
-  }, [client, jobPath, refresh]);
+  const { data, error } = useFetched<{ items: HistoryEntry[] }>(`${jobPath}/history`, refresh);
+  const items = data?.items ?? null;
   return (
     <section className="card" aria-labelledby="timeline-title">
       <h2 id="timeline-title">Timeline</h2>
@@ -64,16 +56,8 @@ export function shardPercent(row: ShardProgress): number {
 }
 
 export function ShardBars({ shards, jobPath, refresh }: { shards: Shards | null; jobPath: string; refresh: string }) {
-  const { client } = useAccount();
-  const [rows, setRows] = useState<ShardProgress[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  useEffect(() => {
-    const controller = new AbortController();
-    client.get<{ items: ShardProgress[] }>(`${jobPath}/shards`, undefined, controller.signal).then(
-      (answer) => { setRows(answer.items); setError(null); },
-      (caught) => { if (!controller.signal.aborted) setError(message(caught)); });
-    return () => controller.abort();
-  }, [client, jobPath, refresh]);
+  const { data, error } = useFetched<{ items: ShardProgress[] }>(`${jobPath}/shards`, refresh);
+  const rows = data?.items ?? null;
   const states = shards?.total
     ? `${shards.succeeded ?? 0} succeeded, ${shards.active ?? 0} running, ${shards.failed ?? 0} failed of ${shards.total}`
     : "Not planned yet.";
@@ -100,7 +84,7 @@ const ERRORS_PAGE = 20;
 
 export function ErrorTable({ jobPath, refresh }: { jobPath: string; refresh: string }) {
   const [offset, setOffset] = useState(0);
-  const { data, error } = usePaged<JobErrors>(`${jobPath}/errors`, ERRORS_PAGE, offset, refresh);
+  const { data, error } = useFetched<JobErrors>(`${jobPath}/errors`, refresh, ERRORS_PAGE, offset);
   return (
     <section className="card" aria-labelledby="errors-title">
       <h2 id="errors-title">Failed files</h2>
@@ -131,7 +115,7 @@ const LOGS_PAGE = 4;
 export function LogsPanel({ jobPath, refresh }: { jobPath: string; refresh: string }) {
   const [offset, setOffset] = useState(0);
   const [reload, setReload] = useState(0);
-  const { data, error } = usePaged<JobLogs>(`${jobPath}/logs`, LOGS_PAGE, offset, `${refresh}/${reload}`);
+  const { data, error } = useFetched<JobLogs>(`${jobPath}/logs`, `${refresh}/${reload}`, LOGS_PAGE, offset);
   return (
     <section className="card" aria-labelledby="logs-title" data-testid="job-logs">
       <div className="section-head">
