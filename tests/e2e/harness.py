@@ -98,9 +98,9 @@ class InstalledOperator:
         with the old settings) and for one of the new ones to lead."""
         self.kubectl("rollout", "status", f"deployment/{OPERATOR_DEPLOYMENT}", "--timeout=150s")
         wait_for(lambda: len(self.pods(terminating=True)) == self.replicas(), 120, "the old operator pods to be gone")
-        if self.replicas():
-            names = {pod["metadata"]["name"] for pod in self.pods()}
-            wait_for(lambda: self.leader() in names, 120, "a new operator pod to take the Lease")
+        if self.replicas():  # the pods of now: in chaos mode a new one may be deleted in turn
+            wait_for(lambda: self.leader() in {pod["metadata"]["name"] for pod in self.pods()}, 120,
+                     "a new operator pod to take the Lease")
 
     def replicas(self) -> int:
         return json.loads(self.kubectl("get", "deployment", OPERATOR_DEPLOYMENT, "-o", "json").stdout)["spec"]["replicas"]
