@@ -99,9 +99,10 @@ impl Run {
 
 /// Validates the request and starts it on a pool of `threads` threads. Files
 /// are opened under `root` (the scanned directory), following symbolic links
-/// only if `follow_symlinks`, and never to a file outside `root`.
+/// only if `follow_symlinks`, and never to a file outside `root`. With
+/// `per_file`, the outcome is a JSON array of one partial per file, in order.
 #[pyfunction]
-#[pyo3(signature = (op, options_json, files, threads, root = None, follow_symlinks = false))]
+#[pyo3(signature = (op, options_json, files, threads, root = None, follow_symlinks = false, per_file = false))]
 fn start(
     py: Python<'_>,
     op: &str,
@@ -110,13 +111,14 @@ fn start(
     threads: i64,
     root: Option<String>,
     follow_symlinks: bool,
+    per_file: bool,
 ) -> PyResult<Run> {
     if threads < 1 {
         return Err(UsageError::new_err("threads must be >= 1"));
     }
     let files: Vec<FileTask> = files.into_iter().map(|(p, s)| FileTask { path: p, size: s }).collect();
     let job = py
-        .detach(|| Job::start(op, options_json, files, Inputs::new(root.as_deref(), follow_symlinks)?, threads as usize))
+        .detach(|| Job::start(op, options_json, files, Inputs::new(root.as_deref(), follow_symlinks)?, threads as usize, per_file))
         .map_err(usage_to_py)?;
     Ok(Run { job })
 }

@@ -78,6 +78,11 @@ def parse_quantiles(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option("--checks", "checks_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="FILE", help="stats: judge the data-quality rules in FILE, a YAML `checks:` list as in "
                                    "spec.checks (in place of a manifest's); see docs/checks.md.")
+@click.option("--incremental", is_flag=True, help="Keep one partial per file in the --output directory, so "
+                                                   "that a later run with --since reads only what changed.")
+@click.option("--since", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="RESULT.json",
+              help="Reuse the partials of files unchanged (path, size, modification time) since the incremental "
+                   "run that wrote RESULT.json; read only new and changed files. Implies --incremental.")
 @click.option("--shard", callback=parse_shard, metavar="INDEX/COUNT", help="Process only shard INDEX of COUNT (as a runner pod does).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result document alone on stdout.")
 def run(path: Path | None, manifest: Path | None, op: str | None, **options: Any) -> None:
@@ -102,6 +107,8 @@ def run(path: Path | None, manifest: Path | None, op: str | None, **options: Any
     if options["threads"]:
         job.threads = options["threads"]
     job.shard = options["shard"]
+    job.incremental = job.incremental or options["incremental"] or options["since"] is not None
+    job.since = options["since"]
     try:
         job.engine_options()
     except ValueError as exc:
@@ -188,12 +195,15 @@ def job_from_manifest(manifest: Path, options: dict[str, Any]) -> LocalJob:
     if spec.source.volume is None:
         raise click.UsageError(f"{manifest}: spec.source: only volume sources run locally; "
                                "submit S3 jobs to the cluster")
+    if spec.rerunOf is not None:
+        raise click.UsageError(f"{manifest}: spec.rerunOf: a re-run builds on a job's records on the cluster; "
+                               "locally, --since RESULT.json reads only what changed")
     output_dir = options["output"]
     if output_dir is None and spec.output is not None and spec.output.volume is not None:
         output_dir = manifest.parent / spec.output.volume.path
     return LocalJob(root=manifest.parent / spec.source.volume.path, operation=spec.operation,
                     include=spec.include, exclude=spec.exclude, follow_symlinks=spec.followSymlinks,
-                    output_dir=output_dir, checks=spec.checks or (),
+                    output_dir=output_dir, checks=spec.checks or (), incremental=spec.incremental is not None,
                     max_errors=options["max_errors"] if options["max_errors"] is not None else spec.maxErrors)
 
 

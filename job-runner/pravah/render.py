@@ -49,6 +49,8 @@ def summary(document: dict[str, Any]) -> None:
               f"{document.get('threads', '?')} threads, {len(document['errors'])} errors")
     tables = {"stats": stats_table, "count": count_table, "checksum": checksum_table,
               "grep": grep_table, "convert": convert_table}
+    if "reuse" in document:
+        out.print(reuse_line(document["reuse"]))
     out.print(tables[op](result))
     if "checks" in document:
         out.print(checks_table(document["checks"]))
@@ -59,6 +61,16 @@ def summary(document: dict[str, Any]) -> None:
         out.print(errors)
         if len(document["errors"]) > 20:
             out.print(f"... and {len(document['errors']) - 20} more (see --json)")
+
+
+REUSE_COUNTS = ("reused", "new", "changed", "retried", "removed", "rerun", "gone")
+
+
+def reuse_line(reuse: dict[str, Any]) -> str:
+    """What an incremental run or a re-run read again and what it took over."""
+    counts = ", ".join(f"{reuse[key]} {key}" for key in REUSE_COUNTS if key in reuse)
+    read = human_bytes(reuse.get("bytes_read", 0))
+    return f"{reuse['mode']}{' over ' + reuse['of'] if reuse.get('of') else ''}: {counts}; {read} read"
 
 
 def stats_table(result: dict[str, Any]) -> Table:

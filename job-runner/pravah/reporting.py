@@ -94,8 +94,9 @@ class OperatorReports:
         return {int(index): tuple(counts) for index, counts in answer.items()}
 
     async def save_batch(self, batch: int, files: list[tuple[str, int]], partial: str,
-                         errors: list[dict[str, Any]]) -> None:
-        await self.call("PUT", f"/batches/{batch}", {"files": files, "partial": partial, "errors": errors})
+                         errors: list[dict[str, Any]], file_partials: list[tuple[str, int, str | None, str, bool]]) -> None:
+        await self.call("PUT", f"/batches/{batch}", {"files": files, "partial": partial, "errors": errors,
+                                                     "file_partials": file_partials})
 
     async def listing(self) -> dict[str, Any] | None:
         """The job's stored file list (totals, digest, this shard's share); None before it is stored."""
@@ -106,19 +107,48 @@ class OperatorReports:
         """{"claimed": whether this runner is the one to list the source, "holder": the pod that is}."""
         return await self.call("POST", "/listing/claim")
 
-    async def stage_listing(self, listing: str, page: int, rows: list[tuple[int, int, str, int]]) -> None:
+    async def stage_listing(self, listing: str, page: int, rows: list[tuple[int, int, str, int, str | None]]) -> None:
         await self.call("PUT", f"/listing/{listing}/pages/{page}", {"files": rows})
 
+    async def stage_reused(self, listing: str, page: int, paths: list[str]) -> None:
+        await self.call("PUT", f"/listing/{listing}/reused/{page}", {"paths": paths})
+
     async def commit_listing(self, listing: str, files: int, size: int, digest: str,
-                             scan_errors: list[dict[str, str]]) -> dict[str, Any]:
+                             scan_errors: list[dict[str, str]], reuse: dict[str, int] | None) -> dict[str, Any]:
         """The job's listing after this commit: this one, or the one another runner stored first."""
         return await self.call("POST", f"/listing/{listing}/commit",
-                               {"files": files, "bytes": size, "digest": digest, "scan_errors": scan_errors})
+                               {"files": files, "bytes": size, "digest": digest, "scan_errors": scan_errors,
+                                "reuse": reuse})
 
-    async def listed_files(self, after: int, limit: int) -> list[tuple[int, str, int]]:
-        """A page of this shard's files in the stored list: (position, path, bytes) rows."""
+    async def listed_files(self, after: int, limit: int) -> list[tuple[int, str, int, str | None]]:
+        """A page of this shard's files in the stored list: (position, path, bytes, version) rows."""
         answer = await self.call("GET", f"/files?after={after}&limit={limit}")
-        return [(position, path, size) for position, path, size in answer["files"]]
+        return [tuple(row) for row in answer["files"]]
+
+    async def reuse(self) -> dict[str, Any] | None:
+        """The job this one builds on ({mode, uid, name, counts}), or None."""
+        answer = await self.call("GET", "/reuse")
+        return answer if answer.get("mode") else None
+
+    async def baseline_files(self, after: str, limit: int) -> list[tuple[str, int, str | None, bool]]:
+        """A page of the baseline's per-file records: (path, bytes, version, failed) rows."""
+        answer = await self.call("GET", "/reuse/baseline?" + urlencode({"after": after, "limit": limit}))
+        return [tuple(row) for row in answer["files"]]
+
+    async def rerun_paths(self, after: str, limit: int) -> list[str]:
+        """A page of the re-run job's paths to read again (as that job's runners saw them)."""
+        answer = await self.call("GET", "/reuse/rerun?" + urlencode({"after": after, "limit": limit}))
+        return answer["paths"]
+
+    async def merge_reused(self, after: str, limit: int) -> list[tuple[str, str]]:
+        """A page of the (path, partial) pairs an incremental job reuses."""
+        answer = await self.call("GET", "/merge-reused?" + urlencode({"after": after, "limit": limit}))
+        return [tuple(row) for row in answer["partials"]]
+
+    async def merge_rerun(self, after: tuple[int, int], limit: int) -> list[tuple[int, int, str, int, int]]:
+        """A page of the re-run job's partials: (shard, batch, partial, failed files, their bytes)."""
+        answer = await self.call("GET", f"/merge-rerun?shard={after[0]}&batch={after[1]}&limit={limit}")
+        return [tuple(row) for row in answer["partials"]]
 
     async def finish_shard(self) -> bool:
         """True when this shard is the one to merge the job's result."""

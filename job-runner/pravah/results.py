@@ -36,6 +36,8 @@ def summarize(document: dict[str, Any], errors: int | None = None) -> dict[str, 
         summary["columns"] = [column["name"] for column in result["columns"]][:20]
     if "checks" in document:
         summary["checks"] = checks.summarize(document["checks"])
+    if "reuse" in document:
+        summary["reuse"] = document["reuse"]
     return summary
 
 

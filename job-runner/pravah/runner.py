@@ -37,6 +37,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pravah import checks
 from pravah.logs import LogSettings, add_record_fields, setup_logging
+from pravah import reuse
 from pravah.results import (ERROR_SAMPLES, FILE_LISTS, Spool, manifest_line, manifest_name, merged, strip_partial,
                             summarize, write_streamed)
 from pravah.sharding import FileEntry, assign, list_digest
@@ -125,6 +126,25 @@ def relocate_path(key: str, value: str, local_prefix: str, display_prefix: str, 
     return value
 
 
+class Merge:
+    """Partials folded into one aggregate, with their errors and per-file lists spooled to
+    disk in order, one spool per run of consecutive partials (a shard, the reused files)."""
+
+    def __init__(self, op: str, work: Path):
+        self.op = op
+        self.work = work
+        self.spools: dict[str, Spool] = {}
+        self.aggregate: str | None = None
+
+    def add(self, spool_name: str, partial: str, relocate) -> None:
+        finished = json.loads(pravah_engine.finalize(self.op, partial))
+        spool = self.spools.get(spool_name) or self.spools.setdefault(spool_name, Spool(self.work, spool_name))
+        spool.add("errors", map(relocate, finished["errors"]))
+        spool.add("files", map(relocate, finished["result"].get(FILE_LISTS.get(self.op, ""), [])))
+        small = strip_partial(self.op, partial)
+        self.aggregate = small if self.aggregate is None else pravah_engine.merge(self.op, self.aggregate, small)
+
+
 class ShardRunner:
     def __init__(self, context: RunnerContext, reports: OperatorReports):
         self.context = context
@@ -140,8 +160,13 @@ class ShardRunner:
             source_dir, output_dir = inside_mounts(context.source_dir, context.output_dir)
         except ValueError as exc:
             raise BadInput(str(exc)) from None
+        self.source_dir = source_dir
         self.source = Source(self.spec, source_dir, context.scratch_dir / context.job_uid)
         self.output = Output(self.spec.output, output_dir, context.scratch_dir / context.job_uid)
+        # An incremental job keeps one partial per file, for the runs that build on it.
+        self.per_file = self.spec.incremental is not None
+        self.reuse: dict[str, Any] | None = None
+        self.versions: dict[str, str | None] = {}
         # The engine honours the cgroup CPU quota (v1 cfs_quota_us and v2 cpu.max) and affinity.
         self.threads = min(context.threads, pravah_engine.threads_available())
 
@@ -153,9 +178,12 @@ class ShardRunner:
 
     async def run(self) -> None:
         shard = self.context.shard
+        self.reuse = await self.reports.reuse()
         listing = await self.job_listing()
         mine = await self.listed_files()
-        batches = plan_batches(mine, self.context.batch_files, self.context.batch_bytes)
+        batch_files = min(self.context.batch_files, reuse.PER_FILE_BATCH_FILES) if self.per_file \
+            else self.context.batch_files
+        batches = plan_batches(mine, batch_files, self.context.batch_bytes)
         log.info("shard %d/%d: %d files, %d bytes, %d batches, %d threads (list of %d files, sha256 %s)",
                  shard, self.context.shards, len(mine), listing["shard_bytes"], len(batches), self.threads,
                  listing["files"], listing["digest"])
@@ -171,11 +199,11 @@ class ShardRunner:
             if position + 1 < len(pending):
                 prefetch = asyncio.create_task(self.source.fetch(pending[position + 1][1]))
             unchanged, changed = self.split_changed(batch)
-            partial = await self.run_batch(unchanged, done)
+            partial, file_partials = await self.read_batch(unchanged, done)
             finished_batch = json.loads(pravah_engine.finalize(self.op, partial))
             await self.output.store_outputs(output_paths(finished_batch))
             errors = finished_batch["errors"] + changed
-            await self.reports.save_batch(index, batch, partial, errors)
+            await self.reports.save_batch(index, batch, partial, errors, file_partials)
             self.source.release(batch)
             done = [done[0] + len(batch), done[1] + sum(size for _, size in batch), done[2] + len(errors)]
         if await self.reports.finish_shard():
@@ -195,28 +223,74 @@ class ShardRunner:
         return listing
 
     async def store_listing(self) -> dict[str, Any]:
-        """List the source, plan the shards, and store both (the first committed list stays the job's)."""
+        """List the source, plan the shards, and store both (the first committed list stays the job's).
+
+        A re-run keeps only the files its earlier job must read again; an incremental run drops
+        the files unchanged since its baseline and has the baseline's partials of them copied."""
         try:
             files, scan_errors = await self.source.list()
         except FileNotFoundError as exc:
             raise BadInput(str(exc)) from None
         listing = str(uuid.uuid4())
-        rows = assign(files, self.context.shards)
+        plan = await self.reuse_plan(files) if self.per_file or self.reuse else None
+        if plan is not None:
+            files = [(entry.local, entry.bytes) for entry in plan.read]
+            for page, start in enumerate(range(0, len(plan.reused), LISTING_PAGE)):
+                await self.reports.stage_reused(listing, page, plan.reused[start:start + LISTING_PAGE])
+            log.info("%s: %s", self.reuse["mode"] if self.reuse else "incremental, no baseline",
+                     ", ".join(f"{count} {kind}" for kind, count in plan.counts.items()))
+        versions = {entry.local: entry.version for entry in plan.read} if plan else {}
+        rows = ((*row, versions.get(row[2])) for row in assign(files, self.context.shards))
         for page in itertools.count():
             if not (chunk := list(itertools.islice(rows, LISTING_PAGE))):
                 break
             await self.reports.stage_listing(listing, page, chunk)
         stored = await self.reports.commit_listing(listing, len(files), sum(size for _, size in files),
-                                                   list_digest(files), scan_errors)
+                                                   list_digest(files), scan_errors, plan and plan.counts)
         log.info("listed %d files%s", len(files), "" if stored["won"] else "; another runner's list was stored first")
         return stored
+
+    async def reuse_plan(self, files: list[FileEntry]) -> reuse.Plan:
+        """Which of the listed files this job reads, and which partials it reuses."""
+        current = [reuse.Listed(self.display(path), path, size, self.source.version(path) if self.per_file else None)
+                   for path, size in files]
+        if self.reuse is None:  # an incremental run without a baseline yet reads everything
+            return reuse.incremental_plan(current, {})
+        if self.reuse["mode"] == "incremental":
+            baseline = {path: reuse.Before(size, version, failed) async for path, size, version, failed
+                        in self.pages(self.reports.baseline_files)}
+            return reuse.incremental_plan(current, baseline)
+        prefix, display_prefix = self.earlier_prefix(), self.source.display_prefix()
+        redo = {relocate_path("path", path, prefix, display_prefix, None)
+                async for path in self.pages(self.reports.rerun_paths)}
+        return reuse.rerun_plan(current, redo, self.reuse["good_files"])
+
+    @staticmethod
+    async def pages(fetch):
+        """The rows of a listing fetched page by page, after the last path seen."""
+        after = ""
+        while page := await fetch(after, LISTING_PAGE):
+            for row in page:
+                yield row
+            after = page[-1] if isinstance(page[-1], str) else page[-1][0]
+
+    def display(self, path: str) -> str:
+        """A listed file as users see it: the key that matches it across jobs."""
+        return relocate_path("path", path, str(self.source.local_root) + "/", self.source.display_prefix(), None)
+
+    def earlier_prefix(self) -> str:
+        """Where the earlier job's runners saw the source (S3 objects are read from a scratch
+        directory of that job's own)."""
+        earlier = Source(self.spec, self.source_dir, self.context.scratch_dir / self.reuse["uid"])
+        return str(earlier.local_root) + "/"
 
     async def listed_files(self) -> list[FileEntry]:
         """This shard's files, page by page from the stored list."""
         files: list[FileEntry] = []
         after = -1
         while page := await self.reports.listed_files(after, LISTING_PAGE):
-            files += [(path, size) for _, path, size in page]
+            files += [(path, size) for _, path, size, _ in page]
+            self.versions.update((path, version) for _, path, _, version in page if version is not None)
             after = page[-1][0]
         return files
 
@@ -235,11 +309,24 @@ class ShardRunner:
                 changed.append(changed_record(path, f"listed with {size} bytes, now {now} bytes"))
         return unchanged, changed
 
-    async def run_batch(self, batch: list[FileEntry], done: list[int]) -> str:
+    async def read_batch(self, batch: list[FileEntry],
+                         done: list[int]) -> tuple[str, list[tuple[str, int, str | None, str, bool]]]:
+        """The batch's partial, and for an incremental job each file's own partial as stored:
+        (path as users see it, bytes, version, partial, failed)."""
+        if not self.per_file or not batch:
+            return await self.run_batch(batch, done), []
+        singles = json.loads(await self.run_batch(batch, done, per_file=True))
+        texts = [json.dumps(self.relocated(single)) for single in singles]
+        records = [(self.display(path), size, self.versions.get(path), text, reuse.has_failed(single))
+                   for (path, size), text, single in zip(batch, texts, singles)]
+        return reuse.merge_all(self.op, map(json.dumps, singles)), records
+
+    async def run_batch(self, batch: list[FileEntry], done: list[int], per_file: bool = False) -> str:
         """Run the engine on one batch, heartbeating progress; a lost operator only delays it."""
         try:
             run = pravah_engine.start(self.op, json.dumps(self.engine_options()), batch, self.threads,
-                                      root=str(self.source.local_root), follow_symlinks=self.spec.followSymlinks)
+                                      root=str(self.source.local_root), follow_symlinks=self.spec.followSymlinks,
+                                      per_file=per_file)
         except ValueError as exc:  # the engine refused an option (e.g. a pattern): a retry gives the same
             raise BadInput(f"spec.operation: {exc}") from None
         while True:
@@ -265,18 +352,16 @@ class ShardRunner:
         work = self.context.scratch_dir / self.context.job_uid / "merge"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        spools: dict[int, Spool] = {}
-        aggregate, after = None, (-1, -1)
+        merge = Merge(self.op, work)
+        after = (-1, -1)
         while page := await self.reports.merge_input(after, MERGE_PAGE):
             for shard, batch, partial in page:
-                finished = json.loads(pravah_engine.finalize(self.op, partial))
-                spool = spools.get(shard) or spools.setdefault(shard, Spool(work, f"shard-{shard}"))
-                spool.add("errors", map(self.relocated, finished["errors"]))
-                spool.add("files", map(self.relocated, finished["result"].get(FILE_LISTS.get(self.op, ""), [])))
-                small = strip_partial(self.op, partial)
-                aggregate = small if aggregate is None else pravah_engine.merge(self.op, aggregate, small)
+                merge.add(f"shard-{shard}", partial, self.relocated)
                 after = (shard, batch)
-        skipped = spools.setdefault(-1, Spool(work, "skipped"))
+        await self.merge_reused(merge)
+        spools = merge.spools
+        aggregate = merge.aggregate
+        skipped = spools.setdefault("skipped", Spool(work, "skipped"))
         after_path = ""
         while errors := await self.reports.skipped_errors(after_path, MERGE_PAGE * 100):
             skipped.add("errors", map(self.relocated, errors))
@@ -288,6 +373,10 @@ class ShardRunner:
         document = json.loads(pravah_engine.finalize(self.op, aggregate))
         document.update(threads=self.threads, shards=self.context.shards,
                         listing={"files": listing["files"], "bytes": listing["bytes"], "sha256": listing["digest"]})
+        if self.per_file or self.reuse:
+            target = await self.reports.reuse()  # now with what the job's listing found
+            document["reuse"] = {"mode": target["mode"] if target else "incremental",
+                                 "of": target["name"] if target else None, **((target or {}).get("counts") or {})}
         if self.spec.checks:
             document["checks"] = checks.judge(self.spec.checks, document["result"])
             log.info("%s", checks.verdict(checks.summarize(document["checks"])))
@@ -297,6 +386,26 @@ class ShardRunner:
         await self.reports.save_result(summary, self.output.uri("result.json"), inline)
         shutil.rmtree(work, ignore_errors=True)
         log.info("merged %d shards: %d files, %d errors", self.context.shards, document["files"], summary["errors"])
+
+    async def merge_reused(self, merge: Merge) -> None:
+        """Add what this job reuses: a re-run its earlier job's partials (without the failed
+        files it read again), an incremental run its baseline's partials of unchanged files."""
+        if self.reuse is None:
+            return
+        if self.reuse["mode"] == "incremental":
+            after = ""
+            while page := await self.reports.merge_reused(after, MERGE_PAGE):
+                for path, partial in page:
+                    merge.add("reused", partial, self.relocated)
+                    after = path
+            return
+        prefix = self.earlier_prefix()
+        relocate = lambda value: relocate_paths(value, prefix, self.source.display_prefix(), self.output)  # noqa: E731
+        after = (-1, -1)
+        while page := await self.reports.merge_rerun(after, MERGE_PAGE):
+            for shard, batch, partial, failed, failed_bytes in page:
+                merge.add(f"rerun-{shard}", reuse.without_failed(partial, failed, failed_bytes), relocate)
+                after = (shard, batch)
 
     def relocated(self, value: dict[str, Any]) -> dict[str, Any]:
         return relocate_paths(value, str(self.source.local_root) + "/", self.source.display_prefix(), self.output)

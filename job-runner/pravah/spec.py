@@ -226,6 +226,20 @@ class Resources(SpecModel):
     _cpu_range = field_validator("cpu")(lambda value: within(value, CPU_RANGE, "cpu", " whole cores"))
 
 
+LATEST = "latest"
+# The fields that decide what a job computes from each file: a re-run or an incremental run
+# merges partials of another job, so it must agree with that job on every one of them (the
+# file set, include and exclude, may differ).
+COMPUTED_FIELDS = ("source", "followSymlinks", "operation")
+
+
+class Incremental(SpecModel):
+    baseline: str = Field(
+        max_length=253, pattern=DNS_SUBDOMAIN,
+        description="The finished PravahJob whose per-file partials are reused for unchanged files, "
+                    "or 'latest': the newest Succeeded job in the namespace that computes the same.")
+
+
 class PravahJobSpec(SpecModel):
     source: Location = Field(description="Where the input files are: exactly one of s3 or volume.")
     include: list[Glob] = Field(
@@ -258,6 +272,15 @@ class PravahJobSpec(SpecModel):
         description="Data-quality rules judged on the stats result (operation type stats only); "
                     "a failed rule of severity error fails the job (reason ChecksFailed).")
 
+    rerunOf: str | None = Field(
+        default=None, max_length=253, pattern=DNS_SUBDOMAIN,
+        description="A finished PravahJob in this namespace: process only its files that ended as errors "
+                    "or never finished, and merge them with its good partials.")
+    incremental: Incremental | None = Field(
+        default=None,
+        description="Reuse the partials of files unchanged since a baseline job (same path, size and "
+                    "modification time; same key, size and ETag on S3); only new and changed files are read.")
+
     _parallelism_range = field_validator("parallelism")(
         lambda value: within(value, PARALLELISM_RANGE, "parallelism"))
 
@@ -265,6 +288,15 @@ class PravahJobSpec(SpecModel):
     def _checks_fit_the_operation(self) -> Self:
         refuse_unfit_checks(self.operation, self.checks, type(self).__name__)
         return self
+
+    @model_validator(mode="after")
+    def _one_way_to_reuse(self) -> Self:
+        if self.rerunOf is not None and self.incremental is not None:
+            raise ValueError(RERUN_OR_INCREMENTAL)
+        return self
+
+
+RERUN_OR_INCREMENTAL = "rerunOf and incremental cannot both be set"
 
 
 CHECKS_NEED_STATS = "checks judge a stats result: operation.type must be stats"

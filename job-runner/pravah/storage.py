@@ -19,6 +19,7 @@ import aioboto3
 import pravah_engine
 from wcmatch import glob
 
+from pravah import reuse
 from pravah.sharding import FileEntry
 from pravah.spec import Location, PravahJobSpec
 from pravah_operator.planning import OUTPUT_MOUNT, S3_CREDENTIAL_KEYS, SOURCE_MOUNT, credential_variable
@@ -89,6 +90,7 @@ class Source:
         self.location = spec.source
         self.volume_dir = volume_dir
         self.scratch_dir = scratch_dir
+        self.etags: dict[str, str] = {}
 
     @property
     def local_root(self) -> Path:
@@ -121,11 +123,21 @@ class Source:
                                                                self.spec.include, self.spec.exclude):
                         continue
                     try:
-                        files.append((str(object_path(self.local_root, key)), item["Size"]))
+                        path = str(object_path(self.local_root, key))
                     except UnsafeKey as exc:
                         errors.append({"path": f"s3://{s3.bucket}/{key}", "reason": str(exc)})
+                        continue
+                    files.append((path, item["Size"]))
+                    self.etags[path] = item.get("ETag")
         files.sort()
         return files, errors
+
+    def version(self, path: str) -> str | None:
+        """What tells a listed file apart from an earlier one of the same size: its
+        modification time on a volume, its ETag on S3."""
+        if self.location.s3 is not None:
+            return self.etags.get(path)
+        return reuse.local_version(path, self.spec.followSymlinks)
 
     async def fetch(self, files: list[FileEntry]) -> None:
         """Make the files of one batch readable locally (downloads for S3)."""

@@ -32,6 +32,8 @@ class JobRecord:
     spec: dict[str, Any]
     shards: int
     threads: int
+    reuse_of: str | None = None
+    reuse_mode: str | None = None
 
 
 class Store:
@@ -98,10 +100,11 @@ class Store:
         """Record the job once; return the (shards, threads) stored for it, which an earlier
         admission attempt may have fixed: the Job must be sized as the record says."""
         row = await self.retrying(lambda c: c.fetchrow(
-            "INSERT INTO jobs (uid, namespace, name, operation, spec, shards, threads) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (uid) DO UPDATE SET uid = jobs.uid "
+            "INSERT INTO jobs (uid, namespace, name, operation, spec, shards, threads, reuse_of, reuse_mode) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (uid) DO UPDATE SET uid = jobs.uid "
             "RETURNING shards, threads",
-            job.uid, job.namespace, job.name, job.operation, json.dumps(job.spec), job.shards, job.threads))
+            job.uid, job.namespace, job.name, job.operation, json.dumps(job.spec), job.shards, job.threads,
+            job.reuse_of, job.reuse_mode))
         return row["shards"], row["threads"]
 
     async def set_phase(self, uid: str, phase: str, reason: str | None = None, message: str | None = None) -> None:
@@ -173,16 +176,58 @@ class Store:
             "AND listing_claim IS NOT DISTINCT FROM $3 RETURNING listing_claim", uid, pod, replacing))
         return claimed == pod
 
-    async def stage_listing(self, uid: str, listing: str, rows: list[tuple[int, int, str, int]]) -> None:
-        """One page of a listing not committed yet: (shard, position, path, bytes) rows.
+    async def stage_listing(self, uid: str, listing: str, rows: list[tuple[int, int, str, int, str | None]]) -> None:
+        """One page of a listing not committed yet: (shard, position, path, bytes, version) rows.
         A page sent again (a retried request) has the same keys and changes nothing."""
         await self.retrying(lambda c: c.executemany(
-            "INSERT INTO job_files (job_uid, listing, shard, position, path, bytes) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            [(uid, listing, shard, position, path, size) for shard, position, path, size in rows]))
+            "INSERT INTO job_files (job_uid, listing, shard, position, path, bytes, version) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            [(uid, listing, *row) for row in rows]))
+
+    async def stage_reused(self, uid: str, listing: str, paths: list[str]) -> None:
+        """Copy the baseline's per-file partials of files a listing found unchanged; they count
+        only once that listing is the job's (a retried page copies nothing twice)."""
+        await self.retrying(lambda c: c.execute(
+            "INSERT INTO file_partials (job_uid, path, bytes, version, partial, failed, reused_by) "
+            "SELECT $1, b.path, b.bytes, b.version, b.partial, b.failed, $2 FROM file_partials b "
+            "JOIN jobs j ON j.uid = $1 AND b.job_uid = j.reuse_of WHERE b.path = ANY($3::text[]) "
+            "ON CONFLICT (job_uid, path) DO UPDATE SET reused_by = $2, bytes = excluded.bytes, "
+            "version = excluded.version, partial = excluded.partial, failed = excluded.failed",
+            uid, listing, paths))
+
+    async def reuse_target(self, uid: str) -> dict[str, Any] | None:
+        """The job a re-run or incremental run builds on (mode, uid, name), and what the job's
+        listing found (counts of reused, new, changed... files); None for a job of its own."""
+        row = await self.retrying(lambda c: c.fetchrow(
+            "SELECT j.reuse_mode AS mode, j.reuse AS counts, b.uid, b.name, (SELECT count(*) FROM file_records r "
+            "WHERE r.job_uid = b.uid AND r.error IS NULL) AS good_files FROM jobs j "
+            "JOIN jobs b ON b.uid = j.reuse_of WHERE j.uid = $1", uid))
+        if row is None:
+            return None
+        return {"mode": row["mode"], "uid": str(row["uid"]), "name": row["name"], "good_files": row["good_files"],
+                "counts": json.loads(row["counts"]) if row["counts"] else None}
+
+    async def baseline_files(self, uid: str, after: str, limit: int) -> list[tuple[str, int, str | None, bool]]:
+        """A page of the baseline's per-file records: (path, bytes, version, failed) after `after`."""
+        rows = await self.retrying(lambda c: c.fetch(
+            "SELECT b.path, b.bytes, b.version, b.failed FROM file_partials b JOIN jobs j ON b.job_uid = j.reuse_of "
+            "WHERE j.uid = $1 AND b.path > $2 ORDER BY b.path LIMIT $3", uid, after, limit))
+        return [(row["path"], row["bytes"], row["version"], row["failed"]) for row in rows]
+
+    async def rerun_paths(self, uid: str, after: str, limit: int) -> list[str]:
+        """A page of the paths a re-run reads again: files of the earlier job's list that ended as
+        errors or have no record (never finished), and files it could not read at all."""
+        rows = await self.retrying(lambda c: c.fetch(
+            "SELECT path FROM (SELECT f.path FROM jobs j JOIN jobs b ON b.uid = j.reuse_of "
+            "JOIN job_files f ON f.job_uid = b.uid AND f.listing = b.listing "
+            "LEFT JOIN file_records r ON r.job_uid = b.uid AND r.path = f.path "
+            "WHERE j.uid = $1 AND (r.path IS NULL OR r.error IS NOT NULL) "
+            "UNION SELECT r.path FROM jobs j JOIN file_records r ON r.job_uid = j.reuse_of "
+            "WHERE j.uid = $1 AND r.skipped) redo WHERE path > $2 ORDER BY path LIMIT $3", uid, after, limit))
+        return [row["path"] for row in rows]
 
     async def commit_listing(self, uid: str, listing: str, files: int, size: int, digest: str,
-                             scan_errors: list[dict[str, str]]) -> bool:
+                             scan_errors: list[dict[str, str]], reuse: dict[str, Any] | None = None) -> bool:
         """Make a staged listing the job's, unless one is already: True when this one won.
 
         The job row is locked, so of two runners committing at once one wins and the other
@@ -206,8 +251,8 @@ class Store:
                     raise ValueError(f"listing {listing} has {staged['files']} files, {staged['bytes']} bytes "
                                      f"staged, not the {files} files, {size} bytes announced")
                 await connection.execute(
-                    "UPDATE jobs SET listing = $2, files_total = $3, bytes_total = $4, list_digest = $5 "
-                    "WHERE uid = $1", uid, listing, files, size, digest)
+                    "UPDATE jobs SET listing = $2, files_total = $3, bytes_total = $4, list_digest = $5, reuse = $6 "
+                    "WHERE uid = $1", uid, listing, files, size, digest, reuse and json.dumps(reuse))
                 await connection.executemany(
                     "INSERT INTO file_records (job_uid, path, shard, batch, bytes, error, skipped) "
                     "VALUES ($1, $2, 0, -1, 0, $3, true)",
@@ -216,13 +261,14 @@ class Store:
 
         return await self.retrying(commit)
 
-    async def listed_files(self, uid: str, shard: int, after: int, limit: int) -> list[tuple[int, str, int]]:
-        """A page of this shard's files in the stored list: (position, path, bytes) after `after`."""
+    async def listed_files(self, uid: str, shard: int, after: int,
+                           limit: int) -> list[tuple[int, str, int, str | None]]:
+        """A page of this shard's files in the stored list: (position, path, bytes, version) after `after`."""
         rows = await self.retrying(lambda c: c.fetch(
-            "SELECT f.position, f.path, f.bytes FROM job_files f JOIN jobs j ON j.uid = f.job_uid "
+            "SELECT f.position, f.path, f.bytes, f.version FROM job_files f JOIN jobs j ON j.uid = f.job_uid "
             "AND j.listing = f.listing WHERE f.job_uid = $1 AND f.shard = $2 AND f.position > $3 "
             "ORDER BY f.position LIMIT $4", uid, shard, after, limit))
-        return [(row["position"], row["path"], row["bytes"]) for row in rows]
+        return [(row["position"], row["path"], row["bytes"], row["version"]) for row in rows]
 
     # -- shards (runner) -----------------------------------------------------------------
 
@@ -250,7 +296,8 @@ class Store:
         return {row["batch"]: (row["files"], row["bytes"], row["errors"]) for row in rows}
 
     async def save_batch(self, uid: str, shard: int, batch: int, files: list[tuple[str, int]],
-                         partial: str, errors: list[dict[str, Any]]) -> None:
+                         partial: str, errors: list[dict[str, Any]],
+                         file_partials: list[tuple[str, int, str | None, str, bool]] = ()) -> None:
         """Store one batch's partial and its file records atomically (at most once).
 
         The same batch stored again is a retry and changes nothing; a file already recorded
@@ -271,6 +318,9 @@ class Store:
                     await connection.executemany(
                         "INSERT INTO file_records (job_uid, path, shard, batch, bytes, error, line, skipped) "
                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", records)
+                    await connection.executemany(
+                        "INSERT INTO file_partials (job_uid, path, bytes, version, partial, failed) "
+                        "VALUES ($1, $2, $3, $4, $5, $6)", [(uid, *row) for row in file_partials])
 
         await self.retrying(save)
 
@@ -308,6 +358,27 @@ class Store:
             "SELECT shard, batch, partial FROM batches WHERE job_uid = $1 AND (shard, batch) > ($2, $3) "
             "ORDER BY shard, batch LIMIT $4", uid, after[0], after[1], limit))
         return [(row["shard"], row["batch"], row["partial"]) for row in rows]
+
+    async def reused_partials(self, uid: str, after: str, limit: int) -> list[tuple[str, str]]:
+        """A page of the (path, partial) pairs an incremental job reuses, after a path."""
+        rows = await self.retrying(lambda c: c.fetch(
+            "SELECT p.path, p.partial FROM file_partials p JOIN jobs j ON j.uid = p.job_uid "
+            "AND p.reused_by = j.listing WHERE p.job_uid = $1 AND p.path > $2 ORDER BY p.path LIMIT $3",
+            uid, after, limit))
+        return [(row["path"], row["partial"]) for row in rows]
+
+    async def rerun_partials(self, uid: str, after: tuple[int, int],
+                             limit: int) -> list[tuple[int, int, str, int, int]]:
+        """A page of the re-run job's partials after (shard, batch), each with the count and bytes of
+        its failed files, which the re-run reads again: (shard, batch, partial, files, bytes)."""
+        rows = await self.retrying(lambda c: c.fetch(
+            "SELECT b.shard, b.batch, b.partial, count(r.path) AS failed, coalesce(sum(r.bytes), 0) AS bytes "
+            "FROM jobs j JOIN batches b ON b.job_uid = j.reuse_of LEFT JOIN file_records r "
+            "ON r.job_uid = b.job_uid AND r.shard = b.shard AND r.batch = b.batch AND r.error IS NOT NULL "
+            "AND NOT r.skipped WHERE j.uid = $1 AND (b.shard, b.batch) > ($2, $3) "
+            "GROUP BY b.shard, b.batch, b.partial ORDER BY b.shard, b.batch LIMIT $4",
+            uid, after[0], after[1], limit))
+        return [(row["shard"], row["batch"], row["partial"], row["failed"], int(row["bytes"])) for row in rows]
 
     async def save_result(self, uid: str, summary: dict[str, Any], uri: str, document: str | None = None) -> None:
         """The result's summary (see job_summary); the document itself is at `uri`, and a

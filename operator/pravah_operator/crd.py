@@ -27,8 +27,8 @@ from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema, to_jsonable_python
 
 from pravah.checks import BOUNDS_NEEDED, BOUNDS_ORDER, RULES, AllowedValues, Bounded, Quantile
-from pravah.spec import (CHECKS_NEED_STATS, PARENT_SEGMENT, VOLUME_PATH_MESSAGE, Location, OperationSpec,
-                         PravahJobSpec, StatsOptions)
+from pravah.spec import (CHECKS_NEED_STATS, PARENT_SEGMENT, RERUN_OR_INCREMENTAL, VOLUME_PATH_MESSAGE, Location,
+                         OperationSpec, PravahJobSpec, StatsOptions)
 from pravah_operator.status import PravahJobStatus
 
 GROUP = "pravah.io"
@@ -193,6 +193,11 @@ def checks_rules() -> list[dict[str, str]]:
          "message": f"an {tag(AllowedValues)} check may list at most operation.stats.top values",
          "fieldPath": ".checks", "reason": "FieldValueInvalid"},
     ]
+
+
+def reuse_rule() -> dict[str, str]:
+    return {"rule": "!has(self.rerunOf) || !has(self.incremental)", "message": RERUN_OR_INCREMENTAL,
+            "fieldPath": ".incremental", "reason": "FieldValueForbidden"}
 
 
 # Rules attached to the schema of a model wherever it is used (by $defs name).
@@ -422,7 +427,7 @@ def spec_schema() -> dict[str, Any]:
     schema = structural_schema(PravahJobSpec)
     schema["description"] = "What to process and how; immutable once created, except suspend."
     schema.setdefault("x-kubernetes-validations", []).extend(
-        volume_path_rules() + checks_rules() + [immutability_rule()])
+        volume_path_rules() + checks_rules() + [reuse_rule(), immutability_rule()])
     return schema
 
 

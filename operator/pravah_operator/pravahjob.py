@@ -26,7 +26,7 @@ from pravah.logs import REQUEST_ID_ANNOTATION, log_fields
 from pravah.spec import PravahJobSpec, describe_errors
 from pravah.store import JobRecord, Store
 
-from pravah_operator import egress, metrics, planning
+from pravah_operator import egress, lineage, metrics, planning
 from pravah_operator.settings import OperatorSettings
 from pravah_operator.status import (
     MAX_REASON_CHARS,
@@ -229,6 +229,10 @@ async def admit(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, ct
             return transition(body, status, "Failed", "EndpointNotAllowed",
                               f"{field}.endpoint: {location.endpoint!r} is not an allowed S3 endpoint "
                               f"(PRAVAH_ALLOWED_S3_ENDPOINTS)")
+    try:
+        builds_on = await lineage.resolve(spec, namespace, uid, ctx.custom)
+    except lineage.Refused as exc:
+        return transition(body, status, "Failed", exc.reason, str(exc))
     async with ctx.namespace_locks[namespace]:
         running = await running_in_namespace(ctx, namespace, uid)
         if running >= ctx.settings.max_running_per_namespace:
@@ -246,7 +250,8 @@ async def admit(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, ct
             return transition(body, status, "Failed", "Unschedulable", str(exc))
         shards, threads = await ctx.store.record_job(JobRecord(
             uid=uid, namespace=namespace, name=name, operation=spec.operation.type,
-            spec=spec.model_dump(mode="json"), shards=sizing.shards, threads=sizing.cpu_per_runner))
+            spec=spec.model_dump(mode="json"), shards=sizing.shards, threads=sizing.cpu_per_runner,
+            reuse_of=builds_on and builds_on.uid, reuse_mode=builds_on and builds_on.mode))
         sizing = planning.Sizing(cpu_per_runner=threads, shards=shards)  # an earlier attempt's, if any
         policy = egress.egress_policy(spec, name, namespace, uid, ctx.settings)
         kopf.adopt(policy, owner=body)

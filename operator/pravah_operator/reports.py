@@ -82,10 +82,17 @@ class Batch(Message):
     files: list[tuple[str, int]]
     partial: str
     errors: list[dict[str, Any]]
+    file_partials: list[tuple[str, int, str | None, str, bool]] = Field(
+        default_factory=list, description="An incremental job's (path, bytes, version, partial, failed) per file.")
 
 
 class ListingPage(Message):
-    files: list[tuple[int, int, str, int]] = Field(description="(shard, position, path, bytes) rows.")
+    files: list[tuple[int, int, str, int, str | None]] = Field(
+        description="(shard, position, path, bytes, version) rows.")
+
+
+class ReusedPage(Message):
+    paths: list[str] = Field(description="Files found unchanged since the baseline, as users see them.")
 
 
 class ListingCommit(Message):
@@ -93,6 +100,7 @@ class ListingCommit(Message):
     bytes: int = Field(ge=0)
     digest: str = Field(pattern="^[0-9a-f]{64}$")
     scan_errors: list[dict[str, str]]
+    reuse: dict[str, int] | None = Field(default=None, description="Files reused, new, changed... by the listing.")
 
 
 class Summary(Message):
@@ -254,7 +262,7 @@ async def save_batch(request: web.Request) -> web.Response:
     index = int(request.match_info["batch"])
     try:
         await request.app[STORE].save_batch(runner.job_uid, runner.shard, index, message.files, message.partial,
-                                            message.errors)
+                                            message.errors, message.file_partials)
     except asyncpg.UniqueViolationError as exc:
         raise refusal(web.HTTPConflict, f"batch {index} of shard {runner.shard} has a file that another batch "
                                         f"already recorded: {exc.detail or exc}") from None
@@ -303,12 +311,38 @@ async def commit_listing(request: web.Request) -> web.Response:
     store: Store = request.app[STORE]
     try:
         won = await store.commit_listing(runner.job_uid, listing_id(request), message.files, message.bytes,
-                                         message.digest, message.scan_errors)
+                                         message.digest, message.scan_errors, message.reuse)
     except ValueError as exc:
         raise refusal(web.HTTPConflict, str(exc)) from None
     except LookupError as exc:
         raise refusal(web.HTTPNotFound, str(exc)) from None
     return web.json_response({**await store.listing(runner.job_uid, runner.shard), "won": won})
+
+
+async def stage_reused(request: web.Request) -> web.Response:
+    runner, message = caller(request), await body(request, ReusedPage)
+    await request.app[STORE].stage_reused(runner.job_uid, listing_id(request), message.paths)
+    return web.json_response({})
+
+
+async def reuse(request: web.Request) -> web.Response:
+    """The job this one builds on (a re-run's or incremental run's), or {"mode": null}."""
+    target = await request.app[STORE].reuse_target(caller(request).job_uid)
+    return web.json_response(target or {"mode": None})
+
+
+async def baseline_files(request: web.Request) -> web.Response:
+    runner = caller(request)
+    limit = query_int(request, "limit", 10_000, 1, LISTING_PAGE_MAX)
+    rows = await request.app[STORE].baseline_files(runner.job_uid, request.query.get("after", ""), limit)
+    return web.json_response({"files": rows})
+
+
+async def rerun_paths(request: web.Request) -> web.Response:
+    runner = caller(request)
+    limit = query_int(request, "limit", 10_000, 1, LISTING_PAGE_MAX)
+    paths = await request.app[STORE].rerun_paths(runner.job_uid, request.query.get("after", ""), limit)
+    return web.json_response({"paths": paths})
 
 
 async def listed_files(request: web.Request) -> web.Response:
@@ -350,6 +384,24 @@ async def merge_input(request: web.Request) -> web.Response:
     after = (query_int(request, "shard", -1, -1, INT4_MAX), query_int(request, "batch", -1, -1, INT4_MAX))
     limit = query_int(request, "limit", 16, 1, MERGE_PAGE_MAX)
     return web.json_response({"partials": await request.app[STORE].partials(runner.job_uid, after, limit)})
+
+
+async def merge_reused(request: web.Request) -> web.Response:
+    """A page of the per-file partials an incremental job reuses, after a path."""
+    runner = caller(request)
+    await all_shards_done(request, runner)
+    limit = query_int(request, "limit", 16, 1, MERGE_PAGE_MAX)
+    rows = await request.app[STORE].reused_partials(runner.job_uid, request.query.get("after", ""), limit)
+    return web.json_response({"partials": rows})
+
+
+async def merge_rerun(request: web.Request) -> web.Response:
+    """A page of the re-run job's partials after (shard, batch), with its failed files' count and bytes."""
+    runner = caller(request)
+    await all_shards_done(request, runner)
+    after = (query_int(request, "shard", -1, -1, INT4_MAX), query_int(request, "batch", -1, -1, INT4_MAX))
+    limit = query_int(request, "limit", 16, 1, MERGE_PAGE_MAX)
+    return web.json_response({"partials": await request.app[STORE].rerun_partials(runner.job_uid, after, limit)})
 
 
 async def merge_errors(request: web.Request) -> web.Response:
@@ -396,10 +448,16 @@ def create_app(settings: OperatorSettings, api: client.ApiClient, store: Store) 
     app.router.add_post(f"{PREFIX}/listing/claim", claim_listing)
     app.router.add_put(f"{PREFIX}/listing/{{listing:[0-9a-f-]{{36}}}}/pages/{{page:[0-9]+}}", stage_listing)
     app.router.add_post(f"{PREFIX}/listing/{{listing:[0-9a-f-]{{36}}}}/commit", commit_listing)
+    app.router.add_put(f"{PREFIX}/listing/{{listing:[0-9a-f-]{{36}}}}/reused/{{page:[0-9]+}}", stage_reused)
+    app.router.add_get(f"{PREFIX}/reuse", reuse)
+    app.router.add_get(f"{PREFIX}/reuse/baseline", baseline_files)
+    app.router.add_get(f"{PREFIX}/reuse/rerun", rerun_paths)
     app.router.add_get(f"{PREFIX}/files", listed_files)
     app.router.add_post(f"{PREFIX}/finish", finish)
     app.router.add_get(f"{PREFIX}/merge-input", merge_input)
     app.router.add_get(f"{PREFIX}/merge-errors", merge_errors)
+    app.router.add_get(f"{PREFIX}/merge-reused", merge_reused)
+    app.router.add_get(f"{PREFIX}/merge-rerun", merge_rerun)
     app.router.add_put(f"{PREFIX}/result", save_result)
     app.router.add_put(f"{PREFIX}/log", save_log)
     return app

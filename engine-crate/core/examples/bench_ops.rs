@@ -29,7 +29,7 @@ fn main() {
     let mut doc = String::new();
     for _ in 0..runs {
         let t = Instant::now();
-        let job = pravah_core::Job::start(&op, &options, files.clone(), pravah_core::Inputs::default(), threads).unwrap();
+        let job = pravah_core::Job::start(&op, &options, files.clone(), pravah_core::Inputs::default(), threads, false).unwrap();
         let p = job.wait(None).unwrap().unwrap();
         doc = pravah_core::finalize(&op, &p).unwrap();
         best = best.min(t.elapsed().as_secs_f64());

@@ -44,14 +44,15 @@ impl Request {
         })
     }
 
-    /// Runs on the current rayon pool and returns the partial as JSON.
-    pub fn run(&self, files: &[FileTask], inputs: &Inputs, ctl: &Control) -> Result<String, EngineError> {
+    /// Runs on the current rayon pool and returns the partial as JSON, or with
+    /// `per_file` a JSON array of one partial per file, in the files' order.
+    pub fn run(&self, files: &[FileTask], inputs: &Inputs, ctl: &Control, per_file: bool) -> Result<String, EngineError> {
         match self {
-            Request::Stats(op) => run_op(op, files, inputs, ctl),
-            Request::Count(op) => run_op(op, files, inputs, ctl),
-            Request::Checksum(op) => run_op(op, files, inputs, ctl),
-            Request::Grep(op) => run_op(op, files, inputs, ctl),
-            Request::Convert(op) => run_op(op, files, inputs, ctl),
+            Request::Stats(op) => run_op(op, files, inputs, ctl, per_file),
+            Request::Count(op) => run_op(op, files, inputs, ctl, per_file),
+            Request::Checksum(op) => run_op(op, files, inputs, ctl, per_file),
+            Request::Grep(op) => run_op(op, files, inputs, ctl, per_file),
+            Request::Convert(op) => run_op(op, files, inputs, ctl, per_file),
         }
     }
 }
@@ -71,18 +72,7 @@ pub fn run_partial<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ct
         .try_fold(
             || Partial::new(O::NAME, op.empty()),
             |mut acc, task| -> Result<_, EngineError> {
-                ctl.check()?;
-                let outcome = match inputs.open(&task.path) {
-                    Ok(file) => op.process_file(task, &file, ctl, &mut acc.body)?,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = outcome {
-                    ctl.file_error();
-                    acc.errors.push(e);
-                }
-                acc.files += 1;
-                acc.bytes += task.size;
-                ctl.file_done();
+                add_file(op, task, inputs, ctl, &mut acc)?;
                 Ok(acc)
             },
         )
@@ -91,8 +81,45 @@ pub fn run_partial<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ct
     Ok(partial)
 }
 
-pub fn run_op<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ctl: &Control) -> Result<String, EngineError> {
-    run_partial(op, files, inputs, ctl)?.to_json()
+/// One partial per file, in the files' order: what an incremental run keeps, so
+/// that a later run can reuse the partials of any subset of the files.
+pub fn run_per_file<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ctl: &Control) -> Result<Vec<Partial<O::Body>>, EngineError> {
+    op.prepare()?;
+    let partials = files
+        .par_iter()
+        .map(|task| {
+            let mut acc = Partial::new(O::NAME, op.empty());
+            add_file(op, task, inputs, ctl, &mut acc)?;
+            Ok(acc)
+        })
+        .collect::<Result<Vec<_>, EngineError>>()?;
+    ctl.check()?;
+    Ok(partials)
+}
+
+/// Reads one file into `acc`: its content into the body, or its error record.
+fn add_file<O: Operation>(op: &O, task: &FileTask, inputs: &Inputs, ctl: &Control, acc: &mut Partial<O::Body>) -> Result<(), EngineError> {
+    ctl.check()?;
+    let outcome = match inputs.open(&task.path) {
+        Ok(file) => op.process_file(task, &file, ctl, &mut acc.body)?,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = outcome {
+        ctl.file_error();
+        acc.errors.push(e);
+    }
+    acc.files += 1;
+    acc.bytes += task.size;
+    ctl.file_done();
+    Ok(())
+}
+
+pub fn run_op<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ctl: &Control, per_file: bool) -> Result<String, EngineError> {
+    if !per_file {
+        return run_partial(op, files, inputs, ctl)?.to_json();
+    }
+    let partials = run_per_file(op, files, inputs, ctl)?;
+    serde_json::to_string(&partials).map_err(|e| EngineError::Internal(format!("serialising partials: {e}")))
 }
 
 /// `merge(op, a, b)` on partial JSON texts.
@@ -138,7 +165,7 @@ pub struct Job {
 
 impl Job {
     /// Validates the request and starts it; returns at once.
-    pub fn start(op: &str, options: &str, files: Vec<FileTask>, inputs: Inputs, threads: usize) -> Result<Job, EngineError> {
+    pub fn start(op: &str, options: &str, files: Vec<FileTask>, inputs: Inputs, threads: usize, per_file: bool) -> Result<Job, EngineError> {
         if threads < 1 {
             return invalid("threads must be >= 1");
         }
@@ -156,7 +183,7 @@ impl Job {
             .name("pravah-run".into())
             .spawn(move || {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    pool.install(|| request.run(&files, &inputs, &ctl2))
+                    pool.install(|| request.run(&files, &inputs, &ctl2, per_file))
                 }))
                 .unwrap_or_else(|p| {
                     let msg = p
@@ -229,6 +256,42 @@ impl Drop for Job {
         // A dropped handle stops its run instead of burning CPU unobserved.
         if !self.is_done() {
             self.ctl.cancel();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per-file partials merged in any grouping give the batch's result: what lets a later
+    /// run reuse some files' partials and read only the others.
+    #[test]
+    fn per_file_partials_merge_to_the_batch_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for (i, body) in ["a,b\n1,x\n2,y\n", "a,b\n3,z\n", "a,b\n\"broken\n", "a,b\n4,x\n5,x\n6,w\n"].iter().enumerate() {
+            let path = dir.path().join(format!("f{i}.csv"));
+            std::fs::write(&path, body).unwrap();
+            files.push(FileTask::new(path.to_string_lossy(), body.len() as u64));
+        }
+        let options = [("stats", "{}"), ("count", "{}"), ("checksum", "{}"), ("grep", r#"{"pattern": "x"}"#)];
+        for (op, options) in options {
+            let request = Request::parse(op, options).unwrap();
+            let ctl = Control::default();
+            let batch = request.run(&files, &Inputs::default(), &ctl, false).unwrap();
+            let per_file: Vec<serde_json::Value> =
+                serde_json::from_str(&request.run(&files, &Inputs::default(), &ctl, true).unwrap()).unwrap();
+            assert_eq!(per_file.len(), files.len());
+            for (partial, file) in per_file.iter().zip(&files) {
+                assert_eq!(partial["files"], 1, "{op}: one file per partial");
+                assert_eq!(partial["bytes"], file.size, "{op}: the file's own bytes");
+            }
+            let texts: Vec<String> = per_file.iter().map(|p| p.to_string()).collect();
+            let reused = merge(op, &texts[0], &texts[2]).unwrap();
+            let new = merge(op, &texts[3], &texts[1]).unwrap();
+            let merged = merge(op, &reused, &new).unwrap();
+            assert_eq!(finalize(op, &merged).unwrap(), finalize(op, &batch).unwrap(), "{op}");
         }
     }
 }

@@ -1,0 +1,114 @@
+"""The finished job a re-run or an incremental run builds on, and whether it may.
+
+Both merge partials of another PravahJob of the namespace into their result, so that job
+must compute the same thing: the same source, symbolic-link policy and operation. The file
+set may differ (that is the point). A job that does not fit is refused, naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from pravah.spec import COMPUTED_FIELDS, LATEST, PravahJobSpec
+from pravah_operator.status import TERMINAL_PHASES
+
+GROUP, VERSION, PLURAL = "pravah.io", "v1alpha1", "pravahjobs"
+
+
+class Refused(Exception):
+    """The job names an earlier job it cannot build on; the message names the field."""
+
+    def __init__(self, reason: str, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Lineage:
+    mode: str  # "rerun" or "incremental"
+    uid: str | None  # None: an incremental run without a baseline yet
+
+
+def first_difference(mine: Any, theirs: Any, where: str) -> tuple[str, Any, Any] | None:
+    """The first field (dotted path) at which two dumped specs differ, with both values."""
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        for key in sorted(set(mine) | set(theirs)):
+            found = first_difference(mine.get(key), theirs.get(key), f"{where}.{key}")
+            if found:
+                return found
+        return None
+    return None if mine == theirs else (where, mine, theirs)
+
+
+def difference(spec: PravahJobSpec, earlier: PravahJobSpec) -> tuple[str, Any, Any] | None:
+    mine, theirs = spec.model_dump(mode="json"), earlier.model_dump(mode="json")
+    for field in COMPUTED_FIELDS:
+        found = first_difference(mine[field], theirs[field], f"spec.{field}")
+        if found:
+            return found
+    return None
+
+
+async def resolve(spec: PravahJobSpec, namespace: str, uid: str, custom: client.CustomObjectsApi) -> Lineage | None:
+    """The job this one builds on, or None for a job of its own; Refused when it cannot."""
+    if spec.rerunOf is not None:
+        earlier = await read(custom, namespace, spec.rerunOf, "InvalidRerun", "spec.rerunOf")
+        fits(spec, earlier, "InvalidRerun", "spec.rerunOf")
+        return Lineage("rerun", earlier["metadata"]["uid"])
+    if spec.incremental is None:
+        return None
+    name = spec.incremental.baseline
+    field = "spec.incremental.baseline"
+    if name == LATEST:
+        listing = await custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        candidates = [item for item in listing["items"] if item["metadata"]["uid"] != uid
+                      and (item.get("status") or {}).get("phase") == "Succeeded" and computes_the_same(spec, item)]
+        newest = max(candidates, key=lambda item: item["status"].get("completionTime") or "", default=None)
+        return Lineage("incremental", newest["metadata"]["uid"] if newest else None)
+    earlier = await read(custom, namespace, name, "InvalidBaseline", field)
+    if not (earlier.get("spec") or {}).get("incremental"):
+        raise Refused("InvalidBaseline", field, f"job {name} kept no per-file partials: only a job with "
+                                                "spec.incremental set can be a baseline")
+    fits(spec, earlier, "InvalidBaseline", field)
+    return Lineage("incremental", earlier["metadata"]["uid"])
+
+
+async def read(custom: client.CustomObjectsApi, namespace: str, name: str, reason: str, field: str) -> dict[str, Any]:
+    """The earlier job, finished."""
+    try:
+        earlier = await custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        raise Refused(reason, field, f"there is no PravahJob {name} in namespace {namespace}") from None
+    phase = (earlier.get("status") or {}).get("phase")
+    if phase not in TERMINAL_PHASES:
+        raise Refused(reason, field, f"job {name} is {phase or 'Pending'}; only a finished job can be built on")
+    return earlier
+
+
+def fits(spec: PravahJobSpec, earlier: dict[str, Any], reason: str, field: str) -> None:
+    name = earlier["metadata"]["name"]
+    try:
+        earlier_spec = PravahJobSpec.model_validate(earlier["spec"])
+    except ValidationError:
+        raise Refused(reason, field, f"job {name} has an invalid spec") from None
+    found = difference(spec, earlier_spec)
+    if found:
+        where, mine, theirs = found
+        raise Refused(reason, where, f"is {mine!r} here but {theirs!r} in job {name}: a job that builds on "
+                                     f"another must compute the same (only the file set may differ)")
+
+
+def computes_the_same(spec: PravahJobSpec, item: dict[str, Any]) -> bool:
+    """An incremental job that computes what `spec` does (a candidate for 'latest')."""
+    try:
+        earlier = PravahJobSpec.model_validate(item["spec"])
+    except ValidationError:
+        return False
+    return earlier.incremental is not None and difference(spec, earlier) is None
