@@ -442,6 +442,23 @@ async def delete_job(request: web.Request) -> web.StreamResponse:
     return respond(models.JobSummary.model_validate(summary(obj)), 202)
 
 
+async def rerun_job(request: web.Request) -> web.Response:
+    """A new job over the files that failed or never finished in a finished one (spec.rerunOf)."""
+    principal = await principal_of(request)
+    options, _ = await read_model(request, models.JobRerun) if request.body_exists else (models.JobRerun(), {})
+    async with acting(request) as kube:
+        obj = await authorized_job(request, "create", kube)
+        meta = obj["metadata"]
+        phase = (obj.get("status") or {}).get("phase")
+        if phase not in TERMINAL_PHASES:
+            raise conflict(f"the job is {phase or 'Pending'}; only a finished job can be re-run", "id")
+        spec = {key: value for key, value in obj["spec"].items() if key not in ("suspend", "incremental")}
+        spec["rerunOf"] = meta["name"]
+        name = options.name or f"{meta['name'][:240]}-rerun-{uuid.uuid4().hex[:5]}"
+        new = await create_resource(request, kube, meta["namespace"], name, spec, principal.name)
+    return created(new)
+
+
 async def job_results(request: web.Request) -> web.StreamResponse:
     app = request.app
     async with acting(request) as kube:
@@ -768,6 +785,11 @@ ROUTES = [
               params=(ID_PARAM, Param("purge", "query", {"type": "boolean"},
                                       "Delete the PravahJob instead of cancelling it (history is kept).")),
               description="Cancelling sets spec.suspend; the operator stops the runner pods (phase Cancelled)."),
+    Operation("POST", "/jobs/{id}/rerun", rerun_job, "Re-run the files that failed or never finished", TAG,
+              {201: models.JobSummary}, params=(ID_PARAM,), body=models.JobRerun,
+              description="Creates a PravahJob with the finished job's spec and spec.rerunOf set to its name: it "
+                          "reads only those files and merges them with the job's good partials. 409 while the job "
+                          "has not finished. The body is optional."),
     Operation("GET", "/jobs/{id}/results", job_results, "The merged result of a finished job", TAG,
               {200: models.JobResult}, params=(ID_PARAM,),
               description="Small results come from PostgreSQL; large ones are streamed from the output storage, "

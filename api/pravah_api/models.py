@@ -51,6 +51,14 @@ class JobCreate(PravahJobSpec):
         description="Namespace of the PravahJob; the service's default namespace when left out.")
 
 
+class JobRerun(ApiModel):
+    """Options of a re-run."""
+
+    name: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+        description="metadata.name of the new PravahJob; the job's name + -rerun- + 5 characters when left out.")
+
+
 class JobLinks(ApiModel):
     self: str
     results: str

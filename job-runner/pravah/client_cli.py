@@ -1,4 +1,4 @@
-"""`pravah submit | get | list | results | cancel | watch`: the REST API from the command line.
+"""`pravah submit | get | list | results | cancel | rerun | watch`: the REST API from the command line.
 
 The API's address and token come from --api-url / --token or PRAVAH_API_URL / PRAVAH_TOKEN.
 Register the commands on the `pravah` group with `register(cli)`.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,43 @@ def cancel(job_id: str, purge: bool, api_url: str, token: str | None) -> None:
 
 
 @click.command()
+@click.argument("job")
+@click.option("-n", "--namespace", help="The job's namespace, when JOB is a name [default: any].")
+@click.option("--name", "new_name", help="Name of the new job [default: JOB's name + -rerun- + 5 characters].")
+@click.option("--watch", "follow", is_flag=True, help="Follow the new job's progress until it ends.")
+@api_options
+def rerun(job: str, namespace: str | None, new_name: str | None, follow: bool, api_url: str, token: str | None) -> None:
+    """Re-run only the files that failed or never finished in a finished job (its id or name).
+
+    The new job has the same spec with spec.rerunOf set: it reads just those files and its
+    result merges them with the good partials of JOB, so once the files are fixed it equals
+    a clean run over all of them. Prints the new job's id.
+    """
+    client = Client(api_url, token)
+    job_id = run(resolve_id(client, job, namespace))
+    created = run(client.call("POST", f"/jobs/{job_id}/rerun", json={"name": new_name} if new_name else {}))
+    click.echo(created["id"])
+    click.echo(f"created {created['namespace']}/{created['name']}", err=True)
+    if follow:
+        sys.exit(watch_job(client, created["id"]))
+
+
+async def resolve_id(client: Client, job: str, namespace: str | None) -> str:
+    """A job's id from its id or its name (exactly one job of that name must be visible)."""
+    try:
+        return str(uuid.UUID(job))
+    except ValueError:
+        pass
+    params = {"name": job, "limit": "500", **({"namespace": namespace} if namespace else {})}
+    found = [item for item in (await client.call("GET", "/jobs", params=params))["items"] if item["name"] == job]
+    if len(found) != 1:
+        where = f" in namespace {namespace}" if namespace else ""
+        raise click.ClickException(f"{len(found)} jobs named {job}{where}" +
+                                   ("; give -n NAMESPACE or the job's id" if found else ""))
+    return found[0]["id"]
+
+
+@click.command()
 @click.argument("job_id")
 @api_options
 def watch(job_id: str, api_url: str, token: str | None) -> None:
@@ -261,7 +299,7 @@ def watch_job(client: Client, job_id: str) -> int:
     return 0 if phase == "Succeeded" else 1
 
 
-COMMANDS = (submit, get, list_jobs, results, cancel, watch)
+COMMANDS = (submit, get, list_jobs, results, cancel, rerun, watch)
 
 
 def register(group: click.Group) -> None:

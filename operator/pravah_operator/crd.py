@@ -453,6 +453,8 @@ PRINTER_COLUMNS = [
      "description": "Finished shards out of all."},
     {"name": "Errors", "type": "integer", "jsonPath": ".status.errors.count", "priority": 1,
      "description": "Files that failed."},
+    {"name": "Reused", "type": "integer", "jsonPath": ".status.result.reuse.reused", "priority": 1,
+     "description": "Files whose partials a re-run or an incremental run took over instead of reading them."},
     {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1,
      "description": "Why the job is in its phase."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -503,7 +503,8 @@ async def succeed(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, 
         return transition(body, status, "Failed", "ResultMissing",
                           "every shard finished but no merged result was recorded")
     errors = record["errors"]
-    status["result"] = {"uri": record["result_uri"], "summary": record["summary"]}
+    status["result"] = {"uri": record["result_uri"], "summary": record["summary"],
+                        "reuse": record["summary"].get("reuse")}
     total = (status.get("shards") or {}).get("total") or record["summary"].get("shards") or 1
     failed_pods = (status.get("shards") or {}).get("failed", 0)
     status["shards"] = {"total": total, "active": 0, "succeeded": total, "failed": failed_pods}

@@ -101,9 +101,25 @@ class ShardFailure(StatusModel):
     message: str = Field(default="", description="Details for people.")
 
 
+class Reuse(StatusModel):
+    """What a re-run or an incremental run took over from the job it builds on."""
+
+    mode: Literal["rerun", "incremental"] = Field(description="rerun (spec.rerunOf) or incremental.")
+    of: str | None = Field(default=None, description="The job built on (none: an incremental run without a baseline).")
+    reused: int = Field(default=0, ge=0, description="Files whose partials were taken over instead of read.")
+    new: int | None = Field(default=None, ge=0, description="Files not in the baseline, read.")
+    changed: int | None = Field(default=None, ge=0, description="Files whose size or version changed, read again.")
+    retried: int | None = Field(default=None, ge=0, description="Files that failed in the baseline, read again.")
+    removed: int | None = Field(default=None, ge=0, description="Baseline files no longer in the source.")
+    rerun: int | None = Field(default=None, ge=0, description="Files that failed or never finished, read again.")
+    gone: int | None = Field(default=None, ge=0, description="Files to re-run that are no longer in the source.")
+    bytes_read: int = Field(default=0, ge=0, description="Bytes this job read itself.")
+
+
 class Result(StatusModel):
     uri: str | None = Field(default=None, description="Where the full result is, e.g. s3://results/job/result.json.")
     summary: dict[str, Any] | None = Field(default=None, description="A small summary of the result.")
+    reuse: Reuse | None = Field(default=None, description="What a re-run or incremental run reused and read.")
 
 
 class Condition(StatusModel):
