@@ -232,12 +232,12 @@ class ShardRunner:
         except FileNotFoundError as exc:
             raise BadInput(str(exc)) from None
         listing = str(uuid.uuid4())
-        plan = await self.reuse_plan(files) if self.per_file or self.reuse else None
+        plan = await self.reuse_plan(files) if self.reuse else None
         if plan is not None:
             files = [(entry.local, entry.bytes) for entry in plan.read]
             for page, start in enumerate(range(0, len(plan.reused), LISTING_PAGE)):
                 await self.reports.stage_reused(listing, page, plan.reused[start:start + LISTING_PAGE])
-            log.info("%s: %s", self.reuse["mode"] if self.reuse else "incremental, no baseline",
+            log.info("%s over %s: %s", self.reuse["mode"], self.reuse["name"] or "no baseline yet",
                      ", ".join(f"{count} {kind}" for kind, count in plan.counts.items()))
         versions = {entry.local: entry.version for entry in plan.read} if plan else {}
         rows = ((*row, versions.get(row[2])) for row in assign(files, self.context.shards))
@@ -254,7 +254,7 @@ class ShardRunner:
         """Which of the listed files this job reads, and which partials it reuses."""
         current = [reuse.Listed(self.display(path), path, size, self.source.version(path) if self.per_file else None)
                    for path, size in files]
-        if self.reuse is None:  # an incremental run without a baseline yet reads everything
+        if self.reuse["uid"] is None:  # an incremental run without a baseline yet reads everything
             return reuse.incremental_plan(current, {})
         if self.reuse["mode"] == "incremental":
             baseline = {path: reuse.Before(size, version, failed) async for path, size, version, failed
@@ -373,10 +373,9 @@ class ShardRunner:
         document = json.loads(pravah_engine.finalize(self.op, aggregate))
         document.update(threads=self.threads, shards=self.context.shards,
                         listing={"files": listing["files"], "bytes": listing["bytes"], "sha256": listing["digest"]})
-        if self.per_file or self.reuse:
+        if self.reuse:
             target = await self.reports.reuse()  # now with what the job's listing found
-            document["reuse"] = {"mode": target["mode"] if target else "incremental",
-                                 "of": target["name"] if target else None, **((target or {}).get("counts") or {})}
+            document["reuse"] = {"mode": target["mode"], "of": target["name"], **(target["counts"] or {})}
         if self.spec.checks:
             document["checks"] = checks.judge(self.spec.checks, document["result"])
             log.info("%s", checks.verdict(checks.summarize(document["checks"])))
@@ -390,7 +389,7 @@ class ShardRunner:
     async def merge_reused(self, merge: Merge) -> None:
         """Add what this job reuses: a re-run its earlier job's partials (without the failed
         files it read again), an incremental run its baseline's partials of unchanged files."""
-        if self.reuse is None:
+        if self.reuse is None or self.reuse["uid"] is None:
             return
         if self.reuse["mode"] == "incremental":
             after = ""

@@ -19,6 +19,9 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 T = TypeVar("T")
 MIGRATION_LOCK = 0x70726176  # advisory lock id: one migrator at a time
+# A baseline's per-file partials: those it read itself, and those it reused under the listing
+# that became its own (not those of a listing that lost the race to be stored).
+BASELINE_ROWS = "JOIN jobs base ON base.uid = b.job_uid AND (b.reused_by IS NULL OR b.reused_by = base.listing)"
 TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
              asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
 
@@ -190,28 +193,29 @@ class Store:
         await self.retrying(lambda c: c.execute(
             "INSERT INTO file_partials (job_uid, path, bytes, version, partial, failed, reused_by) "
             "SELECT $1, b.path, b.bytes, b.version, b.partial, b.failed, $2 FROM file_partials b "
-            "JOIN jobs j ON j.uid = $1 AND b.job_uid = j.reuse_of WHERE b.path = ANY($3::text[]) "
+            f"JOIN jobs j ON j.uid = $1 AND b.job_uid = j.reuse_of {BASELINE_ROWS} WHERE b.path = ANY($3::text[]) "
             "ON CONFLICT (job_uid, path) DO UPDATE SET reused_by = $2, bytes = excluded.bytes, "
             "version = excluded.version, partial = excluded.partial, failed = excluded.failed",
             uid, listing, paths))
 
     async def reuse_target(self, uid: str) -> dict[str, Any] | None:
-        """The job a re-run or incremental run builds on (mode, uid, name), and what the job's
-        listing found (counts of reused, new, changed... files); None for a job of its own."""
+        """The job a re-run or incremental run builds on (mode, uid, name; no uid for an incremental
+        run without a baseline yet), and what the job's listing found (counts of reused, new,
+        changed... files); None for a job of its own."""
         row = await self.retrying(lambda c: c.fetchrow(
             "SELECT j.reuse_mode AS mode, j.reuse AS counts, b.uid, b.name, (SELECT count(*) FROM file_records r "
             "WHERE r.job_uid = b.uid AND r.error IS NULL) AS good_files FROM jobs j "
-            "JOIN jobs b ON b.uid = j.reuse_of WHERE j.uid = $1", uid))
+            "LEFT JOIN jobs b ON b.uid = j.reuse_of WHERE j.uid = $1 AND j.reuse_mode IS NOT NULL", uid))
         if row is None:
             return None
-        return {"mode": row["mode"], "uid": str(row["uid"]), "name": row["name"], "good_files": row["good_files"],
-                "counts": json.loads(row["counts"]) if row["counts"] else None}
+        return {"mode": row["mode"], "uid": row["uid"] and str(row["uid"]), "name": row["name"],
+                "good_files": row["good_files"], "counts": json.loads(row["counts"]) if row["counts"] else None}
 
     async def baseline_files(self, uid: str, after: str, limit: int) -> list[tuple[str, int, str | None, bool]]:
         """A page of the baseline's per-file records: (path, bytes, version, failed) after `after`."""
         rows = await self.retrying(lambda c: c.fetch(
             "SELECT b.path, b.bytes, b.version, b.failed FROM file_partials b JOIN jobs j ON b.job_uid = j.reuse_of "
-            "WHERE j.uid = $1 AND b.path > $2 ORDER BY b.path LIMIT $3", uid, after, limit))
+            f"{BASELINE_ROWS} WHERE j.uid = $1 AND b.path > $2 ORDER BY b.path LIMIT $3", uid, after, limit))
         return [(row["path"], row["bytes"], row["version"], row["failed"]) for row in rows]
 
     async def rerun_paths(self, uid: str, after: str, limit: int) -> list[str]:
@@ -320,7 +324,9 @@ class Store:
                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", records)
                     await connection.executemany(
                         "INSERT INTO file_partials (job_uid, path, bytes, version, partial, failed) "
-                        "VALUES ($1, $2, $3, $4, $5, $6)", [(uid, *row) for row in file_partials])
+                        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_uid, path) DO UPDATE SET "
+                        "bytes = excluded.bytes, version = excluded.version, partial = excluded.partial, "
+                        "failed = excluded.failed, reused_by = NULL", [(uid, *row) for row in file_partials])
 
         await self.retrying(save)
 

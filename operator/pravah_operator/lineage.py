@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from pravah.spec import COMPUTED_FIELDS, LATEST, PravahJobSpec
@@ -54,10 +52,11 @@ def difference(spec: PravahJobSpec, earlier: PravahJobSpec) -> tuple[str, Any, A
     return None
 
 
-async def resolve(spec: PravahJobSpec, namespace: str, uid: str, custom: client.CustomObjectsApi) -> Lineage | None:
-    """The job this one builds on, or None for a job of its own; Refused when it cannot."""
+async def resolve(spec: PravahJobSpec, namespace: str, uid: str, ctx: Any) -> Lineage | None:
+    """The job this one builds on, or None for a job of its own; Refused when it cannot.
+    `ctx` is the operator's handler context (its `custom` API client)."""
     if spec.rerunOf is not None:
-        earlier = await read(custom, namespace, spec.rerunOf, "InvalidRerun", "spec.rerunOf")
+        earlier = await read(ctx, namespace, spec.rerunOf, "InvalidRerun", "spec.rerunOf")
         fits(spec, earlier, "InvalidRerun", "spec.rerunOf")
         return Lineage("rerun", earlier["metadata"]["uid"])
     if spec.incremental is None:
@@ -65,12 +64,12 @@ async def resolve(spec: PravahJobSpec, namespace: str, uid: str, custom: client.
     name = spec.incremental.baseline
     field = "spec.incremental.baseline"
     if name == LATEST:
-        listing = await custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        listing = await ctx.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
         candidates = [item for item in listing["items"] if item["metadata"]["uid"] != uid
                       and (item.get("status") or {}).get("phase") == "Succeeded" and computes_the_same(spec, item)]
         newest = max(candidates, key=lambda item: item["status"].get("completionTime") or "", default=None)
         return Lineage("incremental", newest["metadata"]["uid"] if newest else None)
-    earlier = await read(custom, namespace, name, "InvalidBaseline", field)
+    earlier = await read(ctx, namespace, name, "InvalidBaseline", field)
     if not (earlier.get("spec") or {}).get("incremental"):
         raise Refused("InvalidBaseline", field, f"job {name} kept no per-file partials: only a job with "
                                                 "spec.incremental set can be a baseline")
@@ -78,14 +77,13 @@ async def resolve(spec: PravahJobSpec, namespace: str, uid: str, custom: client.
     return Lineage("incremental", earlier["metadata"]["uid"])
 
 
-async def read(custom: client.CustomObjectsApi, namespace: str, name: str, reason: str, field: str) -> dict[str, Any]:
-    """The earlier job, finished."""
-    try:
-        earlier = await custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        raise Refused(reason, field, f"there is no PravahJob {name} in namespace {namespace}") from None
+async def read(ctx: Any, namespace: str, name: str, reason: str, field: str) -> dict[str, Any]:
+    """The earlier job, finished (listed by name: the operator lists PravahJobs, it does not get them)."""
+    found = (await ctx.custom.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, field_selector=f"metadata.name={name}"))["items"]
+    if not found:
+        raise Refused(reason, field, f"there is no PravahJob {name} in namespace {namespace}")
+    earlier = found[0]
     phase = (earlier.get("status") or {}).get("phase")
     if phase not in TERMINAL_PHASES:
         raise Refused(reason, field, f"job {name} is {phase or 'Pending'}; only a finished job can be built on")

@@ -230,7 +230,7 @@ async def admit(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, ct
                               f"{field}.endpoint: {location.endpoint!r} is not an allowed S3 endpoint "
                               f"(PRAVAH_ALLOWED_S3_ENDPOINTS)")
     try:
-        builds_on = await lineage.resolve(spec, namespace, uid, ctx.custom)
+        builds_on = await lineage.resolve(spec, namespace, uid, ctx)
     except lineage.Refused as exc:
         return transition(body, status, "Failed", exc.reason, str(exc))
     async with ctx.namespace_locks[namespace]:

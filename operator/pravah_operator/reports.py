@@ -377,40 +377,41 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     return value
 
 
-async def merge_input(request: web.Request) -> web.Response:
-    """A page of the job's partials, after (shard, batch)."""
+async def by_batch(request: web.Request, fetch) -> web.Response:
+    """A page of merge input after (shard, batch), once every shard has finished: `fetch(uid, after, limit)`."""
     runner = caller(request)
     await all_shards_done(request, runner)
     after = (query_int(request, "shard", -1, -1, INT4_MAX), query_int(request, "batch", -1, -1, INT4_MAX))
     limit = query_int(request, "limit", 16, 1, MERGE_PAGE_MAX)
-    return web.json_response({"partials": await request.app[STORE].partials(runner.job_uid, after, limit)})
+    return web.json_response({"partials": await fetch(runner.job_uid, after, limit)})
 
 
-async def merge_reused(request: web.Request) -> web.Response:
-    """A page of the per-file partials an incremental job reuses, after a path."""
+async def by_path(request: web.Request, fetch, key: str, default_limit: int, max_limit: int) -> web.Response:
+    """A page of merge input after a path, once every shard has finished: `fetch(uid, after, limit)`."""
     runner = caller(request)
     await all_shards_done(request, runner)
-    limit = query_int(request, "limit", 16, 1, MERGE_PAGE_MAX)
-    rows = await request.app[STORE].reused_partials(runner.job_uid, request.query.get("after", ""), limit)
-    return web.json_response({"partials": rows})
+    limit = query_int(request, "limit", default_limit, 1, max_limit)
+    return web.json_response({key: await fetch(runner.job_uid, request.query.get("after", ""), limit)})
+
+
+async def merge_input(request: web.Request) -> web.Response:
+    """A page of the job's partials."""
+    return await by_batch(request, request.app[STORE].partials)
 
 
 async def merge_rerun(request: web.Request) -> web.Response:
-    """A page of the re-run job's partials after (shard, batch), with its failed files' count and bytes."""
-    runner = caller(request)
-    await all_shards_done(request, runner)
-    after = (query_int(request, "shard", -1, -1, INT4_MAX), query_int(request, "batch", -1, -1, INT4_MAX))
-    limit = query_int(request, "limit", 16, 1, MERGE_PAGE_MAX)
-    return web.json_response({"partials": await request.app[STORE].rerun_partials(runner.job_uid, after, limit)})
+    """A page of the re-run job's partials, each with its failed files' count and bytes."""
+    return await by_batch(request, request.app[STORE].rerun_partials)
+
+
+async def merge_reused(request: web.Request) -> web.Response:
+    """A page of the per-file partials an incremental job reuses."""
+    return await by_path(request, request.app[STORE].reused_partials, "partials", 16, MERGE_PAGE_MAX)
 
 
 async def merge_errors(request: web.Request) -> web.Response:
-    """A page of the error records of files the engine never read, after a path."""
-    runner = caller(request)
-    await all_shards_done(request, runner)
-    limit = query_int(request, "limit", 1000, 1, LISTING_PAGE_MAX)
-    errors = await request.app[STORE].skipped_errors(runner.job_uid, request.query.get("after", ""), limit)
-    return web.json_response({"errors": errors})
+    """A page of the error records of files the engine never read."""
+    return await by_path(request, request.app[STORE].skipped_errors, "errors", 1000, LISTING_PAGE_MAX)
 
 
 async def save_result(request: web.Request) -> web.Response:
