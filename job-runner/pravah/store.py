@@ -215,7 +215,7 @@ class Store:
         """A page of the baseline's per-file records: (path, bytes, version, failed) after `after`."""
         rows = await self.retrying(lambda c: c.fetch(
             "SELECT b.path, b.bytes, b.version, b.failed FROM file_partials b JOIN jobs j ON b.job_uid = j.reuse_of "
-            f"{BASELINE_ROWS} WHERE j.uid = $1 AND b.path > $2 ORDER BY b.path LIMIT $3", uid, after, limit))
+            f"{BASELINE_ROWS} WHERE j.uid = $1 AND {after_path('b.path')}", uid, after, limit))
         return [(row["path"], row["bytes"], row["version"], row["failed"]) for row in rows]
 
     async def rerun_paths(self, uid: str, after: str, limit: int) -> list[str]:
@@ -227,7 +227,7 @@ class Store:
             "LEFT JOIN file_records r ON r.job_uid = b.uid AND r.path = f.path "
             "WHERE j.uid = $1 AND (r.path IS NULL OR r.error IS NOT NULL) "
             "UNION SELECT r.path FROM jobs j JOIN file_records r ON r.job_uid = j.reuse_of "
-            "WHERE j.uid = $1 AND r.skipped) redo WHERE path > $2 ORDER BY path LIMIT $3", uid, after, limit))
+            f"WHERE j.uid = $1 AND r.skipped) redo WHERE {after_path('path')}", uid, after, limit))
         return [row["path"] for row in rows]
 
     async def commit_listing(self, uid: str, listing: str, files: int, size: int, digest: str,
@@ -354,8 +354,8 @@ class Store:
     async def skipped_errors(self, uid: str, after: str, limit: int) -> list[dict[str, str]]:
         """A page of error records of files the engine never read (they are in no partial)."""
         rows = await self.retrying(lambda c: c.fetch(
-            "SELECT path, error FROM file_records WHERE job_uid = $1 AND skipped AND path > $2 "
-            "ORDER BY path LIMIT $3", uid, after, limit))
+            f"SELECT path, error FROM file_records WHERE job_uid = $1 AND skipped AND {after_path('path')}",
+            uid, after, limit))
         return [{"path": row["path"], "reason": row["error"]} for row in rows]
 
     async def partials(self, uid: str, after: tuple[int, int], limit: int) -> list[tuple[int, int, str]]:
@@ -369,7 +369,7 @@ class Store:
         """A page of the (path, partial) pairs an incremental job reuses, after a path."""
         rows = await self.retrying(lambda c: c.fetch(
             "SELECT p.path, p.partial FROM file_partials p JOIN jobs j ON j.uid = p.job_uid "
-            "AND p.reused_by = j.listing WHERE p.job_uid = $1 AND p.path > $2 ORDER BY p.path LIMIT $3",
+            f"AND p.reused_by = j.listing WHERE p.job_uid = $1 AND {after_path('p.path')}",
             uid, after, limit))
         return [(row["path"], row["partial"]) for row in rows]
 
@@ -419,6 +419,12 @@ class Store:
         await self.retrying(lambda c: c.execute(
             "INSERT INTO runner_logs (job_uid, shard, pod, log) VALUES ($1, $2, $3, $4) "
             "ON CONFLICT (job_uid, shard, pod) DO UPDATE SET log = $4", uid, shard, pod, log))
+
+
+def after_path(column: str) -> str:
+    """A page of rows after a path (`$2`, the last one seen; `$3` rows), in the order the
+    engine and the merge use: by UTF-8 bytes, whatever the database's collation."""
+    return f'{column} COLLATE "C" > $2 ORDER BY {column} COLLATE "C" LIMIT $3'
 
 
 def migrations() -> list[tuple[str, str]]:
