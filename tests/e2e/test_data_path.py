@@ -191,9 +191,9 @@ async def fresh_store(dsn: str, shards: int = 2) -> tuple[Store, str]:
     return store, uid
 
 
-def rows_of(files: list[tuple[str, int]], shards: int) -> list[tuple[int, int, str, int]]:
-    """(shard, position, path, bytes) rows, written out by hand: shard = index % shards."""
-    return [(index % shards, index // shards, path, size) for index, (path, size) in enumerate(files)]
+def rows_of(files: list[tuple[str, int]], shards: int) -> list[tuple[int, int, str, int, None]]:
+    """(shard, position, path, bytes, version) rows, written out by hand: shard = index % shards."""
+    return [(index % shards, index // shards, path, size, None) for index, (path, size) in enumerate(files)]
 
 
 def test_the_first_complete_listing_wins_and_a_repeated_commit_keeps_it(database):
@@ -226,7 +226,7 @@ def test_the_first_complete_listing_wins_and_a_repeated_commit_keeps_it(database
     assert won == [True, False, True]
     assert (listing["files"], listing["bytes"], listing["digest"]) == (5, 10, digest_of(first))
     assert (listing["shard_files"], listing["shard_bytes"]) == (2, 1 + 3)
-    assert [(path, size) for _, path, size in mine] == [first[1], first[3]]
+    assert [(path, size) for _, path, size, _ in mine] == [first[1], first[3]]
     assert (progress["files_total"], progress["bytes_total"]) == (5, 10)
     assert skipped == [{"path": "/x", "reason": "denied"}]
     assert leftover == 0, "the losing listing's staged rows are dropped"

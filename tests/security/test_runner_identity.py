@@ -134,6 +134,12 @@ def test_a_runner_token_reaches_only_its_own_shard_of_its_own_job(cluster, contr
         assert {int(index) for index in batches} == stored, "a runner sees its own shard's batches, no others"
         status, answer = call(f"{url}/merge-input", token)
         assert status == 409 and "not every shard" in answer["error"]
+        status, answer = call(f"{url}/merge-reused", token)
+        assert status == 409 and "not every shard" in answer["error"]
+        # A job that builds on no other reads no other job's records.
+        assert call(f"{url}/reuse", token) == (200, {"mode": None})
+        assert call(f"{url}/reuse/baseline", token) == (200, {"files": []})
+        assert call(f"{url}/reuse/rerun", token) == (200, {"paths": []})
         status, answer = call(f"{url}/result", token, "PUT", {"document": {"forged": True}, "uri": "s3://x/y"})
         assert status == 409
         # The job and the shard come from the token: a request cannot name another.
