@@ -107,3 +107,17 @@ def test_help_teaches():
     assert result.returncode == 0
     for word in ("--op", "--include", "--threads", "--pattern", "--algorithm", "--json", "Exit codes"):
         assert word in result.stdout
+
+
+def test_an_incremental_example_run_since_an_earlier_one_reads_nothing_unchanged(tmp_path):
+    manifest = ROOT / "examples" / "stats-incremental-volume.yaml"
+    first = pravah("run", "-f", str(manifest), "--json", "--output", str(tmp_path / "one"))
+    assert first.returncode == 0, first.stderr
+    since = str(tmp_path / "one" / "result.json")
+    second = pravah("run", "-f", str(manifest), "--json", "--output", str(tmp_path / "two"), "--since", since)
+    assert second.returncode == 0, second.stderr
+    before, after = json.loads(first.stdout), json.loads(second.stdout)
+    assert after["reuse"]["reused"] == before["reuse"]["new"] == before["files"] > 0
+    assert (after["reuse"]["new"], after["reuse"]["changed"], after["reuse"]["bytes_read"]) == (0, 0, 0)
+    assert after["result"]["rows"] == before["result"]["rows"]
+    assert (tmp_path / "two" / "file-partials.jsonl").read_text() == (tmp_path / "one" / "file-partials.jsonl").read_text()
