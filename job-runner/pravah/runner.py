@@ -387,16 +387,17 @@ class ShardRunner:
         log.info("merged %d shards: %d files, %d errors", self.context.shards, document["files"], summary["errors"])
 
     async def merge_reused(self, merge: Merge) -> None:
-        """Add what this job reuses: a re-run its earlier job's partials (without the failed
-        files it read again), an incremental run its baseline's partials of unchanged files."""
+        """Add what this job reuses: an incremental run its baseline's partials of unchanged
+        files; a re-run its earlier job's partials (without the failed files it read again)
+        and, when that job was incremental, the partials it reused."""
         if self.reuse is None or self.reuse["uid"] is None:
             return
+        after = ""  # an incremental job's unchanged files; those a re-run job had itself reused
+        while page := await self.reports.merge_reused(after, MERGE_PAGE):
+            for path, partial in page:
+                merge.add("reused", partial, self.relocated)
+                after = path
         if self.reuse["mode"] == "incremental":
-            after = ""
-            while page := await self.reports.merge_reused(after, MERGE_PAGE):
-                for path, partial in page:
-                    merge.add("reused", partial, self.relocated)
-                    after = path
             return
         prefix = self.earlier_prefix()
         relocate = lambda value: relocate_paths(value, prefix, self.source.display_prefix(), self.output)  # noqa: E731

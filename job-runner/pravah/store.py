@@ -204,7 +204,8 @@ class Store:
         changed... files); None for a job of its own."""
         row = await self.retrying(lambda c: c.fetchrow(
             "SELECT j.reuse_mode AS mode, j.reuse AS counts, b.uid, b.name, (SELECT count(*) FROM file_records r "
-            "WHERE r.job_uid = b.uid AND r.error IS NULL) AS good_files FROM jobs j "
+            "WHERE r.job_uid = b.uid AND r.error IS NULL) + (SELECT count(*) FROM file_partials p "
+            "WHERE p.job_uid = b.uid AND p.reused_by = b.listing) AS good_files FROM jobs j "
             "LEFT JOIN jobs b ON b.uid = j.reuse_of WHERE j.uid = $1 AND j.reuse_mode IS NOT NULL", uid))
         if row is None:
             return None
@@ -366,11 +367,13 @@ class Store:
         return [(row["shard"], row["batch"], row["partial"]) for row in rows]
 
     async def reused_partials(self, uid: str, after: str, limit: int) -> list[tuple[str, str]]:
-        """A page of the (path, partial) pairs an incremental job reuses, after a path."""
+        """A page of the (path, partial) pairs the job reuses, after a path: an incremental job's
+        from its baseline; a re-run's those that the job it re-runs reused (if incremental)."""
         rows = await self.retrying(lambda c: c.fetch(
-            "SELECT p.path, p.partial FROM file_partials p JOIN jobs j ON j.uid = p.job_uid "
-            f"AND p.reused_by = j.listing WHERE p.job_uid = $1 AND {after_path('p.path')}",
-            uid, after, limit))
+            "SELECT p.path, p.partial FROM jobs j JOIN jobs owner ON owner.uid = "
+            "CASE j.reuse_mode WHEN 'rerun' THEN j.reuse_of ELSE j.uid END "
+            "JOIN file_partials p ON p.job_uid = owner.uid AND p.reused_by = owner.listing "
+            f"WHERE j.uid = $1 AND {after_path('p.path')}", uid, after, limit))
         return [(row["path"], row["partial"]) for row in rows]
 
     async def rerun_partials(self, uid: str, after: tuple[int, int],

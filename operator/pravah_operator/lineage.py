@@ -57,6 +57,10 @@ async def resolve(spec: PravahJobSpec, namespace: str, uid: str, ctx: Any) -> Li
     `ctx` is the operator's handler context (its `custom` API client)."""
     if spec.rerunOf is not None:
         earlier = await read(ctx, namespace, spec.rerunOf, "InvalidRerun", "spec.rerunOf")
+        original = (earlier.get("spec") or {}).get("rerunOf")
+        if original:  # its result already holds the original's partials; a re-run merges one job's
+            raise Refused("InvalidRerun", "spec.rerunOf", f"job {spec.rerunOf} is itself a re-run of {original}: "
+                                                          f"re-run {original} instead")
         fits(spec, earlier, "InvalidRerun", "spec.rerunOf")
         return Lineage("rerun", earlier["metadata"]["uid"])
     if spec.incremental is None:

@@ -78,6 +78,10 @@ def test_a_rerun_reads_only_the_failed_files_and_equals_a_clean_run(cluster):
                                  "bytes_read": document["listing"]["bytes"]}
     assert second["status"]["result"]["reuse"]["rerun"] == 3
 
+    job(cluster, "third-pass", "rerun", rerunOf="second-pass")  # a re-run builds on an original job only
+    chained = cluster.wait_phase("third-pass", ("Failed",), timeout=60)["status"]
+    assert chained["reason"] == "InvalidRerun" and "itself a re-run of first-pass" in chained["message"], chained
+
 
 def change_volume(root: Path) -> tuple[list[str], list[str]]:
     """10 files rewritten, 5 added, 3 deleted; returns (read again, deleted) names."""
@@ -110,6 +114,13 @@ def test_an_incremental_run_reads_only_new_and_changed_files(cluster):
     assert document["listing"]["bytes"] == read_bytes
     assert document["reuse"] == {"mode": "incremental", "of": "day-1", "reused": 987, "new": 5, "changed": 10,
                                  "retried": 0, "removed": 3, "bytes_read": read_bytes}
+
+    # A re-run of an incremental job keeps the partials that job reused.
+    job(cluster, "day-2-again", "incremental", rerunOf="day-2")
+    again = cluster.wait_phase("day-2-again", timeout=300)
+    assert files_read(cluster, again) == []
+    reference.check(cluster.result(again), manifest["spec"]["operation"], cluster.source_files(manifest["spec"]))
+    assert cluster.result(again)["reuse"]["reused"] == 1002
 
     # A named baseline, nothing changed since: nothing is read, the result is the same.
     job(cluster, "day-3", "incremental", incremental={"baseline": "day-2"})
