@@ -1,6 +1,7 @@
 """The dashboard in a real browser (Debian's Chromium, driven by Playwright) against the real
 API, operator and cluster: log in both ways, submit a stats job from the generated form and
-watch it run to Succeeded without a reload, read its column cards, cancel a running job, see
+watch it run to Succeeded without a reload, read its column cards, cancel a running job and
+re-run the files it never finished, see
 a refused field marked, and be refused a job of another namespace.
 
 Expected values come from the data the jobs read (csv, statistics), never from the engine."""
@@ -16,6 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from api.helpers import ADMIN, CLAIMS, DeployedApi, service_account
+from e2e import reference
 from e2e.harness import freeze_mid_run, manifest_for, thaw, write_csv_files
 from ui.conftest import NARROW, screenshot
 
@@ -130,6 +132,16 @@ def test_a_running_job_is_cancelled_from_its_page_after_confirmation(cluster, pa
     expect(page.get_by_test_id("job-phase")).to_have_text(re.compile("Cancelled"), timeout=SLOW)
     thaw(pids)
     assert cluster.wait_phase("data-count", ("Cancelled",))["spec"]["suspend"] is True
+
+    # The files it never finished are re-run from its page; the new job's result is the whole count.
+    page.get_by_test_id("job-rerun").click()
+    expect(page.get_by_test_id("job-phase")).to_have_text(re.compile("Succeeded"), timeout=SLOW)
+    [rerun] = [job for job in json.loads(cluster.kubectl("get", "pj", "-o", "json").stdout)["items"]
+               if job["spec"].get("rerunOf") == "data-count"]
+    assert page.url.endswith(f"/ui/jobs/{rerun['metadata']['uid']}")
+    finished = cluster.wait_phase(rerun["metadata"]["name"])
+    reference.count(cluster.result(finished), cluster.source_files(manifest["spec"]))
+    expect(page.get_by_test_id("job-rerun")).to_have_count(0)  # a re-run is not re-run again
 
 
 def test_a_refused_field_is_marked_and_another_namespaces_job_is_refused(cluster, page, other_namespace):

@@ -4,7 +4,7 @@ import { stringify } from "yaml";
 
 import { ApiError } from "../api/client";
 import { followJob } from "../api/events";
-import { TERMINAL_PHASES, type Job } from "../api/types";
+import { TERMINAL_PHASES, type Job, type JobSummary } from "../api/types";
 import { useAccount } from "../auth/account";
 import { ConfirmDialog } from "../common/ConfirmDialog";
 import { formatBytes, formatDuration, formatTime } from "../common/format";
@@ -79,6 +79,17 @@ export function JobPage() {
     return () => controller.abort();
   }, [client, jobPath, hasResult]);
 
+  // A new job over the files that failed or never finished here, merged with this job's good partials.
+  async function rerun() {
+    setActionError(null);
+    try {
+      const created = await client.post<JobSummary>(`${jobPath}/rerun`, {});
+      navigate(`/jobs/${encodeURIComponent(created.id)}`);
+    } catch (caught) {
+      setActionError(messageOf(caught));
+    }
+  }
+
   async function act(kind: "cancel" | "delete") {
     setConfirming(null);
     setActionError(null);
@@ -118,6 +129,11 @@ export function JobPage() {
           <h1>{job.name} <span className="muted">in {job.namespace}</span></h1>
           <div className="actions">
             {!terminal && <button type="button" data-testid="job-cancel" onClick={() => setConfirming("cancel")}>Cancel</button>}
+            {terminal && !job.spec.rerunOf && (phase !== "Succeeded" || (job.errors?.count ?? 0) > 0) && (
+              <button type="button" data-testid="job-rerun" onClick={rerun}
+                title="A new job over the files that failed or never finished, merged with this job's good results">
+                Re-run failed files
+              </button>)}
             <button type="button" className="danger" data-testid="job-delete" onClick={() => setConfirming("delete")}>Delete</button>
           </div>
         </div>
