@@ -1,13 +1,14 @@
-"""The PravahJob CustomResourceDefinition, generated from the pydantic models.
+"""The PravahJob and PravahCronJob CustomResourceDefinitions, generated from the pydantic models.
 
-`pravah.spec.PravahJobSpec` and `pravah_operator.status.PravahJobStatus` are the one source
+`pravah.spec.PravahJobSpec` and `pravah_operator.status.PravahJobStatus` (and for the
+PravahCronJob `pravah.cronspec.PravahCronJobSpec` and `PravahCronJobStatus`) are the one source
 of truth: their JSON schemas are turned into a Kubernetes structural schema (every $ref
 inlined, Optional[X] as an optional X, Literal as enum, int-or-"auto" as int-or-string with
 a CEL rule) and the rules that pydantic checks in Python code are restated as CEL rules
 (x-kubernetes-validations), so that `kubectl apply` refuses what `pravah run -f` refuses.
 
-    python -m pravah_operator.crd            # print the CRD
-    python -m pravah_operator.crd --write    # write crds/pravahjobs.pravah.io.yaml and its copies
+    python -m pravah_operator.crd            # print the PravahJob CRD
+    python -m pravah_operator.crd --write    # write both CRDs under crds/ and their copies
     python -m pravah_operator.crd --check    # exit 1 if a checked-in file is stale
 """
 
@@ -29,7 +30,9 @@ from pydantic_core import core_schema, to_jsonable_python
 from pravah.checks import BOUNDS_NEEDED, BOUNDS_ORDER, RULES, AllowedValues, Bounded, Quantile
 from pravah.spec import (CHECKS_NEED_STATS, PARENT_SEGMENT, RERUN_OR_INCREMENTAL, VOLUME_PATH_MESSAGE, Location,
                          OperationSpec, PravahJobSpec, StatsOptions)
-from pravah_operator.status import PravahJobStatus
+from pravah.cronspec import (INCREMENTAL_CONFLICT, INCREMENTAL_NEEDS_HISTORY, MAX_NAME, SCHEDULE_MESSAGE,
+                             SCHEDULE_PATTERN, PravahCronJobSpec)
+from pravah_operator.status import PravahCronJobStatus, PravahJobStatus
 
 GROUP = "pravah.io"
 VERSION = "v1alpha1"
@@ -41,16 +44,23 @@ CATEGORIES = ["pravah"]
 CRD_NAME = f"{PLURAL}.{GROUP}"
 API_VERSION = f"{GROUP}/{VERSION}"
 
+CRON_KIND = "PravahCronJob"
+CRON_PLURAL = "pravahcronjobs"
+CRON_SHORT_NAMES = ["pjc"]
+CRON_CRD_NAME = f"{CRON_PLURAL}.{GROUP}"
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO_ROOT / "crds" / f"{CRD_NAME}.yaml"
+CRON_CRD_FILE = REPO_ROOT / "crds" / f"{CRON_CRD_NAME}.yaml"
 # Kustomize and Helm load files only from below their own directory: each gets a copy.
-CRD_COPIES = (REPO_ROOT / "manifests" / "base" / "crds" / CRD_FILE.name,
-              REPO_ROOT / "charts" / "pravah" / "crds" / CRD_FILE.name)
+COPY_DIRS = (REPO_ROOT / "manifests" / "base" / "crds", REPO_ROOT / "charts" / "pravah" / "crds")
 
 HEADER = (
     "# Generated from pravah.spec.PravahJobSpec and pravah_operator.status.PravahJobStatus.\n"
     "# Do not edit: change the models, then run `python -m pravah_operator.crd --write`.\n"
 )
+CRON_HEADER = HEADER.replace("pravah.spec.PravahJobSpec", "pravah.cronspec.PravahCronJobSpec").replace(
+    "PravahJobStatus", "PravahCronJobStatus")
 
 IMMUTABLE_MESSAGE = "spec is immutable once created; only spec.suspend may change"
 MUTABLE_SPEC_FIELDS = ("suspend",)
@@ -114,11 +124,11 @@ def operation_rules() -> list[dict[str, str]]:
     return rules
 
 
-def volume_path_rules(model: type[BaseModel] = PravahJobSpec) -> list[dict[str, str]]:
+def volume_path_rules(model: type[BaseModel] = PravahJobSpec, where: str = "spec") -> list[dict[str, str]]:
     """Every Location field of the spec: its volume path stays inside the volume.
 
     Stated on the spec, not on the shared VolumeLocation, so that the message can name the
-    field (spec.source.volume.path or spec.output.volume.path).
+    field (spec.source.volume.path or spec.output.volume.path; `where` is the spec's path).
     """
     rules = []
     for name, field in model.model_fields.items():
@@ -130,7 +140,7 @@ def volume_path_rules(model: type[BaseModel] = PravahJobSpec) -> list[dict[str, 
         inside = f"!{path}.startsWith('/') && !{path}.matches(r'{PARENT_SEGMENT}')"
         rules.append({
             "rule": " || ".join(guards + [f"({inside})"]),
-            "message": f"spec.{name}.volume.path {VOLUME_PATH_MESSAGE}",
+            "message": f"{where}.{name}.volume.path {VOLUME_PATH_MESSAGE}",
             "fieldPath": f".{name}.volume.path",
             "reason": "FieldValueInvalid",
         })
@@ -423,16 +433,40 @@ def structural_schema(model: type[BaseModel], rules: dict[str, list] | None = No
     return _structural(schema, defs, _model_rules() if rules is None else rules, model.__name__)
 
 
+def job_spec_rules(where: str = "spec") -> list[dict[str, str]]:
+    """The rules on a whole PravahJobSpec (at `where`) that no model of its parts carries."""
+    return volume_path_rules(where=where) + checks_rules() + [reuse_rule()]
+
+
 def spec_schema() -> dict[str, Any]:
     schema = structural_schema(PravahJobSpec)
     schema["description"] = "What to process and how; immutable once created, except suspend."
-    schema.setdefault("x-kubernetes-validations", []).extend(
-        volume_path_rules() + checks_rules() + [reuse_rule(), immutability_rule()])
+    schema.setdefault("x-kubernetes-validations", []).extend(job_spec_rules() + [immutability_rule()])
     return schema
 
 
-def status_schema() -> dict[str, Any]:
-    schema = structural_schema(PravahJobStatus)
+def cron_spec_schema() -> dict[str, Any]:
+    """The PravahCronJob spec: mutable, its job template checked as a PravahJob's spec is."""
+    schema = structural_schema(PravahCronJobSpec)
+    schema["description"] = "When to run which PravahJob; every field may change."
+    schema["properties"]["schedule"]["x-kubernetes-validations"] = [
+        {"rule": f"self.matches(r'{SCHEDULE_PATTERN}')",
+         "message": SCHEDULE_MESSAGE, "reason": "FieldValueInvalid"}]
+    template = schema["properties"]["jobTemplate"]["properties"]["spec"]
+    template.setdefault("x-kubernetes-validations", []).extend(job_spec_rules("spec.jobTemplate.spec"))
+    schema["x-kubernetes-validations"] = [
+        {"rule": "!self.incremental || (!has(self.jobTemplate.spec.incremental) && "
+                 "!has(self.jobTemplate.spec.rerunOf))",
+         "message": INCREMENTAL_CONFLICT, "fieldPath": ".incremental", "reason": "FieldValueForbidden"},
+        {"rule": "!self.incremental || self.successfulJobsHistoryLimit >= 1",
+         "message": INCREMENTAL_NEEDS_HISTORY, "fieldPath": ".successfulJobsHistoryLimit",
+         "reason": "FieldValueInvalid"},
+    ]
+    return schema
+
+
+def status_schema(model: type[BaseModel] = PravahJobStatus) -> dict[str, Any]:
+    schema = structural_schema(model)
     schema["description"] = "Written by the operator."
     return schema
 
@@ -461,33 +495,48 @@ PRINTER_COLUMNS = [
 ]
 
 
-def crd() -> dict[str, Any]:
-    """The CustomResourceDefinition as a dict."""
+CRON_PRINTER_COLUMNS = [
+    {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule", "description": "When jobs run."},
+    {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend", "description": "No new jobs while true."},
+    {"name": "Active", "type": "integer", "jsonPath": ".status.activeCount", "description": "Unfinished jobs."},
+    {"name": "Last Schedule", "type": "date", "jsonPath": ".status.lastScheduleTime",
+     "description": "Schedule time of the last job created."},
+    {"name": "Last Job", "type": "string", "jsonPath": ".status.lastJob", "description": "The job created last."},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def definition(kind: str, plural: str, short_names: list[str], description: str, spec: dict[str, Any],
+               status: dict[str, Any], columns: list[dict[str, Any]],
+               rules: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """A namespaced CustomResourceDefinition of group pravah.io with a status subresource."""
     root = {
         "type": "object",
-        "description": "A PravahJob processes a set of files in parallel shards and keeps one merged result.",
+        "description": description,
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string", "description": "APIVersion of this object (pravah.io/v1alpha1)."},
-            "kind": {"type": "string", "description": "Kind of this object (PravahJob)."},
+            "apiVersion": {"type": "string", "description": f"APIVersion of this object ({API_VERSION})."},
+            "kind": {"type": "string", "description": f"Kind of this object ({kind})."},
             "metadata": {"type": "object"},
-            "spec": spec_schema(),
-            "status": status_schema(),
+            "spec": spec,
+            "status": status,
         },
     }
+    if rules:
+        root["x-kubernetes-validations"] = rules
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME, "labels": {"app.kubernetes.io/part-of": "pravah"}},
+        "metadata": {"name": f"{plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "pravah"}},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": list(SHORT_NAMES),
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": list(short_names),
                 "categories": list(CATEGORIES),
             },
             "versions": [{
@@ -496,10 +545,28 @@ def crd() -> dict[str, Any]:
                 "storage": True,
                 "schema": {"openAPIV3Schema": root},
                 "subresources": {"status": {}},
-                "additionalPrinterColumns": copy.deepcopy(PRINTER_COLUMNS),
+                "additionalPrinterColumns": copy.deepcopy(columns),
             }],
         },
     }
+
+
+def crd() -> dict[str, Any]:
+    """The PravahJob CustomResourceDefinition as a dict."""
+    return definition(KIND, PLURAL, SHORT_NAMES,
+                      "A PravahJob processes a set of files in parallel shards and keeps one merged result.",
+                      spec_schema(), status_schema(), PRINTER_COLUMNS)
+
+
+def cron_crd() -> dict[str, Any]:
+    """The PravahCronJob CustomResourceDefinition as a dict. Its name is capped as a
+    Kubernetes CronJob's is, so that the names of the jobs it creates stay label values."""
+    name_rule = {"rule": f"size(self.metadata.name) <= {MAX_NAME}",
+                 "message": f"metadata.name must be at most {MAX_NAME} characters: the jobs' names add 9",
+                 "reason": "FieldValueInvalid"}
+    return definition(CRON_KIND, CRON_PLURAL, CRON_SHORT_NAMES,
+                      "A PravahCronJob creates a PravahJob from its template at each time of its schedule.",
+                      cron_spec_schema(), status_schema(PravahCronJobStatus), CRON_PRINTER_COLUMNS, [name_rule])
 
 
 class _Dumper(yaml.SafeDumper):
@@ -520,34 +587,40 @@ def _str(dumper: yaml.SafeDumper, value: str):
 _Dumper.add_representer(str, _str)
 
 
-def render() -> str:
-    """The CRD as YAML text, byte-for-byte deterministic."""
-    body = yaml.dump(crd(), Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=120, allow_unicode=True)
-    return HEADER + body
+def render(build=crd, header: str = HEADER) -> str:
+    """A CRD (the PravahJob's unless told) as YAML text, byte-for-byte deterministic."""
+    body = yaml.dump(build(), Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=120,
+                     allow_unicode=True)
+    return header + body
+
+
+def rendered() -> dict[Path, str]:
+    """Every generated file, the copies included, with its text."""
+    texts = {CRD_FILE: render(), CRON_CRD_FILE: render(cron_crd, CRON_HEADER)}
+    return {path: text for original, text in texts.items()
+            for path in (original, *(folder / original.name for folder in COPY_DIRS))}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pravah_operator.crd", description=__doc__.splitlines()[0])
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--write", action="store_true",
-                        help=f"write {CRD_FILE.relative_to(REPO_ROOT)} and its copies")
+    action.add_argument("--write", action="store_true", help="write the CRDs under crds/ and their copies")
     action.add_argument("--check", action="store_true", help="exit 1 if a checked-in CRD is not up to date")
     args = parser.parse_args(argv)
-    text = render()
-    files = (CRD_FILE, *CRD_COPIES)
+    files = rendered()
     if args.write:
-        for path in files:
+        for path, text in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
             print(f"wrote {path.relative_to(REPO_ROOT)}", file=sys.stderr)
     elif args.check:
-        stale = [path for path in files if not path.exists() or path.read_text() != text]
+        stale = [path for path, text in files.items() if not path.exists() or path.read_text() != text]
         for path in stale:
             print(f"{path.relative_to(REPO_ROOT)} is stale: run `python -m pravah_operator.crd --write`",
                   file=sys.stderr)
         return 1 if stale else 0
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(files[CRD_FILE])
     return 0
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pravah.logs import setup_logging
 from pravah.spec import describe_errors
 from pravah.store import Store
 
-from pravah_operator import metrics, pravahjob, reports
+from pravah_operator import metrics, pravahcronjob, pravahjob, reports
 from pravah_operator.leader import LeaderElector, LeaseLost
 from pravah_operator.settings import OperatorSettings
 
@@ -75,6 +75,7 @@ async def serve(settings: OperatorSettings) -> None:
     log.info("database schema ready (applied now: %s)", ", ".join(applied) or "none")
     stop = asyncio.Event()
     pravahjob.register(settings)
+    pravahcronjob.register(settings)
     operator = asyncio.create_task(kopf.operator(
         standalone=True, clusterwide=not settings.namespaces, namespaces=settings.namespaces,
         memo=kopf.Memo(context=pravahjob.Context(settings, api, store)), stop_flag=stop))

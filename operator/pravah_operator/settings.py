@@ -25,6 +25,9 @@ class OperatorSettings(BaseSettings):
         default=None, ge=1, description="Files per stored batch in runners (the unit a retried shard resumes from).")
     max_running_per_namespace: int = Field(default=10, ge=1, description="Jobs beyond this wait in phase Queued.")
     status_interval: float = Field(default=2.0, gt=0, description="Seconds between status roll-ups.")
+    cron_interval: float = Field(
+        default=10.0, gt=0,
+        description="Seconds between looks at each PravahCronJob's schedule (how late a run may start).")
     namespaces: list[str] = Field(default=[], description="Namespaces to watch (a JSON list); empty = cluster-wide.")
     lease_name: str = Field(default="pravah-operator", description="The leader-election Lease.")
     lease_namespace: str = Field(default="pravah-system", description="Where that Lease lives.")

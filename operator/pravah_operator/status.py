@@ -24,6 +24,7 @@ MAX_ERROR_SAMPLES = 10
 MAX_SHARD_FAILURES = 10
 MAX_CONDITIONS = 16
 MAX_REASON_CHARS = 512
+MAX_ACTIVE = 100
 
 TIMESTAMP = {"format": "date-time"}
 
@@ -137,11 +138,27 @@ class Condition(StatusModel):
     )
 
 
-class PravahJobStatus(StatusModel):
-    phase: Phase | None = Field(default=None, description="Pending, Queued, Running, Succeeded, Failed or Cancelled.")
+class ObjectStatus(StatusModel):
+    """What every Pravah resource's status has: conditions, a message, the generation seen."""
+
     observedGeneration: int | None = Field(
         default=None, ge=0, description="The .metadata.generation this status describes."
     )
+    message: str | None = Field(default=None, description="Details for people.")
+    conditions: list[Condition] | None = Field(
+        default=None,
+        max_length=MAX_CONDITIONS,
+        description="Conditions in the Kubernetes convention (Complete, Failed, Ready, ...).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+    def patch(self) -> dict[str, Any]:
+        """The status as a merge patch body: camelCase, unset fields left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class PravahJobStatus(ObjectStatus):
+    phase: Phase | None = Field(default=None, description="Pending, Queued, Running, Succeeded, Failed or Cancelled.")
     startTime: str | None = Field(
         default=None, description="When the job started running (RFC 3339).", json_schema_extra=TIMESTAMP
     )
@@ -156,20 +173,31 @@ class PravahJobStatus(StatusModel):
         default=None, max_length=MAX_SHARD_FAILURES,
         description=f"The first {MAX_SHARD_FAILURES} runner pods that failed (OOMKilled, killed, crashed).")
     reason: str | None = Field(default=None, description="One CamelCase word saying why the job is in its phase.")
-    message: str | None = Field(default=None, description="Details for people.")
     threads: int | None = Field(default=None, ge=1, description="Engine threads per runner.")
     cpuPerRunner: int | None = Field(default=None, ge=1, description="Whole cores requested per runner pod.")
     jobName: str | None = Field(default=None, description="The Kubernetes Job running the shards.")
-    conditions: list[Condition] | None = Field(
-        default=None,
-        max_length=MAX_CONDITIONS,
-        description="Conditions in the Kubernetes convention (Complete, Failed, ...).",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
 
-    def patch(self) -> dict[str, Any]:
-        """The status as a merge patch body: camelCase, unset fields left out."""
-        return self.model_dump(mode="json", exclude_none=True)
+
+class PravahCronJobStatus(ObjectStatus):
+    """What a PravahCronJob has scheduled; its jobs carry their own status."""
+
+    lastScheduleTime: str | None = Field(
+        default=None, description="The schedule time of the last job created (RFC 3339).", json_schema_extra=TIMESTAMP)
+    lastSuccessfulTime: str | None = Field(
+        default=None, description="When the last successful job finished (RFC 3339).", json_schema_extra=TIMESTAMP)
+    lastJob: str | None = Field(default=None, description="The PravahJob created last.")
+    lastSuccessfulJob: str | None = Field(
+        default=None, description="The PravahJob that succeeded last: the baseline of the next incremental run.")
+    active: list[str] | None = Field(
+        default=None, max_length=MAX_ACTIVE, description="Its PravahJobs that have not finished.")
+    activeCount: int | None = Field(
+        default=None, ge=0, description="How many there are (filled in from the list, for the printer column).")
+
+    @model_validator(mode="after")
+    def _count_active(self) -> Self:
+        if self.active is not None:
+            self.activeCount = len(self.active)
+        return self
 
 
 # -- helpers ------------------------------------------------------------------------------

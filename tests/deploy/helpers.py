@@ -104,8 +104,8 @@ def prerequisites(control_plane, docs: list[dict]) -> None:
     result = run_kubectl(control_plane, "apply", "--server-side", "--force-conflicts", "-f", "-",
                          input=yaml.safe_dump_all(needed))
     assert result.returncode == 0, result.stderr
-    result = run_kubectl(control_plane, "wait", "--for=condition=Established", "--timeout=60s",
-                         "crd/pravahjobs.pravah.io")
+    crds = [f"crd/{doc['metadata']['name']}" for doc in needed if doc["kind"] == "CustomResourceDefinition"]
+    result = run_kubectl(control_plane, "wait", "--for=condition=Established", "--timeout=60s", *crds)
     assert result.returncode == 0, result.stderr
 
 

@@ -107,8 +107,9 @@ def test_local_cluster_values_render_the_test_overlay(tmp_path):
     assert_same_objects(render("overlays/test"), helm_template("--values", str(values)))
 
 
-def test_crd_is_the_generated_file(chart):
-    generated = yaml.safe_load((ROOT / "crds" / "pravahjobs.pravah.io.yaml").read_text())
+@pytest.mark.parametrize("name", ("pravahjobs.pravah.io.yaml", "pravahcronjobs.pravah.io.yaml"))
+def test_crd_is_the_generated_file(chart, name):
+    generated = yaml.safe_load((ROOT / "crds" / name).read_text())
     assert one(chart, "CustomResourceDefinition", generated["metadata"]["name"]) == generated
 
 

@@ -16,9 +16,10 @@ OUR_DEPLOYMENTS = ("pravah-operator", "pravah-api")
 
 @pytest.mark.parametrize("copy", (MANIFESTS / "base" / "crds", CHART / "crds"),
                          ids=("kustomize", "helm"))
-def test_crd_copy_is_the_generated_one(copy):
-    """Kustomize and Helm each install their own copy of crds/pravahjobs.pravah.io.yaml."""
-    generated = ROOT / "crds" / "pravahjobs.pravah.io.yaml"
+@pytest.mark.parametrize("name", ("pravahjobs.pravah.io.yaml", "pravahcronjobs.pravah.io.yaml"))
+def test_crd_copy_is_the_generated_one(copy, name):
+    """Kustomize and Helm each install their own copy of each CRD under crds/."""
+    generated = ROOT / "crds" / name
     where = copy.relative_to(ROOT)
     assert (copy / generated.name).read_text() == generated.read_text(), (
         f"{where}/ is stale: python -m pravah_operator.crd --write")
@@ -27,6 +28,7 @@ def test_crd_copy_is_the_generated_one(copy):
 def test_base_has_every_part(base):
     kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in base}
     for expected in [("Namespace", "pravah-system"), ("CustomResourceDefinition", "pravahjobs.pravah.io"),
+                     ("CustomResourceDefinition", "pravahcronjobs.pravah.io"),
                      ("ServiceAccount", "pravah-operator"), ("ServiceAccount", "pravah-api"),
                      ("ServiceAccount", "pravah-runner"), ("ClusterRole", "pravah-operator"),
                      ("ClusterRole", "pravah-api"), ("ClusterRole", "pravah-operator-leader-election"),

@@ -55,12 +55,14 @@ CALLS: dict[str, tuple[Permission, ...] | None] = {
     "get_code": None,
 }
 
-# What kopf itself does with the handlers' resource (see kopf's "RBAC" documentation):
-# list + watch it, patch finalizers/annotations and the status subresource, post Events,
-# observe CRDs (installed or upgraded at run time) and, with PRAVAH_NAMESPACES, namespaces.
+# What kopf itself does with the handlers' resources, PravahJobs and PravahCronJobs (see
+# kopf's "RBAC" documentation): list + watch them, patch finalizers/annotations and the
+# status subresource, post Events, observe CRDs (installed or upgraded at run time) and, with PRAVAH_NAMESPACES, namespaces.
 KOPF: set[Permission] = {
-    ("pravah.io", "pravahjobs", "list"), ("pravah.io", "pravahjobs", "watch"),
-    ("pravah.io", "pravahjobs", "patch"), ("pravah.io", "pravahjobs/status", "patch"),
+    (group, resource, verb) for group, resource, verbs in (
+        ("pravah.io", "pravahjobs", ("list", "watch", "patch")), ("pravah.io", "pravahjobs/status", ("patch",)),
+        ("pravah.io", "pravahcronjobs", ("list", "watch", "patch")), ("pravah.io", "pravahcronjobs/status", ("patch",)),
+    ) for verb in verbs} | {
     ("", "events", "create"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
@@ -146,7 +148,8 @@ def test_bindings_grant_what_is_used_and_not_more(control_plane, crd, namespace,
         never += [("create", "jobs.batch"), ("patch", "pravahjobs.pravah.io/status"), ("list", "nodes"),
                   ("get", "secrets")]
     else:
-        never += [("create", "pravahjobs.pravah.io"), ("delete", "pravahjobs.pravah.io"),
+        # PravahJobs it creates and deletes for PravahCronJobs; those it only follows.
+        never += [("create", "pravahcronjobs.pravah.io"), ("update", "pravahcronjobs.pravah.io"),
                   ("get", "secrets"), ("get", "pods/log")]
     for verb, resource in never:
         assert not can_i(control_plane, account, verb, resource, namespace), f"{account} may {verb} {resource}"

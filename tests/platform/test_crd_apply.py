@@ -1,4 +1,5 @@
-"""The PravahJob CRD in a real API server: `kubectl apply` refuses bad manifests, naming the field.
+"""The PravahJob and PravahCronJob CRDs in a real API server: `kubectl apply` refuses bad
+manifests, naming the field.
 
 The OpenAPI schema is also checked in tests/unit/test_crd.py; the CEL rules
 (x-kubernetes-validations) are only evaluated here. These tests write statuses by hand, so
@@ -26,14 +27,15 @@ EXAMPLE = REPO / "examples" / "stats-volume.yaml"
 
 @pytest.fixture(scope="module")
 def pravah_crd(tmp_path_factory):
-    """An API server with no operator, the checked-in CRD installed and established."""
+    """An API server with no operator, the checked-in CRDs installed and established."""
     cp = ControlPlane(tmp_path_factory.mktemp("crd-cp"), scheduler=False)
     try:
         cp.start()
     except PlatformError as e:
         pytest.fail(f"could not start a control plane: {e}", pytrace=False)
-    cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd.CRD_FILE))
-    cp.kubectl("wait", "--for=condition=Established", f"crd/{crd.CRD_NAME}", "--timeout=60s")
+    for path, name in ((crd.CRD_FILE, crd.CRD_NAME), (crd.CRON_CRD_FILE, crd.CRON_CRD_NAME)):
+        cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        cp.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
     yield cp
     cp.stop()
 
@@ -152,3 +154,43 @@ def test_status_subresource_and_printer_columns(pravah_crd, namespace):
     got = json.loads(pravah_crd.kubectl("get", "pj", "columns", "-n", namespace, "-o", "json").stdout)
     assert got["status"]["result"]["summary"] == {"rows": 7}
     assert got["status"]["conditions"][0]["type"] == "Complete"
+
+
+CRON_EXAMPLE = REPO / "examples" / "cronjob-volume.yaml"
+
+
+def cron_manifest(name: str, **spec) -> dict:
+    base = yaml.safe_load(CRON_EXAMPLE.read_text())
+    base["metadata"] = {"name": name}
+    base["spec"].update(spec)
+    return base
+
+
+@pytest.mark.parametrize(("name", "change", "words"), [
+    ("words", {"schedule": "every minute"}, ["spec.schedule", "must be five cron fields"]),
+    ("six-fields", {"schedule": "0 * * * * *"}, ["spec.schedule", "must be five cron fields"]),
+    ("bad-policy", {"concurrencyPolicy": "Sometimes"}, ["spec.concurrencyPolicy", "Sometimes"]),
+    ("bad-template", {"jobTemplate": {"spec": {"source": {"volume": {"claimName": "datasets", "path": "../x"}},
+                                               "operation": {"type": "count"}}}},
+     ["spec.jobTemplate.spec.source.volume.path", "inside the volume"]),
+    ("template-options", {"jobTemplate": {"spec": {"source": {"volume": {"path": "x"}},
+                                                   "operation": {"type": "count", "stats": {"top": 3}}}}},
+     ["spec.jobTemplate.spec.operation.stats", "options for 'stats' given but the operation type is 'count'"]),
+    ("two-baselines", {"jobTemplate": {"spec": {"source": {"volume": {"path": "x"}}, "operation": {"type": "count"},
+                                                "rerunOf": "earlier"}}},
+     ["spec.incremental", "incremental: true sets jobTemplate.spec.incremental itself"]),
+    ("no-history", {"successfulJobsHistoryLimit": 0}, ["spec.successfulJobsHistoryLimit", "needs"]),
+    ("x" * 53, {}, ["metadata.name must be at most 52 characters"]),
+])
+def test_bad_cronjobs_are_refused_naming_the_field(pravah_crd, namespace, name, change, words):
+    refused(apply(pravah_crd, namespace, cron_manifest(name, **change)), *words)
+
+
+def test_a_cronjob_spec_may_change(pravah_crd, namespace):
+    r = apply(pravah_crd, namespace, cron_manifest("mutable"))
+    assert r.returncode == 0, r.stderr
+    r = apply(pravah_crd, namespace, cron_manifest("mutable", schedule="@hourly", suspend=True))
+    assert r.returncode == 0, r.stderr
+    table = pravah_crd.kubectl("get", "pjc", "mutable", "-n", namespace).stdout
+    assert table.split()[:4] == ["NAME", "SCHEDULE", "SUSPEND", "ACTIVE"]
+    assert table.splitlines()[1].split()[:3] == ["mutable", "@hourly", "true"]

@@ -1,7 +1,7 @@
 """A PravahJob lends its runner pods the Secrets and PersistentVolumeClaims it names and
 makes them fetch from the S3 endpoint it names; the admission policy `pravah-tenancy`
-(manifests/base/admission.yaml) lets a job name only what its creator may `get`, and only
-allowed endpoints.
+(manifests/base/admission.yaml) lets a job (or a PravahCronJob's job template) name only what
+its creator may `get`, and only allowed endpoints.
 
 The attacker: a service account allowed only to create, get, list and watch PravahJobs in
 its namespace. It tries to borrow a Secret and claims it may not read, and to point a job
@@ -78,7 +78,9 @@ class Caller:
 
 @pytest.fixture
 def caller(cluster, tmp_path) -> Caller:  # noqa: F811
-    token = service_account(cluster.control_plane, cluster.namespace, "submitter", ["create", "get", "list", "watch"])
+    verbs = ["create", "get", "list", "watch"]
+    token = service_account(cluster.control_plane, cluster.namespace, "submitter", verbs,
+                            ({"apiGroups": ["pravah.io"], "resources": ["pravahcronjobs"], "verbs": verbs},))
     kubeconfig = tmp_path / "caller.kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
     return Caller(cluster.control_plane, cluster.namespace, "submitter", token, kubeconfig)
@@ -188,6 +190,22 @@ def test_a_job_names_only_claims_its_creator_may_get(cluster, caller, sample_dat
     accepted = caller.apply(manifest)
     assert accepted.returncode == 0, accepted.stderr
     reference.count(cluster.result(cluster.wait_phase(name)), cluster.source_files(manifest["spec"]))
+
+
+def test_a_cronjob_template_names_only_claims_its_creator_may_get(cluster, caller):  # noqa: F811
+    """A PravahCronJob's template is held to its creator's rights; the PravahJobs the operator
+    creates from it pass, and a PravahJob that only claims a PravahCronJob as its owner does not."""
+    cronjob = yaml.safe_load((ROOT / "examples" / "cronjob-volume.yaml").read_text())
+    refused(caller.apply(cronjob),
+            f"spec.jobTemplate.spec.source.volume.claimName: user {caller.user} may not get persistentvolumeclaim "
+            f"datasets in namespace {cluster.namespace}")
+    assert cluster.kubectl("get", "pravahcronjobs", "-o", "name").stdout.split() == []
+    job = yaml.safe_load((ROOT / "examples" / "count-volume.yaml").read_text())
+    job["metadata"]["ownerReferences"] = [{"apiVersion": "pravah.io/v1alpha1", "kind": "PravahCronJob",
+                                           "name": "nightly-count", "uid": "0b6f3c52-8d7e-4c1a-9f55-1d2e3f4a5b6c",
+                                           "controller": True}]
+    refused(caller.apply(job), f"spec.source.volume.claimName: user {caller.user} may not get")
+    assert_nothing_created(cluster, job["metadata"]["name"])
 
 
 def test_a_job_names_only_allowed_endpoints(cluster, caller, s3, bucket):  # noqa: F811

@@ -32,7 +32,8 @@ from pravah_operator.status import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+EXAMPLES = sorted(path for path in (REPO / "examples").glob("*.yaml")
+                  if yaml.safe_load(path.read_text())["kind"] == "PravahJob")
 
 
 @pytest.fixture(scope="module")
