@@ -49,6 +49,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from pravah.logs import REQUEST_ID_ANNOTATION
+from pravah.spec import PravahJobSpec
 
 from pravah_api import models
 from pravah_api.auth import Principal, bearer_token, principal_of
@@ -57,6 +58,7 @@ from pravah_api.k8s import CREATED_BY_LABEL, Kube
 from pravah_api.keys import AUTH, KUBE, LOCATIONS, REQUEST_ID, SETTINGS, STORE, STREAMS
 from pravah_api.request_id import HEADER, SANE
 from pravah_api.routing import ID_PARAM, Operation, Param, read_model, respond
+from pravah_operator import lineage
 from pravah_operator.status import PHASES, TERMINAL_PHASES, PravahJobStatus, Shards
 
 MAX_LOCATIONS = 50_000
@@ -258,6 +260,7 @@ async def create_job(request: web.Request) -> web.Response:
     if key is not None and not 1 <= len(key) <= 255:
         raise bad_request("Idempotency-Key must have 1 to 255 characters", "Idempotency-Key")
     async with acting(request) as kube:
+        await refuse_unfit_lineage(kube, namespace, job)
         if key is None:
             obj = await create_resource(request, kube, namespace, job.name, spec, principal.name)
             try:  # a shortcut for id look-ups only: the job exists whatever happens here
@@ -284,6 +287,22 @@ async def create_job(request: web.Request) -> web.Response:
             await store.save_idempotent_answer(connection, principal.name, key, fingerprint, meta["uid"],
                                                namespace, meta["name"])
     return created(obj)
+
+
+async def refuse_unfit_lineage(kube: Kube, namespace: str, spec: PravahJobSpec) -> None:
+    """A job that names an earlier one (rerunOf, a named incremental baseline) must compute what
+    that one computed: refused here with 422 naming the field, where the operator would fail it."""
+    named = lineage.named_earlier(spec)
+    if named is None:
+        return
+    name, _, field = named
+    earlier = await kube.get_job(namespace, name)
+    if earlier is None:
+        raise ApiError(422, f"there is no PravahJob {name} in namespace {namespace}", field.removeprefix("spec."))
+    try:
+        lineage.check(spec, earlier)
+    except lineage.Refused as exc:
+        raise ApiError(422, str(exc).removeprefix("spec."), exc.field.removeprefix("spec.")) from None
 
 
 async def create_resource(request: web.Request, kube: Kube, namespace: str, name: str | None,
@@ -454,6 +473,7 @@ async def rerun_job(request: web.Request) -> web.Response:
             raise conflict(f"the job is {phase or 'Pending'}; only a finished job can be re-run", "id")
         spec = {key: value for key, value in obj["spec"].items() if key not in ("suspend", "incremental")}
         spec["rerunOf"] = meta["name"]
+        await refuse_unfit_lineage(kube, meta["namespace"], PravahJobSpec.model_validate(spec))
         name = options.name or f"{meta['name'][:240]}-rerun-{uuid.uuid4().hex[:5]}"
         new = await create_resource(request, kube, meta["namespace"], name, spec, principal.name)
     return created(new)
@@ -789,7 +809,7 @@ ROUTES = [
               {201: models.JobSummary}, params=(ID_PARAM,), body=models.JobRerun,
               description="Creates a PravahJob with the finished job's spec and spec.rerunOf set to its name: it "
                           "reads only those files and merges them with the job's good partials. 409 while the job "
-                          "has not finished. The body is optional."),
+                          "has not finished, 422 when it is itself a re-run. The body is optional."),
     Operation("GET", "/jobs/{id}/results", job_results, "The merged result of a finished job", TAG,
               {200: models.JobResult}, params=(ID_PARAM,),
               description="Small results come from PostgreSQL; large ones are streamed from the output storage, "

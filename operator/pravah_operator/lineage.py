@@ -24,6 +24,7 @@ class Refused(Exception):
     def __init__(self, reason: str, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.reason = reason
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -52,33 +53,46 @@ def difference(spec: PravahJobSpec, earlier: PravahJobSpec) -> tuple[str, Any, A
     return None
 
 
+def named_earlier(spec: PravahJobSpec) -> tuple[str, str, str] | None:
+    """The earlier job a spec names, with the reason and the field of a refusal: (name, reason, field)."""
+    if spec.rerunOf is not None:
+        return spec.rerunOf, "InvalidRerun", "spec.rerunOf"
+    if spec.incremental is not None and spec.incremental.baseline != LATEST:
+        return spec.incremental.baseline, "InvalidBaseline", "spec.incremental.baseline"
+    return None
+
+
 async def resolve(spec: PravahJobSpec, namespace: str, uid: str, ctx: Any) -> Lineage | None:
     """The job this one builds on, or None for a job of its own; Refused when it cannot.
     `ctx` is the operator's handler context (its `custom` API client)."""
-    if spec.rerunOf is not None:
-        earlier = await read(ctx, namespace, spec.rerunOf, "InvalidRerun", "spec.rerunOf")
-        original = (earlier.get("spec") or {}).get("rerunOf")
-        if original:  # its result already holds the original's partials; a re-run merges one job's
-            raise Refused("InvalidRerun", "spec.rerunOf", f"job {spec.rerunOf} is itself a re-run of {original}: "
-                                                          f"re-run {original} instead")
-        fits(spec, earlier, "InvalidRerun", "spec.rerunOf")
-        return Lineage("rerun", earlier["metadata"]["uid"])
+    mode = "rerun" if spec.rerunOf is not None else "incremental"
+    named = named_earlier(spec)
+    if named is not None:
+        earlier = await read(ctx, namespace, *named)
+        check(spec, earlier)
+        return Lineage(mode, earlier["metadata"]["uid"])
     if spec.incremental is None:
         return None
-    name = spec.incremental.baseline
-    field = "spec.incremental.baseline"
-    if name == LATEST:
-        listing = await ctx.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-        candidates = [item for item in listing["items"] if item["metadata"]["uid"] != uid
-                      and (item.get("status") or {}).get("phase") == "Succeeded" and computes_the_same(spec, item)]
-        newest = max(candidates, key=lambda item: item["status"].get("completionTime") or "", default=None)
-        return Lineage("incremental", newest["metadata"]["uid"] if newest else None)
-    earlier = await read(ctx, namespace, name, "InvalidBaseline", field)
-    if not (earlier.get("spec") or {}).get("incremental"):
-        raise Refused("InvalidBaseline", field, f"job {name} kept no per-file partials: only a job with "
-                                                "spec.incremental set can be a baseline")
-    fits(spec, earlier, "InvalidBaseline", field)
-    return Lineage("incremental", earlier["metadata"]["uid"])
+    listing = await ctx.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    candidates = [item for item in listing["items"] if item["metadata"]["uid"] != uid
+                  and (item.get("status") or {}).get("phase") == "Succeeded" and computes_the_same(spec, item)]
+    newest = max(candidates, key=lambda item: item["status"].get("completionTime") or "", default=None)
+    return Lineage(mode, newest["metadata"]["uid"] if newest else None)
+
+
+def check(spec: PravahJobSpec, earlier: dict[str, Any]) -> None:
+    """Whether `spec` may build on the job `earlier` (as stored) that it names; Refused if not.
+    The operator checks this at admission, the REST API when the job is created."""
+    name, reason, field = named_earlier(spec)
+    earlier_spec = earlier.get("spec") or {}
+    if spec.rerunOf is not None and earlier_spec.get("rerunOf"):
+        # Its result already holds the original's partials; a re-run merges one job's.
+        raise Refused(reason, field, f"job {name} is itself a re-run of {earlier_spec['rerunOf']}: "
+                                     f"re-run {earlier_spec['rerunOf']} instead")
+    if spec.incremental is not None and not earlier_spec.get("incremental"):
+        raise Refused(reason, field, f"job {name} kept no per-file partials: only a job with "
+                                     "spec.incremental set can be a baseline")
+    fits(spec, earlier, reason, field)
 
 
 async def read(ctx: Any, namespace: str, name: str, reason: str, field: str) -> dict[str, Any]:

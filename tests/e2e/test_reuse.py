@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 from click.testing import CliRunner
 
-from api.helpers import CLAIMS, DeployedApi, service_account
+from api.helpers import CLAIMS, DeployedApi, assert_error, service_account
 from e2e import reference
 from e2e.harness import db_fetch, manifest_for, put_objects, write_csv_files
 from pravah.cli import cli
@@ -48,7 +48,16 @@ def test_a_rerun_reads_only_the_failed_files_and_equals_a_clean_run(cluster):
     first = cluster.wait_phase("first-pass")
     assert sorted(error["path"] for error in cluster.result(first)["errors"]) == [p.name for p in broken]
 
-    # A re-run that would compute something else is refused, naming the field.
+    # A re-run that would compute something else is refused, naming the field: by the REST API
+    # when it is created, by the operator when it is applied.
+    token = service_account(cluster.control_plane, cluster.namespace, "rerunner", ALL_VERBS, CLAIMS)
+    api = DeployedApi(cluster.control_plane)
+    other_top = {**manifest["spec"], "namespace": cluster.namespace, "rerunOf": "first-pass",
+                 "operation": {"type": "stats", "stats": {"top": 7}}}
+    refused = assert_error(api.request("POST", "/jobs", token, json=other_top), 422, "operation.stats.top")
+    assert "in job first-pass" in refused["message"], refused
+    no_such = {**other_top, "rerunOf": "never-ran", "operation": manifest["spec"]["operation"]}
+    assert_error(api.request("POST", "/jobs", token, json=no_such), 422, "rerunOf")
     job(cluster, "other-top", "rerun", rerunOf="first-pass",
         operation={"type": "stats", "stats": {"top": 7}})
     refused = cluster.wait_phase("other-top", ("Failed",), timeout=60)["status"]
@@ -61,8 +70,6 @@ def test_a_rerun_reads_only_the_failed_files_and_equals_a_clean_run(cluster):
         path.write_text(path.read_text().removesuffix(RAGGED_ROW))
 
     # `pravah rerun NAME` over the REST API (POST /jobs/{id}/rerun).
-    token = service_account(cluster.control_plane, cluster.namespace, "rerunner", ALL_VERBS, CLAIMS)
-    api = DeployedApi(cluster.control_plane)
     env = {"PRAVAH_API_URL": api.url, "PRAVAH_TOKEN": token}
     created = CliRunner().invoke(cli, ["rerun", "first-pass", "-n", cluster.namespace, "--name", "second-pass",
                                        "--watch"], env=env, catch_exceptions=False)
@@ -78,7 +85,10 @@ def test_a_rerun_reads_only_the_failed_files_and_equals_a_clean_run(cluster):
                                  "bytes_read": document["listing"]["bytes"]}
     assert second["status"]["result"]["reuse"]["rerun"] == 3
 
-    job(cluster, "third-pass", "rerun", rerunOf="second-pass")  # a re-run builds on an original job only
+    # A re-run builds on an original job only.
+    again = assert_error(api.request("POST", f"/jobs/{second['metadata']['uid']}/rerun", token), 422, "rerunOf")
+    assert "itself a re-run of first-pass" in again["message"], again
+    job(cluster, "third-pass", "rerun", rerunOf="second-pass")
     chained = cluster.wait_phase("third-pass", ("Failed",), timeout=60)["status"]
     assert chained["reason"] == "InvalidRerun" and "itself a re-run of first-pass" in chained["message"], chained
 
