@@ -44,6 +44,9 @@ describe("the schema for the form", () => {
     const schema = formSchema(config.spec, operation("checksum")) as { properties: Record<string, { properties?: object }> };
     expect(Object.keys(schema.properties.operation.properties!)).toEqual(["type", "checksum"]);
     expect(schema.properties.checks).toBeUndefined();
+    expect(Object.keys(config.spec.properties as object)).toContain("incremental");
+    expect(schema.properties.incremental).toBeUndefined();
+    expect(schema.properties.rerunOf).toBeUndefined();
     const stats = formSchema(config.spec, operation("stats")) as { properties: Record<string, unknown> };
     expect(stats.properties.checks).toBeDefined();
   });

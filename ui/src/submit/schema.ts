@@ -85,6 +85,10 @@ export function formSchema(spec: JsonSchema, operation: OperationInfo): JsonSche
   properties.operation = { ...operationBlock(operation), description: (properties.operation as Node)?.description };
   // Checks judge a stats result only: other operations refuse them.
   if (operation.type !== "stats") delete properties.checks;
+  // A new job from the form is a job of its own: re-runs start from a finished job's page, and
+  // an incremental job names its baseline in a manifest.
+  delete properties.rerunOf;
+  delete properties.incremental;
   // The page names the form; the model's name (JobCreate) is not for people.
   const { title: _modelName, ...rest } = shaped;
   return { ...rest, $defs: definitions, properties };
