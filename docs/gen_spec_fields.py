@@ -29,6 +29,8 @@ DESCRIPTIONS = {
     "spec.operation.stats": "Options of `type: stats`.",
     "spec.operation.checksum": "Options of `type: checksum`.",
     "spec.operation.checksum.algorithm": "Digest per file; a `sha256sum -c`/`b3sum -c` manifest is written too.",
+    "spec.operation.checksum.decompressed": "A compressed file's digest is that of its stored bytes (what `sha256sum` "
+                                            "gives) unless this is true.",
     "spec.operation.grep": "Options of `type: grep`.",
     "spec.operation.grep.ignoreCase": "Match case-insensitively.",
     "spec.operation.convert": "Options of `type: convert` (CSV to Parquet).",
@@ -64,6 +66,7 @@ EXAMPLES = {
     "spec.operation.stats.top": "top: 10",
     "spec.operation.checksum": "checksum: {algorithm: blake3}",
     "spec.operation.checksum.algorithm": "algorithm: xxh3",
+    "spec.operation.checksum.decompressed": "decompressed: true",
     "spec.operation.grep": "grep: {pattern: \"ERROR .*timeout\", ignoreCase: true}",
     "spec.operation.grep.pattern": "pattern: \"(ERROR|WARN) .*timeout\"",
     "spec.operation.grep.ignoreCase": "ignoreCase: true",

@@ -69,6 +69,7 @@ def parse_quantiles(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option("--ignore-case", "-i", is_flag=True, help="grep: match case-insensitively.")
 @click.option("--max-matches", type=click.IntRange(min=0), help="grep: matching lines kept per file [default: 100].")
 @click.option("--algorithm", type=click.Choice(["sha256", "blake3", "xxh3"]), help="checksum: digest [default: sha256].")
+@click.option("--decompressed", is_flag=True, help="checksum: hash the content of compressed files, not the stored bytes.")
 @click.option("--delimiter", metavar="CHAR", help="stats/convert: field delimiter, '\\t' for TSV [default: ,].")
 @click.option("--no-header", is_flag=True, help="stats/convert: the first row is data, not column names.")
 @click.option("--quantiles", callback=parse_quantiles, metavar="Q,Q", help="stats: quantiles to estimate [default: 0.5,0.9,0.99].")
@@ -153,7 +154,7 @@ def job_from_options(path: Path | None, op: str | None, options: dict[str, Any])
     op_options = {
         "stats": {"delimiter": options["delimiter"], "header": False if options["no_header"] else None,
                   "quantiles": options["quantiles"]},
-        "checksum": {"algorithm": options["algorithm"]},
+        "checksum": {"algorithm": options["algorithm"], "decompressed": options["decompressed"] or None},
         "grep": {"pattern": options["pattern"], "ignoreCase": options["ignore_case"] or None,
                  "maxMatchesPerFile": options["max_matches"]},
         "convert": {"delimiter": options["delimiter"], "header": False if options["no_header"] else None},

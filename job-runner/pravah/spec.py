@@ -146,6 +146,9 @@ class StatsOptions(SpecModel):
 
 class ChecksumOptions(SpecModel):
     algorithm: Literal["sha256", "blake3", "xxh3"] = "sha256"
+    decompressed: bool = Field(
+        default=False,
+        description="Hash the content of compressed files (gzip, zstd, bzip2, xz) instead of their stored bytes.")
 
 
 # The engine's name of each grep option.

@@ -40,7 +40,7 @@ def test_engine_options_use_the_engine_vocabulary():
     assert grep.engine_options() == {"pattern": "x", "ignore_case": True, "max_matches_per_file": 100}
     stats = OperationSpec.model_validate({"type": "stats", "stats": {"delimiter": "\\t"}})
     assert stats.engine_options()["delimiter"] == "\t"
-    assert OperationSpec.model_validate({"type": "checksum"}).engine_options() == {"algorithm": "sha256"}
+    assert OperationSpec.model_validate({"type": "checksum"}).engine_options() == {"algorithm": "sha256", "decompressed": False}
 
 
 def test_options_for_another_operation_are_refused():

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::codec::Input;
 use crate::control::{Control, ProgressSnapshot};
 use crate::error::{invalid, EngineError};
 use crate::io::Inputs;
@@ -100,8 +101,8 @@ pub fn run_per_file<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, c
 /// Reads one file into `acc`: its content into the body, or its error record.
 fn add_file<O: Operation>(op: &O, task: &FileTask, inputs: &Inputs, ctl: &Control, acc: &mut Partial<O::Body>) -> Result<(), EngineError> {
     ctl.check()?;
-    let outcome = match inputs.open(&task.path) {
-        Ok(file) => op.process_file(task, &file, ctl, &mut acc.body)?,
+    let outcome = match inputs.open(&task.path).and_then(|file| Input::new(task, file)) {
+        Ok(input) => op.process_file(task, &input, ctl, &mut acc.body)?,
         Err(e) => Err(e),
     };
     if let Err(e) = outcome {

@@ -8,12 +8,15 @@
 //!   boundaries to record boundaries (quote parity).
 //! * [`io`]: opening input files under the source root; positioned reads
 //!   into reusable buffers.
+//! * [`codec`]: compressed inputs, recognised by magic bytes and streamed
+//!   to the ops in blocks of whole records.
 //! * [`control`]: progress counters and cancellation.
 //! * [`partial`]: the serialisable partial envelope shared by every op.
 //! * [`ops`]: the operations (`count`, `checksum`, `grep`, `stats`, `convert`).
 //! * [`job`]: validating a request and running it on a dedicated thread pool.
 //! * [`sys`]: CPUs usable by this process.
 
+pub mod codec;
 pub mod control;
 pub mod error;
 pub mod io;

@@ -12,6 +12,7 @@ use sha2::Digest;
 use std::fs::File;
 
 use super::options::Options;
+use crate::codec::{for_each_block, Flow, Input};
 use super::Operation;
 use crate::control::Control;
 use crate::error::{invalid, EngineError, FileError};
@@ -45,12 +46,15 @@ const BLAKE3_SLICE: usize = 16 << 20;
 #[derive(Debug, Clone)]
 pub struct ChecksumOp {
     pub algorithm: Algorithm,
+    /// Hash a compressed file's content instead of its stored bytes.
+    pub decompressed: bool,
 }
 
 impl ChecksumOp {
     pub fn from_options(text: &str) -> Result<Self, EngineError> {
         let mut o = Options::parse("checksum", text)?;
         let name = o.string("algorithm", Some("sha256"))?;
+        let decompressed = o.boolean("decompressed", false)?;
         o.finish()?;
         let algorithm = match name.as_str() {
             "sha256" => Algorithm::Sha256,
@@ -58,7 +62,7 @@ impl ChecksumOp {
             "xxh3" => Algorithm::Xxh3,
             other => return invalid(format!("checksum.algorithm: unknown '{other}' (expected sha256, blake3, xxh3)")),
         };
-        Ok(ChecksumOp { algorithm })
+        Ok(ChecksumOp { algorithm, decompressed })
     }
 }
 
@@ -204,6 +208,21 @@ fn digest_file(alg: Algorithm, task: &FileTask, file: &File, ctl: &Control) -> R
     })
 }
 
+/// Streams a compressed file's content through the hasher.
+fn digest_content(alg: Algorithm, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<(u64, String), FileError>, EngineError> {
+    let Some(reading) = input.reading(task, None, true) else {
+        return digest_file(alg, task, &input.file, ctl);
+    };
+    let mut hasher = Hasher::new(alg);
+    let mut total = 0u64;
+    let done = for_each_block(reading, ctl, |block, _| {
+        hasher.update(block);
+        total += block.len() as u64;
+        Ok(Flow::More)
+    })?;
+    Ok(done.map(|()| (total, hasher.finish())))
+}
+
 /// Digest of a whole buffer.
 fn one_shot(alg: Algorithm, data: &[u8]) -> String {
     match alg {
@@ -240,8 +259,13 @@ impl Operation for ChecksumOp {
         ChecksumBody { algorithm: self.algorithm, files: Vec::new() }
     }
 
-    fn process_file(&self, task: &FileTask, file: &File, ctl: &Control, acc: &mut ChecksumBody) -> Result<Result<(), FileError>, EngineError> {
-        Ok(digest_file(self.algorithm, task, file, ctl)?.map(|(bytes, digest)| {
+    fn process_file(&self, task: &FileTask, input: &Input, ctl: &Control, acc: &mut ChecksumBody) -> Result<Result<(), FileError>, EngineError> {
+        let digest = if self.decompressed {
+            digest_content(self.algorithm, task, input, ctl)?
+        } else {
+            digest_file(self.algorithm, task, &input.file, ctl)?
+        };
+        Ok(digest.map(|(bytes, digest)| {
             acc.files.push(FileDigest { path: task.path.clone(), bytes, digest });
         }))
     }

@@ -25,7 +25,6 @@ use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +34,7 @@ use super::stats::column::{classify, parse_bool, Class};
 use super::stats::csv::{Reader, Record};
 use super::stats::{column_names, csv_options, parse_file, CsvOptions, StatsOp};
 use super::Operation;
+use crate::codec::{for_each_block, Flow, Input};
 use crate::control::Control;
 use crate::error::{invalid, EngineError, FileError};
 use crate::io::{read_to_end_from, with_buffer};
@@ -356,10 +356,24 @@ fn encode(factory: &ArrowRowGroupWriterFactory, schema: &Schema, index: usize, a
     Ok(chunks)
 }
 
-fn convert_file(op: &ConvertOp, task: &FileTask, input: &File, ctl: &Control) -> Result<Result<(Output, Vec<(String, Kind)>), FileError>, EngineError> {
+/// Adds one encoded row group to the file being written.
+fn append_row_group<W: std::io::Write + Send>(
+    writer: &mut parquet::file::writer::SerializedFileWriter<W>,
+    chunks: Vec<ArrowColumnChunk>,
+) -> parquet::errors::Result<()> {
+    let mut rg = writer.next_row_group()?;
+    for c in chunks {
+        c.append_to_row_group(&mut rg)?;
+    }
+    rg.close()?;
+    Ok(())
+}
+
+fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) -> Result<Result<(Output, Vec<(String, Kind)>), FileError>, EngineError> {
+    let input = &source.file;
     // Pass 1: validate and infer types.
     let infer = StatsOp::type_inference(op.csv.clone(), op.chunk);
-    let stats = match parse_file(&infer, task, input, ctl)? {
+    let stats = match parse_file(&infer, task, source, ctl)? {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
@@ -415,8 +429,42 @@ fn convert_file(op: &ConvertOp, task: &FileTask, input: &File, ctl: &Control) ->
         Err(e) => return fail(format!("parquet writer: {e}")),
     };
 
-    let n = chunk_count(task.size, op.chunk);
     let quote = op.csv.dialect.quote;
+    let mut rows = 0u64;
+    if let Some(reading) = source.reading(task, Some(quote), true) {
+        // Compressed: one row group per block, encoded while the next block
+        // is decompressed.
+        let mut index = 0;
+        let mut failure = None;
+        let done = for_each_block(reading, ctl, |block, at| {
+            let (arrays, r) = build_arrays(op, block, at.is_start(), &kinds);
+            if r == 0 && !at.is_start() {
+                return Ok(Flow::More);
+            }
+            let written = encode(&factory, &schema, index, &arrays)
+                .map_err(|e| format!("parquet encode: {e}"))
+                .and_then(|chunks| append_row_group(&mut file_writer, chunks).map_err(|e| format!("parquet write: {e}")));
+            index += 1;
+            rows += r;
+            Ok(match written {
+                Ok(()) => Flow::More,
+                Err(e) => {
+                    failure = Some(e);
+                    Flow::Stop
+                }
+            })
+        })
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp_path);
+        })?;
+        match (done, failure) {
+            (Err(e), _) => return fail(e.reason),
+            (Ok(()), Some(e)) => return fail(e),
+            (Ok(()), None) => {}
+        }
+        return finish_output(task, file_writer, &tmp_path, &out_path, rows, columns).or_else(fail);
+    }
+    let n = chunk_count(task.size, op.chunk);
     let parity = if n > 1 {
         match quote_parities(input, n, op.chunk, quote, ctl) {
             Ok(p) => p,
@@ -426,7 +474,6 @@ fn convert_file(op: &ConvertOp, task: &FileTask, input: &File, ctl: &Control) ->
         vec![false; 2]
     };
     let window = rayon::current_num_threads().max(1) * 2;
-    let mut rows = 0u64;
     for start in (0..n).step_by(window) {
         let end = (start + window).min(n);
         let encoded: Vec<Result<Option<(Vec<ArrowColumnChunk>, u64, u64)>, String>> = (start..end)
@@ -463,27 +510,27 @@ fn convert_file(op: &ConvertOp, task: &FileTask, input: &File, ctl: &Control) ->
             }) else {
                 continue;
             };
-            let res = (|| -> parquet::errors::Result<()> {
-                let mut rg = file_writer.next_row_group()?;
-                for c in chunks {
-                    c.append_to_row_group(&mut rg)?;
-                }
-                rg.close()?;
-                Ok(())
-            })();
-            if let Err(e) = res {
+            if let Err(e) = append_row_group(&mut file_writer, chunks) {
                 return fail(format!("parquet write: {e}"));
             }
             rows += r;
             ctl.add_bytes(bytes);
         }
     }
-    if let Err(e) = file_writer.close() {
-        return fail(format!("parquet write: {e}"));
-    }
-    if let Err(e) = std::fs::rename(&tmp_path, &out_path) {
-        return fail(format!("cannot rename output: {e}"));
-    }
+    finish_output(task, file_writer, &tmp_path, &out_path, rows, columns).or_else(fail)
+}
+
+/// Closes the Parquet file and moves it to its final name.
+fn finish_output<W: std::io::Write + Send>(
+    task: &FileTask,
+    writer: parquet::file::writer::SerializedFileWriter<W>,
+    tmp_path: &std::path::Path,
+    out_path: &std::path::Path,
+    rows: u64,
+    columns: Vec<(String, Kind)>,
+) -> Result<Result<(Output, Vec<(String, Kind)>), FileError>, String> {
+    writer.close().map_err(|e| format!("parquet write: {e}"))?;
+    std::fs::rename(tmp_path, out_path).map_err(|e| format!("cannot rename output: {e}"))?;
     let output = Output { source: task.path.clone(), path: out_path.to_string_lossy().into_owned(), rows };
     Ok(Ok((output, columns)))
 }
@@ -502,8 +549,8 @@ impl Operation for ConvertOp {
         })
     }
 
-    fn process_file(&self, task: &FileTask, file: &File, ctl: &Control, acc: &mut ConvertBody) -> Result<Result<(), FileError>, EngineError> {
-        Ok(convert_file(self, task, file, ctl)?.map(|(out, cols)| {
+    fn process_file(&self, task: &FileTask, input: &Input, ctl: &Control, acc: &mut ConvertBody) -> Result<Result<(), FileError>, EngineError> {
+        Ok(convert_file(self, task, input, ctl)?.map(|(out, cols)| {
             acc.rows += out.rows;
             for (i, (name, kind)) in cols.into_iter().enumerate() {
                 acc.add_column(SchemaColumn { name, ty: kind.arrow_name().to_string(), first: (task.path.clone(), i) });
@@ -596,7 +643,7 @@ mod tests {
         let types: Vec<&str> = r["result"]["schema"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
         assert_eq!(types, vec!["int64", "float64", "bool", "date32", "utf8"]);
         let out = r["result"]["outputs"][0]["path"].as_str().unwrap();
-        let reader = parquet::file::reader::SerializedFileReader::new(File::open(out).unwrap()).unwrap();
+        let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(out).unwrap()).unwrap();
         use parquet::file::reader::FileReader;
         assert_eq!(reader.metadata().file_metadata().num_rows(), 5001);
         assert!(reader.metadata().num_row_groups() > 1);

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::fs::File;
 
+use crate::codec::{for_each_block, Flow, Input};
+
 use super::options::Options;
 use super::Operation;
 use crate::control::Control;
@@ -207,7 +209,16 @@ fn count_range(file: &File, off: u64, len: Option<u64>, ctl: &Control, buf: &mut
     }
 }
 
-fn count_file(op: &CountOp, task: &FileTask, file: &File, ctl: &Control) -> Result<Result<Piece, FileError>, EngineError> {
+fn count_file(op: &CountOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<Piece, FileError>, EngineError> {
+    if let Some(reading) = input.reading(task, None, true) {
+        let mut piece = Piece::default();
+        let done = for_each_block(reading, ctl, |block, _| {
+            piece = piece.then(Piece::of(block));
+            Ok(Flow::More)
+        })?;
+        return Ok(done.map(|()| piece));
+    }
+    let file = &input.file;
     let n = crate::split::chunk_count(task.size, op.chunk);
     if n == 1 {
         return Ok(with_buffer(|buf| match read_to_end_from(file, 0, buf, task.size as usize + 1) {
@@ -245,8 +256,8 @@ impl Operation for CountOp {
         CountBody::default()
     }
 
-    fn process_file(&self, task: &FileTask, file: &File, ctl: &Control, acc: &mut CountBody) -> Result<Result<(), FileError>, EngineError> {
-        Ok(count_file(self, task, file, ctl)?.map(|p| {
+    fn process_file(&self, task: &FileTask, input: &Input, ctl: &Control, acc: &mut CountBody) -> Result<Result<(), FileError>, EngineError> {
+        Ok(count_file(self, task, input, ctl)?.map(|p| {
             acc.lines += p.lines;
             acc.words += p.words;
             acc.bytes += p.bytes;

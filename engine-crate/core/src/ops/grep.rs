@@ -12,9 +12,9 @@ use rayon::prelude::*;
 use regex::bytes::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::fs::File;
 
 use super::options::Options;
+use crate::codec::{for_each_block, Flow, Input};
 use super::Operation;
 use crate::control::Control;
 use crate::error::{invalid, EngineError, FileError};
@@ -188,8 +188,17 @@ pub fn search(re: &Regex, buf: &[u8], max: usize) -> Hits {
     hits
 }
 
-fn grep_file(op: &GrepOp, task: &FileTask, file: &File, ctl: &Control) -> Result<Result<Hits, FileError>, EngineError> {
+fn grep_file(op: &GrepOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<Hits, FileError>, EngineError> {
     let max = op.max_matches_per_file;
+    if let Some(reading) = input.reading(task, None, true) {
+        let mut hits = Hits::default();
+        let done = for_each_block(reading, ctl, |block, _| {
+            hits = std::mem::take(&mut hits).then(search(&op.regex, block, max), max);
+            Ok(Flow::More)
+        })?;
+        return Ok(done.map(|()| hits));
+    }
+    let file = &input.file;
     let n = chunk_count(task.size, op.chunk);
     if n == 1 {
         return Ok(with_buffer(|buf| match read_to_end_from(file, 0, buf, task.size as usize + 1) {
@@ -236,8 +245,8 @@ impl Operation for GrepOp {
         }
     }
 
-    fn process_file(&self, task: &FileTask, file: &File, ctl: &Control, acc: &mut GrepBody) -> Result<Result<(), FileError>, EngineError> {
-        Ok(grep_file(self, task, file, ctl)?.map(|h| {
+    fn process_file(&self, task: &FileTask, input: &Input, ctl: &Control, acc: &mut GrepBody) -> Result<Result<(), FileError>, EngineError> {
+        Ok(grep_file(self, task, input, ctl)?.map(|h| {
             if h.matches > 0 {
                 acc.matches += h.matches;
                 acc.files_with_matches += 1;

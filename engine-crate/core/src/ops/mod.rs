@@ -9,8 +9,7 @@ pub mod grep;
 pub mod options;
 pub mod stats;
 
-use std::fs::File;
-
+use crate::codec::Input;
 use crate::control::Control;
 use crate::error::{EngineError, FileError};
 use crate::partial::Body;
@@ -28,14 +27,16 @@ pub trait Operation: Send + Sync + 'static {
     fn empty(&self) -> Self::Body;
 
     /// Processes one file, adding its contribution to `acc`. The driver has
-    /// opened it (see [`crate::io::Inputs`]); ops read it only through `file`.
+    /// opened it (see [`crate::io::Inputs`]) and looked for a codec; ops read
+    /// it only through `input`, a compressed one through
+    /// [`crate::codec::for_each_block`].
     /// A problem with the file is returned as `Ok(Err(..))` and must leave
     /// `acc` without any contribution from that file. `Err(..)` stops the run
     /// (cancellation).
     fn process_file(
         &self,
         task: &FileTask,
-        file: &File,
+        input: &Input,
         ctl: &Control,
         acc: &mut Self::Body,
     ) -> Result<Result<(), FileError>, EngineError>;

@@ -19,11 +19,11 @@ pub mod sketch;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::fs::File;
 
 use self::column::ColumnAcc;
 use self::csv::{Dialect, Reader, Record};
 use super::options::Options;
+use crate::codec::{for_each_block, Flow, Input, Reading};
 use super::Operation;
 use crate::control::Control;
 use crate::error::{EngineError, FileError};
@@ -185,6 +185,11 @@ fn ragged(expected: usize, (width, offset): (usize, u64)) -> Problem {
 }
 
 impl ChunkStats {
+    /// The earliest problem found so far, ragged rows included.
+    fn failure(&self) -> Option<Problem> {
+        self.problem.clone().or_else(|| self.ragged.zip(self.first).map(|(r, f)| ragged(f.0, r)))
+    }
+
     /// Joins with the chunk that directly follows in the file.
     fn then(mut self, mut next: ChunkStats) -> ChunkStats {
         if self.first.is_none() {
@@ -287,8 +292,33 @@ pub fn column_names(header: Option<Vec<String>>, width: usize) -> Vec<String> {
     names
 }
 
+/// Parses a compressed file's content, block after block; stops at the
+/// first problem, whose line is counted in the block that holds it.
+fn parse_stream(op: &StatsOp, reading: Reading<'_>, ctl: &Control) -> Result<Result<ChunkStats, FileError>, EngineError> {
+    let mut joined = ChunkStats::default();
+    let mut failed = None;
+    let done = for_each_block(reading, ctl, |block, at| {
+        joined = std::mem::take(&mut joined).then(parse_chunk(op, block, at.offset, at.is_start()));
+        Ok(match joined.failure() {
+            Some(p) => {
+                failed = Some(FileError::new(&reading.task.path, Some(at.line_of(block, p.offset)), p.reason));
+                Flow::Stop
+            }
+            None => Flow::More,
+        })
+    })?;
+    Ok(match (done, failed) {
+        (Err(e), _) | (Ok(()), Some(e)) => Err(e),
+        (Ok(()), None) => Ok(joined),
+    })
+}
+
 /// Parses a whole file (in parallel chunks when big).
-pub fn parse_file(op: &StatsOp, task: &FileTask, file: &File, ctl: &Control) -> Result<Result<ChunkStats, FileError>, EngineError> {
+pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<ChunkStats, FileError>, EngineError> {
+    if let Some(reading) = input.reading(task, Some(op.csv.dialect.quote), !op.types_only) {
+        return parse_stream(op, reading, ctl);
+    }
+    let file = &input.file;
     let n = chunk_count(task.size, op.chunk);
     let quote = op.csv.dialect.quote;
     let stats = if n == 1 {
@@ -343,7 +373,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, file: &File, ctl: &Control) -> 
             Err(e) => return Ok(Err(e)),
         }
     };
-    if let Some(mut p) = stats.problem.clone().or_else(|| stats.ragged.zip(stats.first).map(|(r, f)| ragged(f.0, r))) {
+    if let Some(mut p) = stats.failure() {
         if p.line.is_none() {
             p.line = line_of_offset(file, p.offset);
         }
@@ -360,8 +390,8 @@ impl Operation for StatsOp {
         StatsBody { quantiles: self.quantiles.clone(), top: self.top, rows: 0, columns: Vec::new() }
     }
 
-    fn process_file(&self, task: &FileTask, file: &File, ctl: &Control, acc: &mut StatsBody) -> Result<Result<(), FileError>, EngineError> {
-        Ok(parse_file(self, task, file, ctl)?.map(|s| {
+    fn process_file(&self, task: &FileTask, input: &Input, ctl: &Control, acc: &mut StatsBody) -> Result<Result<(), FileError>, EngineError> {
+        Ok(parse_file(self, task, input, ctl)?.map(|s| {
             let width = s.first.map_or(0, |f| f.0);
             let names = column_names(s.header, width);
             let mut cols = s.cols;

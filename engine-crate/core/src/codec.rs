@@ -1,0 +1,423 @@
+//! Compressed inputs: gzip, zstd, bzip2 and xz, recognised by their magic
+//! bytes (a `.gz` name proves nothing; a plain file named `.gz` is read as
+//! it is), and decompressed as a stream.
+//!
+//! The ops see the decompressed content as a sequence of blocks of whole
+//! records (lines, or CSV records when a quote byte is given), so memory is
+//! bounded by the block size whatever the file's size. Decompression of a
+//! big file runs on a thread of its own, a block ahead of the op consuming
+//! the blocks. A stream that is corrupt or cut short ends the file with an
+//! error record saying how far it got; the blocks already consumed are the
+//! op's to discard.
+//!
+//! Concatenated streams (multi-member gzip, as written by `pigz` or by
+//! appending `.gz` files; several zstd frames; several bzip2 or xz streams)
+//! are read through to the end. An archive is not unpacked: a `.tar.gz` is
+//! one stream whose content is the tar file.
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use crate::control::Control;
+use crate::error::{EngineError, FileError};
+use crate::FileTask;
+
+/// Decompressed bytes per block handed to an op.
+pub const BLOCK: usize = 8 << 20;
+/// Stored (compressed) bytes read at a time.
+const STORED_READ: usize = 256 << 10;
+/// Files stored in fewer bytes than this are decompressed on the op's own
+/// thread: a second thread would cost more than it saves.
+const PIPELINE_FROM: u64 = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Gzip,
+    Zstd,
+    Bzip2,
+    Xz,
+}
+
+impl Codec {
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gzip",
+            Codec::Zstd => "zstd",
+            Codec::Bzip2 => "bzip2",
+            Codec::Xz => "xz",
+        }
+    }
+
+    /// The codec whose magic bytes start `head`, if any.
+    pub fn sniff(head: &[u8]) -> Option<Codec> {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Some(Codec::Gzip)
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Some(Codec::Zstd)
+        } else if head.starts_with(b"BZh") && head.get(3).is_some_and(|b| (b'1'..=b'9').contains(b)) {
+            Some(Codec::Bzip2)
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Some(Codec::Xz)
+        } else {
+            None
+        }
+    }
+
+    /// The codec of an open file, from its first bytes.
+    pub fn of_file(file: &File) -> io::Result<Option<Codec>> {
+        let mut head = [0u8; 6];
+        let mut n = 0;
+        while n < head.len() {
+            match file.read_at(&mut head[n..], n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Codec::sniff(&head[..n]))
+    }
+
+    /// A reader of the decompressed content of every stream in `stored`.
+    fn decoder<'a>(self, stored: impl BufRead + 'a) -> io::Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(stored)),
+            Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(stored)?),
+            Codec::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(stored)),
+            Codec::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(stored)),
+        })
+    }
+
+    /// A reader of the whole decompressed content of `file`, for ops that
+    /// stream it without looking at records (a checksum of the content).
+    pub fn reader<'a>(self, file: &'a File, read: &'a Cell<u64>) -> io::Result<Box<dyn Read + 'a>> {
+        self.decoder(BufReader::with_capacity(STORED_READ, Stored { file, read }))
+    }
+}
+
+/// The stored bytes of a file, read in order, counting how many were read.
+struct Stored<'a> {
+    file: &'a File,
+    read: &'a Cell<u64>,
+}
+
+impl Read for Stored<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.read.get())?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Where a block lies in the decompressed content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    /// Offset of the block's first byte.
+    pub offset: u64,
+    /// Newlines before the block.
+    pub lines: u64,
+}
+
+impl At {
+    pub fn is_start(self) -> bool {
+        self.offset == 0
+    }
+
+    /// The 1-based line of `offset`, a position inside `block`.
+    pub fn line_of(self, block: &[u8], offset: u64) -> u64 {
+        let upto = (offset.saturating_sub(self.offset) as usize).min(block.len());
+        self.lines + 1 + bytecount::count(&block[..upto], b'\n') as u64
+    }
+}
+
+/// Whether an op wants the blocks after the current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    More,
+    Stop,
+}
+
+/// The end of the last whole record in `buf`: after its last `\n` outside
+/// quotes (with `quote`), or after its last `\n`.
+fn last_record_end(buf: &[u8], quote: Option<u8>) -> Option<usize> {
+    match quote {
+        None => memchr::memrchr(b'\n', buf).map(|p| p + 1),
+        Some(q) => {
+            // Walking back from the end, `odd` is the quote parity of buf[..=p].
+            let mut odd = bytecount::count(buf, q) % 2 == 1;
+            for p in memchr::memrchr2_iter(q, b'\n', buf) {
+                if buf[p] == q {
+                    odd = !odd;
+                } else if !odd {
+                    return Some(p + 1);
+                }
+            }
+            None
+        }
+    }
+}
+
+/// Cuts a decompressed stream into blocks of whole records.
+struct Blocks<'a> {
+    content: Box<dyn Read + 'a>,
+    quote: Option<u8>,
+    carry: Vec<u8>,
+    ended: bool,
+    at: At,
+}
+
+/// A stream that failed: the error and how many content bytes came before it.
+struct Broken {
+    error: io::Error,
+    after: u64,
+}
+
+impl Blocks<'_> {
+    /// Fills `buf` with the next block; `None` once the content is exhausted.
+    fn next_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<At>, Broken> {
+        buf.clear();
+        buf.append(&mut self.carry);
+        let mut target = BLOCK;
+        while !self.ended {
+            let want = target.saturating_sub(buf.len()) as u64;
+            let before = buf.len();
+            let got = match (&mut self.content).take(want).read_to_end(buf) {
+                Ok(n) => n,
+                Err(error) => return Err(Broken { error, after: self.at.offset + buf.len() as u64 }),
+            };
+            debug_assert_eq!(buf.len(), before + got);
+            if (got as u64) < want {
+                self.ended = true;
+                break;
+            }
+            match last_record_end(buf, self.quote) {
+                Some(end) => {
+                    self.carry.extend_from_slice(&buf[end..]);
+                    buf.truncate(end);
+                    break;
+                }
+                // A record longer than a block: read on until it ends.
+                None => target = buf.len() + BLOCK,
+            }
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let at = self.at;
+        self.at = At { offset: at.offset + buf.len() as u64, lines: at.lines + bytecount::count(buf, b'\n') as u64 };
+        Ok(Some(at))
+    }
+}
+
+fn broken(task: &FileTask, codec: Codec, b: Broken) -> FileError {
+    FileError::new(
+        &task.path,
+        None,
+        format!("{} stream is corrupt or truncated after {} bytes of content: {}", codec.name(), b.after, b.error),
+    )
+}
+
+/// How an op reads a compressed file's content.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading<'a> {
+    pub task: &'a FileTask,
+    pub file: &'a File,
+    pub codec: Codec,
+    /// Blocks end at a `\n` outside this quote byte (CSV), or at any `\n`.
+    pub quote: Option<u8>,
+    /// Whether this pass counts towards progress (a first pass that only
+    /// infers types does not).
+    pub progress: bool,
+}
+
+/// Decompresses the file and hands its content to `each`, block by block in
+/// order, until the content ends or `each` says [`Flow::Stop`]. Progress
+/// counts stored bytes, as the file's listed size does.
+pub fn for_each_block(
+    reading: Reading<'_>,
+    ctl: &Control,
+    mut each: impl FnMut(&[u8], At) -> Result<Flow, EngineError>,
+) -> Result<Result<(), FileError>, EngineError> {
+    let Reading { task, file, codec, quote, progress } = reading;
+    let advance = |read: &Cell<u64>, counted: &mut u64| {
+        if progress {
+            ctl.add_bytes(read.get() - *counted);
+        }
+        *counted = read.get();
+    };
+    let read = Cell::new(0u64);
+    fn open<'a>(file: &'a File, codec: Codec, quote: Option<u8>, read: &'a Cell<u64>) -> io::Result<Blocks<'a>> {
+        Ok(Blocks { content: codec.reader(file, read)?, quote, carry: Vec::new(), ended: false, at: At { offset: 0, lines: 0 } })
+    }
+    if task.size < PIPELINE_FROM {
+        let mut blocks = match open(file, codec, quote, &read) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(broken(task, codec, Broken { error: e, after: 0 }))),
+        };
+        let mut buf = Vec::new();
+        let mut counted = 0;
+        loop {
+            ctl.check()?;
+            let next = blocks.next_into(&mut buf);
+            advance(&read, &mut counted);
+            match next {
+                Ok(Some(at)) => {
+                    if each(&buf, at)? == Flow::Stop {
+                        return Ok(Ok(()));
+                    }
+                }
+                Ok(None) => return Ok(Ok(())),
+                Err(b) => return Ok(Err(broken(task, codec, b))),
+            }
+        }
+    }
+    std::thread::scope(|s| {
+        let (full_tx, full_rx) = sync_channel::<Result<(Vec<u8>, At), Broken>>(1);
+        let (empty_tx, empty_rx): (_, Receiver<Vec<u8>>) = sync_channel(2);
+        s.spawn(move || {
+            let read = Cell::new(0u64);
+            let mut blocks = match open(file, codec, quote, &read) {
+                Ok(b) => b,
+                Err(error) => {
+                    let _ = full_tx.send(Err(Broken { error, after: 0 }));
+                    return;
+                }
+            };
+            let mut counted = 0;
+            loop {
+                if ctl.is_cancelled() {
+                    return;
+                }
+                let mut buf = empty_rx.try_recv().unwrap_or_default();
+                let next = blocks.next_into(&mut buf);
+                advance(&read, &mut counted);
+                let msg = match next {
+                    Ok(Some(at)) => Ok((buf, at)),
+                    Ok(None) => return,
+                    Err(b) => Err(b),
+                };
+                let last = msg.is_err();
+                // A closed channel means the consumer stopped: so do we.
+                if full_tx.send(msg).is_err() || last {
+                    return;
+                }
+            }
+        });
+        for msg in full_rx {
+            ctl.check()?;
+            match msg {
+                Ok((buf, at)) => {
+                    if each(&buf, at)? == Flow::Stop {
+                        return Ok(Ok(()));
+                    }
+                    let _ = empty_tx.try_send(buf);
+                }
+                Err(b) => return Ok(Err(broken(task, codec, b))),
+            }
+        }
+        Ok(Ok(()))
+    })
+}
+
+/// An input file as an op receives it: open, and its codec when compressed.
+#[derive(Debug)]
+pub struct Input {
+    pub file: File,
+    pub codec: Option<Codec>,
+}
+
+impl Input {
+    /// Looks at the file's first bytes for a codec's magic bytes.
+    pub fn new(task: &FileTask, file: File) -> Result<Input, FileError> {
+        let codec = Codec::of_file(&file).map_err(|e| FileError::io(&task.path, &e))?;
+        Ok(Input { file, codec })
+    }
+
+    /// How to read the content when it is compressed; `None` when the file
+    /// is read as stored.
+    pub fn reading<'a>(&'a self, task: &'a FileTask, quote: Option<u8>, progress: bool) -> Option<Reading<'a>> {
+        self.codec.map(|codec| Reading { task, file: &self.file, codec, quote, progress })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn blocks_of(stored: &[u8], quote: Option<u8>, pipelined: bool) -> Result<Vec<(Vec<u8>, At)>, String> {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(stored).unwrap();
+        let size = if pipelined { PIPELINE_FROM } else { stored.len() as u64 };
+        let task = FileTask::new("t.gz", size);
+        let codec = Codec::of_file(&f).unwrap().unwrap();
+        let mut out = Vec::new();
+        let reading = Reading { task: &task, file: &f, codec, quote, progress: true };
+        for_each_block(reading, &Control::default(), |b, at| {
+            out.push((b.to_vec(), at));
+            Ok(Flow::More)
+        })
+        .unwrap()
+        .map_err(|e| e.reason)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn magic_bytes_name_the_codec() {
+        assert_eq!(Codec::sniff(&gzip(b"x")), Some(Codec::Gzip));
+        assert_eq!(Codec::sniff(&zstd::encode_all(&b"x"[..], 1).unwrap()), Some(Codec::Zstd));
+        assert_eq!(Codec::sniff(b"BZh9"), Some(Codec::Bzip2));
+        assert_eq!(Codec::sniff(b"BZh"), None);
+        assert_eq!(Codec::sniff(b"a,b\n1,2\n"), None);
+        assert_eq!(Codec::sniff(b""), None);
+    }
+
+    #[test]
+    fn records_are_never_cut_and_blocks_cover_the_content() {
+        // Quoted newlines straddle every block boundary candidate.
+        let mut data = Vec::new();
+        for i in 0..1_200_000 {
+            data.extend_from_slice(format!("{i},\"a\nb\",x\n").as_bytes());
+        }
+        for pipelined in [false, true] {
+            let got = blocks_of(&gzip(&data), Some(b'"'), pipelined).unwrap();
+            assert!(got.len() > 1);
+            let mut joined = Vec::new();
+            for (b, at) in &got {
+                assert_eq!(at.offset, joined.len() as u64);
+                assert_eq!(at.lines, bytecount::count(&joined, b'\n') as u64);
+                assert_eq!(bytecount::count(b, b'"') % 2, 0);
+                assert!(b.ends_with(b"x\n"));
+                joined.extend_from_slice(b);
+            }
+            assert_eq!(joined, data);
+        }
+    }
+
+    #[test]
+    fn a_truncated_stream_says_how_far_it_got() {
+        let data: Vec<u8> = (0..200_000).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+        let stored = gzip(&data);
+        for pipelined in [false, true] {
+            let reason = blocks_of(&stored[..stored.len() / 2], None, pipelined).unwrap_err();
+            assert!(reason.starts_with("gzip stream is corrupt or truncated after "), "{reason}");
+        }
+    }
+
+    #[test]
+    fn concatenated_members_are_all_read() {
+        let mut stored = gzip(b"one\n");
+        stored.extend(gzip(b"two\n"));
+        let got = blocks_of(&stored, None, false).unwrap();
+        assert_eq!(got.into_iter().flat_map(|(b, _)| b).collect::<Vec<u8>>(), b"one\ntwo\n");
+    }
+}
