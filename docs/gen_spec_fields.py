@@ -59,6 +59,7 @@ EXAMPLES = {
     "spec.followSymlinks": "followSymlinks: true",
     "spec.operation": "operation: {type: count}",
     "spec.operation.type": "type: grep",
+    "spec.operation.format": "format: ndjson",
     "spec.operation.stats": "stats: {delimiter: \",\", header: true, quantiles: [0.5, 0.99], top: 5}",
     "spec.operation.stats.delimiter": "delimiter: \"\\t\"",
     "spec.operation.stats.header": "header: false",

@@ -15,7 +15,7 @@ from pravah import checks, render
 from pravah.client_cli import register as register_client_commands
 from pravah.dev import dev
 from pravah.local import JobFailed, LocalJob, execute
-from pravah.spec import OPERATIONS, ChecksFile, OperationSpec, PravahJobManifest, describe_errors, refuse_unfit_checks
+from pravah.spec import FORMATS, OPERATIONS, ChecksFile, OperationSpec, PravahJobManifest, describe_errors, refuse_unfit_checks
 
 EXIT_FAILED = 1
 
@@ -70,6 +70,8 @@ def parse_quantiles(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option("--max-matches", type=click.IntRange(min=0), help="grep: matching lines kept per file [default: 100].")
 @click.option("--algorithm", type=click.Choice(["sha256", "blake3", "xxh3"]), help="checksum: digest [default: sha256].")
 @click.option("--decompressed", is_flag=True, help="checksum: hash the content of compressed files, not the stored bytes.")
+@click.option("--format", "file_format", type=click.Choice(FORMATS["stats"]),
+              help="stats: read every file as this format [default: auto, by name then content].")
 @click.option("--delimiter", metavar="CHAR", help="stats/convert: field delimiter, '\\t' for TSV [default: ,].")
 @click.option("--no-header", is_flag=True, help="stats/convert: the first row is data, not column names.")
 @click.option("--quantiles", callback=parse_quantiles, metavar="Q,Q", help="stats: quantiles to estimate [default: 0.5,0.9,0.99].")
@@ -91,12 +93,15 @@ def run(path: Path | None, manifest: Path | None, op: str | None, **options: Any
 
     \b
     Operations:
-      stats     per-column profile of CSV/TSV files (types, nulls, min/max, mean, stddev,
-                distinct, quantiles, top values)
+      stats     per-column profile of CSV, TSV and NDJSON files (types, nulls, min/max,
+                mean, stddev, distinct, quantiles, top values)
       count     lines, words and bytes, per file and in total
       checksum  sha256 / blake3 / xxh3 digests and a `sha256sum -c` compatible manifest
       grep      regex matches with line numbers
       convert   CSV to Parquet (zstd), one output per input file
+
+    Files compressed with gzip, zstd, bzip2 or xz are read decompressed (checksum
+    hashes the stored bytes unless --decompressed).
 
     Exit codes: 0 success (checks of severity warn may have failed: see the warning),
     1 the job failed (more bad files than --max-errors, or a check of severity error
@@ -150,7 +155,9 @@ def job_from_options(path: Path | None, op: str | None, options: dict[str, Any])
         raise click.UsageError("missing PATH (or use -f MANIFEST)")
     if op is None:
         raise click.UsageError("missing option '--op' (one of: " + ", ".join(OPERATIONS) + ")")
-    operation = {"type": op}
+    operation: dict[str, Any] = {"type": op}
+    if options["file_format"]:
+        operation["format"] = options["file_format"]
     op_options = {
         "stats": {"delimiter": options["delimiter"], "header": False if options["no_header"] else None,
                   "quantiles": options["quantiles"]},

@@ -191,8 +191,18 @@ class ConvertOptions(SpecModel):
     header: bool = True
 
 
+# How each operation reads a file, beyond its bytes: the formats it may be told to use. Files are
+# otherwise read by the format their name (compression suffixes aside) or first bytes announce.
+FORMATS = {"stats": ("auto", "csv", "tsv", "ndjson")}
+Format = Literal["auto", "csv", "tsv", "ndjson"]
+
+
 class OperationSpec(SpecModel):
     type: Operation = Field(description="The operation; only the options block of this type may be given.")
+    format: Format = Field(
+        default="auto",
+        description="How files are read: auto (by name, then content: .csv, .tsv, .ndjson/.jsonl, a first `{`), "
+                    "or one format for every file. stats only.")
     stats: StatsOptions | None = None
     checksum: ChecksumOptions | None = None
     grep: GrepOptions | None = None
@@ -205,6 +215,10 @@ class OperationSpec(SpecModel):
                 raise ValueError(f"options for '{name}' given but the operation type is '{self.type}'")
         if self.type == "grep" and self.grep is None:
             raise ValueError("grep needs grep.pattern")
+        if self.format not in FORMATS.get(self.type, ("auto",)):
+            error = InitErrorDetails(type="value_error", loc=("format",), input=self.format, ctx={
+                "error": f"{self.type} reads every file as it is; format applies to " + ", ".join(FORMATS)})
+            raise ValidationError.from_exception_data(type(self).__name__, [error])
         return self
 
     def engine_options(self) -> dict[str, Any]:
@@ -215,6 +229,8 @@ class OperationSpec(SpecModel):
         options = getattr(self, self.type) or defaults[self.type]()
         if self.type == "grep":
             return options.engine_options()
+        if self.type in FORMATS:
+            return {**options.model_dump(), "format": self.format}
         return options.model_dump()
 
 

@@ -336,6 +336,26 @@ impl Input {
         Ok(Input { file, codec })
     }
 
+    /// Up to `n` bytes of the content, decompressed when compressed. A
+    /// damaged stream yields what came before the damage: reading the
+    /// content later reports the damage itself.
+    pub fn head(&self, n: usize) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(n);
+        match self.codec {
+            None => {
+                crate::io::read_range_into(&self.file, 0, n, &mut buf)?;
+            }
+            Some(codec) => {
+                let read = Cell::new(0);
+                let content = codec.reader(&self.file, &read);
+                if let Ok(content) = content {
+                    let _ = content.take(n as u64).read_to_end(&mut buf);
+                }
+            }
+        }
+        Ok(buf)
+    }
+
     /// How to read the content when it is compressed; `None` when the file
     /// is read as stored.
     pub fn reading<'a>(&'a self, task: &'a FileTask, quote: Option<u8>, progress: bool) -> Option<Reading<'a>> {

@@ -10,6 +10,7 @@
 //!   into reusable buffers.
 //! * [`codec`]: compressed inputs, recognised by magic bytes and streamed
 //!   to the ops in blocks of whole records.
+//! * [`format`]: which reader a file gets (CSV, TSV, NDJSON, Parquet, text).
 //! * [`control`]: progress counters and cancellation.
 //! * [`partial`]: the serialisable partial envelope shared by every op.
 //! * [`ops`]: the operations (`count`, `checksum`, `grep`, `stats`, `convert`).
@@ -19,6 +20,7 @@
 pub mod codec;
 pub mod control;
 pub mod error;
+pub mod format;
 pub mod io;
 pub mod job;
 pub mod ops;

@@ -14,6 +14,7 @@
 
 pub mod column;
 pub mod csv;
+pub mod ndjson;
 pub mod sketch;
 
 use rayon::prelude::*;
@@ -22,11 +23,13 @@ use serde_json::{json, Value};
 
 use self::column::ColumnAcc;
 use self::csv::{Dialect, Reader, Record};
+use self::ndjson::Kinds;
 use super::options::Options;
 use crate::codec::{for_each_block, Flow, Input, Reading};
 use super::Operation;
 use crate::control::Control;
-use crate::error::{EngineError, FileError};
+use crate::error::{sort_errors, EngineError, FileError};
+use crate::format::{Choice, Format};
 use crate::io::{line_of_offset, read_to_end_from, with_buffer};
 use crate::partial::Body;
 use crate::split::{chunk_count, quote_parities, read_aligned};
@@ -51,7 +54,11 @@ pub struct StatsOp {
     pub chunk: u64,
     /// Only infer column types (schema inference for `convert`).
     pub types_only: bool,
+    pub format: Choice,
 }
+
+/// The formats `stats` reads.
+pub const STATS_FORMATS: &[Format] = &[Format::Csv, Format::Tsv, Format::Ndjson];
 
 pub fn csv_options(o: &mut Options) -> Result<CsvOptions, EngineError> {
     let delimiter = o.byte("delimiter", b',')?;
@@ -66,16 +73,24 @@ impl StatsOp {
         let quantiles = o.floats("quantiles", &[0.5, 0.9, 0.99], 0.0, 1.0)?;
         let top = o.uint("top", 5, 0, 100)? as usize;
         csv.dialect.quote = o.byte("quote", b'"')?;
+        let format = Choice::from_options(&mut o, "stats", STATS_FORMATS)?;
         o.finish()?;
         if csv.dialect.quote == csv.dialect.delimiter || csv.dialect.quote == b'\n' || csv.dialect.delimiter == b'\n' {
             return Err(EngineError::Invalid("stats.quote: must differ from the delimiter and newline".into()));
         }
-        Ok(StatsOp { csv, quantiles, top, chunk: CHUNK, types_only: false })
+        Ok(StatsOp { csv, quantiles, top, chunk: CHUNK, types_only: false, format })
     }
 
     /// A parse-only configuration that infers column types.
     pub fn type_inference(csv: CsvOptions, chunk: u64) -> Self {
-        StatsOp { csv, quantiles: Vec::new(), top: 0, chunk, types_only: true }
+        StatsOp { csv, quantiles: Vec::new(), top: 0, chunk, types_only: true, format: Choice::Forced(Format::Csv) }
+    }
+
+    /// This configuration with tab as the delimiter, for a TSV file.
+    pub fn as_tsv(&self) -> StatsOp {
+        let mut op = self.clone();
+        op.csv.dialect.delimiter = b'\t';
+        op
     }
 
     fn new_column(&self) -> ColumnAcc {
@@ -94,6 +109,28 @@ pub struct Column {
     /// (path, position) of its first appearance; orders the columns.
     pub first: (String, usize),
     pub acc: ColumnAcc,
+    /// The formats of the files it came from.
+    #[serde(default)]
+    pub formats: Vec<Format>,
+    /// JSON kinds of its values, when it came from NDJSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<Kinds>,
+}
+
+/// Rows a file could not use (NDJSON lines that are not JSON objects): how
+/// many, and each with its path, line and reason.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BadRows {
+    pub total: u64,
+    pub rows: Vec<FileError>,
+}
+
+impl BadRows {
+    fn merge(&mut self, other: BadRows) {
+        self.total += other.total;
+        self.rows.extend(other.rows);
+        sort_errors(&mut self.rows);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,14 +139,16 @@ pub struct StatsBody {
     pub top: usize,
     pub rows: u64,
     pub columns: Vec<Column>,
+    #[serde(default)]
+    pub bad_rows: BadRows,
 }
 
 impl StatsBody {
     /// Adds one file's columns (already named).
-    fn add_file(&mut self, path: &str, rows: u64, cols: Vec<(String, ColumnAcc)>) {
+    fn add_file(&mut self, path: &str, format: Format, rows: u64, cols: Vec<(String, ColumnAcc, Option<Kinds>)>) {
         self.rows += rows;
-        for (i, (name, acc)) in cols.into_iter().enumerate() {
-            self.add_column(Column { name, first: (path.to_string(), i), acc });
+        for (i, (name, acc, kinds)) in cols.into_iter().enumerate() {
+            self.add_column(Column { name, first: (path.to_string(), i), acc, formats: vec![format], kinds });
         }
     }
 
@@ -120,6 +159,18 @@ impl StatsBody {
                     x.first = c.first;
                 }
                 x.acc.merge(c.acc);
+                for f in c.formats {
+                    if let Err(at) = x.formats.binary_search(&f) {
+                        x.formats.insert(at, f);
+                    }
+                }
+                x.kinds = match (x.kinds, c.kinds) {
+                    (Some(mut a), Some(b)) => {
+                        a.merge(b);
+                        Some(a)
+                    }
+                    (a, b) => a.or(b),
+                };
             }
             None => self.columns.push(c),
         }
@@ -141,13 +192,31 @@ impl Body for StatsBody {
         for c in other.columns {
             self.add_column(c);
         }
+        self.bad_rows.merge(other.bad_rows);
         Ok(())
     }
 
+    /// Columns say which formats they came from when the files mixed
+    /// formats, and which JSON kinds they held when they came from NDJSON.
     fn result(&self) -> Value {
-        let cols: Vec<Value> =
-            self.sorted_columns().into_iter().map(|c| c.acc.result(&c.name, &self.quantiles, self.top)).collect();
-        json!({"rows": self.rows, "columns": cols})
+        let columns = self.sorted_columns();
+        let mut formats: Vec<Format> = columns.iter().flat_map(|c| c.formats.iter().copied()).collect();
+        formats.sort();
+        formats.dedup();
+        let cols: Vec<Value> = columns
+            .into_iter()
+            .map(|c| {
+                let mut v = c.acc.result(&c.name, &self.quantiles, self.top);
+                if formats.len() > 1 {
+                    v["formats"] = json!(c.formats);
+                }
+                if let Some(k) = c.kinds {
+                    v["jsonTypes"] = k.result();
+                }
+                v
+            })
+            .collect();
+        json!({"rows": self.rows, "columns": cols, "badRows": self.bad_rows})
     }
 }
 
@@ -387,16 +456,36 @@ impl Operation for StatsOp {
     const NAME: &'static str = "stats";
 
     fn empty(&self) -> StatsBody {
-        StatsBody { quantiles: self.quantiles.clone(), top: self.top, rows: 0, columns: Vec::new() }
+        StatsBody { quantiles: self.quantiles.clone(), top: self.top, rows: 0, columns: Vec::new(), bad_rows: BadRows::default() }
     }
 
     fn process_file(&self, task: &FileTask, input: &Input, ctl: &Control, acc: &mut StatsBody) -> Result<Result<(), FileError>, EngineError> {
-        Ok(parse_file(self, task, input, ctl)?.map(|s| {
+        let format = match self.format.resolve(task, input, Format::Csv) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        if format == Format::Ndjson {
+            return Ok(ndjson::parse_file(self, task, input, ctl)?.map(|f| {
+                let cols = f.columns.into_iter().map(|(name, c)| (name, c.acc, Some(c.kinds))).collect();
+                acc.add_file(&task.path, format, f.rows, cols);
+                acc.bad_rows.total += f.bad.len() as u64;
+                acc.bad_rows.rows.extend(f.bad.into_iter().map(|(line, reason)| FileError::new(&task.path, Some(line), reason)));
+                sort_errors(&mut acc.bad_rows.rows);
+            }));
+        }
+        let tsv;
+        let op = if format == Format::Tsv {
+            tsv = self.as_tsv();
+            &tsv
+        } else {
+            self
+        };
+        Ok(parse_file(op, task, input, ctl)?.map(|s| {
             let width = s.first.map_or(0, |f| f.0);
             let names = column_names(s.header, width);
             let mut cols = s.cols;
             cols.resize_with(width, || self.new_column());
-            acc.add_file(&task.path, s.rows, names.into_iter().zip(cols).collect());
+            acc.add_file(&task.path, format, s.rows, names.into_iter().zip(cols).map(|(n, c)| (n, c, None)).collect());
         }))
     }
 }

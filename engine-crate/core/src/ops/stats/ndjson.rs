@@ -1,0 +1,270 @@
+//! NDJSON (JSON lines) for `stats`: one JSON object per line.
+//!
+//! Objects are flattened to field paths (`a.b.c`); an array is summarised by
+//! its length; a field missing from a row, or null in it, is a null of that
+//! row. Values reach the column accumulators as a CSV cell would give them
+//! (numbers as written, strings unescaped, booleans as `true`/`false`), so
+//! a column gets the same statistics whichever format it came from; like a
+//! CSV cell, an empty string counts as null. Each column also counts the
+//! JSON kinds it saw, so a field that is a number in some rows and a string
+//! in others says so.
+//!
+//! Blank lines are skipped and a BOM at file start is dropped. A line that
+//! is not a JSON object is a bad line (its number and the parser's reason)
+//! and the rest of the file goes on; past [`MAX_BAD_LINES`] the file is an
+//! error record and contributes nothing. Big files are split into line
+//! aligned chunks parsed in parallel, as for grep.
+
+use hashbrown::HashMap;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::column::ColumnAcc;
+use super::StatsOp;
+use crate::codec::{for_each_block, Flow, Input};
+use crate::control::Control;
+use crate::error::{EngineError, FileError};
+use crate::io::{read_to_end_from, with_buffer};
+use crate::split::{chunk_count, read_aligned};
+use crate::FileTask;
+
+/// Bad lines a file may have before it is given up as a whole.
+pub const MAX_BAD_LINES: usize = 100;
+
+/// How many values of each JSON kind a column saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kinds {
+    pub null: u64,
+    pub boolean: u64,
+    pub number: u64,
+    pub string: u64,
+    pub array: u64,
+}
+
+impl Kinds {
+    pub fn merge(&mut self, o: Kinds) {
+        self.null += o.null;
+        self.boolean += o.boolean;
+        self.number += o.number;
+        self.string += o.string;
+        self.array += o.array;
+    }
+
+    /// The kinds seen, with their counts (nulls, missing fields included, are
+    /// the column's `nulls`).
+    pub fn result(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for (name, n) in [("boolean", self.boolean), ("number", self.number), ("string", self.string), ("array", self.array)] {
+            if n > 0 {
+                m.insert(name.to_string(), json!(n));
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+/// A column of one file (or of a chunk of it).
+#[derive(Debug, Clone)]
+pub struct JsonColumn {
+    pub acc: ColumnAcc,
+    pub kinds: Kinds,
+}
+
+/// What one line-aligned range of a file holds.
+#[derive(Debug, Default)]
+pub struct JsonChunk {
+    pub rows: u64,
+    newlines: u64,
+    pub columns: Vec<(String, JsonColumn)>,
+    index: HashMap<String, usize>,
+    /// Bad lines: line number (from the range's start, 1-based) and reason.
+    pub bad: Vec<(u64, String)>,
+}
+
+impl JsonChunk {
+    fn column(&mut self, op: &StatsOp, path: &str) -> &mut JsonColumn {
+        let i = match self.index.get(path) {
+            Some(&i) => i,
+            None => {
+                self.columns.push((path.to_string(), JsonColumn { acc: op.new_column(), kinds: Kinds::default() }));
+                self.index.insert(path.to_string(), self.columns.len() - 1);
+                self.columns.len() - 1
+            }
+        };
+        &mut self.columns[i].1
+    }
+
+    /// Joins with the range that directly follows in the file.
+    pub fn then(mut self, next: JsonChunk) -> JsonChunk {
+        let shift = self.newlines;
+        self.bad.extend(next.bad.into_iter().map(|(line, reason)| (line + shift, reason)));
+        self.rows += next.rows;
+        self.newlines += next.newlines;
+        for (name, col) in next.columns {
+            match self.index.get(&name) {
+                Some(&i) => {
+                    let mine = &mut self.columns[i].1;
+                    mine.acc.merge(col.acc);
+                    mine.kinds.merge(col.kinds);
+                }
+                None => {
+                    self.index.insert(name.clone(), self.columns.len());
+                    self.columns.push((name, col));
+                }
+            }
+        }
+        self
+    }
+
+    /// Adds one value at `path`, flattening objects.
+    fn add(&mut self, op: &StatsOp, path: &mut String, value: &Value, text: &mut String) {
+        let col = match value {
+            Value::Object(fields) => {
+                let len = path.len();
+                for (key, v) in fields {
+                    if len > 0 {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                    self.add(op, path, v, text);
+                    path.truncate(len);
+                }
+                return;
+            }
+            _ => self.column(op, path),
+        };
+        text.clear();
+        let field: &[u8] = match value {
+            Value::Null => {
+                col.kinds.null += 1;
+                b""
+            }
+            Value::Bool(b) => {
+                col.kinds.boolean += 1;
+                if *b { b"true" } else { b"false" }
+            }
+            Value::Number(n) => {
+                col.kinds.number += 1;
+                use std::fmt::Write;
+                let _ = write!(text, "{n}");
+                text.as_bytes()
+            }
+            Value::String(s) => {
+                col.kinds.string += 1;
+                s.as_bytes()
+            }
+            Value::Array(items) => {
+                col.kinds.array += 1;
+                use std::fmt::Write;
+                let _ = write!(text, "{}", items.len());
+                text.as_bytes()
+            }
+            Value::Object(_) => unreachable!("objects are flattened above"),
+        };
+        col.acc.add(field);
+    }
+}
+
+/// Parses a buffer of whole lines.
+pub fn parse_chunk(op: &StatsOp, buf: &[u8], file_start: bool) -> JsonChunk {
+    let mut out = JsonChunk { newlines: bytecount::count(buf, b'\n') as u64, ..JsonChunk::default() };
+    let buf = if file_start { buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf) } else { buf };
+    let (mut path, mut text) = (String::new(), String::new());
+    for (i, line) in buf.split(|&b| b == b'\n').enumerate() {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Value>(line) {
+            Ok(value @ Value::Object(_)) => {
+                out.rows += 1;
+                path.clear();
+                out.add(op, &mut path, &value, &mut text);
+            }
+            Ok(_) => out.bad.push((i as u64 + 1, "not a JSON object".into())),
+            Err(e) => out.bad.push((i as u64 + 1, format!("malformed JSON: {e}"))),
+        }
+    }
+    for (_, c) in &mut out.columns {
+        c.acc.flush();
+    }
+    out
+}
+
+/// One file's columns, rows and bad lines.
+#[derive(Debug)]
+pub struct JsonFile {
+    pub rows: u64,
+    pub columns: Vec<(String, JsonColumn)>,
+    /// Bad lines: 1-based line number and reason.
+    pub bad: Vec<(u64, String)>,
+}
+
+fn finish(task: &FileTask, chunk: JsonChunk) -> Result<JsonFile, FileError> {
+    if chunk.bad.len() > MAX_BAD_LINES {
+        let (line, reason) = &chunk.bad[MAX_BAD_LINES];
+        return Err(FileError::new(
+            &task.path,
+            Some(*line),
+            format!("more than {MAX_BAD_LINES} bad lines, the file is skipped; this one: {reason}"),
+        ));
+    }
+    let rows = chunk.rows;
+    let mut columns = chunk.columns;
+    for (_, c) in &mut columns {
+        // A field missing from a row is a null of that row.
+        c.acc.nulls += rows.saturating_sub(c.acc.count + c.acc.nulls);
+    }
+    Ok(JsonFile { rows, columns, bad: chunk.bad })
+}
+
+/// Parses a whole NDJSON file: in parallel chunks when big, block after
+/// block when compressed.
+pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<JsonFile, FileError>, EngineError> {
+    if let Some(reading) = input.reading(task, None, !op.types_only) {
+        let mut joined = JsonChunk::default();
+        let done = for_each_block(reading, ctl, |block, at| {
+            let mut chunk = parse_chunk(op, block, at.is_start());
+            for (line, _) in &mut chunk.bad {
+                *line += at.lines;
+            }
+            chunk.newlines = 0;
+            joined = std::mem::take(&mut joined).then(chunk);
+            Ok(if joined.bad.len() > MAX_BAD_LINES { Flow::Stop } else { Flow::More })
+        })?;
+        return Ok(done.and_then(|()| finish(task, joined)));
+    }
+    let file = &input.file;
+    let n = chunk_count(task.size, op.chunk);
+    let parity = vec![false; n + 1];
+    let joined = (0..n)
+        .into_par_iter()
+        .map(|i| -> Result<Result<JsonChunk, FileError>, EngineError> {
+            ctl.check()?;
+            Ok(with_buffer(|buf| {
+                let range = if n == 1 {
+                    read_to_end_from(file, 0, buf, task.size as usize + 1).map(|_| 0..buf.len())
+                } else {
+                    read_aligned(file, i, n, op.chunk, None, &parity, buf).map(|a| a.start..a.end)
+                };
+                match range {
+                    Ok(r) => {
+                        if !op.types_only {
+                            ctl.add_bytes(r.len() as u64);
+                        }
+                        Ok(parse_chunk(op, &buf[r], i == 0))
+                    }
+                    Err(e) => Err(FileError::io(&task.path, &e)),
+                }
+            }))
+        })
+        .try_reduce(
+            || Ok(JsonChunk::default()),
+            |a, b| Ok(match (a, b) {
+                (Ok(a), Ok(b)) => Ok(a.then(b)),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }),
+        )?;
+    Ok(joined.and_then(|chunk| finish(task, chunk)))
+}
