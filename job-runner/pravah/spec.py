@@ -193,16 +193,16 @@ class ConvertOptions(SpecModel):
 
 # How each operation reads a file, beyond its bytes: the formats it may be told to use. Files are
 # otherwise read by the format their name (compression suffixes aside) or first bytes announce.
-FORMATS = {"stats": ("auto", "csv", "tsv", "ndjson")}
-Format = Literal["auto", "csv", "tsv", "ndjson"]
+FORMATS = {"stats": ("auto", "csv", "tsv", "ndjson", "parquet")}
+Format = Literal["auto", "csv", "tsv", "ndjson", "parquet"]
 
 
 class OperationSpec(SpecModel):
     type: Operation = Field(description="The operation; only the options block of this type may be given.")
     format: Format = Field(
         default="auto",
-        description="How files are read: auto (by name, then content: .csv, .tsv, .ndjson/.jsonl, a first `{`), "
-                    "or one format for every file. stats only.")
+        description="How files are read: auto (by name, then content: .csv, .tsv, .ndjson/.jsonl, .parquet, a "
+                    "first `{`, Parquet's magic bytes), or one format for every file. stats only.")
     stats: StatsOptions | None = None
     checksum: ChecksumOptions | None = None
     grep: GrepOptions | None = None

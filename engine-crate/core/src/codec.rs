@@ -66,21 +66,6 @@ impl Codec {
         }
     }
 
-    /// The codec of an open file, from its first bytes.
-    pub fn of_file(file: &File) -> io::Result<Option<Codec>> {
-        let mut head = [0u8; 6];
-        let mut n = 0;
-        while n < head.len() {
-            match file.read_at(&mut head[n..], n as u64) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Codec::sniff(&head[..n]))
-    }
-
     /// A reader of the decompressed content of every stream in `stored`.
     fn decoder<'a>(self, stored: impl BufRead + 'a) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
@@ -322,18 +307,29 @@ pub fn for_each_block(
     })
 }
 
-/// An input file as an op receives it: open, and its codec when compressed.
+/// Stored bytes looked at for magic bytes.
+const MAGIC: usize = 6;
+
+/// An input file as an op receives it: open, its first stored bytes, and
+/// its codec when compressed.
 #[derive(Debug)]
 pub struct Input {
     pub file: File,
     pub codec: Option<Codec>,
+    magic: Vec<u8>,
 }
 
 impl Input {
-    /// Looks at the file's first bytes for a codec's magic bytes.
+    /// Reads the file's first bytes, looking for a codec's magic bytes.
     pub fn new(task: &FileTask, file: File) -> Result<Input, FileError> {
-        let codec = Codec::of_file(&file).map_err(|e| FileError::io(&task.path, &e))?;
-        Ok(Input { file, codec })
+        let mut magic = Vec::with_capacity(MAGIC);
+        crate::io::read_range_into(&file, 0, MAGIC, &mut magic).map_err(|e| FileError::io(&task.path, &e))?;
+        Ok(Input { codec: Codec::sniff(&magic), file, magic })
+    }
+
+    /// The first stored bytes (up to six).
+    pub fn magic(&self) -> &[u8] {
+        &self.magic
     }
 
     /// Up to `n` bytes of the content, decompressed when compressed. A
@@ -379,7 +375,7 @@ mod tests {
         f.write_all(stored).unwrap();
         let size = if pipelined { PIPELINE_FROM } else { stored.len() as u64 };
         let task = FileTask::new("t.gz", size);
-        let codec = Codec::of_file(&f).unwrap().unwrap();
+        let codec = Input::new(&task, f.try_clone().unwrap()).unwrap().codec.unwrap();
         let mut out = Vec::new();
         let reading = Reading { task: &task, file: &f, codec, quote, progress: true };
         for_each_block(reading, &Control::default(), |b, at| {

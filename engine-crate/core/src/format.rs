@@ -43,6 +43,15 @@ impl Format {
         }
     }
 
+    /// Whether a file is Parquet, by name or magic bytes: cheap enough for
+    /// ops that read every file as bytes except Parquet's.
+    pub fn is_parquet(path: &str, input: &Input) -> bool {
+        match Format::of_path(path) {
+            Some(f) => f == Format::Parquet,
+            None => input.codec.is_none() && input.magic().starts_with(b"PAR1"),
+        }
+    }
+
     /// The format a file's name announces, if any.
     pub fn of_path(path: &str) -> Option<Format> {
         let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use std::fs::File;
 
 use crate::codec::{for_each_block, Flow, Input};
+use crate::format::Format;
 
 use super::options::Options;
 use super::Operation;
@@ -42,6 +43,9 @@ pub struct FileCount {
     pub lines: u64,
     pub words: u64,
     pub bytes: u64,
+    /// Rows of a Parquet file (whose lines and words mean nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -53,7 +57,7 @@ pub struct CountBody {
 }
 
 fn file_order(a: &FileCount, b: &FileCount) -> std::cmp::Ordering {
-    a.path.as_bytes().cmp(b.path.as_bytes()).then((a.lines, a.words, a.bytes).cmp(&(b.lines, b.words, b.bytes)))
+    a.path.as_bytes().cmp(b.path.as_bytes()).then((a.lines, a.words, a.bytes, a.rows).cmp(&(b.lines, b.words, b.bytes, b.rows)))
 }
 
 fn sort_files(files: &mut [FileCount]) {
@@ -82,6 +86,8 @@ impl Body for CountBody {
             bytes: u64,
             lines: u64,
             path: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            rows: Option<u64>,
             words: u64,
         }
         #[derive(Serialize)]
@@ -93,7 +99,7 @@ impl Body for CountBody {
         }
         let mut files: Vec<&FileCount> = self.files.iter().collect();
         files.sort_by(|a, b| file_order(a, b));
-        let files = files.iter().map(|f| CountOut { bytes: f.bytes, lines: f.lines, path: &f.path, words: f.words }).collect();
+        let files = files.iter().map(|f| CountOut { bytes: f.bytes, lines: f.lines, path: &f.path, rows: f.rows, words: f.words }).collect();
         let r = ResultOut { bytes: self.bytes, files, lines: self.lines, words: self.words };
         serde_json::to_writer(out, &r).map_err(|e| e.to_string())
     }
@@ -181,6 +187,15 @@ impl Piece {
     }
 }
 
+/// A Parquet file's rows, from its footer.
+fn parquet_rows(task: &FileTask, input: &Input, ctl: &Control) -> Result<u64, FileError> {
+    let file = crate::ops::stats::parquet::Positioned::new(&input.file).map_err(|e| FileError::io(&task.path, &e))?;
+    let reader = parquet::file::reader::SerializedFileReader::new(file)
+        .map_err(|e| FileError::new(&task.path, None, format!("parquet: {e}")))?;
+    ctl.add_bytes(task.size);
+    Ok(parquet::file::reader::FileReader::metadata(&reader).file_metadata().num_rows().max(0) as u64)
+}
+
 /// Bytes read at a time inside a range: small enough that counting runs on
 /// data still in cache right after the copy.
 const READ_PIECE: usize = 512 << 10;
@@ -257,11 +272,18 @@ impl Operation for CountOp {
     }
 
     fn process_file(&self, task: &FileTask, input: &Input, ctl: &Control, acc: &mut CountBody) -> Result<Result<(), FileError>, EngineError> {
+        if Format::is_parquet(&task.path, input) {
+            return Ok(parquet_rows(task, input, ctl).map(|rows| {
+                acc.bytes += task.size;
+                let (path, bytes) = (task.path.clone(), task.size);
+                acc.files.push(FileCount { path, lines: 0, words: 0, bytes, rows: Some(rows) });
+            }));
+        }
         Ok(count_file(self, task, input, ctl)?.map(|p| {
             acc.lines += p.lines;
             acc.words += p.words;
             acc.bytes += p.bytes;
-            acc.files.push(FileCount { path: task.path.clone(), lines: p.lines, words: p.words, bytes: p.bytes });
+            acc.files.push(FileCount { path: task.path.clone(), lines: p.lines, words: p.words, bytes: p.bytes, rows: None });
         }))
     }
 }
@@ -309,7 +331,7 @@ mod tests {
                 let mut body = CountBody::default();
                 for (p, l, w, by) in v {
                     body.lines += l; body.words += w; body.bytes += by;
-                    body.files.push(FileCount { path: p.clone(), lines: *l, words: *w, bytes: *by });
+                    body.files.push(FileCount { path: p.clone(), lines: *l, words: *w, bytes: *by, rows: None });
                 }
                 body
             };

@@ -1,6 +1,8 @@
-//! `stats`: per-column profile of CSV/TSV files.
+//! `stats`: per-column profile of CSV, TSV, NDJSON ([`ndjson`]) and
+//! Parquet ([`parquet`]) files, each file read by the format
+//! [`crate::format`] chooses for it.
 //!
-//! Files are parsed with [`csv::Reader`]; big files are split into chunks
+//! CSV files are parsed with [`csv::Reader`]; big files are split into chunks
 //! aligned to records by quote parity ([`crate::split`]) and parsed in
 //! parallel, chunk results joined in file order. A file with any problem
 //! (invalid UTF-8, ragged row, unterminated quote, read error) contributes
@@ -15,6 +17,7 @@
 pub mod column;
 pub mod csv;
 pub mod ndjson;
+pub mod parquet;
 pub mod sketch;
 
 use rayon::prelude::*;
@@ -58,7 +61,7 @@ pub struct StatsOp {
 }
 
 /// The formats `stats` reads.
-pub const STATS_FORMATS: &[Format] = &[Format::Csv, Format::Tsv, Format::Ndjson];
+pub const STATS_FORMATS: &[Format] = &[Format::Csv, Format::Tsv, Format::Ndjson, Format::Parquet];
 
 pub fn csv_options(o: &mut Options) -> Result<CsvOptions, EngineError> {
     let delimiter = o.byte("delimiter", b',')?;
@@ -471,6 +474,11 @@ impl Operation for StatsOp {
                 acc.bad_rows.total += f.bad.len() as u64;
                 acc.bad_rows.rows.extend(f.bad.into_iter().map(|(line, reason)| FileError::new(&task.path, Some(line), reason)));
                 sort_errors(&mut acc.bad_rows.rows);
+            }));
+        }
+        if format == Format::Parquet {
+            return Ok(parquet::parse_file(self, task, input, ctl)?.map(|f| {
+                acc.add_file(&task.path, format, f.rows, f.columns.into_iter().map(|(n, c)| (n, c, None)).collect());
             }));
         }
         let tsv;

@@ -1,0 +1,239 @@
+//! Parquet for `stats`: every leaf column by its path (`a.b` inside a
+//! struct), lists and maps summarised by their length, as NDJSON arrays are.
+//!
+//! Values reach the column accumulators as the text a CSV cell would hold
+//! (dates as `YYYY-MM-DD`, numbers as written), so a column gets the same
+//! statistics from either format; a null, or a field of a null struct, is
+//! a null. Distinct counts, quantiles and top values need every value, so
+//! the data is read (row groups in parallel, joined in file order); the
+//! row count comes from the footer.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parquet::errors::ParquetError;
+use parquet::file::reader::{ChunkReader, Length};
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef};
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::{DataType, Fields};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use rayon::prelude::*;
+
+use super::column::ColumnAcc;
+use super::StatsOp;
+use crate::codec::Input;
+use crate::control::Control;
+use crate::error::{EngineError, FileError};
+use crate::io::read_range_into;
+use crate::FileTask;
+
+/// Rows per record batch read from a row group.
+const BATCH_ROWS: usize = 16 * 1024;
+
+/// A Parquet file read with positioned reads: row groups are read by
+/// several threads at once, which must not share a file offset.
+#[derive(Clone)]
+pub struct Positioned(Arc<File>);
+
+impl Positioned {
+    pub fn new(file: &File) -> std::io::Result<Positioned> {
+        Ok(Positioned(Arc::new(file.try_clone()?)))
+    }
+}
+
+impl Length for Positioned {
+    fn len(&self) -> u64 {
+        self.0.metadata().map_or(0, |m| m.len())
+    }
+}
+
+/// A sequential reader from a position, by `pread`.
+pub struct ReadFrom {
+    file: Arc<File>,
+    at: u64,
+}
+
+impl std::io::Read for ReadFrom {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+impl ChunkReader for Positioned {
+    type T = ReadFrom;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<ReadFrom> {
+        Ok(ReadFrom { file: self.0.clone(), at: start })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let mut buf = Vec::with_capacity(length);
+        let n = read_range_into(&self.0, start, length, &mut buf).map_err(|e| ParquetError::External(Box::new(e)))?;
+        if n < length {
+            return Err(ParquetError::EOF(format!("expected {length} bytes at {start}, found {n}")));
+        }
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// One file's rows and columns, in schema order.
+#[derive(Debug)]
+pub struct ParquetFile {
+    pub rows: u64,
+    pub columns: Vec<(String, ColumnAcc)>,
+}
+
+/// The leaf paths of a schema, structs flattened.
+fn leaf_paths(prefix: &str, fields: &Fields, out: &mut Vec<String>) {
+    for f in fields {
+        let path = if prefix.is_empty() { f.name().clone() } else { format!("{prefix}.{}", f.name()) };
+        match f.data_type() {
+            DataType::Struct(children) => leaf_paths(&path, children, out),
+            _ => out.push(path),
+        }
+    }
+}
+
+/// Whether row `i` is null in `array` or in a struct holding it.
+fn is_null(array: &dyn Array, parent: Option<&arrow_array::BooleanArray>, i: usize) -> bool {
+    array.is_null(i) || parent.is_some_and(|p| !p.value(i))
+}
+
+/// Adds the rows of `arrays` (columns of one batch, in schema order) to the
+/// accumulators of their leaves, from `accs[*next]` on.
+fn add_arrays(
+    arrays: &[ArrayRef],
+    valid: Option<&arrow_array::BooleanArray>,
+    accs: &mut [ColumnAcc],
+    next: &mut usize,
+    text: &mut String,
+) -> Result<(), String> {
+    use std::fmt::Write;
+    for array in arrays {
+        if let DataType::Struct(_) = array.data_type() {
+            let s = array.as_struct();
+            // A child's row is valid only where every enclosing struct's is.
+            let mine: arrow_array::BooleanArray =
+                (0..s.len()).map(|i| Some(!is_null(s, valid, i))).collect();
+            add_arrays(s.columns(), Some(&mine), accs, next, text)?;
+            continue;
+        }
+        let acc = &mut accs[*next];
+        *next += 1;
+        let n = array.len();
+        match array.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                for i in 0..n {
+                    if is_null(array.as_ref(), valid, i) {
+                        acc.add(b"");
+                    } else {
+                        let v = match array.data_type() {
+                            DataType::Utf8 => array.as_string::<i32>().value(i),
+                            DataType::LargeUtf8 => array.as_string::<i64>().value(i),
+                            _ => array.as_string_view().value(i),
+                        };
+                        acc.add(v.as_bytes());
+                    }
+                }
+            }
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) | DataType::Map(..) => {
+                for i in 0..n {
+                    if is_null(array.as_ref(), valid, i) {
+                        acc.add(b"");
+                        continue;
+                    }
+                    let len = match array.data_type() {
+                        DataType::List(_) => array.as_list::<i32>().value_length(i) as usize,
+                        DataType::LargeList(_) => array.as_list::<i64>().value_length(i) as usize,
+                        DataType::FixedSizeList(_, len) => *len as usize,
+                        _ => array.as_map().value_length(i) as usize,
+                    };
+                    text.clear();
+                    let _ = write!(text, "{len}");
+                    acc.add(text.as_bytes());
+                }
+            }
+            _ => {
+                let options = FormatOptions::default();
+                let shown = ArrayFormatter::try_new(array.as_ref(), &options).map_err(|e| e.to_string())?;
+                for i in 0..n {
+                    if is_null(array.as_ref(), valid, i) {
+                        acc.add(b"");
+                    } else {
+                        text.clear();
+                        let _ = write!(text, "{}", shown.value(i));
+                        acc.add(text.as_bytes());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads one row group into fresh accumulators.
+fn read_row_group(op: &StatsOp, file: &Positioned, meta: &ArrowReaderMetadata, group: usize, width: usize) -> Result<Vec<ColumnAcc>, String> {
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file.clone(), meta.clone())
+        .with_row_groups(vec![group])
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| format!("parquet: {e}"))?;
+    let mut accs: Vec<ColumnAcc> = (0..width).map(|_| op.new_column()).collect();
+    let mut text = String::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| format!("parquet: {e}"))?;
+        add_arrays(batch.columns(), None, &mut accs, &mut 0, &mut text)?;
+    }
+    for a in &mut accs {
+        a.flush();
+    }
+    Ok(accs)
+}
+
+/// Profiles a Parquet file's columns.
+pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<ParquetFile, FileError>, EngineError> {
+    let fail = |reason: String| Ok(Err(FileError::new(&task.path, None, reason)));
+    if let Some(codec) = input.codec {
+        return fail(format!("a Parquet file compressed whole ({}) is not read: Parquet compresses its own pages", codec.name()));
+    }
+    let file = match Positioned::new(&input.file) {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+    };
+    let meta = match ArrowReaderMetadata::load(&file, ArrowReaderOptions::default()) {
+        Ok(m) => m,
+        Err(e) => return fail(format!("parquet: {e}")),
+    };
+    let mut paths = Vec::new();
+    leaf_paths("", meta.schema().fields(), &mut paths);
+    let groups = meta.metadata().num_row_groups();
+    let rows = meta.metadata().file_metadata().num_rows().max(0) as u64;
+    let read: Vec<Result<Vec<ColumnAcc>, String>> = (0..groups)
+        .into_par_iter()
+        .map(|g| {
+            if ctl.is_cancelled() {
+                return Err("cancelled".into());
+            }
+            let accs = read_row_group(op, &file, &meta, g, paths.len());
+            if !op.types_only {
+                ctl.add_bytes(meta.metadata().row_group(g).compressed_size().max(0) as u64);
+            }
+            accs
+        })
+        .collect();
+    ctl.check()?;
+    let mut columns: Vec<ColumnAcc> = (0..paths.len()).map(|_| op.new_column()).collect();
+    for group in read {
+        match group {
+            Ok(accs) => columns.iter_mut().zip(accs).for_each(|(a, b)| a.merge(b)),
+            Err(e) => return fail(e),
+        }
+    }
+    Ok(Ok(ParquetFile { rows, columns: paths.into_iter().zip(columns).collect() }))
+}
