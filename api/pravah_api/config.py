@@ -13,12 +13,12 @@ from pravah_api.keys import SETTINGS
 from pravah_api.routing import Operation, respond
 
 DESCRIPTIONS = {
-    "stats": "Per-column profile of CSV/TSV files: types, nulls, min/max, mean, stddev, distinct, quantiles, "
-             "top values.",
+    "stats": "Per-column profile of CSV, TSV, NDJSON and Parquet files: types, nulls, min/max, mean, stddev, "
+             "distinct, quantiles, top values.",
     "count": "Lines, words and bytes, per file and in total.",
     "checksum": "sha256 / blake3 / xxh3 digests and a `sha256sum -c` compatible manifest.",
     "grep": "Regular-expression matches with line numbers.",
-    "convert": "CSV to Parquet, one output per input file.",
+    "convert": "CSV, TSV or NDJSON to Parquet, one output per input file.",
 }
 OPTIONS = {"stats": specs.StatsOptions, "checksum": specs.ChecksumOptions, "grep": specs.GrepOptions,
            "convert": specs.ConvertOptions}

@@ -71,7 +71,7 @@ def parse_quantiles(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option("--algorithm", type=click.Choice(["sha256", "blake3", "xxh3"]), help="checksum: digest [default: sha256].")
 @click.option("--decompressed", is_flag=True, help="checksum: hash the content of compressed files, not the stored bytes.")
 @click.option("--format", "file_format", type=click.Choice(FORMATS["stats"]),
-              help="stats: read every file as this format [default: auto, by name then content].")
+              help="stats/convert: read every file as this format [default: auto, by name then content].")
 @click.option("--delimiter", metavar="CHAR", help="stats/convert: field delimiter, '\\t' for TSV [default: ,].")
 @click.option("--no-header", is_flag=True, help="stats/convert: the first row is data, not column names.")
 @click.option("--quantiles", callback=parse_quantiles, metavar="Q,Q", help="stats: quantiles to estimate [default: 0.5,0.9,0.99].")
@@ -98,7 +98,7 @@ def run(path: Path | None, manifest: Path | None, op: str | None, **options: Any
       count     lines, words and bytes, per file and in total
       checksum  sha256 / blake3 / xxh3 digests and a `sha256sum -c` compatible manifest
       grep      regex matches with line numbers
-      convert   CSV to Parquet (zstd), one output per input file
+      convert   CSV, TSV or NDJSON to Parquet (zstd), one output per input file
 
     Files compressed with gzip, zstd, bzip2 or xz are read decompressed (checksum
     hashes the stored bytes unless --decompressed).

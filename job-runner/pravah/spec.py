@@ -193,7 +193,7 @@ class ConvertOptions(SpecModel):
 
 # How each operation reads a file, beyond its bytes: the formats it may be told to use. Files are
 # otherwise read by the format their name (compression suffixes aside) or first bytes announce.
-FORMATS = {"stats": ("auto", "csv", "tsv", "ndjson", "parquet")}
+FORMATS = {"stats": ("auto", "csv", "tsv", "ndjson", "parquet"), "convert": ("auto", "csv", "tsv", "ndjson")}
 Format = Literal["auto", "csv", "tsv", "ndjson", "parquet"]
 
 
@@ -202,7 +202,8 @@ class OperationSpec(SpecModel):
     format: Format = Field(
         default="auto",
         description="How files are read: auto (by name, then content: .csv, .tsv, .ndjson/.jsonl, .parquet, a "
-                    "first `{`, Parquet's magic bytes), or one format for every file. stats only.")
+                    "first `{`, Parquet's magic bytes), or one format for every file. stats and convert (which does not "
+                    "read Parquet).")
     stats: StatsOptions | None = None
     checksum: ChecksumOptions | None = None
     grep: GrepOptions | None = None

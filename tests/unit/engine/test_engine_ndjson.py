@@ -175,3 +175,29 @@ def test_a_forced_format_wins_over_name_and_content(tmp_path):
     assert forced["result"]["rows"] == 2 and column(forced, "a")["max"] == 2
     as_named = run_op("stats", {}, files_of(path))
     assert [c["name"] for c in as_named["result"]["columns"]] == ['{"a": 1}']
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_convert_writes_ndjson_as_flat_columns(tmp_path, compressed):
+    import pyarrow.parquet as pq
+    rows = list(events(50_000, seed=6))
+    text = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    path = tmp_path / ("events.jsonl.gz" if compressed else "events.jsonl")
+    path.write_bytes(gzip.compress(text, compresslevel=1) if compressed else text)
+    doc = run_op("convert", {"output_dir": str(tmp_path / "out")}, files_of(path))
+    assert doc["errors"] == []
+    (output,) = doc["result"]["outputs"]
+    table = pq.read_table(output["path"])
+    flat = [flatten(r) for r in rows]
+    names = []
+    for f in flat:
+        names += [k for k in f if k not in names]
+    assert table.column_names == names and table.num_rows == len(rows) == output["rows"]
+    schema = {c["name"]: c["type"] for c in doc["result"]["schema"]}
+    assert (schema["id"], schema["amount"], schema["user.name"], schema["tags"], schema["code"]) == (
+        "int64", "float64", "utf8", "utf8", "utf8")
+    assert table.column("amount").to_pylist() == [r.get("amount") for r in rows]
+    assert table.column("user.age").to_pylist() == [r["user"]["age"] for r in rows]
+    assert table.column("tags").to_pylist() == [json.dumps(r["tags"], separators=(",", ":")) for r in rows]
+    assert table.column("code").to_pylist() == [None if "code" not in r else str(r["code"]).lower()
+                                                if isinstance(r["code"], bool) else str(r["code"]) for r in rows]

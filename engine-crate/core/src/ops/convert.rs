@@ -1,4 +1,8 @@
-//! `convert`: CSV to Parquet, one output file per input file.
+//! `convert`: CSV, TSV or NDJSON to Parquet, one output file per input file.
+//!
+//! NDJSON fields become flat columns named by their paths (`user.age`), as
+//! `stats` names them; an array is kept whole, as its JSON text in a
+//! `utf8` column, and a missing field is null.
 //!
 //! Two passes per file: the first infers the schema (and validates the whole
 //! file: a file with any problem produces an error record and no output);
@@ -35,6 +39,9 @@ use super::stats::csv::{Reader, Record};
 use super::stats::{column_names, csv_options, parse_file, CsvOptions, StatsOp};
 use super::Operation;
 use crate::codec::{for_each_block, Flow, Input};
+use crate::format::{Choice, Format};
+use hashbrown::HashMap;
+use super::stats::ndjson;
 use crate::control::Control;
 use crate::error::{invalid, EngineError, FileError};
 use crate::io::{read_to_end_from, with_buffer};
@@ -69,7 +76,11 @@ pub struct ConvertOp {
     pub compression: Codec,
     pub output_dir: PathBuf,
     pub chunk: u64,
+    pub format: Choice,
 }
+
+/// The formats `convert` reads.
+pub const CONVERT_FORMATS: &[Format] = &[Format::Csv, Format::Tsv, Format::Ndjson];
 
 impl ConvertOp {
     pub fn from_options(text: &str) -> Result<Self, EngineError> {
@@ -78,6 +89,7 @@ impl ConvertOp {
         let compression = o.string("compression", Some("zstd"))?;
         let output_dir = o.string("output_dir", None)?;
         let csv = csv_options(&mut o)?;
+        let format = Choice::from_options(&mut o, "convert", CONVERT_FORMATS)?;
         o.finish()?;
         if to != "parquet" {
             return invalid(format!("convert.to: unknown '{to}' (expected parquet)"));
@@ -91,7 +103,7 @@ impl ConvertOp {
         if output_dir.is_empty() {
             return invalid("convert.output_dir: must not be empty");
         }
-        Ok(ConvertOp { csv, compression, output_dir: PathBuf::from(output_dir), chunk: CHUNK })
+        Ok(ConvertOp { csv, compression, output_dir: PathBuf::from(output_dir), chunk: CHUNK, format })
     }
 
     fn props(&self) -> WriterProperties {
@@ -316,17 +328,95 @@ impl Builder {
     }
 }
 
+/// How a file's records become rows of the output.
+enum Layout {
+    /// CSV records, in this dialect.
+    Csv(CsvOptions),
+    /// NDJSON objects: the column of each field path.
+    Json(HashMap<String, usize>),
+}
+
+impl Layout {
+    /// The quote byte records are aligned by (none for lines).
+    fn quote(&self) -> Option<u8> {
+        match self {
+            Layout::Csv(csv) => Some(csv.dialect.quote),
+            Layout::Json(_) => None,
+        }
+    }
+
+    fn build(&self, buf: &[u8], file_start: bool, kinds: &[Kind]) -> (Vec<ArrayRef>, u64) {
+        match self {
+            Layout::Csv(csv) => build_arrays(csv, buf, file_start, kinds),
+            Layout::Json(columns) => build_json_arrays(columns, buf, file_start, kinds),
+        }
+    }
+}
+
+/// Adds one NDJSON value at `path` to the row being built, objects
+/// flattened; arrays are kept whole, as their JSON text.
+fn json_fields<'v>(path: &mut String, value: &'v Value, columns: &HashMap<String, usize>, row: &mut [Option<std::borrow::Cow<'v, str>>]) {
+    use std::borrow::Cow;
+    let text = match value {
+        Value::Object(fields) => {
+            let len = path.len();
+            for (key, v) in fields {
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(key);
+                json_fields(path, v, columns, row);
+                path.truncate(len);
+            }
+            return;
+        }
+        Value::Null => return,
+        Value::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        Value::Number(n) => Cow::Owned(n.to_string()),
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Array(_) => Cow::Owned(value.to_string()),
+    };
+    if let Some(&i) = columns.get(path.as_str()) {
+        row[i] = Some(text);
+    }
+}
+
+/// Parses whole NDJSON lines into arrays of the given kinds; lines that are
+/// not JSON objects are left out, as the inference pass reported them.
+fn build_json_arrays(columns: &HashMap<String, usize>, buf: &[u8], file_start: bool, kinds: &[Kind]) -> (Vec<ArrayRef>, u64) {
+    let buf = if file_start { buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf) } else { buf };
+    let est = (buf.len() / (kinds.len().max(1) * 16)).max(16);
+    let mut builders: Vec<Builder> = kinds.iter().map(|&k| Builder::new(k, est)).collect();
+    let mut rows = 0u64;
+    let mut path = String::new();
+    for line in buf.split(|&b| b == b'\n') {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        let Ok(value @ Value::Object(_)) = serde_json::from_slice::<Value>(line) else { continue };
+        let mut row = vec![None; kinds.len()];
+        path.clear();
+        json_fields(&mut path, &value, columns, &mut row);
+        for (b, f) in builders.iter_mut().zip(&row) {
+            b.push(f.as_deref().map_or(b"", str::as_bytes));
+        }
+        rows += 1;
+    }
+    (builders.into_iter().map(Builder::finish).collect(), rows)
+}
+
 /// Parses whole records into arrays of the given kinds.
-fn build_arrays(op: &ConvertOp, buf: &[u8], file_start: bool, kinds: &[Kind]) -> (Vec<ArrayRef>, u64) {
+fn build_arrays(csv: &CsvOptions, buf: &[u8], file_start: bool, kinds: &[Kind]) -> (Vec<ArrayRef>, u64) {
     let mut buf = buf;
     if file_start && buf.starts_with(b"\xEF\xBB\xBF") {
         buf = &buf[3..];
     }
     let est = (buf.len() / (kinds.len().max(1) * 8)).max(16);
     let mut builders: Vec<Builder> = kinds.iter().map(|&k| Builder::new(k, est)).collect();
-    let mut reader = Reader::new(buf, op.csv.dialect);
+    let mut reader = Reader::new(buf, csv.dialect);
     let mut rec = Record::default();
-    let mut skip_header = file_start && op.csv.header;
+    let mut skip_header = file_start && csv.header;
     let mut rows = 0u64;
     // The inference pass validated the file, so records parse and have the right width.
     while let Ok(Some(_)) = reader.next_record(&mut rec) {
@@ -369,20 +459,46 @@ fn append_row_group<W: std::io::Write + Send>(
     Ok(())
 }
 
+/// Column names, kinds, and how to read the rows, from a first pass over
+/// the file in the format chosen for it (which also validates it).
+#[allow(clippy::type_complexity)]
+fn infer_schema(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) -> Result<Result<(Vec<String>, Vec<Kind>, Layout), FileError>, EngineError> {
+    let format = match op.format.resolve(task, source, Format::Csv) {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut csv = op.csv.clone();
+    if format == Format::Tsv {
+        csv.dialect.delimiter = b'\t';
+    }
+    let infer = StatsOp::type_inference(csv.clone(), op.chunk);
+    if format == Format::Ndjson {
+        return Ok(ndjson::parse_file(&infer, task, source, ctl)?.map(|f| {
+            let kinds = f.columns.iter()
+                .map(|(_, c)| if c.kinds.array > 0 { Kind::Str } else { Kind::from_type_name(c.acc.type_name()) })
+                .collect();
+            let names: Vec<String> = f.columns.into_iter().map(|(name, _)| name).collect();
+            let index = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+            (names, kinds, Layout::Json(index))
+        }));
+    }
+    Ok(parse_file(&infer, task, source, ctl)?.map(|stats| {
+        let width = stats.first.map_or(0, |f| f.0);
+        let kinds = (0..width)
+            .map(|i| stats.cols.get(i).map_or(Kind::Str, |c| Kind::from_type_name(c.type_name())))
+            .collect();
+        (column_names(stats.header, width), kinds, Layout::Csv(csv))
+    }))
+}
+
 fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) -> Result<Result<(Output, Vec<(String, Kind)>), FileError>, EngineError> {
     let input = &source.file;
     // Pass 1: validate and infer types.
-    let infer = StatsOp::type_inference(op.csv.clone(), op.chunk);
-    let stats = match parse_file(&infer, task, source, ctl)? {
+    let (names, kinds, layout) = match infer_schema(op, task, source, ctl)? {
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
     ctl.check()?;
-    let width = stats.first.map_or(0, |f| f.0);
-    let names = column_names(stats.header, width);
-    let kinds: Vec<Kind> = (0..width)
-        .map(|i| stats.cols.get(i).map_or(Kind::Str, |c| Kind::from_type_name(c.type_name())))
-        .collect();
     let schema: SchemaRef = Arc::new(Schema::new(
         names.iter().zip(&kinds).map(|(n, k)| Field::new(n, k.data_type(), true)).collect::<Vec<_>>(),
     ));
@@ -429,15 +545,15 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) 
         Err(e) => return fail(format!("parquet writer: {e}")),
     };
 
-    let quote = op.csv.dialect.quote;
+    let quote = layout.quote();
     let mut rows = 0u64;
-    if let Some(reading) = source.reading(task, Some(quote), true) {
+    if let Some(reading) = source.reading(task, quote, true) {
         // Compressed: one row group per block, encoded while the next block
         // is decompressed.
         let mut index = 0;
         let mut failure = None;
         let done = for_each_block(reading, ctl, |block, at| {
-            let (arrays, r) = build_arrays(op, block, at.is_start(), &kinds);
+            let (arrays, r) = layout.build(block, at.is_start(), &kinds);
             if r == 0 && !at.is_start() {
                 return Ok(Flow::More);
             }
@@ -465,13 +581,12 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) 
         return finish_output(task, file_writer, &tmp_path, &out_path, rows, columns).or_else(fail);
     }
     let n = chunk_count(task.size, op.chunk);
-    let parity = if n > 1 {
-        match quote_parities(input, n, op.chunk, quote, ctl) {
+    let parity = match quote {
+        Some(q) if n > 1 => match quote_parities(input, n, op.chunk, q, ctl) {
             Ok(p) => p,
             Err(e) => return fail(format!("read error: {e}")),
-        }
-    } else {
-        vec![false; 2]
+        },
+        _ => vec![false; n + 1],
     };
     let window = rayon::current_num_threads().max(1) * 2;
     for start in (0..n).step_by(window) {
@@ -487,11 +602,11 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) 
                         read_to_end_from(input, 0, buf, task.size as usize + 1).map_err(|e| format!("read error: {e}"))?;
                         (0, buf.len())
                     } else {
-                        let a = read_aligned(input, i, n, op.chunk, Some(quote), &parity, buf)
+                        let a = read_aligned(input, i, n, op.chunk, quote, &parity, buf)
                             .map_err(|e| format!("read error: {e}"))?;
                         (a.start, a.end)
                     };
-                    let (arrays, r) = build_arrays(op, &buf[s..e], i == 0, &kinds);
+                    let (arrays, r) = layout.build(&buf[s..e], i == 0, &kinds);
                     if r == 0 && !(i == 0 && n == 1) {
                         return Ok(None);
                     }
