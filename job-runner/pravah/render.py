@@ -54,13 +54,22 @@ def summary(document: dict[str, Any]) -> None:
     out.print(tables[op](result))
     if "checks" in document:
         out.print(checks_table(document["checks"]))
+    bad_rows = result.get("badRows") or {"total": 0, "rows": []}
+    if bad_rows["total"]:
+        print_records(out, bad_rows["rows"], f"{bad_rows['total']} rows left out or mended (badRows)",
+                      bad_rows["total"])
     if document["errors"]:
-        errors = Table("path", "line", "reason", title="files that could not be processed", title_justify="left")
-        for error in document["errors"][:20]:
-            errors.add_row(error["path"], str(error.get("line") or ""), error["reason"])
-        out.print(errors)
-        if len(document["errors"]) > 20:
-            out.print(f"... and {len(document['errors']) - 20} more (see --json)")
+        print_records(out, document["errors"], "files that could not be processed", len(document["errors"]))
+
+
+def print_records(out: Console, records: list[dict[str, Any]], title: str, total: int, shown: int = 20) -> None:
+    """The first records of a list of (path, line, reason), and how many more there are."""
+    table = Table("path", "line", "reason", title=title, title_justify="left")
+    for record in records[:shown]:
+        table.add_row(record["path"], str(record.get("line") or ""), record["reason"])
+    out.print(table)
+    if total > shown:
+        out.print(f"... and {total - shown} more (see --json)")
 
 
 REUSE_COUNTS = ("reused", "new", "changed", "retried", "removed", "rerun", "gone")

@@ -197,6 +197,14 @@ FORMATS = {"stats": ("auto", "csv", "tsv", "ndjson", "parquet"), "convert": ("au
 Format = Literal["auto", "csv", "tsv", "ndjson", "parquet"]
 
 
+def format_refusal(op: str) -> str:
+    """Why a format is refused for an operation: the one message of the model and the CRD."""
+    allowed = FORMATS.get(op)
+    if allowed is None:
+        return f"{op} reads every file as it is; format applies to " + ", ".join(FORMATS)
+    return f"{op} reads " + ", ".join(allowed[1:]) + " (or auto)"
+
+
 class OperationSpec(SpecModel):
     type: Operation = Field(description="The operation; only the options block of this type may be given.")
     format: Format = Field(
@@ -217,8 +225,8 @@ class OperationSpec(SpecModel):
         if self.type == "grep" and self.grep is None:
             raise ValueError("grep needs grep.pattern")
         if self.format not in FORMATS.get(self.type, ("auto",)):
-            error = InitErrorDetails(type="value_error", loc=("format",), input=self.format, ctx={
-                "error": f"{self.type} reads every file as it is; format applies to " + ", ".join(FORMATS)})
+            error = InitErrorDetails(type="value_error", loc=("format",), input=self.format,
+                                     ctx={"error": format_refusal(self.type)})
             raise ValidationError.from_exception_data(type(self).__name__, [error])
         return self
 

@@ -28,8 +28,8 @@ from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema, to_jsonable_python
 
 from pravah.checks import BOUNDS_NEEDED, BOUNDS_ORDER, RULES, AllowedValues, Bounded, Quantile
-from pravah.spec import (CHECKS_NEED_STATS, PARENT_SEGMENT, RERUN_OR_INCREMENTAL, VOLUME_PATH_MESSAGE, Location,
-                         OperationSpec, PravahJobSpec, StatsOptions)
+from pravah.spec import (CHECKS_NEED_STATS, FORMATS, OPERATIONS, PARENT_SEGMENT, RERUN_OR_INCREMENTAL,
+                         VOLUME_PATH_MESSAGE, Location, OperationSpec, PravahJobSpec, StatsOptions, format_refusal)
 from pravah.cronspec import (INCREMENTAL_CONFLICT, INCREMENTAL_NEEDS_HISTORY, MAX_NAME, SCHEDULE_MESSAGE,
                              SCHEDULE_PATTERN, PravahCronJobSpec)
 from pravah_operator.status import PravahCronJobStatus, PravahJobStatus
@@ -103,10 +103,11 @@ def location_rules() -> list[dict[str, str]]:
 
 
 def operation_rules() -> list[dict[str, str]]:
-    """OperationSpec: options only for the chosen type; grep needs its pattern."""
+    """OperationSpec: options only for the chosen type; grep needs its pattern; a format only
+    for the operations that read one, among those they read."""
     rules = []
-    for name in OperationSpec.model_fields:
-        if name == "type":
+    for name in OPERATIONS:
+        if name not in OperationSpec.model_fields:
             continue
         rules.append({
             "rule": f"!has(self.{name}) || self.type == '{name}'",
@@ -121,6 +122,14 @@ def operation_rules() -> list[dict[str, str]]:
         "fieldPath": ".grep",
         "reason": "FieldValueRequired",
     })
+    for name in OPERATIONS:
+        allowed = FORMATS.get(name, ("auto",))
+        rules.append({
+            "rule": f"self.type != '{name}' || !has(self.format) || self.format in {list(allowed)}",
+            "message": format_refusal(name),
+            "fieldPath": ".format",
+            "reason": "FieldValueNotSupported",
+        })
     return rules
 
 

@@ -103,6 +103,11 @@ def test_defaults_are_filled_in(pravah_crd, namespace):
     ("foreign-options", {"operation": {"type": "count", "stats": {"top": 3}}},
      ["spec.operation.stats", "options for 'stats' given but the operation type is 'count'"]),
     ("grep-without-pattern", {"operation": {"type": "grep"}}, ["spec.operation.grep", "grep needs grep.pattern"]),
+    ("format-for-count", {"operation": {"type": "count", "format": "csv"}},
+     ["spec.operation.format", "count reads every file as it is; format applies to stats, convert"]),
+    ("parquet-for-convert", {"operation": {"type": "convert", "format": "parquet"}},
+     ["spec.operation.format", "convert reads csv, tsv, ndjson (or auto)"]),
+    ("unknown-format", {"operation": {"type": "stats", "format": "xml"}}, ["spec.operation.format", "Unsupported value"]),
     ("bad-claim", {"source": {"volume": {"claimName": "Not_A_Name"}}}, ["spec.source.volume.claimName"]),
 ])
 def test_bad_manifests_are_refused_naming_the_field(pravah_crd, namespace, name, change, words):

@@ -121,3 +121,19 @@ def test_an_incremental_example_run_since_an_earlier_one_reads_nothing_unchanged
     assert (after["reuse"]["new"], after["reuse"]["changed"], after["reuse"]["bytes_read"]) == (0, 0, 0)
     assert after["result"]["rows"] == before["result"]["rows"]
     assert (tmp_path / "two" / "file-partials.jsonl").read_text() == (tmp_path / "one" / "file-partials.jsonl").read_text()
+
+
+def test_compressed_ndjson_and_its_bad_lines_as_a_user_sees_them(tmp_path):
+    import gzip
+    lines = [json.dumps({"id": i, "user": {"age": 20 + i}}) for i in range(30)]
+    lines[7] = "{truncated"
+    (tmp_path / "events.jsonl.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    shown = pravah("run", str(tmp_path), "--op", "stats")
+    assert shown.returncode == 0, shown.stderr
+    assert "1 rows left out or mended (badRows)" in shown.stdout and "user.age" in shown.stdout
+    document = json.loads(pravah("run", str(tmp_path), "--op", "stats", "--json").stdout)
+    assert document["result"]["rows"] == 29
+    assert [(r["line"], r["path"].endswith("events.jsonl.gz")) for r in document["result"]["badRows"]["rows"]] == [
+        (8, True)]
+    forced = pravah("run", str(tmp_path), "--op", "stats", "--format", "csv", "--json")
+    assert "user.age" not in {c["name"] for c in json.loads(forced.stdout)["result"]["columns"]}

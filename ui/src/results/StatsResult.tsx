@@ -22,7 +22,13 @@ function ColumnCardView({ card }: { card: ColumnCard }) {
       <header>
         <h3 id={`col-${card.name}`}>{card.name}</h3>
         <span className="badge">{card.type}</span>
+        {card.formats.map((format) => <span key={format} className="badge subtle">{format}</span>)}
       </header>
+      {card.jsonTypes.length > 1 && (
+        <p className="mixed-types" data-testid={`json-types-${card.name}`}>
+          Mixed JSON types: {card.jsonTypes.map(([kind, count]) => `${kind} ${formatNumber(count)}`).join(", ")}
+        </p>
+      )}
       <div className="null-bar-label">Nulls: {formatNumber(card.nulls)} of {formatNumber(card.rows)} ({nullPercent}%)</div>
       <div className="null-bar" role="img" aria-label={`${nullPercent}% nulls`}>
         <div style={{ width: `${nullPercent}%` }} />
@@ -109,6 +115,27 @@ export function StatsResult({ document }: { document: StatsDocument }) {
         <div className="card-grid">
           {cards.map((card) => <ColumnCardView key={card.name} card={card} />)}
         </div>
+      )}
+      {document.result.badRows && document.result.badRows.total > 0 && (
+        <>
+          <h3>Bad rows: {formatNumber(document.result.badRows.total)}
+            {document.result.badRows.rows.length < document.result.badRows.total &&
+              ` (first ${formatNumber(document.result.badRows.rows.length)} shown)`}</h3>
+          <div className="table-wrap">
+            <table data-testid="stats-bad-rows">
+              <thead><tr><th scope="col">File</th><th scope="col">Line</th><th scope="col">Reason</th></tr></thead>
+              <tbody>
+                {document.result.badRows.rows.map((row) => (
+                  <tr key={`${row.path}:${row.line}`}>
+                    <td>{row.path}</td>
+                    <td>{row.line ?? "–"}</td>
+                    <td>{row.reason}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </>
       )}
       {document.checks && (
         <>

@@ -6,6 +6,7 @@ import countFixture from "./__fixtures__/count.json";
 import grepFixture from "./__fixtures__/grep.json";
 import engineManifest from "./__fixtures__/sha256sums.txt?raw";
 import statsFixture from "./__fixtures__/stats.json";
+import statsMixedFixture from "./__fixtures__/stats-mixed.json";
 import {
   baseName, checksumManifest, columnCards, convertOutputs, countTotals, distribution, highlight, largestFiles,
   manifestFileName, matchesPerFile, quantileLabel, sortColumns,
@@ -18,6 +19,30 @@ const count = countFixture as CountDocument;
 const checksum = checksumFixture as ChecksumDocument;
 const grep = grepFixture as GrepDocument;
 const convert = convertFixture as ConvertDocument;
+// `pravah run --op stats` over one CSV and one NDJSON file with a bad line.
+const statsMixed = statsMixedFixture as StatsDocument;
+
+describe("stats over mixed formats", () => {
+  const cards = columnCards(statsMixed);
+
+  it("names the formats of each column only when the job mixed them", () => {
+    expect(cards.map((card) => card.formats)).toEqual(statsMixed.result.columns.map((column) => column.formats));
+    expect(cards.find((card) => card.name === "id")!.formats).toEqual(["csv", "ndjson"]);
+    expect(columnCards(stats).every((card) => card.formats.length === 0)).toBe(true);
+  });
+
+  it("lists JSON kinds most frequent first", () => {
+    const code = cards.find((card) => card.name === "code")!;
+    const kinds = Object.entries(statsMixed.result.columns.find((column) => column.name === "code")!.jsonTypes!);
+    expect(code.jsonTypes).toEqual([...kinds].sort(([, a], [, b]) => b - a));
+    expect(code.jsonTypes.length).toBeGreaterThan(1);
+  });
+
+  it("keeps the bad rows the engine reported", () => {
+    expect(statsMixed.result.badRows!.total).toBe(statsMixed.result.badRows!.rows.length);
+    expect(statsMixed.result.badRows!.rows[0].line).toBe(3);
+  });
+});
 
 describe("stats", () => {
   const cards = columnCards(stats);

@@ -28,6 +28,10 @@ export interface ColumnCard {
   distinct: number | null;
   distribution: DistributionPoint[];
   top: { value: string; count: number }[];
+  /** Formats it came from; empty unless the job mixed formats. */
+  formats: string[];
+  /** JSON kinds and their counts, most frequent first; empty unless it came from NDJSON. */
+  jsonTypes: [string, number][];
 }
 
 export function quantileLabel(quantile: number): string {
@@ -70,6 +74,8 @@ export function columnCards(document: StatsDocument): ColumnCard[] {
       distinct: column.distinct,
       distribution: distribution(column),
       top: [...(column.top ?? [])].sort((a, b) => b.count - a.count),
+      formats: column.formats ?? [],
+      jsonTypes: Object.entries(column.jsonTypes ?? {}).sort(([, a], [, b]) => b - a),
     };
   });
 }

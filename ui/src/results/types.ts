@@ -35,11 +35,15 @@ export interface StatsColumn {
   stddev: number | null;
   quantiles: Record<string, number> | null;
   top: { value: string; count: number }[] | null;
+  /** The formats of the files it came from, when a job mixed formats. */
+  formats?: string[];
+  /** How many values of each JSON kind it held, when it came from NDJSON. */
+  jsonTypes?: Record<string, number>;
 }
 
 export interface StatsDocument extends DocumentBase {
   operation: "stats";
-  result: { rows: number; columns: StatsColumn[] };
+  result: { rows: number; columns: StatsColumn[]; badRows?: { total: number; rows: FileFailure[] } };
 }
 
 export interface CountFile {
