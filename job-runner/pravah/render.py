@@ -84,7 +84,8 @@ def reuse_line(reuse: dict[str, Any]) -> str:
 
 def stats_table(result: dict[str, Any]) -> Table:
     table = Table("column", "type", "count", "nulls", "min", "max", "mean", "stddev", "distinct",
-                  "quantiles", "top value", title=f"{result['rows']} rows", title_justify="left")
+                  "quantiles", "top value", title=f"{result['rows']} rows", title_justify="left",
+                  caption=mixed_kinds(result["columns"]), caption_justify="left")
     table.columns[0].no_wrap = True
     for column in result["columns"]:
         quantiles = "\n".join(f"p{float(q) * 100:g} {fmt(v)}" for q, v in (column["quantiles"] or {}).items())
@@ -93,6 +94,13 @@ def stats_table(result: dict[str, Any]) -> Table:
                       fmt(column["min"]), fmt(column["max"]), fmt(column["mean"]), fmt(column["stddev"]),
                       str(column["distinct"]), quantiles, f"{top['value']} ({top['count']})" if top else "")
     return table
+
+
+def mixed_kinds(columns: list[dict[str, Any]]) -> str | None:
+    """The NDJSON fields that held values of several JSON kinds, with the count of each."""
+    mixed = [f"{column['name']} ({', '.join(f'{kind} {n}' for kind, n in column['jsonTypes'].items())})"
+             for column in columns if len(column.get("jsonTypes") or {}) > 1]
+    return "mixed JSON types: " + "; ".join(mixed) if mixed else None
 
 
 def checks_table(report: dict[str, Any]) -> Table:
