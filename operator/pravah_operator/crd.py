@@ -128,7 +128,7 @@ def operation_rules() -> list[dict[str, str]]:
             "rule": f"self.type != '{name}' || !has(self.format) || self.format in {list(allowed)}",
             "message": format_refusal(name),
             "fieldPath": ".format",
-            "reason": "FieldValueNotSupported",
+            "reason": "FieldValueInvalid",
         })
     return rules
 
