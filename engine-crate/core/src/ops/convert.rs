@@ -353,31 +353,16 @@ impl Layout {
     }
 }
 
-/// Adds one NDJSON value at `path` to the row being built, objects
-/// flattened; arrays are kept whole, as their JSON text.
-fn json_fields<'v>(path: &mut String, value: &'v Value, columns: &HashMap<String, usize>, row: &mut [Option<std::borrow::Cow<'v, str>>]) {
+/// A leaf NDJSON value as the text a CSV cell would hold; arrays are kept
+/// whole, as their JSON text, and null is `None`.
+fn json_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
     use std::borrow::Cow;
-    let text = match value {
-        Value::Object(fields) => {
-            let len = path.len();
-            for (key, v) in fields {
-                if len > 0 {
-                    path.push('.');
-                }
-                path.push_str(key);
-                json_fields(path, v, columns, row);
-                path.truncate(len);
-            }
-            return;
-        }
-        Value::Null => return,
-        Value::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
-        Value::Number(n) => Cow::Owned(n.to_string()),
-        Value::String(s) => Cow::Borrowed(s.as_str()),
-        Value::Array(_) => Cow::Owned(value.to_string()),
-    };
-    if let Some(&i) = columns.get(path.as_str()) {
-        row[i] = Some(text);
+    match value {
+        Value::Null | Value::Object(_) => None,
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::String(s) => Some(Cow::Borrowed(s.as_str())),
+        Value::Array(_) => Some(Cow::Owned(value.to_string())),
     }
 }
 
@@ -397,7 +382,11 @@ fn build_json_arrays(columns: &HashMap<String, usize>, buf: &[u8], file_start: b
         let Ok(value @ Value::Object(_)) = serde_json::from_slice::<Value>(line) else { continue };
         let mut row = vec![None; kinds.len()];
         path.clear();
-        json_fields(&mut path, &value, columns, &mut row);
+        ndjson::for_each_leaf(&value, &mut path, &mut |path, leaf| {
+            if let Some(&i) = columns.get(path) {
+                row[i] = json_text(leaf);
+            }
+        });
         for (b, f) in builders.iter_mut().zip(&row) {
             b.push(f.as_deref().map_or(b"", str::as_bytes));
         }

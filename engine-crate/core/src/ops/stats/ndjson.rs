@@ -117,52 +117,59 @@ impl JsonChunk {
         self
     }
 
-    /// Adds one value at `path`, flattening objects.
-    fn add(&mut self, op: &StatsOp, path: &mut String, value: &Value, text: &mut String) {
-        let col = match value {
-            Value::Object(fields) => {
-                let len = path.len();
-                for (key, v) in fields {
-                    if len > 0 {
-                        path.push('.');
-                    }
-                    path.push_str(key);
-                    self.add(op, path, v, text);
-                    path.truncate(len);
+    /// Adds one row: every leaf value to the column of its path.
+    fn add_row(&mut self, op: &StatsOp, row: &Value, path: &mut String, text: &mut String) {
+        use std::fmt::Write;
+        for_each_leaf(row, path, &mut |path, value| {
+            let col = self.column(op, path);
+            text.clear();
+            let field: &[u8] = match value {
+                Value::Null => {
+                    col.kinds.null += 1;
+                    b""
                 }
-                return;
+                Value::Bool(b) => {
+                    col.kinds.boolean += 1;
+                    if *b { b"true" } else { b"false" }
+                }
+                Value::Number(n) => {
+                    col.kinds.number += 1;
+                    let _ = write!(text, "{n}");
+                    text.as_bytes()
+                }
+                Value::String(s) => {
+                    col.kinds.string += 1;
+                    s.as_bytes()
+                }
+                Value::Array(items) => {
+                    col.kinds.array += 1;
+                    let _ = write!(text, "{}", items.len());
+                    text.as_bytes()
+                }
+                Value::Object(_) => unreachable!("objects are flattened"),
+            };
+            col.acc.add(field);
+        });
+    }
+}
+
+/// Calls `leaf` with the path (`a.b.c`) and value of every value under
+/// `value` that is not an object: objects are flattened, an empty one adds
+/// nothing.
+pub fn for_each_leaf<'v>(value: &'v Value, path: &mut String, leaf: &mut impl FnMut(&str, &'v Value)) {
+    match value {
+        Value::Object(fields) => {
+            let len = path.len();
+            for (key, v) in fields {
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(key);
+                for_each_leaf(v, path, leaf);
+                path.truncate(len);
             }
-            _ => self.column(op, path),
-        };
-        text.clear();
-        let field: &[u8] = match value {
-            Value::Null => {
-                col.kinds.null += 1;
-                b""
-            }
-            Value::Bool(b) => {
-                col.kinds.boolean += 1;
-                if *b { b"true" } else { b"false" }
-            }
-            Value::Number(n) => {
-                col.kinds.number += 1;
-                use std::fmt::Write;
-                let _ = write!(text, "{n}");
-                text.as_bytes()
-            }
-            Value::String(s) => {
-                col.kinds.string += 1;
-                s.as_bytes()
-            }
-            Value::Array(items) => {
-                col.kinds.array += 1;
-                use std::fmt::Write;
-                let _ = write!(text, "{}", items.len());
-                text.as_bytes()
-            }
-            Value::Object(_) => unreachable!("objects are flattened above"),
-        };
-        col.acc.add(field);
+        }
+        _ => leaf(path, value),
     }
 }
 
@@ -180,7 +187,7 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], file_start: bool) -> JsonChunk {
             Ok(value @ Value::Object(_)) => {
                 out.rows += 1;
                 path.clear();
-                out.add(op, &mut path, &value, &mut text);
+                out.add_row(op, &value, &mut path, &mut text);
             }
             Ok(_) => out.bad.push((i as u64 + 1, "not a JSON object".into())),
             Err(e) => out.bad.push((i as u64 + 1, format!("malformed JSON: {e}"))),
