@@ -123,9 +123,16 @@ Delimiter = Annotated[
 ]
 
 
+Encoding = Annotated[
+    Literal["auto", "utf-8", "utf-16le", "utf-16be", "latin-1", "windows-1252"],
+    Field(description="Text encoding: auto (UTF-8, or UTF-16 where a byte-order mark says so), or one for every "
+                      "file, transcoded to UTF-8 (latin-1 is read as windows-1252, its superset).")]
+
+
 class StatsOptions(SpecModel):
     delimiter: Delimiter = ","
     header: bool = Field(default=True, description="The first row names the columns.")
+    encoding: Encoding = "auto"
     quantiles: list[float] = Field(
         default=[0.5, 0.9, 0.99],
         max_length=32,
@@ -189,6 +196,7 @@ class ConvertOptions(SpecModel):
     compression: Literal["zstd", "snappy", "none"] = "zstd"
     delimiter: Delimiter = ","
     header: bool = True
+    encoding: Encoding = "auto"
 
 
 # How each operation reads a file, beyond its bytes: the formats it may be told to use. Files are

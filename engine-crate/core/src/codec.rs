@@ -10,6 +10,11 @@
 //! error record saying how far it got; the blocks already consumed are the
 //! op's to discard.
 //!
+//! Text in another encoding than UTF-8 is transcoded on the same path: a
+//! UTF-16 file announced by its byte-order mark, or any file in the
+//! encoding a job names (Latin-1, Windows-1252, UTF-16 without a mark),
+//! reaches the op as UTF-8.
+//!
 //! Concatenated streams (multi-member gzip, as written by `pigz` or by
 //! appending `.gz` files; several zstd frames; several bzip2 or xz streams)
 //! are read through to the end. An archive is not unpacked: a `.tar.gz` is
@@ -76,10 +81,57 @@ impl Codec {
         })
     }
 
-    /// A reader of the whole decompressed content of `file`, for ops that
-    /// stream it without looking at records (a checksum of the content).
+    /// A reader of the whole decompressed content of `file`.
     pub fn reader<'a>(self, file: &'a File, read: &'a Cell<u64>) -> io::Result<Box<dyn Read + 'a>> {
         self.decoder(BufReader::with_capacity(STORED_READ, Stored { file, read }))
+    }
+}
+
+/// How text is decoded before an op sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decode {
+    /// The bytes as they are (count, grep, checksum).
+    Bytes,
+    /// UTF-8, or UTF-16 where a byte-order mark says so.
+    Auto,
+    /// Text in this encoding, transcoded to UTF-8.
+    From(&'static encoding_rs::Encoding),
+}
+
+impl Decode {
+    /// The `encoding` option: `auto`, or an encoding's label (`latin-1`,
+    /// `windows-1252`, `utf-16le`, ...). Latin-1 is read as Windows-1252,
+    /// its superset, as browsers do.
+    pub fn from_label(op: &str, label: &str) -> Result<Decode, EngineError> {
+        if label == "auto" {
+            return Ok(Decode::Auto);
+        }
+        let known = ["utf-8", "utf-16le", "utf-16be", "latin-1", "windows-1252"];
+        // WHATWG spells it latin1 (and reads it as windows-1252).
+        let whatwg = if label == "latin-1" { "latin1" } else { label };
+        match encoding_rs::Encoding::for_label(whatwg.as_bytes()) {
+            Some(e) if known.contains(&label) => Ok(Decode::From(e)),
+            _ => Err(EngineError::Invalid(format!("{op}.encoding: unknown '{label}' (expected auto, {})", known.join(", ")))),
+        }
+    }
+
+    /// Whether a file starting with `magic` must be transcoded.
+    fn transcodes(self, magic: &[u8]) -> bool {
+        match self {
+            Decode::Bytes => false,
+            Decode::Auto => magic.starts_with(b"\xFF\xFE") || magic.starts_with(b"\xFE\xFF"),
+            Decode::From(e) => e != encoding_rs::UTF_8,
+        }
+    }
+
+    /// `content` decoded to UTF-8 (a byte-order mark wins over a named encoding).
+    fn wrap<'a>(self, content: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
+        let builder = encoding_rs_io::DecodeReaderBytesBuilder::new();
+        match self {
+            Decode::Bytes => content,
+            Decode::Auto => Box::new(builder.build(content)),
+            Decode::From(e) => Box::new(builder.clone().encoding(Some(e)).build(content)),
+        }
     }
 }
 
@@ -197,12 +249,12 @@ impl Blocks<'_> {
     }
 }
 
-fn broken(task: &FileTask, codec: Codec, b: Broken) -> FileError {
-    FileError::new(
-        &task.path,
-        None,
-        format!("{} stream is corrupt or truncated after {} bytes of content: {}", codec.name(), b.after, b.error),
-    )
+fn broken(task: &FileTask, codec: Option<Codec>, b: Broken) -> FileError {
+    let reason = match codec {
+        Some(c) => format!("{} stream is corrupt or truncated after {} bytes of content: {}", c.name(), b.after, b.error),
+        None => format!("read error after {} bytes: {}", b.after, b.error),
+    };
+    FileError::new(&task.path, None, reason)
 }
 
 /// How an op reads a compressed file's content.
@@ -210,7 +262,9 @@ fn broken(task: &FileTask, codec: Codec, b: Broken) -> FileError {
 pub struct Reading<'a> {
     pub task: &'a FileTask,
     pub file: &'a File,
-    pub codec: Codec,
+    /// `None`: stored as it is (read on this path to be transcoded).
+    pub codec: Option<Codec>,
+    pub decode: Decode,
     /// Blocks end at a `\n` outside this quote byte (CSV), or at any `\n`.
     pub quote: Option<u8>,
     /// Whether this pass counts towards progress (a first pass that only
@@ -226,7 +280,7 @@ pub fn for_each_block(
     ctl: &Control,
     mut each: impl FnMut(&[u8], At) -> Result<Flow, EngineError>,
 ) -> Result<Result<(), FileError>, EngineError> {
-    let Reading { task, file, codec, quote, progress } = reading;
+    let Reading { task, file, codec, decode, quote, progress } = reading;
     let advance = |read: &Cell<u64>, counted: &mut u64| {
         if progress {
             ctl.add_bytes(read.get() - *counted);
@@ -234,11 +288,16 @@ pub fn for_each_block(
         *counted = read.get();
     };
     let read = Cell::new(0u64);
-    fn open<'a>(file: &'a File, codec: Codec, quote: Option<u8>, read: &'a Cell<u64>) -> io::Result<Blocks<'a>> {
-        Ok(Blocks { content: codec.reader(file, read)?, quote, carry: Vec::new(), ended: false, at: At { offset: 0, lines: 0 } })
+    fn open<'a>(file: &'a File, codec: Option<Codec>, decode: Decode, quote: Option<u8>, read: &'a Cell<u64>) -> io::Result<Blocks<'a>> {
+        let stored = BufReader::with_capacity(STORED_READ, Stored { file, read });
+        let content: Box<dyn Read + 'a> = match codec {
+            Some(c) => c.decoder(stored)?,
+            None => Box::new(stored),
+        };
+        Ok(Blocks { content: decode.wrap(content), quote, carry: Vec::new(), ended: false, at: At { offset: 0, lines: 0 } })
     }
     if task.size < PIPELINE_FROM {
-        let mut blocks = match open(file, codec, quote, &read) {
+        let mut blocks = match open(file, codec, decode, quote, &read) {
             Ok(b) => b,
             Err(e) => return Ok(Err(broken(task, codec, Broken { error: e, after: 0 }))),
         };
@@ -264,7 +323,7 @@ pub fn for_each_block(
         let (empty_tx, empty_rx): (_, Receiver<Vec<u8>>) = sync_channel(2);
         s.spawn(move || {
             let read = Cell::new(0u64);
-            let mut blocks = match open(file, codec, quote, &read) {
+            let mut blocks = match open(file, codec, decode, quote, &read) {
                 Ok(b) => b,
                 Err(error) => {
                     let _ = full_tx.send(Err(Broken { error, after: 0 }));
@@ -352,10 +411,11 @@ impl Input {
         Ok(buf)
     }
 
-    /// How to read the content when it is compressed; `None` when the file
-    /// is read as stored.
-    pub fn reading<'a>(&'a self, task: &'a FileTask, quote: Option<u8>, progress: bool) -> Option<Reading<'a>> {
-        self.codec.map(|codec| Reading { task, file: &self.file, codec, quote, progress })
+    /// How to read the content when it is compressed or must be
+    /// transcoded; `None` when the file is read as stored.
+    pub fn reading<'a>(&'a self, task: &'a FileTask, decode: Decode, quote: Option<u8>, progress: bool) -> Option<Reading<'a>> {
+        (self.codec.is_some() || decode.transcodes(&self.magic))
+            .then_some(Reading { task, file: &self.file, codec: self.codec, decode, quote, progress })
     }
 }
 
@@ -377,7 +437,7 @@ mod tests {
         let task = FileTask::new("t.gz", size);
         let codec = Input::new(&task, f.try_clone().unwrap()).unwrap().codec.unwrap();
         let mut out = Vec::new();
-        let reading = Reading { task: &task, file: &f, codec, quote, progress: true };
+        let reading = Reading { task: &task, file: &f, codec: Some(codec), decode: Decode::Bytes, quote, progress: true };
         for_each_block(reading, &Control::default(), |b, at| {
             out.push((b.to_vec(), at));
             Ok(Flow::More)

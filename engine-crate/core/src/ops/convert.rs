@@ -536,7 +536,7 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) 
 
     let quote = layout.quote();
     let mut rows = 0u64;
-    if let Some(reading) = source.reading(task, quote, true) {
+    if let Some(reading) = source.reading(task, op.csv.decode, quote, true) {
         // Compressed: one row group per block, encoded while the next block
         // is decompressed.
         let mut index = 0;

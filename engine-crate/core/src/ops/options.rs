@@ -39,6 +39,11 @@ impl Options {
         }
     }
 
+    /// The op whose options these are, for messages naming an option.
+    pub fn op(&self) -> &'static str {
+        self.op
+    }
+
     pub fn string(&mut self, key: &'static str, default: Option<&str>) -> Result<String, EngineError> {
         let name = self.name(key);
         match self.take(key) {

@@ -28,7 +28,7 @@ use self::column::ColumnAcc;
 use self::csv::{Dialect, Reader, Record};
 use self::ndjson::Kinds;
 use super::options::Options;
-use crate::codec::{for_each_block, Flow, Input, Reading};
+use crate::codec::{for_each_block, Decode, Flow, Input, Reading};
 use super::Operation;
 use crate::control::Control;
 use crate::error::{sort_errors, EngineError, FileError};
@@ -47,6 +47,8 @@ pub const TOP_FACTOR: usize = 64;
 pub struct CsvOptions {
     pub dialect: Dialect,
     pub header: bool,
+    /// How the text is decoded (NDJSON files too).
+    pub decode: Decode,
 }
 
 #[derive(Debug, Clone)]
@@ -66,7 +68,8 @@ pub const STATS_FORMATS: &[Format] = &[Format::Csv, Format::Tsv, Format::Ndjson,
 pub fn csv_options(o: &mut Options) -> Result<CsvOptions, EngineError> {
     let delimiter = o.byte("delimiter", b',')?;
     let header = o.boolean("header", true)?;
-    Ok(CsvOptions { dialect: Dialect { delimiter, quote: b'"' }, header })
+    let decode = Decode::from_label(o.op(), &o.string("encoding", Some("auto"))?)?;
+    Ok(CsvOptions { dialect: Dialect { delimiter, quote: b'"' }, header, decode })
 }
 
 impl StatsOp {
@@ -387,7 +390,7 @@ fn parse_stream(op: &StatsOp, reading: Reading<'_>, ctl: &Control) -> Result<Res
 
 /// Parses a whole file (in parallel chunks when big).
 pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<ChunkStats, FileError>, EngineError> {
-    if let Some(reading) = input.reading(task, Some(op.csv.dialect.quote), !op.types_only) {
+    if let Some(reading) = input.reading(task, op.csv.decode, Some(op.csv.dialect.quote), !op.types_only) {
         return parse_stream(op, reading, ctl);
     }
     let file = &input.file;

@@ -229,7 +229,7 @@ fn finish(task: &FileTask, chunk: JsonChunk) -> Result<JsonFile, FileError> {
 /// Parses a whole NDJSON file: in parallel chunks when big, block after
 /// block when compressed.
 pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<JsonFile, FileError>, EngineError> {
-    if let Some(reading) = input.reading(task, None, !op.types_only) {
+    if let Some(reading) = input.reading(task, op.csv.decode, None, !op.types_only) {
         let mut joined = JsonChunk::default();
         let done = for_each_block(reading, ctl, |block, at| {
             let mut chunk = parse_chunk(op, block, at.is_start());
