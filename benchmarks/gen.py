@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Deterministic benchmark data: a few big CSVs and many small ones.
+"""Deterministic benchmark data: a few big CSVs, many small ones, and the big ones in other forms.
 
 Both sets share one mixed-type schema (see ``COLUMNS``) so that every tool is
 asked the same questions of the same bytes.  Values come from a counter-based
@@ -13,25 +13,32 @@ Layout under ``--data-dir`` (default ``benchmarks/data``)::
     scale-<S>/manifest.json      parameters + seed + resulting sizes
     scale-<S>/big/part-NNN.csv   12 files x 128 MB at scale 1
     scale-<S>/small/dNNN/fNNNNN.csv   20,000 files x ~4 KB, 200 per directory
+    scale-<S>/big-gz/part-NNN.csv.gz, big-zst/part-NNN.csv.zst,
+              ndjson/part-NNN.ndjson, parquet/part-NNN.parquet   each big CSV converted
 
-A set is reused when its manifest matches the requested parameters, so
+A set is generated only when a workload needs it, and reused while the
+manifest records the same parameters and the files on disk still match it, so
 repeated benchmark runs do not pay for generation again.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
+import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from schema import COLUMNS
+from schema import COLUMNS, polars_schema
 
 GENERATOR_VERSION = 1
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -187,44 +194,124 @@ def generate_small(root: Path, p: Params, log) -> None:
         log(f"  small {start + count}/{p.small_files}")
 
 
+def _gzip(src: Path, dst: Path) -> None:
+    """Level 6, the default of `gzip`; no name or time in the header, so the bytes are reproducible."""
+    with open(src, "rb") as fin, open(dst, "wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", compresslevel=6, fileobj=raw, mtime=0) as out:
+        shutil.copyfileobj(fin, out, 1 << 20)
+
+
+def _zstd(src: Path, dst: Path) -> None:
+    """Level 3 with content size and checksum in the frame, as the `zstd` command writes it."""
+    with open(src, "rb") as fin, open(dst, "wb") as out:
+        zstandard.ZstdCompressor(level=3, write_checksum=True).copy_stream(fin, out, size=src.stat().st_size)
+
+
+def _typed(src: Path) -> pl.DataFrame:
+    """A big CSV read back with the schema's types, so dates and booleans stay typed in the other formats."""
+    return pl.read_csv(src, schema=polars_schema(pl))
+
+
+def _ndjson(src: Path, dst: Path) -> None:
+    _typed(src).write_ndjson(dst)
+
+
+def _parquet(src: Path, dst: Path) -> None:
+    pq.write_table(_typed(src).to_arrow(), dst, compression="zstd")
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """One directory of the data: which files are its own, how to read them, how they are made.
+
+    ``pattern`` (relative to the set's directory) is the one selection every tool uses:
+    Pravah's include glob, DuckDB's and Polars' glob, and the file list given to the
+    Unix tools.  A derived set holds one file per big CSV, written by ``derive``.
+    """
+
+    pattern: str
+    format: str  # csv | ndjson | parquet: the reader DuckDB and Polars use
+    derive: Callable[[Path, Path], None] | None = None
+
+
+SOURCE = "big"  # the set the derived ones are made from
+SETS: dict[str, DataSet] = {
+    "big": DataSet("*.csv", "csv"),
+    "small": DataSet("**/*.csv", "csv"),
+    "big-gz": DataSet("*.csv.gz", "csv", _gzip),
+    "big-zst": DataSet("*.csv.zst", "csv", _zstd),
+    "ndjson": DataSet("*.ndjson", "ndjson", _ndjson),
+    "parquet": DataSet("*.parquet", "parquet", _parquet),
+}
+GENERATORS = {"big": generate_big, "small": generate_small}
+
+
+def generate_derived(root: Path, name: str, log) -> None:
+    """One file per big CSV, named after it with the set's suffix (part-000.csv -> part-000.csv.gz)."""
+    ds = SETS[name]
+    sources = files_of(root, SOURCE)
+    suffix = "".join(Path(ds.pattern).suffixes)
+    (root / name).mkdir(parents=True)
+    for i, src in enumerate(sources):
+        dst = root / name / (src.stem + suffix)
+        ds.derive(src, dst)
+        log(f"  {name} {i + 1}/{len(sources)}: {dst.name} {dst.stat().st_size / 1e6:.1f} MB")
+
+
 def set_dir(data_dir: Path, scale: float) -> Path:
     return data_dir / f"scale-{scale:g}"
 
 
-def _inventory(root: Path) -> dict:
-    out = {}
-    for name in ("big", "small"):
-        sizes = [f.stat().st_size for f in (root / name).rglob("*.csv")]
-        out[name] = {"files": len(sizes), "bytes": sum(sizes)}
-    return out
+def files_of(root: Path, name: str) -> list[Path]:
+    """The files of set ``name`` under a scale directory, sorted by path as Pravah's scan sorts them."""
+    return sorted((root / name).glob(SETS[name].pattern), key=str)
 
 
-def _manifest_ok(root: Path, p: Params) -> bool:
+def _inventory(root: Path, name: str) -> dict:
+    sizes = [f.stat().st_size for f in files_of(root, name)]
+    return {"files": len(sizes), "bytes": sum(sizes)}
+
+
+def _read_manifest(root: Path) -> dict:
     try:
-        m = json.loads((root / "manifest.json").read_text())
+        return json.loads((root / "manifest.json").read_text())
     except (OSError, ValueError):
-        return False
-    if m.get("params") != asdict(p):
-        return False
-    return m.get("inventory") == _inventory(root)
+        return {}
 
 
-def ensure(data_dir: Path, p: Params, log=print, force: bool = False) -> Path:
-    """Generate the data set for ``p`` unless an identical one is present."""
+def ensure(data_dir: Path, p: Params, names=None, log=print, force: bool = False) -> Path:
+    """Generate the sets ``names`` (default: all) for ``p`` unless identical ones are present.
+
+    Other parameters than the manifest's discard every set.  A set whose files no longer
+    match its inventory is made again, and then the sets derived from it are stale too.
+    """
     root = set_dir(data_dir, p.scale)
-    if not force and _manifest_ok(root, p):
-        log(f"data: reusing {root.name} (manifest matches)")
-        return root
-    log(f"data: generating {root.name} (seed {p.seed})")
-    started = time.monotonic()
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
-    generate_big(root, p, log)
-    generate_small(root, p, log)
-    manifest = {"params": asdict(p), "columns": COLUMNS, "inventory": _inventory(root)}
-    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    log(f"data: done in {time.monotonic() - started:.0f} s")
+    wanted = set(names or SETS)
+    if any(SETS[n].derive for n in wanted):
+        wanted.add(SOURCE)
+    manifest = _read_manifest(root)
+    if force or manifest.get("params") != asdict(p):
+        shutil.rmtree(root, ignore_errors=True)
+        manifest = {"params": asdict(p), "columns": COLUMNS, "inventory": {}}
+    root.mkdir(parents=True, exist_ok=True)
+    inventory = manifest["inventory"]
+    for name in (n for n in SETS if n in wanted):
+        if inventory.get(name) == _inventory(root, name):
+            log(f"data: reusing {root.name}/{name} (manifest matches)")
+            continue
+        log(f"data: generating {root.name}/{name} (seed {p.seed})")
+        started = time.monotonic()
+        shutil.rmtree(root / name, ignore_errors=True)
+        if SETS[name].derive:
+            generate_derived(root, name, log)
+        else:
+            GENERATORS[name](root, p, log)
+        inventory[name] = _inventory(root, name)
+        if name == SOURCE:
+            for derived in (n for n, ds in SETS.items() if ds.derive):
+                inventory.pop(derived, None)
+        (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        log(f"data: {name} done in {time.monotonic() - started:.0f} s")
     return root
 
 
@@ -235,9 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=Params.seed)
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     ap.add_argument("--force", action="store_true", help="regenerate even if the manifest matches")
+    ap.add_argument("--sets", nargs="+", choices=list(SETS), help="only these sets (default: all)")
     args = ap.parse_args(argv)
     scale = 0.01 if args.smoke else args.scale
-    root = ensure(args.data_dir, Params.for_scale(scale, args.seed), force=args.force)
+    root = ensure(args.data_dir, Params.for_scale(scale, args.seed), args.sets, force=args.force)
     print(json.dumps(json.loads((root / "manifest.json").read_text())["inventory"]))
     return 0
 

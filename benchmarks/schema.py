@@ -1,4 +1,4 @@
-"""The columns of the generated CSVs, shared by gen.py, run.py and worker.py.
+"""The columns of the generated data, shared by gen.py, run.py and worker.py.
 
 Kept free of heavy imports: worker.py loads it in the process whose peak memory is measured.
 """
@@ -14,3 +14,10 @@ COLUMNS: dict[str, str] = {
     "category": "category",  # low-cardinality string
     "note": "text",  # free text; some fields quoted (commas, quotes, newlines)
 }
+
+
+def polars_schema(pl) -> dict:
+    """Polars types of the columns; the module is passed in so that importing this file stays cheap."""
+    types = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean, "date": pl.Date,
+             "category": pl.String, "text": pl.String}
+    return {column: types[kind] for column, kind in COLUMNS.items()}
