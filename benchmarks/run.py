@@ -111,12 +111,13 @@ def engine_import_error() -> str | None:
     return lines[-1] if lines else f"exit code {proc.returncode}"
 
 
-def load_sets(root: Path) -> dict[str, FileSet]:
+def load_sets(root: Path, names: set[str]) -> dict[str, FileSet]:
+    root = root.resolve()  # absolute: workers run in another directory
     sets = {}
-    for name in ("big", "small"):
-        base = root.resolve() / name  # absolute: workers run in another directory
-        files = sorted((str(p.relative_to(base)), p.stat().st_size) for p in base.rglob("*.csv"))
-        sets[name] = FileSet(name, base, tuple(files))
+    for name in names:
+        base, ds = root / name, gen.SETS[name]
+        files = tuple((str(p.relative_to(base)), p.stat().st_size) for p in gen.files_of(root, name))
+        sets[name] = FileSet(name, base, files, ds.pattern, ds.format)
     return sets
 
 
@@ -374,13 +375,13 @@ def cpu_model() -> str:
 
 
 def describe_run(args, ctx: Ctx, cpus: set[int]) -> list[str]:
-    big, small = ctx.sets["big"], ctx.sets["small"]
     tools = "; ".join(f"{k}: {v}" for k, v in versions().items())
+    sets = "; ".join(f"{fs.name} set {len(fs.files)} files, {fs.bytes / 1e6:,.1f} MB"
+                     for name in gen.SETS if (fs := ctx.sets.get(name)))
     return [
         (f"- date: {dt.date.today().isoformat()}; CPU: {cpu_model()}; {os.cpu_count()} logical CPUs, "
          f"benchmark pinned to {len(cpus)} ({ctx.threads} threads / processes per tool)"),
-        (f"- data: scale {args.scale:g}; big set {len(big.files)} files, {big.bytes / 1e6:,.0f} MB; "
-         f"small set {len(small.files)} files, {small.bytes / 1e6:,.1f} MB"),
+        f"- data: scale {args.scale:g}; {sets}",
         f"- best of {args.runs} runs per tool, warm cache; versions: {tools}",
     ]
 
@@ -454,12 +455,13 @@ def main(argv: list[str] | None = None) -> int:
                       "Build it first: `make setup` (or `make bench`, which runs it).")
         return 2
     install_tools(args.no_install)
-    root = gen.ensure(args.data_dir, gen.Params.for_scale(args.scale), log=console.print)
+    chosen = [w for w in WORKLOADS if not args.only or re.search(args.only, w.key)]
+    needed = {w.dataset for w in chosen}
+    root = gen.ensure(args.data_dir, gen.Params.for_scale(args.scale), needed, log=console.print)
     args.out_dir = args.out_dir.resolve()
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Ctx(load_sets(root), threads, args.out_dir)
-    chosen = [w for w in WORKLOADS if not args.only or re.search(args.only, w.key)]
-    for name in sorted({w.dataset for w in chosen}):
+    ctx = Ctx(load_sets(root, needed), threads, args.out_dir)
+    for name in sorted(needed):
         warm_cache(ctx.sets[name])
 
     labels = {k: t.label(threads) for k, t in TOOLS.items()}

@@ -8,7 +8,8 @@ run.py starts this script once per measurement so that
   as the command-line tools have no such cost to speak of.
 
 Usage: worker.py '<json spec>'; prints one JSON line {"seconds": s, "summary": {...}}.
-The spec keys: tool, task, root, glob, threads, options, fraction, out.
+The spec keys: tool, task, root, pattern (glob relative to root), format (csv, ndjson or
+parquet), threads, options, fraction, query (DuckDB's stats query), doc, out_dir.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from schema import COLUMNS
+from schema import COLUMNS, polars_schema
 
 # --- Pravah -------------------------------------------------------------------------------------
 
@@ -43,7 +44,7 @@ def pravah(spec: dict) -> tuple[float, dict]:
     if spec["task"] == "convert":
         options["output_dir"] = spec["out_dir"]
     started = time.perf_counter()
-    files, _scan_errors = pe.scan(spec["root"], ["**/*.csv"], [], False)
+    files, _scan_errors = pe.scan(spec["root"], [spec["pattern"]], [], False)
     scan_seconds = time.perf_counter() - started
     files = take_fraction(files, spec.get("fraction", 1.0))
     run = pe.start(spec["task"], json.dumps(options), files, spec["threads"])
@@ -80,10 +81,26 @@ def duckdb_stats_sql(source: str) -> str:
     return f"SELECT {', '.join(exprs)} FROM {source}"
 
 
-def duckdb_source(glob: str) -> str:
-    # Every generated file has the same header, so matching columns by position is exact;
-    # union_by_name would keep all 20,000 small files open at once and run out of descriptors.
-    return f"read_csv('{glob}')"
+def duckdb_summarize_rows(con, source: str) -> int:
+    """SUMMARIZE: DuckDB's own profile of every column; its ``count`` column is the row count."""
+    cursor = con.execute(f"SUMMARIZE SELECT * FROM {source}")
+    names = [d[0] for d in cursor.description]
+    return cursor.fetchone()[names.index("count")]
+
+
+DUCKDB_STATS = {
+    "aggregates": lambda con, source: con.execute(duckdb_stats_sql(source)).fetchone()[0],
+    "summarize": duckdb_summarize_rows,
+}
+
+# Every generated CSV has the same header, so matching columns by position is exact;
+# union_by_name would keep all 20,000 small files open at once and run out of descriptors.
+# read_csv decompresses .gz files itself, recognising them by name.
+DUCKDB_READERS = {
+    "csv": "read_csv('{glob}')",
+    "ndjson": "read_json('{glob}', format = 'newline_delimited')",
+    "parquet": "read_parquet('{glob}')",
+}
 
 
 def duckdb(spec: dict) -> tuple[float, dict]:
@@ -91,10 +108,10 @@ def duckdb(spec: dict) -> tuple[float, dict]:
 
     con = ddb.connect()
     con.execute(f"SET threads = {int(spec['threads'])}")
-    source = duckdb_source(spec["glob"])
+    source = DUCKDB_READERS[spec["format"]].format(glob=Path(spec["root"]) / spec["pattern"])
     started = time.perf_counter()
     if spec["task"] == "stats":
-        rows = con.execute(duckdb_stats_sql(source)).fetchone()[0]
+        rows = DUCKDB_STATS[spec["query"]](con, source)
     else:  # convert
         target = Path(spec["out_dir"]) / "all.parquet"
         rows = con.execute(
@@ -127,17 +144,12 @@ def polars_stats_exprs(pl) -> list:
     return exprs
 
 
-def polars_schema(pl) -> dict:
-    types = {"int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean, "date": pl.Date,
-             "category": pl.String, "text": pl.String}
-    return {column: types[kind] for column, kind in COLUMNS.items()}
-
-
 def polars(spec: dict) -> tuple[float, dict]:
     import polars as pl
 
     started = time.perf_counter()
-    frame = pl.scan_csv(spec["glob"], schema=polars_schema(pl))
+    scan = {"csv": pl.scan_csv, "ndjson": pl.scan_ndjson}[spec["format"]]
+    frame = scan(str(Path(spec["root"]) / spec["pattern"]), schema=polars_schema(pl))
     if spec["task"] == "stats":
         rows = frame.select(polars_stats_exprs(pl)).collect()["rows"][0]
         summary = {"rows": int(rows)}

@@ -9,11 +9,12 @@ Adding a variant is adding a row here, not code in run.py.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # --- context and jobs ---------------------------------------------------------------------------
@@ -21,11 +22,17 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class FileSet:
-    """One data set: its root and its files (relative paths, sorted) with sizes."""
+    """One data set: its root, its files (relative paths, sorted) with sizes, and how to read them.
+
+    ``pattern`` is the glob (relative to the root) that selected the files, given as is to
+    Pravah, DuckDB and Polars; ``format`` names the reader DuckDB and Polars use.
+    """
 
     name: str
     root: Path
     files: tuple[tuple[str, int], ...]
+    pattern: str
+    format: str
 
     @property
     def bytes(self) -> int:
@@ -36,7 +43,7 @@ class FileSet:
         if fraction >= 1:
             return self
         keep = max(1, math.ceil(len(self.files) * fraction))
-        return FileSet(self.name, self.root, self.files[:keep])
+        return replace(self, files=self.files[:keep])
 
     def shards(self, n: int) -> list[list[str]]:
         """Split the file list into ``n`` contiguous parts of about equal bytes.
@@ -116,7 +123,7 @@ class Goal:
 @dataclass(frozen=True)
 class Workload:
     name: str
-    dataset: str  # "big" | "small"
+    dataset: str  # a set of gen.SETS
     op: str  # Pravah operation
     options: dict
     rivals: tuple[str, ...]
@@ -132,14 +139,14 @@ class Workload:
 
 
 def parse_wc(outputs: list[str]) -> dict:
-    """`wc [-l]` lines: counts then path; the 'total' lines are skipped, files summed."""
+    """`wc [-l]` lines: counts then path (none when reading a pipe); 'total' lines skipped, the rest summed."""
     sums: list[int] = []
     for out in outputs:
         for line in out.splitlines():
             fields = line.split()
             if not fields or fields[-1] == "total":
                 continue
-            nums = [int(x) for x in fields[:-1]]
+            nums = [int(x) for x in itertools.takewhile(str.isdigit, fields)]
             sums = [a + b for a, b in zip(sums, nums)] if sums else nums
     keys = ("lines", "words", "bytes")[: len(sums)]
     return dict(zip(keys, sums))
@@ -206,14 +213,14 @@ def _compare(what: str, mine, summaries: dict, rivals: tuple[str, ...]) -> list[
 
 def check_rows(wl: Workload, fs: FileSet, summaries: dict) -> list[tuple[str, str]]:
     result = _pravah_result(summaries)
-    return _compare("rows", result["rows"], summaries, ("duckdb", "polars")) if result else []
+    return _compare("rows", result["rows"], summaries, wl.rivals) if result else []
 
 
 def check_count(wl: Workload, fs: FileSet, summaries: dict) -> list[tuple[str, str]]:
     result = _pravah_result(summaries)
     if result is None:
         return []
-    return [c for key in ("lines", "words", "bytes") for c in _compare(key, result[key], summaries, ("wc-l", "wc"))]
+    return [c for key in ("lines", "words", "bytes") for c in _compare(key, result[key], summaries, wl.rivals)]
 
 
 def check_digests(wl: Workload, fs: FileSet, summaries: dict) -> list[tuple[str, str]]:
@@ -272,16 +279,26 @@ def _single(*argv: str, ok: tuple[int, ...] = (0,)) -> Callable[[Ctx, Workload],
     return build
 
 
-def _worker(tool: str, threads: int | None = None, fraction: float = 1.0):
+def _worker(tool: str, threads: int | None = None, fraction: float = 1.0, query: str = "aggregates"):
+    """A worker.py run; ``query`` picks DuckDB's stats query (worker.DUCKDB_STATS)."""
+
     def build(ctx: Ctx, wl: Workload) -> WorkerJob:
         fs = ctx.sets[wl.dataset]
-        pattern = "*.csv" if wl.dataset == "big" else "**/*.csv"
         return WorkerJob({
-            "tool": tool, "task": wl.op, "root": str(fs.root), "glob": str(fs.root / pattern),
-            "threads": threads or ctx.threads, "options": wl.options, "fraction": fraction,
+            "tool": tool, "task": wl.op, "root": str(fs.root), "pattern": fs.pattern, "format": fs.format,
+            "threads": threads or ctx.threads, "options": wl.options, "fraction": fraction, "query": query,
         })
 
     return build
+
+
+def _count_decompressed(cat: str) -> Tool:
+    """`cat FILES | wc -l`, one pipeline per shard: how compressed files' lines are counted by hand.
+
+    The shard's files follow ``sh -c SCRIPT sh``, so the script sees them as "$@".
+    """
+    return Tool(f"{cat}-wc", lambda n: f"{cat} | wc -l, {n} pipelines",
+                _per_shard("sh", "-c", f'{cat} -- "$@" | wc -l', "sh"), parse_wc, cat)
 
 
 GREP_OK = (0, 1)  # 1 = no line matched
@@ -295,9 +312,12 @@ TOOLS: dict[str, Tool] = {t.key: t for t in [
     Tool("pravah-quarter", lambda n: f"pravah, {n} threads, 1/4 of the files",
          _worker("pravah", fraction=FRACTIONS["pravah-quarter"])),
     Tool("duckdb", lambda n: f"duckdb, {n} threads", _worker("duckdb")),
+    Tool("duckdb-summarize", lambda n: f"duckdb SUMMARIZE, {n} threads", _worker("duckdb", query="summarize")),
     Tool("polars", lambda n: f"polars, {n} threads", _worker("polars")),
     Tool("wc-l", lambda n: f"wc -l, {n} processes", _per_shard("wc", "-l"), parse_wc, "wc"),
     Tool("wc", lambda n: f"wc (lines words bytes), {n} processes", _per_shard("wc"), parse_wc, "wc"),
+    _count_decompressed("zcat"),
+    _count_decompressed("zstdcat"),
     Tool("b3sum", lambda n: f"b3sum, 1 process, {n} threads", _single("b3sum"), parse_digest_lines, "b3sum"),
     Tool("b3sum-xn", lambda n: f"b3sum, {n} processes", _per_shard("b3sum", "--num-threads", "1"),
          parse_digest_lines, "b3sum"),
@@ -351,6 +371,17 @@ def _workloads() -> list[Workload]:
                                 (Goal(("rg", "grep"), 0.9),), check_grep))
     out.append(Workload("convert to parquet (zstd)", "big", "convert", CONVERT, ("duckdb", "polars"),
                         (Goal(("duckdb",), 1.5),), check_convert))
+    # The big set again, compressed or in another format: each tool reads the files the set's pattern selects.
+    out += [
+        Workload("stats", "big-gz", "stats", STATS, ("duckdb",), (Goal(("duckdb",), 2),), check_rows),
+        Workload("count lines", "big-gz", "count", {}, ("zcat-wc",), (Goal(("zcat-wc",), 1),), check_count),
+        Workload("count lines", "big-zst", "count", {}, ("zstdcat-wc",), (Goal(("zstdcat-wc",), 1),),
+                 check_count),
+        Workload("stats", "ndjson", "stats", STATS, ("duckdb", "polars"),
+                 (Goal(("duckdb",), 2), Goal(("polars",), 2)), check_rows),
+        Workload("stats", "parquet", "stats", STATS, ("duckdb-summarize",), (Goal(("duckdb-summarize",), 1),),
+                 check_rows),
+    ]
     return out
 
 
