@@ -17,6 +17,7 @@
 
 use hashbrown::HashMap;
 use rayon::prelude::*;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -117,39 +118,147 @@ impl JsonChunk {
         self
     }
 
-    /// Adds one row: every leaf value to the column of its path.
-    fn add_row(&mut self, op: &StatsOp, row: &Value, path: &mut String, text: &mut String) {
+    /// Adds one leaf value to the column of `path`.
+    fn add_leaf(&mut self, op: &StatsOp, path: &str, kind: Kind, field: &[u8]) {
+        let col = self.column(op, path);
+        col.kinds.bump(kind);
+        col.acc.add(field);
+    }
+}
+
+/// The JSON kinds a leaf value may have.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Null,
+    Boolean,
+    Number,
+    String,
+    Array,
+}
+
+impl Kinds {
+    fn bump(&mut self, kind: Kind) {
+        *match kind {
+            Kind::Null => &mut self.null,
+            Kind::Boolean => &mut self.boolean,
+            Kind::Number => &mut self.number,
+            Kind::String => &mut self.string,
+            Kind::Array => &mut self.array,
+        } += 1;
+    }
+}
+
+/// Walks one row as the parser reads it, adding every leaf value to its
+/// column without building the row in memory: strings are borrowed from the
+/// line unless they hold escapes.
+struct Leaves<'a> {
+    chunk: &'a mut JsonChunk,
+    op: &'a StatsOp,
+    path: &'a mut String,
+    text: &'a mut String,
+}
+
+impl Leaves<'_> {
+    fn leaf<E>(self, kind: Kind, field: &[u8]) -> Result<(), E> {
+        self.chunk.add_leaf(self.op, self.path, kind, field);
+        Ok(())
+    }
+
+    /// A number, or an array's length: its decimal text.
+    fn number<E>(self, kind: Kind, n: impl std::fmt::Display) -> Result<(), E> {
         use std::fmt::Write;
-        for_each_leaf(row, path, &mut |path, value| {
-            let col = self.column(op, path);
-            text.clear();
-            let field: &[u8] = match value {
-                Value::Null => {
-                    col.kinds.null += 1;
-                    b""
-                }
-                Value::Bool(b) => {
-                    col.kinds.boolean += 1;
-                    if *b { b"true" } else { b"false" }
-                }
-                Value::Number(n) => {
-                    col.kinds.number += 1;
-                    let _ = write!(text, "{n}");
-                    text.as_bytes()
-                }
-                Value::String(s) => {
-                    col.kinds.string += 1;
-                    s.as_bytes()
-                }
-                Value::Array(items) => {
-                    col.kinds.array += 1;
-                    let _ = write!(text, "{}", items.len());
-                    text.as_bytes()
-                }
-                Value::Object(_) => unreachable!("objects are flattened"),
-            };
-            col.acc.add(field);
-        });
+        self.text.clear();
+        let _ = write!(self.text, "{n}");
+        self.chunk.add_leaf(self.op, self.path, kind, self.text.as_bytes());
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Leaves<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Leaves<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.leaf(Kind::Null, b"")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<(), E> {
+        self.leaf(Kind::Boolean, if b { b"true" } else { b"false" })
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<(), E> {
+        self.number(Kind::Number, n)
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<(), E> {
+        self.number(Kind::Number, n)
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<(), E> {
+        self.number(Kind::Number, n)
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        self.leaf(Kind::String, s.as_bytes())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        let mut n = 0u64;
+        while items.next_element::<IgnoredAny>()?.is_some() {
+            n += 1;
+        }
+        self.number(Kind::Array, n)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<(), A::Error> {
+        let len = self.path.len();
+        while fields.next_key_seed(Key { path: self.path, nested: len > 0 })?.is_some() {
+            let value = Leaves { chunk: self.chunk, op: self.op, path: self.path, text: self.text };
+            fields.next_value_seed(value)?;
+            self.path.truncate(len);
+        }
+        Ok(())
+    }
+}
+
+/// Appends an object key to the path (after a dot when nested).
+struct Key<'a> {
+    path: &'a mut String,
+    nested: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<(), E> {
+        if self.nested {
+            self.path.push('.');
+        }
+        self.path.push_str(key);
+        Ok(())
     }
 }
 
@@ -183,11 +292,14 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], file_start: bool) -> JsonChunk {
         if line.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<Value>(line) {
-            Ok(value @ Value::Object(_)) => {
+        // Checked whole first, so that a line found bad adds nothing.
+        match serde_json::from_slice::<IgnoredAny>(line) {
+            Ok(_) if line[0] == b'{' => {
                 out.rows += 1;
                 path.clear();
-                out.add_row(op, &value, &mut path, &mut text);
+                let mut parser = serde_json::Deserializer::from_slice(line);
+                let leaves = Leaves { chunk: &mut out, op, path: &mut path, text: &mut text };
+                leaves.deserialize(&mut parser).expect("a line already checked parses");
             }
             Ok(_) => out.bad.push((i as u64 + 1, "not a JSON object".into())),
             Err(e) => out.bad.push((i as u64 + 1, format!("malformed JSON: {e}"))),
