@@ -29,7 +29,7 @@ def test_config_lists_operations_with_schemas_defaults_and_limits(standalone_api
     config = standalone_api.request("GET", "/config").json()
     operations = {op["type"]: op for op in config["operations"]}
     assert set(operations) == {"stats", "count", "checksum", "grep", "convert"}
-    assert operations["checksum"]["defaults"] == {"algorithm": "sha256"}
+    assert operations["checksum"]["defaults"] == {"algorithm": "sha256", "decompressed": False}
     assert operations["grep"]["options"]["required"] == ["pattern"]
     assert config["limits"]["parallelism"] == {"minimum": 1, "maximum": 1000}
     assert config["authMode"] == "standalone"
@@ -70,10 +70,10 @@ def test_create_get_list_cancel_purge(standalone_api, namespace):
     assert job["name"] == "profile" and job["namespace"] == namespace
     uuid.UUID(job["id"])
     assert answer.headers["Location"] == job["links"]["self"] == f"/jobs/{job['id']}"
-    # The CR is what kubectl sees, with the spec as posted.
+    # The CR is what kubectl sees, with the spec as posted and the CRD's defaults filled in.
     cr = json.loads(api_kubectl(api, "get", "pravahjob", "profile", "-n", namespace, "-o", "json"))
     assert cr["metadata"]["uid"] == job["id"]
-    assert cr["spec"]["operation"] == {"type": "stats"}
+    assert cr["spec"]["operation"] == {"type": "stats", "format": "auto"}
     detail = api.request("GET", job["links"]["self"], token).json()
     assert detail["spec"]["source"] == STATS_SPEC["source"] and detail["timings"]["createdAt"]
     generated = api.request("POST", "/jobs", token, json={**STATS_SPEC, "namespace": namespace}).json()
