@@ -179,7 +179,7 @@ pub enum Flow {
 
 /// The end of the last whole record in `buf`: after its last `\n` outside
 /// quotes (with `quote`), or after its last `\n`.
-fn last_record_end(buf: &[u8], quote: Option<u8>) -> Option<usize> {
+pub fn last_record_end(buf: &[u8], quote: Option<u8>) -> Option<usize> {
     match quote {
         None => memchr::memrchr(b'\n', buf).map(|p| p + 1),
         Some(q) => {

@@ -5,7 +5,9 @@
 //! `utf8` column, and a missing field is null.
 //!
 //! Two passes per file: the first infers the schema (and validates the whole
-//! file: a file with any problem produces an error record and no output);
+//! file: a file with any problem produces an error record and no output;
+//! CSV rows of the wrong width are handled and reported by the `bad_rows`
+//! policy, as `stats` does, and left out or fixed the same way when written);
 //! the second parses record-aligned chunks in parallel into Arrow arrays and
 //! encodes each chunk as one row group with all threads, appending row
 //! groups in order through a bounded window so memory stays bounded.
@@ -36,6 +38,7 @@ use std::sync::Arc;
 use super::options::Options;
 use super::stats::column::{classify, parse_bool, Class};
 use super::stats::csv::{Reader, Record};
+use super::stats::bad_rows::{BadRows, Found};
 use super::stats::{column_names, csv_options, parse_file, CsvOptions, StatsOp};
 use super::Operation;
 use crate::codec::{for_each_block, Flow, Input};
@@ -153,6 +156,8 @@ pub struct ConvertBody {
     pub rows: u64,
     pub outputs: Vec<Output>,
     pub schema: Vec<SchemaColumn>,
+    #[serde(default)]
+    pub bad_rows: BadRows,
 }
 
 fn widen(a: &str, b: &str) -> &'static str {
@@ -194,6 +199,7 @@ impl Body for ConvertBody {
         for c in other.schema {
             self.add_column(c);
         }
+        self.bad_rows.merge(other.bad_rows);
         Ok(())
     }
 
@@ -209,6 +215,7 @@ impl Body for ConvertBody {
             "rows": self.rows,
             "outputs": outputs,
             "schema": schema,
+            "badRows": self.bad_rows,
         })
     }
 }
@@ -407,15 +414,23 @@ fn build_arrays(csv: &CsvOptions, buf: &[u8], file_start: bool, kinds: &[Kind]) 
     let mut rec = Record::default();
     let mut skip_header = file_start && csv.header;
     let mut rows = 0u64;
-    // The inference pass validated the file, so records parse and have the right width.
+    // The inference pass validated the file and reported its rows of the
+    // wrong width: here they are only left out or fixed.
     while let Ok(Some(_)) = reader.next_record(&mut rec) {
         if skip_header {
             skip_header = false;
             continue;
         }
+        let found = rec.len();
+        if found != kinds.len() && !csv.bad_rows.policy.fix(kinds.len(), found).keeps() {
+            continue;
+        }
         rows += 1;
         for (b, f) in builders.iter_mut().zip(rec.iter(buf)) {
             b.push(f);
+        }
+        for b in builders.iter_mut().skip(found) {
+            b.push(b"");
         }
     }
     (builders.into_iter().map(Builder::finish).collect(), rows)
@@ -448,10 +463,19 @@ fn append_row_group<W: std::io::Write + Send>(
     Ok(())
 }
 
-/// Column names, kinds, and how to read the rows, from a first pass over
-/// the file in the format chosen for it (which also validates it).
-#[allow(clippy::type_complexity)]
-fn infer_schema(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) -> Result<Result<(Vec<String>, Vec<Kind>, Layout), FileError>, EngineError> {
+/// What the first pass learns of a file.
+struct Inferred {
+    names: Vec<String>,
+    kinds: Vec<Kind>,
+    /// How to read the rows.
+    layout: Layout,
+    /// Rows left out or fixed.
+    bad: Found,
+}
+
+/// The schema of a file, from a first pass over it in the format chosen
+/// for it (which also validates it).
+fn infer_schema(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) -> Result<Result<Inferred, FileError>, EngineError> {
     let format = match op.format.resolve(task, source, Format::Csv) {
         Ok(f) => f,
         Err(e) => return Ok(Err(e)),
@@ -468,32 +492,28 @@ fn infer_schema(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) 
                 .collect();
             let names: Vec<String> = f.columns.into_iter().map(|(name, _)| name).collect();
             let index = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
-            (names, kinds, Layout::Json(index))
+            let bad = Found { total: f.bad.len() as u64, rows: f.bad };
+            Inferred { names, kinds, layout: Layout::Json(index), bad }
         }));
     }
     Ok(parse_file(&infer, task, source, ctl)?.map(|stats| {
-        let width = stats.first.map_or(0, |f| f.0);
+        let width = stats.width.unwrap_or(0);
         let kinds = (0..width)
             .map(|i| stats.cols.get(i).map_or(Kind::Str, |c| Kind::from_type_name(c.type_name())))
             .collect();
-        (column_names(stats.header, width), kinds, Layout::Csv(csv))
+        Inferred { names: column_names(stats.header, width), kinds, layout: Layout::Csv(csv), bad: stats.bad }
     }))
 }
 
-fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) -> Result<Result<(Output, Vec<(String, Kind)>), FileError>, EngineError> {
+/// Pass 2: writes the file's rows with the schema pass 1 inferred.
+fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, inferred: Inferred) -> Result<Result<(Output, Vec<(String, Kind)>), FileError>, EngineError> {
     let input = &source.file;
-    // Pass 1: validate and infer types.
-    let (names, kinds, layout) = match infer_schema(op, task, source, ctl)? {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(e)),
-    };
-    ctl.check()?;
+    let Inferred { names, kinds, layout, .. } = inferred;
     let schema: SchemaRef = Arc::new(Schema::new(
         names.iter().zip(&kinds).map(|(n, k)| Field::new(n, k.data_type(), true)).collect::<Vec<_>>(),
     ));
     let columns: Vec<(String, Kind)> = names.into_iter().zip(kinds.iter().copied()).collect();
 
-    // Pass 2: write.
     let out_path = op.output_path(&task.path);
     let tmp_path = {
         let mut n = out_path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
@@ -644,7 +664,7 @@ impl Operation for ConvertOp {
     const NAME: &'static str = "convert";
 
     fn empty(&self) -> ConvertBody {
-        ConvertBody { compression: self.compression, rows: 0, outputs: Vec::new(), schema: Vec::new() }
+        ConvertBody { compression: self.compression, rows: 0, outputs: Vec::new(), schema: Vec::new(), bad_rows: BadRows::default() }
     }
 
     fn prepare(&self) -> Result<(), EngineError> {
@@ -654,12 +674,19 @@ impl Operation for ConvertOp {
     }
 
     fn process_file(&self, task: &FileTask, input: &Input, ctl: &Control, acc: &mut ConvertBody) -> Result<Result<(), FileError>, EngineError> {
-        Ok(convert_file(self, task, input, ctl)?.map(|(out, cols)| {
+        let mut inferred = match infer_schema(self, task, input, ctl)? {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        ctl.check()?;
+        let bad = std::mem::take(&mut inferred.bad);
+        Ok(convert_file(self, task, input, ctl, inferred)?.map(|(out, cols)| {
             acc.rows += out.rows;
             for (i, (name, kind)) in cols.into_iter().enumerate() {
                 acc.add_column(SchemaColumn { name, ty: kind.arrow_name().to_string(), first: (task.path.clone(), i) });
             }
             acc.outputs.push(out);
+            acc.bad_rows.add_file(&task.path, bad.total, bad.rows);
         }))
     }
 }

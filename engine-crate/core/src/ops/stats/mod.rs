@@ -4,9 +4,12 @@
 //!
 //! CSV files are parsed with [`csv::Reader`]; big files are split into chunks
 //! aligned to records by quote parity ([`crate::split`]) and parsed in
-//! parallel, chunk results joined in file order. A file with any problem
-//! (invalid UTF-8, ragged row, unterminated quote, read error) contributes
-//! nothing but one error record carrying the earliest problem's line.
+//! parallel, chunk results joined in file order; every chunk knows the
+//! width of the file's first record, read beforehand. A row of another
+//! width is handled by the `bad_rows` policy ([`bad_rows`]). A file with
+//! any other problem (invalid UTF-8, unterminated quote, read error), or a
+//! ragged row under `fail`, contributes nothing but one error record
+//! carrying the earliest problem's line.
 //!
 //! Conventions: a null is an empty field (quoted or not; no `NA`/`NULL`
 //! words); blank lines are skipped; a UTF-8 BOM at file start is dropped;
@@ -14,6 +17,7 @@
 //! `column_2`, ... without a header; a repeated header name gets a `_2`,
 //! `_3`, ... suffix) and listed in order of first appearance by file path.
 
+pub mod bad_rows;
 pub mod column;
 pub mod csv;
 pub mod ndjson;
@@ -24,14 +28,15 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use self::bad_rows::{BadRowOptions, BadRows, Fix, Found, Lines};
 use self::column::ColumnAcc;
 use self::csv::{Dialect, Reader, Record};
 use self::ndjson::Kinds;
 use super::options::Options;
-use crate::codec::{for_each_block, Decode, Flow, Input, Reading};
+use crate::codec::{for_each_block, last_record_end, Decode, Flow, Input, Reading};
 use super::Operation;
 use crate::control::Control;
-use crate::error::{sort_errors, EngineError, FileError};
+use crate::error::{EngineError, FileError};
 use crate::format::{Choice, Format};
 use crate::io::{line_of_offset, read_to_end_from, with_buffer};
 use crate::partial::Body;
@@ -49,6 +54,7 @@ pub struct CsvOptions {
     pub header: bool,
     /// How the text is decoded (NDJSON files too).
     pub decode: Decode,
+    pub bad_rows: BadRowOptions,
 }
 
 #[derive(Debug, Clone)]
@@ -69,7 +75,8 @@ pub fn csv_options(o: &mut Options) -> Result<CsvOptions, EngineError> {
     let delimiter = o.byte("delimiter", b',')?;
     let header = o.boolean("header", true)?;
     let decode = Decode::from_label(o.op(), &o.string("encoding", Some("auto"))?)?;
-    Ok(CsvOptions { dialect: Dialect { delimiter, quote: b'"' }, header, decode })
+    let bad_rows = BadRowOptions::from_options(o)?;
+    Ok(CsvOptions { dialect: Dialect { delimiter, quote: b'"' }, header, decode, bad_rows })
 }
 
 impl StatsOp {
@@ -121,22 +128,6 @@ pub struct Column {
     /// JSON kinds of its values, when it came from NDJSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kinds: Option<Kinds>,
-}
-
-/// Rows a file could not use (NDJSON lines that are not JSON objects): how
-/// many, and each with its path, line and reason.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct BadRows {
-    pub total: u64,
-    pub rows: Vec<FileError>,
-}
-
-impl BadRows {
-    fn merge(&mut self, other: BadRows) {
-        self.total += other.total;
-        self.rows.extend(other.rows);
-        sort_errors(&mut self.rows);
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,40 +239,24 @@ pub struct ChunkStats {
     pub header: Option<Vec<String>>,
     pub cols: Vec<ColumnAcc>,
     pub rows: u64,
-    /// Width and offset of the first record.
-    pub first: Option<(usize, u64)>,
-    /// First record whose width differs from the first record's.
-    ragged: Option<(usize, u64)>,
+    /// Fields per row: the width of the file's first record.
+    pub width: Option<usize>,
+    /// Rows of another width, lines counted from the range's start.
+    pub bad: Found,
+    /// Newlines in the range, shifting the lines of the ranges after it.
+    newlines: u64,
     problem: Option<Problem>,
 }
 
-fn ragged(expected: usize, (width, offset): (usize, u64)) -> Problem {
-    Problem { offset, line: None, reason: format!("ragged row: expected {expected} fields, found {width}") }
-}
-
 impl ChunkStats {
-    /// The earliest problem found so far, ragged rows included.
-    fn failure(&self) -> Option<Problem> {
-        self.problem.clone().or_else(|| self.ragged.zip(self.first).map(|(r, f)| ragged(f.0, r)))
-    }
-
-    /// Joins with the chunk that directly follows in the file.
-    fn then(mut self, mut next: ChunkStats) -> ChunkStats {
-        if self.first.is_none() {
-            next.problem = earliest(self.problem, next.problem);
-            return next;
-        }
-        let w = self.first.map_or(0, |f| f.0);
-        let mut problem = earliest(self.problem.take(), next.problem.take());
-        if let Some(nf) = next.first {
-            if nf.0 != w {
-                problem = earliest(problem, Some(ragged(w, nf)));
-            }
-        }
-        if let Some(r) = next.ragged {
-            problem = earliest(problem, Some(ragged(w, r)));
-        }
-        self.problem = problem;
+    /// Joins with the chunk that directly follows in the file; `max` caps
+    /// the bad rows listed.
+    fn then(mut self, next: ChunkStats, max: usize) -> ChunkStats {
+        self.problem = earliest(self.problem.take(), next.problem);
+        self.header = self.header.or(next.header);
+        self.width = self.width.or(next.width);
+        self.bad = self.bad.then(next.bad, self.newlines, max);
+        self.newlines += next.newlines;
         if self.problem.is_none() {
             self.rows += next.rows;
             let mut it = next.cols.into_iter();
@@ -294,19 +269,26 @@ impl ChunkStats {
     }
 }
 
-/// Parses `buf` (whole records; `base` = file offset of `buf[0]`).
-pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool) -> ChunkStats {
-    let mut out = ChunkStats::default();
-    let mut buf = buf;
-    let mut base = base;
-    if file_start && buf.starts_with(b"\xEF\xBB\xBF") {
-        buf = &buf[3..];
-        base += 3;
+/// Drops a UTF-8 BOM at file start, returning the rest and how many bytes went.
+fn strip_bom(buf: &[u8], file_start: bool) -> (&[u8], u64) {
+    match buf.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) if file_start => (rest, 3),
+        _ => (buf, 0),
     }
+}
+
+/// Parses `buf` (whole records; `base` = file offset of `buf[0]`); rows
+/// should have `width` fields, or the first record's when it is not known.
+pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool, width: Option<usize>) -> ChunkStats {
+    let mut out = ChunkStats { width, ..ChunkStats::default() };
+    let (buf, bom) = strip_bom(buf, file_start);
+    let base = base + bom;
     if let Err(e) = std::str::from_utf8(buf) {
         out.problem = Some(Problem { offset: base + e.valid_up_to() as u64, line: None, reason: "invalid UTF-8".into() });
         return out;
     }
+    let policy = op.csv.bad_rows;
+    let mut lines = Lines::default();
     let mut reader = Reader::new(buf, op.csv.dialect);
     let mut rec = Record::default();
     let mut want_header = file_start && op.csv.header;
@@ -319,13 +301,17 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool) -> Chu
                 return out;
             }
         };
-        let width = rec.len();
-        match out.first {
-            None => out.first = Some((width, base + start as u64)),
-            Some((w, _)) => {
-                if w != width && out.ragged.is_none() {
-                    out.ragged = Some((width, base + start as u64));
-                }
+        let found = rec.len();
+        let expected = *out.width.get_or_insert(found);
+        if found != expected {
+            let fix = policy.policy.fix(expected, found);
+            if fix == Fix::Fail {
+                out.problem = Some(Problem { offset: base + start as u64, line: None, reason: fix.reason(expected, found) });
+                return out;
+            }
+            out.bad.note(policy.max, || (lines.line_of(buf, start), fix.reason(expected, found)));
+            if !fix.keeps() {
+                continue;
             }
         }
         if want_header {
@@ -334,17 +320,38 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool) -> Chu
             continue;
         }
         out.rows += 1;
-        if out.cols.len() < width {
-            out.cols.resize_with(width, || op.new_column());
+        if out.cols.len() < expected {
+            out.cols.resize_with(expected, || op.new_column());
         }
         for (col, f) in out.cols.iter_mut().zip(rec.iter(buf)) {
             col.add(f);
+        }
+        for col in out.cols.iter_mut().skip(found) {
+            col.add(b"");
         }
     }
     for c in &mut out.cols {
         c.flush();
     }
+    out.newlines = lines.total(buf);
     out
+}
+
+/// The width of a file's first record, read ahead so that every chunk
+/// parsed in parallel knows it (`None` for a file without records).
+fn first_width(op: &StatsOp, input: &Input, size: u64) -> std::io::Result<Option<usize>> {
+    let mut want = 64 << 10;
+    loop {
+        let head = input.head(want)?;
+        let whole = head.len() < want || head.len() as u64 >= size;
+        let end = if whole { head.len() } else { last_record_end(&head, Some(op.csv.dialect.quote)).unwrap_or(0) };
+        let mut rec = Record::default();
+        match Reader::new(strip_bom(&head[..end], true).0, op.csv.dialect).next_record(&mut rec) {
+            Ok(Some(_)) => return Ok(Some(rec.len())),
+            _ if whole => return Ok(None),
+            _ => want *= 4,
+        }
+    }
 }
 
 /// Column names for a file: header names made unique, or `column_N`.
@@ -373,14 +380,13 @@ fn parse_stream(op: &StatsOp, reading: Reading<'_>, ctl: &Control) -> Result<Res
     let mut joined = ChunkStats::default();
     let mut failed = None;
     let done = for_each_block(reading, ctl, |block, at| {
-        joined = std::mem::take(&mut joined).then(parse_chunk(op, block, at.offset, at.is_start()));
-        Ok(match joined.failure() {
-            Some(p) => {
-                failed = Some(FileError::new(&reading.task.path, Some(at.line_of(block, p.offset)), p.reason));
-                Flow::Stop
-            }
-            None => Flow::More,
-        })
+        let chunk = parse_chunk(op, block, at.offset, at.is_start(), joined.width);
+        if let Some(p) = &chunk.problem {
+            failed = Some(FileError::new(&reading.task.path, Some(at.line_of(block, p.offset)), p.reason.clone()));
+            return Ok(Flow::Stop);
+        }
+        joined = std::mem::take(&mut joined).then(chunk, op.csv.bad_rows.max);
+        Ok(Flow::More)
     })?;
     Ok(match (done, failed) {
         (Err(e), _) | (Ok(()), Some(e)) => Err(e),
@@ -402,7 +408,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
                 if !op.types_only {
                     ctl.add_bytes(buf.len() as u64);
                 }
-                let mut s = parse_chunk(op, buf, 0, true);
+                let mut s = parse_chunk(op, buf, 0, true, None);
                 if let Some(p) = &mut s.problem {
                     let upto = (p.offset as usize).min(buf.len());
                     p.line = Some(1 + bytecount::count(&buf[..upto], b'\n') as u64);
@@ -422,6 +428,10 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
         if parity[n] {
             return Ok(Err(FileError::new(&task.path, None, "unterminated quoted field (odd number of quote characters)")));
         }
+        let width = match first_width(op, input, task.size) {
+            Ok(w) => w,
+            Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+        };
         let joined = (0..n)
             .into_par_iter()
             .map(|i| -> Result<Result<ChunkStats, FileError>, EngineError> {
@@ -431,7 +441,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
                         if !op.types_only {
                             ctl.add_bytes((a.end - a.start) as u64);
                         }
-                        Ok(parse_chunk(op, &buf[a.start..a.end], a.base + a.start as u64, i == 0))
+                        Ok(parse_chunk(op, &buf[a.start..a.end], a.base + a.start as u64, i == 0, width))
                     }
                     Err(e) => Err(FileError::io(&task.path, &e)),
                 }))
@@ -439,7 +449,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
             .try_reduce(
                 || Ok(ChunkStats::default()),
                 |a, b| Ok(match (a, b) {
-                    (Ok(a), Ok(b)) => Ok(a.then(b)),
+                    (Ok(a), Ok(b)) => Ok(a.then(b, op.csv.bad_rows.max)),
                     (Err(e), _) | (_, Err(e)) => Err(e),
                 }),
             )?;
@@ -448,7 +458,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
             Err(e) => return Ok(Err(e)),
         }
     };
-    if let Some(mut p) = stats.failure() {
+    if let Some(mut p) = stats.problem {
         if p.line.is_none() {
             p.line = line_of_offset(file, p.offset);
         }
@@ -474,9 +484,7 @@ impl Operation for StatsOp {
             return Ok(ndjson::parse_file(self, task, input, ctl)?.map(|f| {
                 let cols = f.columns.into_iter().map(|(name, c)| (name, c.acc, Some(c.kinds))).collect();
                 acc.add_file(&task.path, format, f.rows, cols);
-                acc.bad_rows.total += f.bad.len() as u64;
-                acc.bad_rows.rows.extend(f.bad.into_iter().map(|(line, reason)| FileError::new(&task.path, Some(line), reason)));
-                sort_errors(&mut acc.bad_rows.rows);
+                acc.bad_rows.add_file(&task.path, f.bad.len() as u64, f.bad);
             }));
         }
         if format == Format::Parquet {
@@ -492,11 +500,12 @@ impl Operation for StatsOp {
             self
         };
         Ok(parse_file(op, task, input, ctl)?.map(|s| {
-            let width = s.first.map_or(0, |f| f.0);
+            let width = s.width.unwrap_or(0);
             let names = column_names(s.header, width);
             let mut cols = s.cols;
             cols.resize_with(width, || self.new_column());
             acc.add_file(&task.path, format, s.rows, names.into_iter().zip(cols).map(|(n, c)| (n, c, None)).collect());
+            acc.bad_rows.add_file(&task.path, s.bad.total, s.bad.rows);
         }))
     }
 }

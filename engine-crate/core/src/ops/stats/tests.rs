@@ -4,7 +4,11 @@ use serde_json::Value;
 use std::io::Write;
 
 fn op(chunk: u64, header: bool) -> StatsOp {
-    let mut o = StatsOp::from_options(&format!(r#"{{"header": {header}}}"#)).unwrap();
+    op_with(chunk, &format!(r#"{{"header": {header}}}"#))
+}
+
+fn op_with(chunk: u64, options: &str) -> StatsOp {
+    let mut o = StatsOp::from_options(options).unwrap();
     o.chunk = chunk;
     o
 }
@@ -53,8 +57,14 @@ fn field() -> impl Strategy<Value = String> {
 }
 
 fn csv_text() -> impl Strategy<Value = String> {
-    (1usize..5).prop_flat_map(|w| {
-        prop::collection::vec(prop::collection::vec(field(), w..=w), 0..40).prop_map(move |rows| {
+    csv_rows(0)
+}
+
+/// Like [`csv_text`], with rows up to `spread` fields narrower or wider.
+fn csv_rows(spread: usize) -> impl Strategy<Value = String> {
+    (1usize..5).prop_flat_map(move |w| {
+        let widths = w.saturating_sub(spread).max(1)..=w + spread;
+        prop::collection::vec(prop::collection::vec(field(), widths), 0..40).prop_map(move |rows| {
             let mut s: String = (1..=w).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
             s.push('\n');
             for r in rows {
@@ -94,7 +104,7 @@ fn bad_files_become_errors() {
     let unterminated = write_tmp(&d, "q.csv", b"a,b\n1,2\n\"x,3\n4,5\n");
     let good = write_tmp(&d, "g.csv", b"a,b\n1,2\n");
     let empty = write_tmp(&d, "e.csv", b"");
-    let p = run(&op(CHUNK, true), &[ragged, utf, unterminated, good, empty]);
+    let p = run(&op_with(CHUNK, r#"{"bad_rows": "fail"}"#), &[ragged, utf, unterminated, good, empty]);
     let lines: Vec<(String, Option<u64>)> =
         p.errors.iter().map(|e| (e.path.rsplit('/').next().unwrap().to_string(), e.line)).collect();
     assert_eq!(lines, vec![("q.csv".into(), Some(3)), ("r.csv".into(), Some(3)), ("u.csv".into(), Some(3))]);
@@ -111,10 +121,86 @@ fn ragged_error_found_across_chunks() {
     }
     data.push_str("oops\n");
     let f = write_tmp(&d, "r.csv", data.as_bytes());
-    let p = run(&op(64, true), &[f]);
+    let p = run(&op_with(64, r#"{"bad_rows": "fail"}"#), &[f]);
     assert_eq!(p.errors.len(), 1);
     assert_eq!(p.errors[0].line, Some(202));
+    assert_eq!(p.errors[0].reason, "ragged row: expected 2 fields, found 1");
     assert_eq!(p.body.rows, 0);
+}
+
+const RAGGED: &[u8] = b"a,b,c\n1,2,3\n4,5\n6,7,8,9\n\n\"x\ny\",1,2\n10,11,12,13,14\n15\n16,17,18\n";
+
+/// Rows, nulls of column `c`, and listed bad rows (line, reason) under `options`.
+fn ragged_profile(options: &str) -> (u64, Value, Vec<(u64, String)>) {
+    let d = tempfile::tempdir().unwrap();
+    let p = run(&op_with(CHUNK, options), &[write_tmp(&d, "r.csv", RAGGED)]);
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    let r = p.finalize();
+    let listed = p.body.bad_rows.rows.iter().map(|e| (e.line.unwrap(), e.reason.clone())).collect();
+    (p.body.rows, r["result"]["columns"][2]["nulls"].clone(), listed)
+}
+
+#[test]
+fn skip_leaves_out_and_lists_rows_of_another_width() {
+    let (rows, nulls, listed) = ragged_profile("{}");
+    assert_eq!((rows, nulls), (3, json!(0)));
+    let lines: Vec<u64> = listed.iter().map(|r| r.0).collect();
+    assert_eq!(lines, vec![3, 4, 8, 9]);
+    assert_eq!(listed[1].1, "expected 3 fields, found 4");
+}
+
+#[test]
+fn pad_fills_short_rows_and_cuts_long_ones() {
+    let (rows, nulls, listed) = ragged_profile(r#"{"bad_rows": "pad"}"#);
+    assert_eq!((rows, nulls), (7, json!(2)));
+    let reasons: Vec<&str> = listed.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "expected 3 fields, found 2; padded with nulls",
+            "expected 3 fields, found 4; truncated",
+            "expected 3 fields, found 5; truncated",
+            "expected 3 fields, found 1; padded with nulls",
+        ]
+    );
+}
+
+#[test]
+fn truncate_cuts_long_rows_and_skips_short_ones() {
+    let (rows, nulls, listed) = ragged_profile(r#"{"bad_rows": "truncate"}"#);
+    assert_eq!((rows, nulls), (5, json!(0)));
+    assert_eq!(listed.len(), 4);
+    assert_eq!(listed[0], (3, "expected 3 fields, found 2".to_string()));
+}
+
+#[test]
+fn the_cap_limits_the_list_not_the_count() {
+    let d = tempfile::tempdir().unwrap();
+    let p = run(&op_with(8, r#"{"max_bad_rows": 2}"#), &[write_tmp(&d, "r.csv", RAGGED)]);
+    assert_eq!(p.body.bad_rows.total, 4);
+    assert_eq!(p.body.bad_rows.rows.iter().map(|e| e.line.unwrap()).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(p.body.rows, 3);
+}
+
+#[test]
+fn fail_makes_the_file_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let p = run(&op_with(CHUNK, r#"{"bad_rows": "fail"}"#), &[write_tmp(&d, "r.csv", RAGGED)]);
+    assert_eq!(p.errors.len(), 1);
+    assert_eq!((p.errors[0].line, p.errors[0].reason.as_str()), (Some(3), "ragged row: expected 3 fields, found 2"));
+    assert_eq!((p.body.rows, p.body.bad_rows.total), (0, 0));
+}
+
+#[test]
+fn unknown_policy_is_refused() {
+    let e = StatsOp::from_options(r#"{"bad_rows": "drop"}"#).unwrap_err().to_string();
+    assert!(e.contains("stats.bad_rows"), "{e}");
+    assert!(StatsOp::from_options(r#"{"max_bad_rows": 100001}"#).is_err());
+}
+
+fn policy() -> impl Strategy<Value = String> {
+    (prop_oneof![Just("skip"), Just("pad"), Just("truncate"), Just("fail")], 0usize..4)
+        .prop_map(|(p, max)| format!(r#"{{"bad_rows": "{p}", "max_bad_rows": {max}}}"#))
 }
 
 proptest! {
@@ -130,9 +216,18 @@ proptest! {
     }
 
     #[test]
-    fn merge_laws(a in csv_text(), b in csv_text(), c in csv_text()) {
+    fn split_equals_unsplit_with_bad_rows(text in csv_rows(1), chunk in 1u64..300, options in policy()) {
         let d = tempfile::tempdir().unwrap();
-        let o = op(1 << 20, true);
+        let f = write_tmp(&d, "x.csv", text.as_bytes());
+        let whole = run(&op_with(1 << 30, &options), std::slice::from_ref(&f)).finalize();
+        let split = run(&op_with(chunk, &options), &[f]).finalize();
+        prop_assert!(approx_eq(&whole, &split), "{}\n{}", whole, split);
+    }
+
+    #[test]
+    fn merge_laws(a in csv_rows(1), b in csv_rows(1), c in csv_rows(1), options in policy()) {
+        let d = tempfile::tempdir().unwrap();
+        let o = op_with(1 << 20, &options);
         let pa = run(&o, &[write_tmp(&d, "a.csv", a.as_bytes())]);
         let pb = run(&o, &[write_tmp(&d, "b.csv", b.as_bytes())]);
         let pc = run(&o, &[write_tmp(&d, "c.csv", c.as_bytes())]);
