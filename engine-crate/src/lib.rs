@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use pravah_core::{EngineError, FileTask, Inputs, Job, ScanOptions, MAX_MATCHES_PER_FILE};
+use pravah_core::{EngineError, FileTask, Inputs, Job, ScanOptions, MAX_BAD_ROWS, MAX_MATCHES_PER_FILE};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -162,6 +162,7 @@ mod pravah_engine {
         m.add("Cancelled", m.py().get_type::<super::Cancelled>())?;
         m.add("UsageError", m.py().get_type::<super::UsageError>())?;
         m.add("MAX_MATCHES_PER_FILE", super::MAX_MATCHES_PER_FILE)?;
+        m.add("MAX_BAD_ROWS", super::MAX_BAD_ROWS)?;
         Ok(())
     }
 }

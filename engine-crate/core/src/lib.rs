@@ -34,6 +34,7 @@ pub use error::{EngineError, FileError};
 pub use io::Inputs;
 pub use job::{check_options, finalize, merge, Job, Request};
 pub use ops::grep::MAX_MATCHES_PER_FILE;
+pub use ops::stats::bad_rows::MAX_BAD_ROWS;
 pub use scan::{scan, ScanOptions, ScanResult};
 
 /// A file to process: path and size in bytes as seen when it was listed.

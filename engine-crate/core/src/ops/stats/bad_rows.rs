@@ -62,6 +62,9 @@ impl Policy {
     }
 }
 
+/// The most bad rows `max_bad_rows` may ask to list per file.
+pub const MAX_BAD_ROWS: u64 = 100_000;
+
 /// The `bad_rows` policy and the `max_bad_rows` cap on rows listed per file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadRowOptions {
@@ -78,7 +81,7 @@ impl BadRowOptions {
             "fail" => Policy::Fail,
             other => return invalid(format!("{}.bad_rows: unknown '{other}' (expected skip, pad, truncate, fail)", o.op())),
         };
-        let max = o.uint("max_bad_rows", 100, 0, 100_000)? as usize;
+        let max = o.uint("max_bad_rows", 100, 0, MAX_BAD_ROWS)? as usize;
         Ok(BadRowOptions { policy, max })
     }
 }
