@@ -15,7 +15,7 @@ from pravah import checks, render
 from pravah.client_cli import register as register_client_commands
 from pravah.dev import dev
 from pravah.local import JobFailed, LocalJob, execute
-from pravah.spec import FORMATS, OPERATIONS, ChecksFile, Encoding, OperationSpec, PravahJobManifest, describe_errors, refuse_unfit_checks
+from pravah.spec import FORMATS, OPERATIONS, BadRowPolicy, ChecksFile, Encoding, OperationSpec, PravahJobManifest, describe_errors, refuse_unfit_checks
 
 EXIT_FAILED = 1
 
@@ -76,6 +76,9 @@ def parse_quantiles(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option("--encoding", type=click.Choice(get_args(get_args(Encoding)[0])),
               help="stats/convert: text encoding [default: auto, UTF-8 or UTF-16 by its byte-order mark].")
 @click.option("--no-header", is_flag=True, help="stats/convert: the first row is data, not column names.")
+@click.option("--bad-rows", type=click.Choice(get_args(get_args(BadRowPolicy)[0])),
+              help="stats/convert: CSV rows of another width are skipped, padded, truncated, or fail the file "
+                   "[default: skip].")
 @click.option("--quantiles", callback=parse_quantiles, metavar="Q,Q", help="stats: quantiles to estimate [default: 0.5,0.9,0.99].")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path),
               help="Directory for result.json, checksum manifests and converted files.")
@@ -162,13 +165,13 @@ def job_from_options(path: Path | None, op: str | None, options: dict[str, Any])
         operation["format"] = options["file_format"]
     op_options = {
         "stats": {"delimiter": options["delimiter"], "header": False if options["no_header"] else None,
-                  "encoding": options["encoding"],
+                  "encoding": options["encoding"], "badRows": options["bad_rows"],
                   "quantiles": options["quantiles"]},
         "checksum": {"algorithm": options["algorithm"], "decompressed": options["decompressed"] or None},
         "grep": {"pattern": options["pattern"], "ignoreCase": options["ignore_case"] or None,
                  "maxMatchesPerFile": options["max_matches"]},
         "convert": {"delimiter": options["delimiter"], "header": False if options["no_header"] else None,
-                    "encoding": options["encoding"]},
+                    "encoding": options["encoding"], "badRows": options["bad_rows"]},
     }.get(op)
     if op == "grep" and not options["pattern"]:
         raise click.UsageError("missing option '--pattern' (grep needs a regular expression)")

@@ -129,10 +129,32 @@ Encoding = Annotated[
                       "file, transcoded to UTF-8 (latin-1 is read as windows-1252, its superset).")]
 
 
-class StatsOptions(SpecModel):
+BadRowPolicy = Annotated[
+    Literal["skip", "pad", "truncate", "fail"],
+    Field(description="CSV rows whose field count differs from the header's (or the first row's): skip leaves them "
+                      "out, pad fills short rows with nulls and cuts long ones, truncate cuts long rows and leaves "
+                      "short ones out, each row listed in the result's badRows; fail makes the file an error record.")]
+
+MaxBadRows = Annotated[
+    int, Field(ge=0, le=pravah_engine.MAX_BAD_ROWS, description="Bad rows listed per file (all of them are counted).")]
+
+# The engine's name of each CSV option whose name differs in the spec.
+CSV_ENGINE_NAMES = {"badRows": "bad_rows", "maxBadRows": "max_bad_rows"}
+
+
+class CsvReading(SpecModel):
+    """Options of the operations that read CSV: the engine knows some of them by other names."""
+
+    def engine_options(self) -> dict[str, Any]:
+        return {CSV_ENGINE_NAMES.get(field, field): value for field, value in self.model_dump().items()}
+
+
+class StatsOptions(CsvReading):
     delimiter: Delimiter = ","
     header: bool = Field(default=True, description="The first row names the columns.")
     encoding: Encoding = "auto"
+    badRows: BadRowPolicy = "skip"
+    maxBadRows: MaxBadRows = 100
     quantiles: list[float] = Field(
         default=[0.5, 0.9, 0.99],
         max_length=32,
@@ -191,12 +213,14 @@ class GrepOptions(SpecModel):
         return self
 
 
-class ConvertOptions(SpecModel):
+class ConvertOptions(CsvReading):
     to: Literal["parquet"] = "parquet"
     compression: Literal["zstd", "snappy", "none"] = "zstd"
     delimiter: Delimiter = ","
     header: bool = True
     encoding: Encoding = "auto"
+    badRows: BadRowPolicy = "skip"
+    maxBadRows: MaxBadRows = 100
 
 
 # How each operation reads a file, beyond its bytes: the formats it may be told to use. Files are
@@ -247,7 +271,7 @@ class OperationSpec(SpecModel):
         if self.type == "grep":
             return options.engine_options()
         if self.type in FORMATS:
-            return {**options.model_dump(), "format": self.format}
+            return {**options.engine_options(), "format": self.format}
         return options.model_dump()
 
 

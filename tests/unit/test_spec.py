@@ -41,6 +41,20 @@ def test_engine_options_use_the_engine_vocabulary():
     stats = OperationSpec.model_validate({"type": "stats", "stats": {"delimiter": "\\t"}})
     assert stats.engine_options()["delimiter"] == "\t"
     assert OperationSpec.model_validate({"type": "checksum"}).engine_options() == {"algorithm": "sha256", "decompressed": False}
+    convert = OperationSpec.model_validate({"type": "convert", "convert": {"badRows": "pad"}})
+    assert convert.engine_options() == {"to": "parquet", "compression": "zstd", "delimiter": ",", "header": True,
+                                        "encoding": "auto", "bad_rows": "pad", "max_bad_rows": 100, "format": "auto"}
+
+
+@pytest.mark.parametrize("op", ["stats", "convert"])
+def test_every_csv_option_is_one_the_engine_accepts(op):
+    """The spec's names, mapped, are the engine's: it refuses any key it does not know."""
+    options = OperationSpec.model_validate({"type": op, op: {"badRows": "truncate", "maxBadRows": 0}}).engine_options()
+    if op == "convert":
+        options["output_dir"] = "/out"
+    pravah_engine.check_options(op, json.dumps(options))
+    with pytest.raises(ValidationError):
+        OperationSpec.model_validate({"type": op, op: {"maxBadRows": pravah_engine.MAX_BAD_ROWS + 1}})
 
 
 def test_options_for_another_operation_are_refused():
