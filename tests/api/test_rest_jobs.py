@@ -169,6 +169,7 @@ def test_errors_history_and_logs_are_paged_and_jobs_are_found_by_name(cluster):
     token = service_account(cluster.control_plane, cluster.namespace, "viewer", ALL_VERBS, CLAIMS)
     api = DeployedApi(cluster.control_plane)
     spec = {**STATS_SPEC, "source": {"volume": {"claimName": "datasets", "path": "mixed"}},
+            "operation": {"type": "stats", "stats": {"badRows": "fail"}},
             "output": {"volume": {"claimName": "results", "path": "mixed-profile"}}, "parallelism": 2}
     for name in ("mixed-profile", "other-job"):
         created = api.request("POST", "/jobs", token, json={**spec, "name": name, "namespace": cluster.namespace})

@@ -70,7 +70,7 @@ def check(document: dict[str, Any], operation: dict[str, Any], files: Files, rea
     options = operation.get(kind) or {}
     if kind == "stats":
         stats(document, files, options.get("delimiter", ","), options.get("header", True),
-              options.get("quantiles", [0.5, 0.9, 0.99]), options.get("top", 5))
+              options.get("quantiles", [0.5, 0.9, 0.99]), options.get("top", 5), options.get("badRows", "skip"))
     elif kind == "count":
         count(document, files)
     elif kind == "checksum":
@@ -80,7 +80,7 @@ def check(document: dict[str, Any], operation: dict[str, Any], files: Files, rea
              options.get("maxMatchesPerFile", 100))
     elif kind == "convert":
         convert(document, files, options.get("compression", "zstd"), options.get("delimiter", ","),
-                options.get("header", True), read)
+                options.get("header", True), read, options.get("badRows", "skip"))
     else:
         raise ValueError(f"operation.type: no reference for {kind!r}")
 
@@ -178,15 +178,32 @@ class Table:
     rows: list[list[str]]
 
 
-def read_csv(data: bytes, delimiter: str, header: bool) -> Table | None:
-    """The table in a CSV file; None when the engine must report the file as an error (not
-    UTF-8, an unterminated quote, a row whose width differs from the first)."""
+def fit_rows(rows: list[list[str]], width: int, bad_rows: str) -> list[list[str]] | None:
+    """The rows a bad-row policy keeps, of `width` fields each (missing ones empty, extra ones
+    cut); None under `fail` when any row has another width."""
+    fitted = []
+    for row in rows:
+        if len(row) != width:
+            if bad_rows == "fail":
+                return None
+            if bad_rows == "skip" or (bad_rows == "truncate" and len(row) < width):
+                continue
+            row = (row + [""] * width)[:width]
+        fitted.append(row)
+    return fitted
+
+
+def read_csv(data: bytes, delimiter: str, header: bool, bad_rows: str) -> Table | None:
+    """The table in a CSV file, rows whose width differs from the first's handled by the
+    `bad_rows` policy; None when the engine must report the file as an error (not UTF-8, an
+    unterminated quote, a row of another width under `fail`)."""
     try:
         text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
         rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True) if row]
     except (UnicodeDecodeError, csv.Error):
         return None
-    if any(len(row) != len(rows[0]) for row in rows):
+    rows = fit_rows(rows, len(rows[0]) if rows else 0, bad_rows)
+    if rows is None:
         return None
     if not header:
         width = len(rows[0]) if rows else 0
@@ -204,11 +221,11 @@ def unique_names(names: list[str]) -> list[str]:
     return unique
 
 
-def read_tables(files: Files, delimiter: str, header: bool) -> tuple[dict[str, Table], list[str]]:
+def read_tables(files: Files, delimiter: str, header: bool, bad_rows: str = "skip") -> tuple[dict[str, Table], list[str]]:
     """The parsed files in path order, and the paths of those that cannot be parsed."""
     tables, failed = {}, []
     for path in by_path(files):
-        table = read_csv(files[path], delimiter, header)
+        table = read_csv(files[path], delimiter, header, bad_rows)
         if table is None:
             failed.append(path)
         else:
@@ -273,8 +290,8 @@ def columns_of(tables: dict[str, Table]) -> list[Column]:
 # -- stats ---------------------------------------------------------------------------------------
 
 def stats(document: dict[str, Any], files: Files, delimiter: str, header: bool, quantiles: list[float],
-          top: int) -> None:
-    tables, failed = read_tables(files, delimiter, header)
+          top: int, bad_rows: str) -> None:
+    tables, failed = read_tables(files, delimiter, header, bad_rows)
     envelope(document, "stats", files, failed)
     result = document["result"]
     assert result["rows"] == sum(len(table.rows) for table in tables.values())
@@ -333,9 +350,9 @@ def assert_top(got: list[dict[str, Any]], counts: Counter[str], top: int, where:
 # -- convert: pyarrow reads every Parquet file back ----------------------------------------------
 
 def convert(document: dict[str, Any], files: Files, compression: str, delimiter: str, header: bool,
-            read: Reader | None) -> None:
+            read: Reader | None, bad_rows: str) -> None:
     """One Parquet file per good CSV file, holding its rows with the inferred column types."""
-    tables, failed = read_tables(files, delimiter, header)
+    tables, failed = read_tables(files, delimiter, header, bad_rows)
     envelope(document, "convert", files, failed)
     result = document["result"]
     assert (result["format"], result["compression"]) == ("parquet", compression)

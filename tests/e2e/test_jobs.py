@@ -209,7 +209,9 @@ def test_corrupt_files_are_reported_and_the_job_goes_on(cluster):
     write_csv_files(root, 3)
     (root / "ragged.csv").write_text("a,b,c\n1,2,3\n4,5\n")
     (root / "binary.csv").write_bytes(b"a,b\n\xff\xfe,1\n")
-    spec = {"source": {"volume": {"claimName": "datasets", "path": "mixed"}}}
+    # Under badRows: fail a ragged row makes its file an error record, as invalid UTF-8 does.
+    spec = {"source": {"volume": {"claimName": "datasets", "path": "mixed"}},
+            "operation": {"type": "stats", "stats": {"badRows": "fail"}}}
     manifest = manifest_for("stats", **spec)
     cluster.apply(manifest)
     job = cluster.wait_phase("sales-profile")

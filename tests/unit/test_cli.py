@@ -59,11 +59,24 @@ def test_json_prints_the_result_document_alone(tmp_path):
 def test_more_errors_than_allowed_exit_1_with_the_document(tmp_path):
     shutil.copytree(SALES, tmp_path / "data")
     (tmp_path / "data" / "ragged.csv").write_text("a,b\n1,2\n3\n")
-    result = pravah("run", str(tmp_path / "data"), "--op", "stats", "--max-errors", "0", "--json")
+    strict = ("--op", "stats", "--bad-rows", "fail")
+    result = pravah("run", str(tmp_path / "data"), *strict, "--max-errors", "0", "--json")
     assert result.returncode == 1
     assert "maxErrors=0" in result.stderr
     assert json.loads(result.stdout)["errors"][0]["path"].endswith("ragged.csv")
-    assert pravah("run", str(tmp_path / "data"), "--op", "stats", "--max-errors", "1").returncode == 0
+    assert pravah("run", str(tmp_path / "data"), *strict, "--max-errors", "1").returncode == 0
+
+
+def test_skipped_bad_rows_are_listed_not_counted_as_errors(tmp_path):
+    shutil.copytree(SALES, tmp_path / "data")
+    ragged = tmp_path / "data" / "ragged.csv"
+    ragged.write_text("a,b\n1,2\n3\n")
+    result = pravah("run", str(tmp_path / "data"), "--op", "stats", "--max-errors", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["errors"] == []
+    assert document["result"]["badRows"] == {
+        "total": 1, "rows": [{"path": str(ragged), "line": 3, "reason": "expected 2 fields, found 1"}]}
 
 
 @pytest.mark.parametrize(("algorithm", "checker"), [("sha256", "sha256sum")])

@@ -161,7 +161,7 @@ def test_an_error_in_compressed_csv_names_its_line(tmp_path):
     path = tmp_path / "ragged.csv.zst"
     rows = "k,v\n" + "".join(f"r{i},{i}\n" for i in range(1000)) + "only-one-field\n" + "z,1\n"
     path.write_bytes(CODECS["zst"](rows.encode()))
-    (error,) = run_op("stats", {}, files_of(path))["errors"]
+    (error,) = run_op("stats", {"bad_rows": "fail"}, files_of(path))["errors"]
     assert (error["line"], error["reason"]) == (1002, "ragged row: expected 2 fields, found 1")
 
 

@@ -120,7 +120,8 @@ def test_convert_roundtrip_with_pyarrow(tmp_path):
     bad.write_text("a,b\n1\n")
     out = tmp_path / "out"
     for compression in ["zstd", "snappy", "none"]:
-        doc = run_op("convert", {"output_dir": str(out / compression), "compression": compression}, files_of(src, bad))
+        options = {"output_dir": str(out / compression), "compression": compression, "bad_rows": "fail"}
+        doc = run_op("convert", options, files_of(src, bad))
         assert [e["path"] for e in doc["errors"]] == [str(bad)]
         r = doc["result"]
         assert r["format"] == "parquet" and r["compression"] == compression and r["rows"] == 3

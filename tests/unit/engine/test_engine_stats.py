@@ -111,7 +111,7 @@ def test_ugly_inputs_and_errors(tmp_path):
     unterminated.write_text('k,v\nx,1\n"never closed,2\ny,3\n')
     empty = tmp_path / "e_empty.csv"
     empty.write_text("")
-    doc = run_op("stats", {}, files_of(good, ragged, badutf, unterminated, empty))
+    doc = run_op("stats", {"bad_rows": "fail"}, files_of(good, ragged, badutf, unterminated, empty))
     errs = {e["path"].rsplit("/", 1)[1]: e for e in doc["errors"]}
     assert set(errs) == {"b_ragged.csv", "c_utf8.csv", "d_quote.csv"}
     assert errs["b_ragged.csv"]["line"] == 3 and "ragged" in errs["b_ragged.csv"]["reason"]
