@@ -302,3 +302,14 @@ def compact(value: Any) -> str:
         return item
 
     return json.dumps(rounded(value), ensure_ascii=False)
+
+
+def failure(errors: int, max_errors: int | None, summary: dict[str, Any] | None) -> tuple[str, str] | None:
+    """Why a finished job failed, as (reason, message), or None: more files failed than
+    `maxErrors` allows, or a check of severity error failed. `pravah run` and the operator
+    judge a job by this one rule."""
+    if max_errors is not None and errors > max_errors:
+        return "TooManyErrors", f"{errors} files failed, more than maxErrors={max_errors}"
+    if summary and not summary["passed"]:
+        return "ChecksFailed", verdict(summary)
+    return None

@@ -1,14 +1,16 @@
-"""Run one job (or one shard of it) on this machine with the Rust engine.
+"""`pravah run`: one job on this machine with the Rust engine.
 
-This is the code path shared by `pravah run` and the runner pods: list the files, take
-this shard's share, hand them to the engine, follow its progress, and turn its partial
-into the result document.
+The steps are pipeline.py's, the ones a runner pod takes too; this adds what a local run
+has of its own: an incremental run against an earlier run's result.json, the output
+directory, the progress bar's callback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +19,12 @@ from typing import Any
 import pravah_engine
 
 from pravah import checks, reuse
-from pravah.results import write_checksum_manifest
+from pravah.pipeline import BATCH_BYTES, BATCH_FILES, Engine, Merge, Progress, list_volume, plan_batches
+from pravah.results import FILE_LISTS, merged, write_checksum_manifest
 from pravah.sharding import FileEntry, shard_files
 from pravah.spec import OperationSpec
 
 ProgressCallback = Callable[[dict[str, int]], None]
-POLL_SECONDS = 0.1
 FILE_PARTIALS = "file-partials.jsonl"  # an incremental run's per-file partials, beside result.json
 
 
@@ -44,19 +46,16 @@ class LocalJob:
     threads: int = field(default_factory=pravah_engine.threads_available)
     output_dir: Path | None = None
     max_errors: int | None = None
-    shard: tuple[int, int] = (0, 1)
+    shard: tuple[int, int] = (0, 1)  # (index, count): only this share of the files, as a runner pod takes
     checks: Sequence[checks.Rule] = ()
     incremental: bool = False  # keep one partial per file, so that a later run can reuse them
     since: Path | None = None  # an earlier incremental run's result.json: reuse its unchanged files
 
     def list_files(self) -> tuple[list[FileEntry], list[dict[str, str]]]:
         """This shard's files, and the entries the scan could not read."""
-        files, scan_errors = pravah_engine.scan(
-            str(self.root), list(self.include), list(self.exclude), self.follow_symlinks
-        )
+        files, scan_errors = list_volume(self.root, list(self.include), list(self.exclude), self.follow_symlinks)
         index, count = self.shard
-        mine = shard_files(files, index, count)
-        return mine, [{"path": path, "reason": reason} for path, reason in scan_errors]
+        return shard_files(files, index, count), scan_errors
 
     def engine_options(self) -> dict[str, Any]:
         options = self.operation.engine_options()
@@ -70,49 +69,51 @@ class LocalJob:
         return options
 
 
-def run_partial(
-    op: str, options: dict[str, Any], files: list[FileEntry], threads: int,
-    on_progress: ProgressCallback | None = None, root: Path | None = None, follow_symlinks: bool = False,
-    per_file: bool = False,
-) -> str:
-    """Run the engine to completion and return its partial (JSON), or with `per_file` a JSON
-    array of one partial per file.
-
-    The engine opens the files only below `root`, following links only if asked.
-    Ctrl-C cancels the engine before re-raising, so no worker thread outlives the call.
-    """
-    run = pravah_engine.start(op, json.dumps(options), files, threads,
-                              root=None if root is None else str(root), follow_symlinks=follow_symlinks,
-                              per_file=per_file)
-    try:
-        while (partial := run.wait(POLL_SECONDS)) is None:
-            if on_progress:
-                on_progress(run.progress())
-    except KeyboardInterrupt:
-        run.cancel()
-        raise
-    if on_progress:
-        on_progress(run.progress())
-    return partial
-
-
 def execute(job: LocalJob, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Run the job and return the result document; raise JobFailed past `max_errors` or
     when a check of severity error fails."""
-    options = job.engine_options()
+    return asyncio.run(run(job, on_progress))
+
+
+async def run(job: LocalJob, on_progress: ProgressCallback | None) -> dict[str, Any]:
+    engine = Engine(job.operation.type, job.engine_options(), job.threads, job.root, job.follow_symlinks)
     files, scan_errors = job.list_files()
     if job.output_dir is not None:
         job.output_dir.mkdir(parents=True, exist_ok=True)
-    if job.incremental or job.since:
-        partial, reused = run_incremental(job, options, files, on_progress)
-    else:
-        partial = run_partial(job.operation.type, options, files, job.threads, on_progress,
-                              root=job.root, follow_symlinks=job.follow_symlinks)
-    document = json.loads(pravah_engine.finalize(job.operation.type, partial))
-    if job.incremental or job.since:
-        document["reuse"] = reused
-    document["errors"] = sorted(document["errors"] + scan_errors, key=lambda e: e["path"])
-    document["threads"] = job.threads
+    earlier = read_file_partials(job.since, str(job.root.resolve())) if job.since else {}
+    plan = incremental_plan(job, files, earlier) if job.incremental or job.since else None
+    to_read = files if plan is None else [(entry.local, entry.bytes) for entry in plan.read]
+    progress = Progress(len(to_read), sum(size for _, size in to_read))
+
+    async def report(batch: dict[str, int]) -> None:
+        if on_progress:
+            on_progress(progress.now(batch))
+
+    with tempfile.TemporaryDirectory(prefix="pravah-merge-") as work:
+        merge = Merge(engine.op, Path(work))
+        merge.spool("scan").add("errors", scan_errors)
+        singles: list[dict[str, Any]] = []
+        for batch in plan_batches(to_read, BATCH_FILES, BATCH_BYTES):
+            partial, batch_singles = await engine.read_batch(batch, report, per_file=plan is not None)
+            merge.add("read", partial)
+            singles += batch_singles
+            progress.finished(batch, len(json.loads(partial)["errors"]))
+        if plan is not None:
+            for partial in keep_file_partials(job, plan, earlier, singles):
+                merge.add("reused", partial)
+        merge.close()
+        document = await merge.document(engine)
+        document["errors"] = list(merged(merge.spools.values(), "errors"))
+        if engine.op in FILE_LISTS:
+            document["result"][FILE_LISTS[engine.op]] = list(merged(merge.spools.values(), "files"))
+    if plan is not None:
+        document["reuse"] = {"mode": "incremental", "of": str(job.since) if job.since else None, **plan.counts,
+                             "root": str(job.root.resolve()), "file_partials": FILE_PARTIALS}
+    return finish(job, document)
+
+
+def finish(job: LocalJob, document: dict[str, Any]) -> dict[str, Any]:
+    """Judge the checks, write the outputs, and fail the job by the rules the operator uses."""
     if job.checks:
         document["checks"] = checks.judge(list(job.checks), document["result"])
     if job.operation.type == "checksum":
@@ -120,29 +121,22 @@ def execute(job: LocalJob, on_progress: ProgressCallback | None = None) -> dict[
         document["result"]["manifest"] = str(job.output_dir / manifest) if manifest else None
     if job.output_dir is not None:
         (job.output_dir / "result.json").write_text(json.dumps(document, indent=2) + "\n")
-    if job.max_errors is not None and len(document["errors"]) > job.max_errors:
-        raise JobFailed(
-            f"{len(document['errors'])} files failed, more than maxErrors={job.max_errors}", document
-        )
-    if job.checks and not document["checks"]["passed"]:
-        raise JobFailed(checks.verdict(checks.summarize(document["checks"])), document)
+    failed = checks.failure(len(document["errors"]), job.max_errors,
+                            checks.summarize(document["checks"]) if job.checks else None)
+    if failed:
+        raise JobFailed(failed[1], document)
     return document
 
 
-def run_incremental(job: LocalJob, options: dict[str, Any], files: list[FileEntry],
-                    on_progress: ProgressCallback | None) -> tuple[str, dict[str, Any]]:
-    """Read only the files new or changed since `job.since`, reuse the earlier partials of the
-    others, and keep every file's partial in FILE_PARTIALS for the next run.
-
-    Returns the merged partial and what was reused (the result's `reuse` section)."""
-    op, root = job.operation.type, str(job.root.resolve())
+def incremental_plan(job: LocalJob, files: list[FileEntry], earlier: dict[str, dict[str, Any]]) -> reuse.Plan:
+    """Which files to read: those new or changed since the earlier run (all of them without one)."""
     current = [reuse.Listed(os.path.relpath(path, job.root), path, size, reuse.local_version(path, job.follow_symlinks))
                for path, size in files]
-    earlier = read_file_partials(job.since, root) if job.since else {}
-    plan = reuse.incremental_plan(current, {path: reuse.Before(record["bytes"], record["version"], record["failed"])
+    return reuse.incremental_plan(current, {path: reuse.Before(record["bytes"], record["version"], record["failed"])
                                             for path, record in earlier.items()})
-    singles = json.loads(run_partial(op, options, [(entry.local, entry.bytes) for entry in plan.read], job.threads,
-                                     on_progress, root=job.root, follow_symlinks=job.follow_symlinks, per_file=True))
+def keep_file_partials(job: LocalJob, plan: reuse.Plan, earlier: dict[str, dict[str, Any]],
+                       singles: list[dict[str, Any]]) -> list[str]:
+    """Write every file's partial to FILE_PARTIALS, for the next run; return the reused ones."""
     records = {path: earlier[path] for path in plan.reused}
     records.update((entry.path, {"path": entry.path, "bytes": entry.bytes, "version": entry.version,
                                  "failed": reuse.has_failed(single), "partial": json.dumps(single)})
@@ -150,11 +144,7 @@ def run_incremental(job: LocalJob, options: dict[str, Any], files: list[FileEntr
     with (job.output_dir / FILE_PARTIALS).open("w") as out:
         for path in sorted(records):
             out.write(json.dumps(records[path]) + "\n")
-    merged = reuse.merge_all(op, (records[path]["partial"] for path in sorted(records)))
-    if merged is None:
-        merged = run_partial(op, options, [], job.threads, root=job.root)
-    return merged, {"mode": "incremental", "of": str(job.since) if job.since else None, **plan.counts,
-                    "root": root, "file_partials": FILE_PARTIALS}
+    return [earlier[path]["partial"] for path in sorted(plan.reused)]
 
 
 def read_file_partials(since: Path, root: str) -> dict[str, dict[str, Any]]:

@@ -38,8 +38,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pravah import checks
 from pravah.logs import LogSettings, add_record_fields, setup_logging
 from pravah import reuse
-from pravah.results import (ERROR_SAMPLES, FILE_LISTS, Spool, manifest_line, manifest_name, merged, strip_partial,
-                            summarize, write_streamed)
+from pravah.pipeline import BATCH_BYTES, BATCH_FILES, Engine, Merge, Progress, plan_batches
+from pravah.results import (ERROR_SAMPLES, FILE_LISTS, Spool, manifest_line, manifest_name, merged, summarize,
+                            write_streamed)
 from pravah.sharding import FileEntry, assign, list_digest
 from pravah.spec import PravahJobSpec, describe_errors
 from pravah.storage import Output, Source, inside_mounts
@@ -76,25 +77,9 @@ class RunnerContext(BaseSettings):
     output_dir: Path = Field(default=Path("/data/output"), description="A volume output's directory in its mount.")
     scratch_dir: Path = Field(default=Path("/tmp/pravah"),
                               description="Local space: S3 downloads, outputs before upload, the merge.")
-    batch_files: int = Field(default=4096, ge=1, description="Files per stored batch: the unit of resumption.")
-    batch_bytes: int = Field(default=256 << 20, ge=1, description="Bytes per stored batch.")
+    batch_files: int = Field(default=BATCH_FILES, ge=1, description="Files per stored batch: the unit of resumption.")
+    batch_bytes: int = Field(default=BATCH_BYTES, ge=1, description="Bytes per stored batch.")
     log: LogSettings = Field(default_factory=LogSettings, description="How the log is written.")
-
-
-def plan_batches(files: list[FileEntry], max_files: int, max_bytes: int) -> list[list[FileEntry]]:
-    """Consecutive groups of a shard's files, the same on every attempt."""
-    batches: list[list[FileEntry]] = []
-    current: list[FileEntry] = []
-    size = 0
-    for entry in files:
-        if current and (size + entry[1] > max_bytes or len(current) >= max_files):
-            batches.append(current)
-            current, size = [], 0
-        current.append(entry)
-        size += entry[1]
-    if current:
-        batches.append(current)
-    return batches
 
 
 def changed_record(path: str, how: str) -> dict[str, Any]:
@@ -126,25 +111,6 @@ def relocate_path(key: str, value: str, local_prefix: str, display_prefix: str, 
     return value
 
 
-class Merge:
-    """Partials folded into one aggregate, with their errors and per-file lists spooled to
-    disk in order, one spool per run of consecutive partials (a shard, the reused files)."""
-
-    def __init__(self, op: str, work: Path):
-        self.op = op
-        self.work = work
-        self.spools: dict[str, Spool] = {}
-        self.aggregate: str | None = None
-
-    def add(self, spool_name: str, partial: str, relocate) -> None:
-        finished = json.loads(pravah_engine.finalize(self.op, partial))
-        spool = self.spools.get(spool_name) or self.spools.setdefault(spool_name, Spool(self.work, spool_name))
-        spool.add("errors", map(relocate, finished["errors"]))
-        spool.add("files", map(relocate, finished["result"].get(FILE_LISTS.get(self.op, ""), [])))
-        small = strip_partial(self.op, partial)
-        self.aggregate = small if self.aggregate is None else pravah_engine.merge(self.op, self.aggregate, small)
-
-
 class ShardRunner:
     def __init__(self, context: RunnerContext, reports: OperatorReports):
         self.context = context
@@ -169,6 +135,8 @@ class ShardRunner:
         self.versions: dict[str, str | None] = {}
         # The engine honours the cgroup CPU quota (v1 cfs_quota_us and v2 cpu.max) and affinity.
         self.threads = min(context.threads, pravah_engine.threads_available())
+        self.engine = Engine(self.op, self.engine_options(), self.threads, self.source.local_root,
+                             self.spec.followSymlinks, poll_seconds=PROGRESS_SECONDS)
 
     def engine_options(self) -> dict[str, Any]:
         options = self.spec.operation.engine_options()
@@ -189,7 +157,8 @@ class ShardRunner:
                  listing["files"], listing["digest"])
         await self.reports.start_shard(len(mine), listing["shard_bytes"], self.threads)
         finished = await self.reports.finished_batches()
-        done = [sum(counts[i] for counts in finished.values()) for i in range(3)]
+        progress = Progress(len(mine), listing["shard_bytes"],
+                            [sum(counts[i] for counts in finished.values()) for i in range(3)])
         if finished:
             log.info("resuming: %d of %d batches already stored", len(finished), len(batches))
         pending = [(index, batch) for index, batch in enumerate(batches) if index not in finished]
@@ -199,13 +168,13 @@ class ShardRunner:
             if position + 1 < len(pending):
                 prefetch = asyncio.create_task(self.source.fetch(pending[position + 1][1]))
             unchanged, changed = self.split_changed(batch)
-            partial, file_partials = await self.read_batch(unchanged, done)
+            partial, file_partials = await self.read_batch(unchanged, progress)
             finished_batch = json.loads(pravah_engine.finalize(self.op, partial))
             await self.output.store_outputs(output_paths(finished_batch))
             errors = finished_batch["errors"] + changed
             await self.reports.save_batch(index, batch, partial, errors, file_partials)
             self.source.release(batch)
-            done = [done[0] + len(batch), done[1] + sum(size for _, size in batch), done[2] + len(errors)]
+            progress.finished(batch, len(errors))
         if await self.reports.finish_shard():
             await self.merge(listing)
 
@@ -310,39 +279,23 @@ class ShardRunner:
         return unchanged, changed
 
     async def read_batch(self, batch: list[FileEntry],
-                         done: list[int]) -> tuple[str, list[tuple[str, int, str | None, str, bool]]]:
+                         progress: Progress) -> tuple[str, list[tuple[str, int, str | None, str, bool]]]:
         """The batch's partial, and for an incremental job each file's own partial as stored:
         (path as users see it, bytes, version, partial, failed)."""
-        if not self.per_file or not batch:
-            return await self.run_batch(batch, done), []
-        singles = json.loads(await self.run_batch(batch, done, per_file=True))
-        texts = [json.dumps(self.relocated(single)) for single in singles]
-        records = [(self.display(path), size, self.versions.get(path), text, reuse.has_failed(single))
-                   for (path, size), text, single in zip(batch, texts, singles)]
-        return reuse.merge_all(self.op, map(json.dumps, singles)), records
-
-    async def run_batch(self, batch: list[FileEntry], done: list[int], per_file: bool = False) -> str:
-        """Run the engine on one batch, heartbeating progress; a lost operator only delays it."""
-        try:
-            run = pravah_engine.start(self.op, json.dumps(self.engine_options()), batch, self.threads,
-                                      root=str(self.source.local_root), follow_symlinks=self.spec.followSymlinks,
-                                      per_file=per_file)
-        except ValueError as exc:  # the engine refused an option (e.g. a pattern): a retry gives the same
-            raise BadInput(f"spec.operation: {exc}") from None
-        while True:
+        async def heartbeat(batch_progress: dict[str, int]) -> None:
+            now = progress.now(batch_progress)
             try:
-                partial = await asyncio.to_thread(run.wait, PROGRESS_SECONDS)
-            except asyncio.CancelledError:
-                run.cancel()
-                raise
-            progress = run.progress()
-            try:
-                await self.reports.report_progress(done[0] + progress["files_done"],
-                                                   done[1] + progress["bytes_done"], done[2] + progress["errors"])
+                await self.reports.report_progress(now["files_done"], now["bytes_done"], now["errors"])
             except Exception as exc:  # progress is best effort: the batch itself is what counts
                 log.warning("progress not recorded (%s); continuing", exc.__class__.__name__)
-            if partial is not None:
-                return partial
+
+        try:
+            partial, singles = await self.engine.read_batch(batch, heartbeat, per_file=self.per_file)
+        except ValueError as exc:  # the engine refused an option (e.g. a pattern): a retry gives the same
+            raise BadInput(f"spec.operation: {exc}") from None
+        records = [(self.display(path), size, self.versions.get(path), json.dumps(self.relocated(single)),
+                    reuse.has_failed(single)) for (path, size), single in zip(batch, singles)]
+        return partial, records
 
     async def merge(self, listing: dict[str, Any]) -> None:
         """Merge every shard's partials into the result and publish it, with bounded memory:
@@ -359,19 +312,14 @@ class ShardRunner:
                 merge.add(f"shard-{shard}", partial, self.relocated)
                 after = (shard, batch)
         await self.merge_reused(merge)
-        spools = merge.spools
-        aggregate = merge.aggregate
-        skipped = spools.setdefault("skipped", Spool(work, "skipped"))
+        skipped = merge.spool("skipped")
         after_path = ""
         while errors := await self.reports.skipped_errors(after_path, MERGE_PAGE * 100):
             skipped.add("errors", map(self.relocated, errors))
             after_path = errors[-1]["path"]
-        for spool in spools.values():
-            spool.close()
-        if aggregate is None:  # no file in any shard: the engine's empty partial
-            aggregate = await self.run_batch([], [0, 0, 0])
-        document = json.loads(pravah_engine.finalize(self.op, aggregate))
-        document.update(threads=self.threads, shards=self.context.shards,
+        merge.close()
+        document = await merge.document(self.engine)
+        document.update(shards=self.context.shards,
                         listing={"files": listing["files"], "bytes": listing["bytes"], "sha256": listing["digest"]})
         if self.reuse:
             target = await self.reports.reuse()  # now with what the job's listing found
@@ -379,7 +327,7 @@ class ShardRunner:
         if self.spec.checks:
             document["checks"] = checks.judge(self.spec.checks, document["result"])
             log.info("%s", checks.verdict(checks.summarize(document["checks"])))
-        summary = await self.publish(document, list(spools.values()))
+        summary = await self.publish(document, list(merge.spools.values()))
         written = self.output.local_dir / "result.json"
         inline = written.read_text() if written.stat().st_size <= INLINE_RESULT_BYTES else None
         await self.reports.save_result(summary, self.output.uri("result.json"), inline)

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import aioboto3
-import pravah_engine
 from wcmatch import glob
 
 from pravah import reuse
+from pravah.pipeline import list_volume
 from pravah.sharding import FileEntry
 from pravah.spec import Location, PravahJobSpec
 from pravah_operator.planning import OUTPUT_MOUNT, S3_CREDENTIAL_KEYS, SOURCE_MOUNT, credential_variable
@@ -109,9 +109,7 @@ class Source:
         if self.location.volume is not None:
             if not self.volume_dir.exists():
                 raise FileNotFoundError(f"source directory {self.volume_dir} does not exist")
-            files, errors = pravah_engine.scan(str(self.volume_dir), list(self.spec.include),
-                                               list(self.spec.exclude), self.spec.followSymlinks)
-            return files, [{"path": path, "reason": reason} for path, reason in errors]
+            return list_volume(self.volume_dir, self.spec.include, self.spec.exclude, self.spec.followSymlinks)
         s3 = self.location.s3
         files, errors = [], []
         async with s3_client(s3, "source") as client:

@@ -517,15 +517,11 @@ async def succeed(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, 
                           "throughput": None}
     metrics.job_finished(spec.operation.type, record["files"], record["bytes"], errors,
                          time.time() - started_at(status))
-    if spec.maxErrors is not None and errors > spec.maxErrors:
-        message = f"{errors} files failed, more than maxErrors={spec.maxErrors}"
-        await ctx.store.set_phase(uid, "Failed", "TooManyErrors", message)
-        return transition(body, status, "Failed", "TooManyErrors", message)
     judged = record["summary"].get("checks")
-    if judged and not judged["passed"]:
-        message = checks.verdict(judged)
-        await ctx.store.set_phase(uid, "Failed", "ChecksFailed", message)
-        return transition(body, status, "Failed", "ChecksFailed", message)
+    if failed := checks.failure(errors, spec.maxErrors, judged):
+        reason, message = failed
+        await ctx.store.set_phase(uid, "Failed", reason, message)
+        return transition(body, status, "Failed", reason, message)
     message = f"{record['files']} files, {record['bytes']} bytes, {errors} errors; result at {record['result_uri']}"
     if judged and judged["warned"]:
         post_event(body, "Warning", "ChecksWarned", checks.verdict(judged))
