@@ -74,9 +74,10 @@ test-chaos: setup
 	scripts/platform-prereqs
 	PRAVAH_CHAOS=1 $(PY) -m pytest -q tests/e2e
 
-## bench: the side-by-side benchmark against DuckDB, Polars and the classic tools
+## bench: the side-by-side benchmark against DuckDB, Polars and the classic tools, and the cluster path
 bench: setup
-	$(PY) benchmarks/run.py
+	scripts/platform-prereqs
+	$(PY) benchmarks/run.py --cluster
 
 bench-smoke: setup
 	$(PY) benchmarks/run.py --smoke

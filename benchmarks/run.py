@@ -34,6 +34,7 @@ from rich.table import Table
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import cluster
 import gen
 from workloads import (
     FRACTIONS,
@@ -400,7 +401,7 @@ def write_readme(about: list[str], results, goals, checks) -> None:
     console.print(f"wrote the results into {README.relative_to(HERE.parent)}")
 
 
-def save_json(path: Path, about, results, goals, checks) -> None:
+def save_json(path: Path, about, results, goals, checks, cluster_figures) -> None:
     doc = {
         "about": about,
         "results": [{"workload": r.workload.name, "data": r.workload.dataset, "tool": r.tool, "label": r.label,
@@ -410,6 +411,7 @@ def save_json(path: Path, about, results, goals, checks) -> None:
         "goals": [{"workload": g.workload.key, "goal": g.text, "ratio": g.ratio, "status": g.status}
                   for g in goals],
         "checks": [{"workload": wl.key, "status": s, "message": m} for wl, s, m in checks],
+        "cluster": cluster_figures,
     }
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
@@ -434,6 +436,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--without-pravah", action="store_true",
                     help="measure only the other tools (Pravah rows show 'skipped')")
     ap.add_argument("--write-readme", action="store_true", help="put the tables into benchmarks/README.md")
+    ap.add_argument("--cluster", action="store_true",
+                    help="also the cluster path: a PravahJob on the local cluster (`pravah dev up`) against "
+                         "`pravah run`, and a one-file job's start-up against a bare Job")
     args = ap.parse_args(argv)
     args.scale = args.scale if args.scale is not None else (SMOKE_SCALE if args.smoke else 1.0)
     args.runs = args.runs or (1 if args.smoke else 3)
@@ -456,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     install_tools(args.no_install)
     chosen = [w for w in WORKLOADS if not args.only or re.search(args.only, w.key)]
-    needed = {w.dataset for w in chosen}
+    needed = {w.dataset for w in chosen} | ({gen.SOURCE} if args.cluster else set())
     root = gen.ensure(args.data_dir, gen.Params.for_scale(args.scale), needed, log=console.print)
     args.out_dir = args.out_dir.resolve()
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -478,9 +483,15 @@ def main(argv: list[str] | None = None) -> int:
     print_table("Goals (ratios measured in this run)", GOAL_HEADERS, goal_rows(goals))
     if checks:
         print_table("Cross-checks of the results", CHECK_HEADERS, check_rows(checks))
+    cluster_figures = None
+    if args.cluster:
+        cluster_figures = cluster.measure(gen.files_of(root, gen.SOURCE), gen.SETS[gen.SOURCE].pattern, args.runs,
+                                          console.print)
+        print_table("The cluster path (ratios measured in this run)", ["goal", "measured", "status"],
+                    [list(row) for row in cluster.goal_lines(cluster_figures)])
     if args.smoke:
         console.print("[yellow]smoke data: start-up costs dominate, the ratios say nothing about speed[/yellow]")
-    save_json(args.out_dir / "results.json", about, results, goals, checks)
+    save_json(args.out_dir / "results.json", about, results, goals, checks, cluster_figures)
     if args.write_readme:
         write_readme(about, results, goals, checks)
     failed = [r for r in results if r.tool.startswith("pravah") and r.status == "failed"]

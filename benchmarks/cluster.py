@@ -1,0 +1,186 @@
+"""The cluster path: what running on Kubernetes costs over running on one machine.
+
+Two figures, measured on the local cluster `pravah dev up` starts (real kubelets, containerd,
+runc, the operator and PostgreSQL):
+
+- throughput: the same big CSVs profiled by a PravahJob and by `pravah run` with as many
+  threads as the job's runners had in all; time from `kubectl apply` to the job's
+  `Succeeded` against the whole `pravah run` process;
+- start-up: a one-file PravahJob, from `kubectl apply` to `Succeeded`, against a bare
+  `batch/v1` Job running `true` in the runner image, from `kubectl apply` to `Complete`.
+
+Each is run `runs` times; the best time is kept, as for the other rows. The files are
+hard-linked (or copied) into the stack's `datasets` volume. A stack already running is used
+and left running; one started here is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRAVAH = [str(Path(sys.executable).parent / "pravah")]
+NAMESPACE = "default"
+POLL_SECONDS = 0.1
+TIMEOUT_SECONDS = 900
+THROUGHPUT_GOAL = 0.9  # PravahJob throughput / pravah run throughput
+STARTUP_GOAL_SECONDS = 3.0  # one-file PravahJob minus bare Job, apply to done
+
+
+@dataclass
+class Stack:
+    """A running `pravah dev up` stack, read from its state directory."""
+
+    state: Path
+    info: dict[str, Any]
+    volumes: dict[str, str]
+    started_here: bool
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        result = subprocess.run([self.info["kubectl"], f"--kubeconfig={self.info['kubeconfig']}", *args],
+                                input=input, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def apply(self, document: dict[str, Any]) -> float:
+        """Create the object; return the monotonic time just before the request."""
+        started = time.monotonic()
+        self.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=yaml.safe_dump(document))
+        return started
+
+    def wait(self, kind: str, name: str, done) -> tuple[float, dict[str, Any]]:
+        """Poll the object until `done(object)`; return the monotonic time it was seen done."""
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            found = json.loads(self.kubectl("get", kind, name, "-n", NAMESPACE, "-o", "json"))
+            if done(found):
+                return time.monotonic(), found
+            time.sleep(POLL_SECONDS)
+        raise RuntimeError(f"{kind}/{name} not done within {TIMEOUT_SECONDS}s")
+
+    def runner_image(self) -> str:
+        return self.info["images"]["runner"]["image"]
+
+
+def start_stack(log) -> Stack:
+    state = Path(os.environ.get("PRAVAH_STATE") or Path(tempfile.gettempdir()) / "pravah-bench-cluster")
+    env = {**os.environ, "PRAVAH_STATE": str(state)}
+    running = subprocess.run([*PRAVAH, "dev", "status"], env=env, capture_output=True, text=True).returncode == 0
+    if not running:
+        log(f"cluster: starting the local stack (`pravah dev up`, state in {state}) ...")
+        subprocess.run([*PRAVAH, "dev", "up"], env=env, check=True, stdout=subprocess.DEVNULL)
+    info = json.loads((state / "platform.json").read_text())
+    stack = json.loads((state / "stack.json").read_text())
+    return Stack(state, info, stack["volumes"], started_here=not running)
+
+
+def stop_stack(stack: Stack) -> None:
+    if stack.started_here:
+        subprocess.run([*PRAVAH, "dev", "down"], env={**os.environ, "PRAVAH_STATE": str(stack.state)},
+                       check=False, stdout=subprocess.DEVNULL)
+
+
+def place_files(files: list[Path], target: Path) -> None:
+    """The files in the volume directory: hard links where the file system allows, else copies."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for path in files:
+        try:
+            os.link(path, target / path.name)
+        except OSError:
+            shutil.copy2(path, target / path.name)
+    for path in target.iterdir():
+        path.chmod(0o644)  # runners read as uid 10001
+
+
+def pravah_job(name: str, folder: str, include: str) -> dict[str, Any]:
+    return {"apiVersion": "pravah.io/v1alpha1", "kind": "PravahJob", "metadata": {"name": name},
+            "spec": {"source": {"volume": {"claimName": "datasets", "path": folder}}, "include": [include],
+                     "operation": {"type": "stats"},
+                     "output": {"volume": {"claimName": "results", "path": f"bench/{name}"}}}}
+
+
+def succeeded(found: dict[str, Any]) -> bool:
+    phase = found.get("status", {}).get("phase")
+    if phase == "Failed":
+        raise RuntimeError(f"PravahJob {found['metadata']['name']} failed: {found['status'].get('message')}")
+    return phase == "Succeeded"
+
+
+def complete(found: dict[str, Any]) -> bool:
+    return any(c["type"] == "Complete" and c["status"] == "True" for c in found.get("status", {}).get("conditions", []))
+
+
+def run_job(stack: Stack, folder: str, include: str) -> tuple[float, dict[str, Any]]:
+    """Seconds from apply to Succeeded, and the job's result document."""
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    started = stack.apply(pravah_job(name, folder, include))
+    ended, _ = stack.wait("pravahjob", name, succeeded)
+    result = json.loads((Path(stack.volumes["results"]) / "bench" / name / "result.json").read_text())
+    stack.kubectl("delete", "pravahjob", name, "-n", NAMESPACE, "--wait=false")
+    return ended - started, result
+
+
+def run_bare_job(stack: Stack) -> float:
+    name = f"bench-true-{uuid.uuid4().hex[:8]}"
+    container = {"name": "true", "image": stack.runner_image(), "imagePullPolicy": "Never", "command": ["true"]}
+    started = stack.apply({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+                           "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+                                                                             "containers": [container]}}}})
+    ended, _ = stack.wait("job", name, complete)
+    stack.kubectl("delete", "job", name, "-n", NAMESPACE, "--wait=false", "--cascade=background")
+    return ended - started
+
+
+def run_local(directory: Path, include: str, threads: int) -> tuple[float, dict[str, Any]]:
+    started = time.monotonic()
+    proc = subprocess.run([*PRAVAH, "run", str(directory), "--op", "stats", "--include", include,
+                           "--threads", str(threads), "--json"], capture_output=True, text=True, check=True)
+    return time.monotonic() - started, json.loads(proc.stdout)
+
+
+def measure(files: list[Path], include: str, runs: int, log) -> dict[str, Any]:
+    """The cluster rows: throughput of a PravahJob and of `pravah run`, and start-up times."""
+    stack = start_stack(log)
+    try:
+        datasets = Path(stack.volumes["datasets"])
+        place_files(files, datasets / "bench-big")
+        place_files(files[:1], datasets / "bench-one")
+        total = sum(path.stat().st_size for path in files)
+        job_seconds, result = min(run_job(stack, "bench-big", include) for _ in range(runs))
+        threads = result["threads"] * result.get("shards", 1)
+        local_seconds, local = min(run_local(datasets / "bench-big", include, threads) for _ in range(runs))
+        if (local["result"]["rows"], local["files"]) != (result["result"]["rows"], result["files"]):
+            raise RuntimeError("the PravahJob and pravah run disagree on rows or files")
+        one_file = min(run_job(stack, "bench-one", include)[0] for _ in range(runs))
+        bare = min(run_bare_job(stack) for _ in range(runs))
+    finally:
+        stop_stack(stack)
+    return {"bytes": total, "files": len(files), "threads": threads, "shards": result.get("shards", 1),
+            "job_seconds": job_seconds, "local_seconds": local_seconds,
+            "throughput_ratio": local_seconds / job_seconds, "one_file_job_seconds": one_file,
+            "bare_job_seconds": bare, "startup_overhead_seconds": one_file - bare}
+
+
+def goal_lines(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(goal, measured, PASS/MISS) rows for the run's goal table."""
+    ratio, overhead = figures["throughput_ratio"], figures["startup_overhead_seconds"]
+    return [
+        (f"cluster: PravahJob stats >= {THROUGHPUT_GOAL}x pravah run ({figures['threads']} threads, "
+         f"{figures['bytes'] / 1e6:.0f} MB)", f"{ratio:.2f}x", "PASS" if ratio >= THROUGHPUT_GOAL else "MISS"),
+        (f"cluster: one-file PravahJob apply->Succeeded <= bare Job + {STARTUP_GOAL_SECONDS:g} s "
+         f"({figures['one_file_job_seconds']:.1f} s vs {figures['bare_job_seconds']:.1f} s)",
+         f"+{overhead:.1f} s", "PASS" if overhead <= STARTUP_GOAL_SECONDS else "MISS"),
+    ]
