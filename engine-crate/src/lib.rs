@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use pravah_core::{EngineError, FileTask, Inputs, Job, ScanOptions, MAX_BAD_ROWS, MAX_MATCHES_PER_FILE};
+use pravah_core::{EngineError, FileTask, Inputs, Job, ScanOptions, MAX_BAD_ROWS, MAX_HEADER_ROWS, MAX_MATCHES_PER_FILE, MAX_TRIMMED_LINES};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -163,6 +163,8 @@ mod pravah_engine {
         m.add("UsageError", m.py().get_type::<super::UsageError>())?;
         m.add("MAX_MATCHES_PER_FILE", super::MAX_MATCHES_PER_FILE)?;
         m.add("MAX_BAD_ROWS", super::MAX_BAD_ROWS)?;
+        m.add("MAX_TRIMMED_LINES", super::MAX_TRIMMED_LINES)?;
+        m.add("MAX_HEADER_ROWS", super::MAX_HEADER_ROWS)?;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! it is), and decompressed as a stream.
 //!
 //! The ops see the decompressed content as a sequence of blocks of whole
-//! records (lines, or CSV records when a quote byte is given), so memory is
+//! records (lines, or CSV records of a dialect: [`Records`]), so memory is
 //! bounded by the block size whatever the file's size. Decompression of a
 //! big file runs on a thread of its own, a block ahead of the op consuming
 //! the blocks. A stream that is corrupt or cut short ends the file with an
@@ -28,6 +28,8 @@ use std::sync::mpsc::{sync_channel, Receiver};
 
 use crate::control::Control;
 use crate::error::{EngineError, FileError};
+use crate::ops::stats::csv::Dialect;
+use crate::trim::Trimmed;
 use crate::FileTask;
 
 /// Decompressed bytes per block handed to an op.
@@ -177,30 +179,84 @@ pub enum Flow {
     Stop,
 }
 
-/// The end of the last whole record in `buf`: after its last `\n` outside
-/// quotes (with `quote`), or after its last `\n`.
-pub fn last_record_end(buf: &[u8], quote: Option<u8>) -> Option<usize> {
-    match quote {
-        None => memchr::memrchr(b'\n', buf).map(|p| p + 1),
-        Some(q) => {
-            // Walking back from the end, `odd` is the quote parity of buf[..=p].
-            let mut odd = bytecount::count(buf, q) % 2 == 1;
-            for p in memchr::memrchr2_iter(q, b'\n', buf) {
-                if buf[p] == q {
-                    odd = !odd;
-                } else if !odd {
-                    return Some(p + 1);
-                }
-            }
-            None
+/// Where a content's records end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Records {
+    /// At every `\n`.
+    #[default]
+    Lines,
+    /// At a `\n` outside this quote byte (RFC 4180 quote parity).
+    Quotes(u8),
+    /// Where a CSV reader in this dialect ends them: escapes and comment
+    /// lines, which quote parity cannot see, are understood.
+    Csv(Dialect),
+}
+
+impl Records {
+    /// Records of a CSV dialect: quote parity finds their ends unless
+    /// escapes or comment lines are in play.
+    pub fn of(dialect: Dialect) -> Records {
+        match dialect {
+            Dialect { escape: None, comment: None, quote: Some(q), .. } => Records::Quotes(q),
+            Dialect { escape: None, comment: None, quote: None, .. } => Records::Lines,
+            d => Records::Csv(d),
         }
+    }
+
+    /// The quote byte of quote-parity framing.
+    pub fn quote(self) -> Option<u8> {
+        match self {
+            Records::Quotes(q) => Some(q),
+            _ => None,
+        }
+    }
+
+    /// The end of the last whole record in `buf` (which starts at a record start).
+    pub fn last_end(self, buf: &[u8]) -> Option<usize> {
+        match self {
+            Records::Lines => memchr::memrchr(b'\n', buf).map(|p| p + 1),
+            Records::Quotes(q) => {
+                // Walking back from the end, `odd` is the quote parity of buf[..=p].
+                let mut odd = bytecount::count(buf, q) % 2 == 1;
+                for p in memchr::memrchr2_iter(q, b'\n', buf) {
+                    if buf[p] == q {
+                        odd = !odd;
+                    } else if !odd {
+                        return Some(p + 1);
+                    }
+                }
+                None
+            }
+            Records::Csv(d) => d.last_record_end(buf),
+        }
+    }
+}
+
+/// How a content divides into records, and the lines left out at its ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Framing {
+    pub records: Records,
+    /// Lines left out at the start (a preamble).
+    pub skip_lines: u64,
+    /// Lines left out at the end (a footer).
+    pub footer_lines: u64,
+}
+
+impl Framing {
+    /// Lines, all of them.
+    pub const LINES: Framing = Framing { records: Records::Lines, skip_lines: 0, footer_lines: 0 };
+
+    /// Whether the content must be read in order, as a stream: lines left
+    /// out at its ends, or records only a parse from the start can delimit.
+    pub fn sequential(&self) -> bool {
+        self.skip_lines > 0 || self.footer_lines > 0 || matches!(self.records, Records::Csv(_))
     }
 }
 
 /// Cuts a decompressed stream into blocks of whole records.
 struct Blocks<'a> {
     content: Box<dyn Read + 'a>,
-    quote: Option<u8>,
+    records: Records,
     carry: Vec<u8>,
     ended: bool,
     at: At,
@@ -230,7 +286,7 @@ impl Blocks<'_> {
                 self.ended = true;
                 break;
             }
-            match last_record_end(buf, self.quote) {
+            match self.records.last_end(buf) {
                 Some(end) => {
                     self.carry.extend_from_slice(&buf[end..]);
                     buf.truncate(end);
@@ -265,8 +321,8 @@ pub struct Reading<'a> {
     /// `None`: stored as it is (read on this path to be transcoded).
     pub codec: Option<Codec>,
     pub decode: Decode,
-    /// Blocks end at a `\n` outside this quote byte (CSV), or at any `\n`.
-    pub quote: Option<u8>,
+    /// Where blocks may end, and the lines left out.
+    pub framing: Framing,
     /// Whether this pass counts towards progress (a first pass that only
     /// infers types does not).
     pub progress: bool,
@@ -280,7 +336,7 @@ pub fn for_each_block(
     ctl: &Control,
     mut each: impl FnMut(&[u8], At) -> Result<Flow, EngineError>,
 ) -> Result<Result<(), FileError>, EngineError> {
-    let Reading { task, file, codec, decode, quote, progress } = reading;
+    let Reading { task, file, codec, decode, framing, progress } = reading;
     let advance = |read: &Cell<u64>, counted: &mut u64| {
         if progress {
             ctl.add_bytes(read.get() - *counted);
@@ -288,16 +344,22 @@ pub fn for_each_block(
         *counted = read.get();
     };
     let read = Cell::new(0u64);
-    fn open<'a>(file: &'a File, codec: Option<Codec>, decode: Decode, quote: Option<u8>, read: &'a Cell<u64>) -> io::Result<Blocks<'a>> {
+    fn open<'a>(file: &'a File, codec: Option<Codec>, decode: Decode, framing: Framing, read: &'a Cell<u64>) -> io::Result<Blocks<'a>> {
         let stored = BufReader::with_capacity(STORED_READ, Stored { file, read });
         let content: Box<dyn Read + 'a> = match codec {
             Some(c) => c.decoder(stored)?,
             None => Box::new(stored),
         };
-        Ok(Blocks { content: decode.wrap(content), quote, carry: Vec::new(), ended: false, at: At { offset: 0, lines: 0 } })
+        let mut content = decode.wrap(content);
+        if framing.skip_lines > 0 || framing.footer_lines > 0 {
+            content = Box::new(Trimmed::new(content, framing.skip_lines, framing.footer_lines));
+        }
+        // Lines are counted in the file, preamble included.
+        let at = At { offset: 0, lines: framing.skip_lines };
+        Ok(Blocks { content, records: framing.records, carry: Vec::new(), ended: false, at })
     }
     if task.size < PIPELINE_FROM {
-        let mut blocks = match open(file, codec, decode, quote, &read) {
+        let mut blocks = match open(file, codec, decode, framing, &read) {
             Ok(b) => b,
             Err(e) => return Ok(Err(broken(task, codec, Broken { error: e, after: 0 }))),
         };
@@ -323,7 +385,7 @@ pub fn for_each_block(
         let (empty_tx, empty_rx): (_, Receiver<Vec<u8>>) = sync_channel(2);
         s.spawn(move || {
             let read = Cell::new(0u64);
-            let mut blocks = match open(file, codec, decode, quote, &read) {
+            let mut blocks = match open(file, codec, decode, framing, &read) {
                 Ok(b) => b,
                 Err(error) => {
                     let _ = full_tx.send(Err(Broken { error, after: 0 }));
@@ -411,11 +473,11 @@ impl Input {
         Ok(buf)
     }
 
-    /// How to read the content when it is compressed or must be
-    /// transcoded; `None` when the file is read as stored.
-    pub fn reading<'a>(&'a self, task: &'a FileTask, decode: Decode, quote: Option<u8>, progress: bool) -> Option<Reading<'a>> {
-        (self.codec.is_some() || decode.transcodes(&self.magic))
-            .then_some(Reading { task, file: &self.file, codec: self.codec, decode, quote, progress })
+    /// How to read the content when it is compressed, must be transcoded
+    /// or read in order; `None` when the file is read as stored, in chunks.
+    pub fn reading<'a>(&'a self, task: &'a FileTask, decode: Decode, framing: Framing, progress: bool) -> Option<Reading<'a>> {
+        (self.codec.is_some() || decode.transcodes(&self.magic) || framing.sequential())
+            .then_some(Reading { task, file: &self.file, codec: self.codec, decode, framing, progress })
     }
 }
 
@@ -430,14 +492,14 @@ mod tests {
         e.finish().unwrap()
     }
 
-    fn blocks_of(stored: &[u8], quote: Option<u8>, pipelined: bool) -> Result<Vec<(Vec<u8>, At)>, String> {
+    fn blocks_of(stored: &[u8], records: Records, pipelined: bool) -> Result<Vec<(Vec<u8>, At)>, String> {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(stored).unwrap();
         let size = if pipelined { PIPELINE_FROM } else { stored.len() as u64 };
         let task = FileTask::new("t.gz", size);
         let codec = Input::new(&task, f.try_clone().unwrap()).unwrap().codec.unwrap();
         let mut out = Vec::new();
-        let reading = Reading { task: &task, file: &f, codec: Some(codec), decode: Decode::Bytes, quote, progress: true };
+        let reading = Reading { task: &task, file: &f, codec: Some(codec), decode: Decode::Bytes, framing: Framing { records, ..Framing::LINES }, progress: true };
         for_each_block(reading, &Control::default(), |b, at| {
             out.push((b.to_vec(), at));
             Ok(Flow::More)
@@ -465,7 +527,7 @@ mod tests {
             data.extend_from_slice(format!("{i},\"a\nb\",x\n").as_bytes());
         }
         for pipelined in [false, true] {
-            let got = blocks_of(&gzip(&data), Some(b'"'), pipelined).unwrap();
+            let got = blocks_of(&gzip(&data), Records::Quotes(b'"'), pipelined).unwrap();
             assert!(got.len() > 1);
             let mut joined = Vec::new();
             for (b, at) in &got {
@@ -484,7 +546,7 @@ mod tests {
         let data: Vec<u8> = (0..200_000).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
         let stored = gzip(&data);
         for pipelined in [false, true] {
-            let reason = blocks_of(&stored[..stored.len() / 2], None, pipelined).unwrap_err();
+            let reason = blocks_of(&stored[..stored.len() / 2], Records::Lines, pipelined).unwrap_err();
             assert!(reason.starts_with("gzip stream is corrupt or truncated after "), "{reason}");
         }
     }
@@ -493,7 +555,7 @@ mod tests {
     fn concatenated_members_are_all_read() {
         let mut stored = gzip(b"one\n");
         stored.extend(gzip(b"two\n"));
-        let got = blocks_of(&stored, None, false).unwrap();
+        let got = blocks_of(&stored, Records::Lines, false).unwrap();
         assert_eq!(got.into_iter().flat_map(|(b, _)| b).collect::<Vec<u8>>(), b"one\ntwo\n");
     }
 }

@@ -16,6 +16,7 @@
 //! * [`ops`]: the operations (`count`, `checksum`, `grep`, `stats`, `convert`).
 //! * [`job`]: validating a request and running it on a dedicated thread pool.
 //! * [`sys`]: CPUs usable by this process.
+//! * [`trim`]: leaving out a content's first and last lines as it streams.
 
 pub mod codec;
 pub mod control;
@@ -28,6 +29,7 @@ pub mod partial;
 pub mod scan;
 pub mod split;
 pub mod sys;
+pub mod trim;
 
 pub use control::{Control, ProgressSnapshot};
 pub use error::{EngineError, FileError};
@@ -35,6 +37,7 @@ pub use io::Inputs;
 pub use job::{check_options, finalize, merge, Job, Request};
 pub use ops::grep::MAX_MATCHES_PER_FILE;
 pub use ops::stats::bad_rows::MAX_BAD_ROWS;
+pub use ops::stats::dialect::{MAX_HEADER_ROWS, MAX_TRIMMED_LINES};
 pub use scan::{scan, ScanOptions, ScanResult};
 
 /// A file to process: path and size in bytes as seen when it was listed.

@@ -12,7 +12,7 @@ use sha2::Digest;
 use std::fs::File;
 
 use super::options::Options;
-use crate::codec::{for_each_block, Decode, Flow, Input};
+use crate::codec::{for_each_block, Decode, Flow, Framing, Input};
 use super::Operation;
 use crate::control::Control;
 use crate::error::{invalid, EngineError, FileError};
@@ -210,7 +210,7 @@ fn digest_file(alg: Algorithm, task: &FileTask, file: &File, ctl: &Control) -> R
 
 /// Streams a compressed file's content through the hasher.
 fn digest_content(alg: Algorithm, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<(u64, String), FileError>, EngineError> {
-    let Some(reading) = input.reading(task, Decode::Bytes, None, true) else {
+    let Some(reading) = input.reading(task, Decode::Bytes, Framing::LINES, true) else {
         return digest_file(alg, task, &input.file, ctl);
     };
     let mut hasher = Hasher::new(alg);

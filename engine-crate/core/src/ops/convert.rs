@@ -39,9 +39,10 @@ use super::options::Options;
 use super::stats::column::{classify, parse_bool, Class};
 use super::stats::csv::{Reader, Record};
 use super::stats::bad_rows::{BadRows, Found};
+use super::stats::sniff::{Dialects, Sniffed};
 use super::stats::{column_names, csv_options, parse_file, CsvOptions, StatsOp};
 use super::Operation;
-use crate::codec::{for_each_block, Flow, Input};
+use crate::codec::{for_each_block, Flow, Framing, Input};
 use crate::format::{Choice, Format};
 use hashbrown::HashMap;
 use super::stats::ndjson;
@@ -158,6 +159,9 @@ pub struct ConvertBody {
     pub schema: Vec<SchemaColumn>,
     #[serde(default)]
     pub bad_rows: BadRows,
+    /// The dialects sniffed for files.
+    #[serde(default)]
+    pub dialects: Dialects,
 }
 
 fn widen(a: &str, b: &str) -> &'static str {
@@ -200,6 +204,7 @@ impl Body for ConvertBody {
             self.add_column(c);
         }
         self.bad_rows.merge(other.bad_rows);
+        self.dialects.add(other.dialects.0);
         Ok(())
     }
 
@@ -209,14 +214,16 @@ impl Body for ConvertBody {
         let mut schema: Vec<&SchemaColumn> = self.schema.iter().collect();
         schema.sort_by(|a, b| (a.first.0.as_bytes(), a.first.1).cmp(&(b.first.0.as_bytes(), b.first.1)));
         let schema: Vec<Value> = schema.iter().map(|c| json!({"name": c.name, "type": c.ty})).collect();
-        json!({
+        let mut result = json!({
             "format": "parquet",
             "compression": self.compression.name(),
             "rows": self.rows,
             "outputs": outputs,
             "schema": schema,
             "badRows": self.bad_rows,
-        })
+        });
+        self.dialects.report_in(&mut result);
+        result
     }
 }
 
@@ -344,11 +351,11 @@ enum Layout {
 }
 
 impl Layout {
-    /// The quote byte records are aligned by (none for lines).
-    fn quote(&self) -> Option<u8> {
+    /// How the file divides into records.
+    fn framing(&self) -> Framing {
         match self {
-            Layout::Csv(csv) => Some(csv.dialect.quote),
-            Layout::Json(_) => None,
+            Layout::Csv(csv) => csv.framing(),
+            Layout::Json(_) => Framing::LINES,
         }
     }
 
@@ -412,13 +419,13 @@ fn build_arrays(csv: &CsvOptions, buf: &[u8], file_start: bool, kinds: &[Kind]) 
     let mut builders: Vec<Builder> = kinds.iter().map(|&k| Builder::new(k, est)).collect();
     let mut reader = Reader::new(buf, csv.dialect);
     let mut rec = Record::default();
-    let mut skip_header = file_start && csv.header;
+    let mut header_rows = if file_start { csv.header_rows } else { 0 };
     let mut rows = 0u64;
     // The inference pass validated the file and reported its rows of the
     // wrong width: here they are only left out or fixed.
     while let Ok(Some(_)) = reader.next_record(&mut rec) {
-        if skip_header {
-            skip_header = false;
+        if header_rows > 0 {
+            header_rows -= 1;
             continue;
         }
         let found = rec.len();
@@ -471,6 +478,8 @@ struct Inferred {
     layout: Layout,
     /// Rows left out or fixed.
     bad: Found,
+    /// The dialect sniffed for it.
+    sniffed: Option<Sniffed>,
 }
 
 /// The schema of a file, from a first pass over it in the format chosen
@@ -480,10 +489,10 @@ fn infer_schema(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) 
         Ok(f) => f,
         Err(e) => return Ok(Err(e)),
     };
-    let mut csv = op.csv.clone();
-    if format == Format::Tsv {
-        csv.dialect.delimiter = b'\t';
-    }
+    let (csv, sniffed) = match op.csv.for_file(format, source) {
+        Ok(x) => x,
+        Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+    };
     let infer = StatsOp::type_inference(csv.clone(), op.chunk);
     if format == Format::Ndjson {
         return Ok(ndjson::parse_file(&infer, task, source, ctl)?.map(|f| {
@@ -493,7 +502,7 @@ fn infer_schema(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) 
             let names: Vec<String> = f.columns.into_iter().map(|(name, _)| name).collect();
             let index = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
             let bad = Found { total: f.bad.len() as u64, rows: f.bad };
-            Inferred { names, kinds, layout: Layout::Json(index), bad }
+            Inferred { names, kinds, layout: Layout::Json(index), bad, sniffed: None }
         }));
     }
     Ok(parse_file(&infer, task, source, ctl)?.map(|stats| {
@@ -501,7 +510,7 @@ fn infer_schema(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) 
         let kinds = (0..width)
             .map(|i| stats.cols.get(i).map_or(Kind::Str, |c| Kind::from_type_name(c.type_name())))
             .collect();
-        Inferred { names: column_names(stats.header, width), kinds, layout: Layout::Csv(csv), bad: stats.bad }
+        Inferred { names: column_names(stats.header, width), kinds, layout: Layout::Csv(csv), bad: stats.bad, sniffed }
     }))
 }
 
@@ -554,9 +563,10 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
         Err(e) => return fail(format!("parquet writer: {e}")),
     };
 
-    let quote = layout.quote();
+    let framing = layout.framing();
+    let quote = framing.records.quote();
     let mut rows = 0u64;
-    if let Some(reading) = source.reading(task, op.csv.decode, quote, true) {
+    if let Some(reading) = source.reading(task, op.csv.decode, framing, true) {
         // Compressed: one row group per block, encoded while the next block
         // is decompressed.
         let mut index = 0;
@@ -664,7 +674,7 @@ impl Operation for ConvertOp {
     const NAME: &'static str = "convert";
 
     fn empty(&self) -> ConvertBody {
-        ConvertBody { compression: self.compression, rows: 0, outputs: Vec::new(), schema: Vec::new(), bad_rows: BadRows::default() }
+        ConvertBody { compression: self.compression, rows: 0, outputs: Vec::new(), schema: Vec::new(), bad_rows: BadRows::default(), dialects: Dialects::default() }
     }
 
     fn prepare(&self) -> Result<(), EngineError> {
@@ -680,6 +690,7 @@ impl Operation for ConvertOp {
         };
         ctl.check()?;
         let bad = std::mem::take(&mut inferred.bad);
+        let sniffed = inferred.sniffed.take();
         Ok(convert_file(self, task, input, ctl, inferred)?.map(|(out, cols)| {
             acc.rows += out.rows;
             for (i, (name, kind)) in cols.into_iter().enumerate() {
@@ -687,6 +698,7 @@ impl Operation for ConvertOp {
             }
             acc.outputs.push(out);
             acc.bad_rows.add_file(&task.path, bad.total, bad.rows);
+            acc.dialects.add(sniffed.map(|d| d.report(&task.path)));
         }))
     }
 }

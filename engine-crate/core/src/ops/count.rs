@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::fs::File;
 
-use crate::codec::{for_each_block, Decode, Flow, Input};
+use crate::codec::{for_each_block, Decode, Flow, Framing, Input};
 use crate::format::Format;
 
 use super::options::Options;
@@ -225,7 +225,7 @@ fn count_range(file: &File, off: u64, len: Option<u64>, ctl: &Control, buf: &mut
 }
 
 fn count_file(op: &CountOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<Piece, FileError>, EngineError> {
-    if let Some(reading) = input.reading(task, Decode::Bytes, None, true) {
+    if let Some(reading) = input.reading(task, Decode::Bytes, Framing::LINES, true) {
         let mut piece = Piece::default();
         let done = for_each_block(reading, ctl, |block, _| {
             piece = piece.then(Piece::of(block));

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::options::Options;
-use crate::codec::{for_each_block, Decode, Flow, Input};
+use crate::codec::{for_each_block, Decode, Flow, Framing, Input};
 use super::Operation;
 use crate::control::Control;
 use crate::error::{invalid, EngineError, FileError};
@@ -190,7 +190,7 @@ pub fn search(re: &Regex, buf: &[u8], max: usize) -> Hits {
 
 fn grep_file(op: &GrepOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<Hits, FileError>, EngineError> {
     let max = op.max_matches_per_file;
-    if let Some(reading) = input.reading(task, Decode::Bytes, None, true) {
+    if let Some(reading) = input.reading(task, Decode::Bytes, Framing::LINES, true) {
         let mut hits = Hits::default();
         let done = for_each_block(reading, ctl, |block, _| {
             hits = std::mem::take(&mut hits).then(search(&op.regex, block, max), max);

@@ -32,11 +32,18 @@ impl Options {
     }
 
     fn take(&mut self, key: &'static str) -> Option<&Value> {
-        self.known.push(key);
+        if !self.known.contains(&key) {
+            self.known.push(key);
+        }
         match self.map.get(key) {
             None | Some(Value::Null) => None,
             Some(v) => Some(v),
         }
+    }
+
+    /// Whether `key` is given a value other than null.
+    pub fn has(&self, key: &str) -> bool {
+        self.map.get(key).is_some_and(|v| !v.is_null())
     }
 
     /// The op whose options these are, for messages naming an option.
@@ -83,6 +90,22 @@ impl Options {
             Some(Value::String(s)) if s.len() == 1 => Ok(s.as_bytes()[0]),
             Some(other) => invalid(format!("{name}: expected a single one-byte character, got {other}")),
             None => Ok(default),
+        }
+    }
+
+    /// Whether the value is the string "auto" (a value to be worked out).
+    pub fn is_auto(&mut self, key: &'static str) -> bool {
+        matches!(self.take(key), Some(Value::String(s)) if s == "auto")
+    }
+
+    /// A single-byte string, or none when the string is empty.
+    pub fn optional_byte(&mut self, key: &'static str, default: Option<u8>) -> Result<Option<u8>, EngineError> {
+        let name = self.name(key);
+        match self.take(key) {
+            None => Ok(default),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) if s.len() == 1 => Ok(Some(s.as_bytes()[0])),
+            Some(other) => invalid(format!("{name}: expected a single one-byte character, or \"\" for none, got {other}")),
         }
     }
 

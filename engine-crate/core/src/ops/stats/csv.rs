@@ -9,18 +9,53 @@
 //!   is appended to the field (lenient, like most readers).
 //! * A quoted field without its closing quote is an error at the offset of
 //!   the record's first byte.
+//! * Dialect options: another quote byte, or none (no quoting: a quote is
+//!   literal); an escape byte that makes the next byte of a quoted field
+//!   literal (doubled quotes are then not special); a comment byte that
+//!   makes a line starting with it be skipped.
 
 use memchr::{memchr, memchr2, memchr_iter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dialect {
     pub delimiter: u8,
-    pub quote: u8,
+    /// `None`: no quoting.
+    pub quote: Option<u8>,
+    /// `None`: a quote inside a quoted field is written doubled.
+    pub escape: Option<u8>,
+    /// Lines starting with this byte are skipped.
+    pub comment: Option<u8>,
 }
 
 impl Default for Dialect {
     fn default() -> Self {
-        Dialect { delimiter: b',', quote: b'"' }
+        Dialect { delimiter: b',', quote: Some(b'"'), escape: None, comment: None }
+    }
+}
+
+impl Dialect {
+    /// The byte the scanners look for as a quote: a newline, never found
+    /// inside a line, when there is no quoting.
+    #[inline]
+    fn quote_byte(&self) -> u8 {
+        self.quote.unwrap_or(b'\n')
+    }
+
+    /// The end of the last whole record in `buf` (which starts at a record
+    /// start), found by parsing it: exact with escapes and comment lines,
+    /// where quote parity is not.
+    pub fn last_record_end(&self, buf: &[u8]) -> Option<usize> {
+        let mut reader = Reader::new(buf, *self);
+        let mut rec = Record::default();
+        let mut last = None;
+        loop {
+            match reader.next_record(&mut rec) {
+                Ok(Some(_)) if reader.pos <= buf.len() && buf[reader.pos - 1] == b'\n' => last = Some(reader.pos),
+                // Only blank or comment lines follow the last record.
+                Ok(None) => return memchr::memrchr(b'\n', buf).map(|p| p + 1),
+                _ => return last,
+            }
+        }
     }
 }
 
@@ -79,6 +114,16 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0, d }
     }
 
+    /// Skips the comment lines at the current position.
+    #[inline]
+    fn skip_comments(&mut self) {
+        if let Some(c) = self.d.comment {
+            while self.pos < self.buf.len() && self.buf[self.pos] == c {
+                self.pos = memchr(b'\n', &self.buf[self.pos..]).map_or(self.buf.len(), |p| self.pos + p + 1);
+            }
+        }
+    }
+
     /// Reads the next non-blank record into `rec`; returns its start offset.
     #[inline]
     pub fn next_record(&mut self, rec: &mut Record) -> Result<Option<usize>, Unterminated> {
@@ -97,7 +142,7 @@ impl<'a> Reader<'a> {
         use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
         let buf = self.buf;
         let len = buf.len();
-        let (dl, qt) = (self.d.delimiter, self.d.quote);
+        let (dl, qt) = (self.d.delimiter, self.d.quote_byte());
         // SAFETY: SSE2 is part of the x86_64 baseline; every load reads
         // buf[p..p + 16] with p + 16 <= len (unaligned loads).
         let block = |p: usize| unsafe {
@@ -106,6 +151,7 @@ impl<'a> Reader<'a> {
             (m(b'\n'), m(qt), m(dl))
         };
         loop {
+            self.skip_comments();
             let start = self.pos;
             if start >= len {
                 return Ok(None);
@@ -167,13 +213,14 @@ impl<'a> Reader<'a> {
     fn next_record_memchr(&mut self, rec: &mut Record) -> Result<Option<usize>, Unterminated> {
         let buf = self.buf;
         loop {
+            self.skip_comments();
             if self.pos >= buf.len() {
                 return Ok(None);
             }
             let start = self.pos;
             let nl = memchr(b'\n', &buf[start..]).map_or(buf.len(), |p| start + p);
             let mut line = &buf[start..nl];
-            if memchr(self.d.quote, line).is_some() {
+            if memchr(self.d.quote_byte(), line).is_some() {
                 return self.slow(rec, start).map(Some);
             }
             self.pos = nl + 1;
@@ -196,7 +243,7 @@ impl<'a> Reader<'a> {
 
     fn slow(&mut self, rec: &mut Record, start: usize) -> Result<usize, Unterminated> {
         let buf = self.buf;
-        let (delim, quote) = (self.d.delimiter, self.d.quote);
+        let (delim, quote, escape) = (self.d.delimiter, self.d.quote_byte(), self.d.escape);
         let len = buf.len();
         rec.clear();
         let mut p = start;
@@ -208,11 +255,27 @@ impl<'a> Reader<'a> {
                 let mut copied = false;
                 let (mut fs, mut fe);
                 loop {
-                    let q = match memchr(quote, &buf[p..]) {
+                    let found = match escape {
+                        Some(e) => memchr2(quote, e, &buf[p..]),
+                        None => memchr(quote, &buf[p..]),
+                    };
+                    let q = match found {
                         Some(q) => p + q,
                         None => return Err(Unterminated(start)),
                     };
-                    if q + 1 < len && buf[q + 1] == quote {
+                    if let Some(e) = escape {
+                        if buf[q] == e {
+                            if q + 1 >= len {
+                                return Err(Unterminated(start));
+                            }
+                            rec.scratch.extend_from_slice(&buf[p..q]);
+                            rec.scratch.push(buf[q + 1]);
+                            copied = true;
+                            p = q + 2;
+                            continue;
+                        }
+                    }
+                    if escape.is_none() && q + 1 < len && buf[q + 1] == quote {
                         rec.scratch.extend_from_slice(&buf[p..=q]);
                         copied = true;
                         p = q + 2;
@@ -311,7 +374,7 @@ mod tests {
                 text.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
             }
             for d in [b',', b';'] {
-                let dialect = Dialect { delimiter: d, quote: b'"' };
+                let dialect = Dialect { delimiter: d, ..Dialect::default() };
                 let run = |generic: bool| {
                     let mut r = Reader::new(text.as_bytes(), dialect);
                     let mut rec = Record::default();
@@ -332,6 +395,38 @@ mod tests {
                 assert_eq!(run(false), run(true), "{text:?}");
             }
         }
+    }
+
+    fn parse_in(data: &str, d: Dialect) -> Result<Vec<Vec<String>>, Unterminated> {
+        let mut r = Reader::new(data.as_bytes(), d);
+        let mut rec = Record::default();
+        let mut out = Vec::new();
+        while r.next_record(&mut rec)?.is_some() {
+            out.push(rec.iter(data.as_bytes()).map(|f| String::from_utf8_lossy(f).into_owned()).collect());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn escapes_comments_and_no_quoting() {
+        let escaped = Dialect { escape: Some(b'\\'), ..Dialect::default() };
+        assert_eq!(parse_in("\"a\\\"b\\\\\",c\n", escaped).unwrap(), vec![vec!["a\"b\\", "c"]]);
+        assert_eq!(parse_in("x\\y,\"\\,\"\n", escaped).unwrap(), vec![vec!["x\\y", ","]]);
+        let commented = Dialect { comment: Some(b'#'), ..Dialect::default() };
+        assert_eq!(parse_in("#c\"\na,#b\n#\n\n1,2\n#end", commented).unwrap(), vec![vec!["a", "#b"], vec!["1", "2"]]);
+        let unquoted = Dialect { quote: None, ..Dialect::default() };
+        assert_eq!(parse_in("\"a,b\"\n", unquoted).unwrap(), vec![vec!["\"a", "b\""]]);
+        let single = Dialect { quote: Some(b'\''), ..Dialect::default() };
+        assert_eq!(parse_in("'a,b',\"c\n", single).unwrap(), vec![vec!["a,b", "\"c"]]);
+    }
+
+    #[test]
+    fn record_ends_follow_escapes_and_comments() {
+        let d = Dialect { escape: Some(b'\\'), comment: Some(b'#'), ..Dialect::default() };
+        let text = b"a,\"x\\\"\ny\"\n#\"\nb,c\n\"open\n";
+        assert_eq!(d.last_record_end(text), Some(text.len() - 6));
+        assert_eq!(d.last_record_end(b"a,b\n#tail\n\n"), Some(11));
+        assert_eq!(d.last_record_end(b"a,b"), None);
     }
 
     #[test]

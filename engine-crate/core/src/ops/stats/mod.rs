@@ -20,20 +20,24 @@
 pub mod bad_rows;
 pub mod column;
 pub mod csv;
+pub mod dialect;
 pub mod ndjson;
 pub mod parquet;
 pub mod sketch;
+pub mod sniff;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use self::bad_rows::{BadRowOptions, BadRows, Fix, Found, Lines};
+use self::bad_rows::{BadRows, Fix, Found, Lines};
 use self::column::ColumnAcc;
-use self::csv::{Dialect, Reader, Record};
+use self::csv::{Reader, Record};
+pub use self::dialect::{csv_options, CsvOptions};
+use self::sniff::Dialects;
 use self::ndjson::Kinds;
 use super::options::Options;
-use crate::codec::{for_each_block, last_record_end, Decode, Flow, Input, Reading};
+use crate::codec::{for_each_block, Flow, Input, Reading, Records};
 use super::Operation;
 use crate::control::Control;
 use crate::error::{EngineError, FileError};
@@ -47,15 +51,6 @@ use crate::FileTask;
 pub const CHUNK: u64 = 8 << 20;
 /// Frequent-value table capacity per requested top value.
 pub const TOP_FACTOR: usize = 64;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CsvOptions {
-    pub dialect: Dialect,
-    pub header: bool,
-    /// How the text is decoded (NDJSON files too).
-    pub decode: Decode,
-    pub bad_rows: BadRowOptions,
-}
 
 #[derive(Debug, Clone)]
 pub struct StatsOp {
@@ -71,26 +66,14 @@ pub struct StatsOp {
 /// The formats `stats` reads.
 pub const STATS_FORMATS: &[Format] = &[Format::Csv, Format::Tsv, Format::Ndjson, Format::Parquet];
 
-pub fn csv_options(o: &mut Options) -> Result<CsvOptions, EngineError> {
-    let delimiter = o.byte("delimiter", b',')?;
-    let header = o.boolean("header", true)?;
-    let decode = Decode::from_label(o.op(), &o.string("encoding", Some("auto"))?)?;
-    let bad_rows = BadRowOptions::from_options(o)?;
-    Ok(CsvOptions { dialect: Dialect { delimiter, quote: b'"' }, header, decode, bad_rows })
-}
-
 impl StatsOp {
     pub fn from_options(text: &str) -> Result<Self, EngineError> {
         let mut o = Options::parse("stats", text)?;
-        let mut csv = csv_options(&mut o)?;
+        let csv = csv_options(&mut o)?;
         let quantiles = o.floats("quantiles", &[0.5, 0.9, 0.99], 0.0, 1.0)?;
         let top = o.uint("top", 5, 0, 100)? as usize;
-        csv.dialect.quote = o.byte("quote", b'"')?;
         let format = Choice::from_options(&mut o, "stats", STATS_FORMATS)?;
         o.finish()?;
-        if csv.dialect.quote == csv.dialect.delimiter || csv.dialect.quote == b'\n' || csv.dialect.delimiter == b'\n' {
-            return Err(EngineError::Invalid("stats.quote: must differ from the delimiter and newline".into()));
-        }
         Ok(StatsOp { csv, quantiles, top, chunk: CHUNK, types_only: false, format })
     }
 
@@ -99,11 +82,10 @@ impl StatsOp {
         StatsOp { csv, quantiles: Vec::new(), top: 0, chunk, types_only: true, format: Choice::Forced(Format::Csv) }
     }
 
-    /// This configuration with tab as the delimiter, for a TSV file.
-    pub fn as_tsv(&self) -> StatsOp {
-        let mut op = self.clone();
-        op.csv.dialect.delimiter = b'\t';
-        op
+    /// This configuration with other CSV options (a TSV file's, or those
+    /// sniffed from a file).
+    fn with_csv(&self, csv: CsvOptions) -> StatsOp {
+        StatsOp { csv, ..self.clone() }
     }
 
     fn new_column(&self) -> ColumnAcc {
@@ -138,6 +120,9 @@ pub struct StatsBody {
     pub columns: Vec<Column>,
     #[serde(default)]
     pub bad_rows: BadRows,
+    /// The dialects sniffed for files.
+    #[serde(default)]
+    pub dialects: Dialects,
 }
 
 impl StatsBody {
@@ -190,6 +175,7 @@ impl Body for StatsBody {
             self.add_column(c);
         }
         self.bad_rows.merge(other.bad_rows);
+        self.dialects.add(other.dialects.0);
         Ok(())
     }
 
@@ -213,7 +199,9 @@ impl Body for StatsBody {
                 v
             })
             .collect();
-        json!({"rows": self.rows, "columns": cols, "badRows": self.bad_rows})
+        let mut result = json!({"rows": self.rows, "columns": cols, "badRows": self.bad_rows});
+        self.dialects.report_in(&mut result);
+        result
     }
 }
 
@@ -291,7 +279,7 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool, width:
     let mut lines = Lines::default();
     let mut reader = Reader::new(buf, op.csv.dialect);
     let mut rec = Record::default();
-    let mut want_header = file_start && op.csv.header;
+    let mut header_rows = if file_start { op.csv.header_rows } else { 0 };
     loop {
         let start = match reader.next_record(&mut rec) {
             Ok(Some(s)) => s,
@@ -303,6 +291,11 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool, width:
         };
         let found = rec.len();
         let expected = *out.width.get_or_insert(found);
+        if header_rows > 0 {
+            header_rows -= 1;
+            add_header_row(&mut out.header, rec.iter(buf));
+            continue;
+        }
         if found != expected {
             let fix = policy.policy.fix(expected, found);
             if fix == Fix::Fail {
@@ -313,11 +306,6 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool, width:
             if !fix.keeps() {
                 continue;
             }
-        }
-        if want_header {
-            want_header = false;
-            out.header = Some(rec.iter(buf).map(|f| String::from_utf8_lossy(f).into_owned()).collect());
-            continue;
         }
         out.rows += 1;
         if out.cols.len() < expected {
@@ -337,6 +325,24 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool, width:
     out
 }
 
+/// Adds a header record's fields to the column names: the names of
+/// several header records are joined by `.`, empty parts left out.
+fn add_header_row<'a>(names: &mut Option<Vec<String>>, fields: impl Iterator<Item = &'a [u8]>) {
+    let names = names.get_or_insert_with(Vec::new);
+    for (i, f) in fields.enumerate() {
+        let part = String::from_utf8_lossy(f);
+        match names.get_mut(i) {
+            None => names.push(part.into_owned()),
+            Some(name) if name.is_empty() => *name = part.into_owned(),
+            Some(name) if !part.is_empty() => {
+                name.push('.');
+                name.push_str(&part);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
 /// The width of a file's first record, read ahead so that every chunk
 /// parsed in parallel knows it (`None` for a file without records).
 fn first_width(op: &StatsOp, input: &Input, size: u64) -> std::io::Result<Option<usize>> {
@@ -344,7 +350,7 @@ fn first_width(op: &StatsOp, input: &Input, size: u64) -> std::io::Result<Option
     loop {
         let head = input.head(want)?;
         let whole = head.len() < want || head.len() as u64 >= size;
-        let end = if whole { head.len() } else { last_record_end(&head, Some(op.csv.dialect.quote)).unwrap_or(0) };
+        let end = if whole { head.len() } else { Records::of(op.csv.dialect).last_end(&head).unwrap_or(0) };
         let mut rec = Record::default();
         match Reader::new(strip_bom(&head[..end], true).0, op.csv.dialect).next_record(&mut rec) {
             Ok(Some(_)) => return Ok(Some(rec.len())),
@@ -377,7 +383,8 @@ pub fn column_names(header: Option<Vec<String>>, width: usize) -> Vec<String> {
 /// Parses a compressed file's content, block after block; stops at the
 /// first problem, whose line is counted in the block that holds it.
 fn parse_stream(op: &StatsOp, reading: Reading<'_>, ctl: &Control) -> Result<Result<ChunkStats, FileError>, EngineError> {
-    let mut joined = ChunkStats::default();
+    // Bad rows' lines are counted in the file, skipped lines included.
+    let mut joined = ChunkStats { newlines: op.csv.skip_rows, ..ChunkStats::default() };
     let mut failed = None;
     let done = for_each_block(reading, ctl, |block, at| {
         let chunk = parse_chunk(op, block, at.offset, at.is_start(), joined.width);
@@ -396,12 +403,12 @@ fn parse_stream(op: &StatsOp, reading: Reading<'_>, ctl: &Control) -> Result<Res
 
 /// Parses a whole file (in parallel chunks when big).
 pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<ChunkStats, FileError>, EngineError> {
-    if let Some(reading) = input.reading(task, op.csv.decode, Some(op.csv.dialect.quote), !op.types_only) {
+    if let Some(reading) = input.reading(task, op.csv.decode, op.csv.framing(), !op.types_only) {
         return parse_stream(op, reading, ctl);
     }
     let file = &input.file;
     let n = chunk_count(task.size, op.chunk);
-    let quote = op.csv.dialect.quote;
+    let quote = op.csv.framing().records.quote();
     let stats = if n == 1 {
         match with_buffer(|buf| {
             read_to_end_from(file, 0, buf, task.size as usize + 1).map(|_| {
@@ -420,9 +427,10 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
             Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
         }
     } else {
-        let parity = match quote_parities(file, n, op.chunk, quote, ctl) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+        let parity = match quote.map(|q| quote_parities(file, n, op.chunk, q, ctl)) {
+            None => vec![false; n + 1],
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Ok(Err(FileError::io(&task.path, &e))),
         };
         ctl.check()?;
         if parity[n] {
@@ -436,7 +444,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
             .into_par_iter()
             .map(|i| -> Result<Result<ChunkStats, FileError>, EngineError> {
                 ctl.check()?;
-                Ok(with_buffer(|buf| match read_aligned(file, i, n, op.chunk, Some(quote), &parity, buf) {
+                Ok(with_buffer(|buf| match read_aligned(file, i, n, op.chunk, quote, &parity, buf) {
                     Ok(a) => {
                         if !op.types_only {
                             ctl.add_bytes((a.end - a.start) as u64);
@@ -472,7 +480,7 @@ impl Operation for StatsOp {
     const NAME: &'static str = "stats";
 
     fn empty(&self) -> StatsBody {
-        StatsBody { quantiles: self.quantiles.clone(), top: self.top, rows: 0, columns: Vec::new(), bad_rows: BadRows::default() }
+        StatsBody { quantiles: self.quantiles.clone(), top: self.top, rows: 0, columns: Vec::new(), bad_rows: BadRows::default(), dialects: Dialects::default() }
     }
 
     fn process_file(&self, task: &FileTask, input: &Input, ctl: &Control, acc: &mut StatsBody) -> Result<Result<(), FileError>, EngineError> {
@@ -492,14 +500,13 @@ impl Operation for StatsOp {
                 acc.add_file(&task.path, format, f.rows, f.columns.into_iter().map(|(n, c)| (n, c, None)).collect());
             }));
         }
-        let tsv;
-        let op = if format == Format::Tsv {
-            tsv = self.as_tsv();
-            &tsv
-        } else {
-            self
+        let (csv, sniffed) = match self.csv.for_file(format, input) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
         };
-        Ok(parse_file(op, task, input, ctl)?.map(|s| {
+        let op = self.with_csv(csv);
+        Ok(parse_file(&op, task, input, ctl)?.map(|s| {
+            acc.dialects.add(sniffed.map(|d| d.report(&task.path)));
             let width = s.width.unwrap_or(0);
             let names = column_names(s.header, width);
             let mut cols = s.cols;

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use super::column::ColumnAcc;
 use super::StatsOp;
-use crate::codec::{for_each_block, Flow, Input};
+use crate::codec::{for_each_block, Flow, Framing, Input};
 use crate::control::Control;
 use crate::error::{EngineError, FileError};
 use crate::io::{read_to_end_from, with_buffer};
@@ -341,7 +341,7 @@ fn finish(task: &FileTask, chunk: JsonChunk) -> Result<JsonFile, FileError> {
 /// Parses a whole NDJSON file: in parallel chunks when big, block after
 /// block when compressed.
 pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<JsonFile, FileError>, EngineError> {
-    if let Some(reading) = input.reading(task, op.csv.decode, None, !op.types_only) {
+    if let Some(reading) = input.reading(task, op.csv.decode, Framing::LINES, !op.types_only) {
         let mut joined = JsonChunk::default();
         let done = for_each_block(reading, ctl, |block, at| {
             let mut chunk = parse_chunk(op, block, at.is_start());

@@ -242,3 +242,78 @@ proptest! {
         prop_assert!(approx_eq(&left, &together), "{}\n{}", left, together);
     }
 }
+
+/// Rows of `{i};'x\'{i};\ny'`: the quote, escape and delimiter all matter.
+fn dialect_rows(rows: usize, comment_every: usize) -> String {
+    let mut data = String::from("id;note\n");
+    for i in 0..rows {
+        data.push_str(&format!("{i};'x\\'{i};\ny'\n"));
+        if comment_every > 0 && i % comment_every == 0 {
+            data.push_str("#c'\n");
+        }
+    }
+    data
+}
+
+fn ids_and_rows(r: &Value) -> (Value, Value, Value) {
+    let id = &r["result"]["columns"][0];
+    (r["result"]["rows"].clone(), id["name"].clone(), id["max"].clone())
+}
+
+#[test]
+fn quote_bytes_align_parallel_chunks() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dialect_rows(3000, 0).replace("\\'", "''");
+    let task = write_tmp(&d, "q.csv", data.as_bytes());
+    let r = run(&op_with(4096, r#"{"delimiter": ";", "quote": "'"}"#), &[task]).finalize();
+    assert_eq!(ids_and_rows(&r), (3000.into(), "id".into(), 2999.into()));
+    assert_eq!(r["result"]["badRows"]["total"], 0);
+}
+
+#[test]
+fn escapes_comments_preamble_and_footer_are_exact_in_plain_and_gzip_files() {
+    let d = tempfile::tempdir().unwrap();
+    let data = format!("preamble with an 'odd quote\n\n{}total;3000\nend 'odd\n", dialect_rows(3000, 7));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data.as_bytes()).unwrap();
+    let files = [write_tmp(&d, "d.csv", data.as_bytes()), write_tmp(&d, "d.csv.gz", &gz.finish().unwrap())];
+    let options = r##"{"delimiter": ";", "quote": "'", "escape": "\\", "comment": "#", "skip_rows": 2, "footer_rows": 2, "bad_rows": "fail"}"##;
+    for task in files {
+        let r = run(&op_with(4096, options), std::slice::from_ref(&task)).finalize();
+        assert_eq!(ids_and_rows(&r), (3000.into(), "id".into(), 2999.into()), "{}", task.path);
+        assert_eq!(r["errors"], serde_json::json!([]));
+    }
+}
+
+#[test]
+fn several_header_rows_join_their_names() {
+    let d = tempfile::tempdir().unwrap();
+    let task = write_tmp(&d, "h.csv", b"sales,,cost\nq1,q2,\n1,2,3\n");
+    let r = run(&op_with(CHUNK, r#"{"header_rows": 2}"#), &[task]).finalize();
+    let names: Vec<&str> = r["result"]["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["sales.q1", "q2", "cost"]);
+    assert_eq!(r["result"]["rows"], 1);
+}
+
+#[test]
+fn sniffed_dialects_are_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let task = write_tmp(&d, "s.csv", b"1|'a|b'\n2|'c'\n3|d\n");
+    let r = run(&op_with(CHUNK, r#"{"delimiter": "auto", "quote": "auto", "header_rows": "auto"}"#), &[task.clone()]).finalize();
+    assert_eq!(r["result"]["rows"], 3);
+    assert_eq!(r["result"]["dialects"], serde_json::json!([{"path": task.path, "delimiter": "|", "quote": "'", "headerRows": 0}]));
+}
+
+#[test]
+fn dialect_options_are_checked() {
+    for (options, message) in [
+        (r#"{"quote": ";", "delimiter": ";"}"#, "stats.quote: must differ from the delimiter"),
+        (r#"{"comment": "\n"}"#, "stats.comment: must not be a line end"),
+        (r#"{"header": true, "header_rows": 2}"#, "stats.header_rows: give header_rows or header, not both"),
+        (r#"{"escape": "ab"}"#, "stats.escape: expected a single one-byte character"),
+        (r#"{"footer_rows": -1}"#, "stats.footer_rows: expected an integer"),
+    ] {
+        let e = StatsOp::from_options(options).unwrap_err().to_string();
+        assert!(e.contains(message), "{e}");
+    }
+}
