@@ -39,7 +39,7 @@ use super::options::Options;
 use super::stats::column::{classify, parse_bool, Class};
 use super::stats::csv::{Reader, Record};
 use super::stats::bad_rows::{BadRows, Found};
-use super::stats::sniff::{Dialects, Sniffed};
+use super::stats::sniff::{Dialects, FileDialect};
 use super::stats::{column_names, csv_options, parse_file, CsvOptions, StatsOp};
 use super::Operation;
 use crate::codec::{for_each_block, Flow, Framing, Input};
@@ -479,7 +479,7 @@ struct Inferred {
     /// Rows left out or fixed.
     bad: Found,
     /// The dialect sniffed for it.
-    sniffed: Option<Sniffed>,
+    sniffed: Option<FileDialect>,
 }
 
 /// The schema of a file, from a first pass over it in the format chosen
@@ -489,12 +489,8 @@ fn infer_schema(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) 
         Ok(f) => f,
         Err(e) => return Ok(Err(e)),
     };
-    let (csv, sniffed) = match op.csv.for_file(format, source) {
-        Ok(x) => x,
-        Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
-    };
-    let infer = StatsOp::type_inference(csv.clone(), op.chunk);
     if format == Format::Ndjson {
+        let infer = StatsOp::type_inference(op.csv.clone(), op.chunk);
         return Ok(ndjson::parse_file(&infer, task, source, ctl)?.map(|f| {
             let kinds = f.columns.iter()
                 .map(|(_, c)| if c.kinds.array > 0 { Kind::Str } else { Kind::from_type_name(c.acc.type_name()) })
@@ -505,6 +501,11 @@ fn infer_schema(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) 
             Inferred { names, kinds, layout: Layout::Json(index), bad, sniffed: None }
         }));
     }
+    let (csv, sniffed) = match op.csv.for_file(format, source, &task.path) {
+        Ok(x) => x,
+        Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+    };
+    let infer = StatsOp::type_inference(csv.clone(), op.chunk);
     Ok(parse_file(&infer, task, source, ctl)?.map(|stats| {
         let width = stats.width.unwrap_or(0);
         let kinds = (0..width)
@@ -698,7 +699,7 @@ impl Operation for ConvertOp {
             }
             acc.outputs.push(out);
             acc.bad_rows.add_file(&task.path, bad.total, bad.rows);
-            acc.dialects.add(sniffed.map(|d| d.report(&task.path)));
+            acc.dialects.add(sniffed);
         }))
     }
 }

@@ -17,7 +17,7 @@ use std::io;
 
 use super::bad_rows::BadRowOptions;
 use super::csv::Dialect;
-use super::sniff::{sniff, Sniffed, SAMPLE};
+use super::sniff::{sniff, FileDialect, SAMPLE};
 use super::super::options::Options;
 use crate::codec::{Decode, Framing, Input, Records};
 use crate::error::{invalid, EngineError};
@@ -111,20 +111,23 @@ impl CsvOptions {
 
     /// These options for one file read as `format` (a TSV file is
     /// tab-delimited whatever was asked); what is sniffed is worked out from
-    /// its first bytes (after the skipped lines), and returned.
-    pub fn for_file(&self, format: Format, input: &Input) -> io::Result<(CsvOptions, Option<Sniffed>)> {
+    /// its first bytes (after the skipped lines), and the dialect found is
+    /// returned for the result.
+    pub fn for_file(&self, format: Format, input: &Input, path: &str) -> io::Result<(CsvOptions, Option<FileDialect>)> {
         let mut csv = self.clone();
         if format == Format::Tsv {
             csv.dialect.delimiter = b'\t';
             csv.sniff.delimiter = false;
         }
-        csv.sniffed(input)
+        if !csv.sniff.any() {
+            return Ok((csv, None));
+        }
+        let sniffed = csv.sniffed(input)?;
+        let report = FileDialect::new(path, sniffed.dialect, sniffed.header_rows);
+        Ok((sniffed, Some(report)))
     }
 
-    fn sniffed(self, input: &Input) -> io::Result<(CsvOptions, Option<Sniffed>)> {
-        if !self.sniff.any() {
-            return Ok((self, None));
-        }
+    fn sniffed(&self, input: &Input) -> io::Result<CsvOptions> {
         let head = input.head(SAMPLE)?;
         let whole = head.len() < SAMPLE;
         let mut sample = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
@@ -138,6 +141,6 @@ impl CsvOptions {
             csv.header_rows = found.header as usize;
         }
         csv.sniff = Sniff::default();
-        Ok((csv, Some(found)))
+        Ok(csv)
     }
 }

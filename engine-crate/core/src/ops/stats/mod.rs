@@ -500,13 +500,13 @@ impl Operation for StatsOp {
                 acc.add_file(&task.path, format, f.rows, f.columns.into_iter().map(|(n, c)| (n, c, None)).collect());
             }));
         }
-        let (csv, sniffed) = match self.csv.for_file(format, input) {
+        let (csv, sniffed) = match self.csv.for_file(format, input, &task.path) {
             Ok(x) => x,
             Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
         };
         let op = self.with_csv(csv);
         Ok(parse_file(&op, task, input, ctl)?.map(|s| {
-            acc.dialects.add(sniffed.map(|d| d.report(&task.path)));
+            acc.dialects.add(sniffed);
             let width = s.width.unwrap_or(0);
             let names = column_names(s.header, width);
             let mut cols = s.cols;

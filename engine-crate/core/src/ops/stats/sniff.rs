@@ -33,19 +33,6 @@ pub struct Sniffed {
     pub header: bool,
 }
 
-impl Sniffed {
-    /// The file's entry in a result's `dialects`.
-    pub fn report(&self, path: &str) -> FileDialect {
-        let text = |b: Option<u8>| b.map_or(String::new(), |b| (b as char).to_string());
-        FileDialect {
-            path: path.to_string(),
-            delimiter: text(Some(self.dialect.delimiter)),
-            quote: text(self.dialect.quote),
-            header_rows: self.header as usize,
-        }
-    }
-}
-
 /// A file's sniffed dialect, as results list it (`quote` empty for none).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -54,6 +41,13 @@ pub struct FileDialect {
     pub delimiter: String,
     pub quote: String,
     pub header_rows: usize,
+}
+
+impl FileDialect {
+    pub fn new(path: &str, dialect: Dialect, header_rows: usize) -> FileDialect {
+        let text = |b: Option<u8>| b.map_or(String::new(), |b| (b as char).to_string());
+        FileDialect { path: path.to_string(), delimiter: text(Some(dialect.delimiter)), quote: text(dialect.quote), header_rows }
+    }
 }
 
 /// Files' sniffed dialects, sorted by path.
@@ -84,7 +78,7 @@ pub fn sniff(sample: &[u8], whole: bool, given: Dialect, want: Sniff) -> Sniffed
     for &delimiter in delimiters {
         for &quote in &quotes {
             let d = Dialect { delimiter, quote, ..given };
-            if [d.quote, d.escape, d.comment].contains(&Some(delimiter)) {
+            if [d.quote, d.escape, d.comment].contains(&Some(delimiter)) || (quote.is_some() && quote == d.comment) {
                 continue;
             }
             let score = consistency(&records(sample, d));
