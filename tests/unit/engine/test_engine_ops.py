@@ -154,3 +154,26 @@ def test_convert_big_file_many_row_groups(tmp_path):
     assert t.num_rows == n
     assert t.column("i").to_pylist()[::50_000] == list(range(0, n, 50_000))
     assert sum(t.column("x").to_pylist()) == sum(i / 4 for i in range(n))
+
+
+def test_convert_dictionary_only_for_repetitive_columns(tmp_path):
+    import pyarrow.parquet as pq
+    src = tmp_path / "mixed.csv"
+    n = 50_000
+    rows = [(i, f"{i * 0.37:.2f}", i % 12, f"2024-01-{1 + i % 28:02d}", ["red", "green", "blue"][i % 3], f"note {i * 7919 % n}")
+            for i in range(n)]
+    src.write_text("id,amount,qty,day,colour,note\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    doc = run_op("convert", {"output_dir": str(tmp_path / "out")}, files_of(src), threads=2)
+    assert doc["errors"] == [] and doc["result"]["rows"] == n
+    path = doc["result"]["outputs"][0]["path"]
+    meta = pq.ParquetFile(path).metadata
+    dictionary = {meta.row_group(0).column(c).path_in_schema: meta.row_group(0).column(c).has_dictionary_page
+                  for c in range(meta.num_columns)}
+    assert dictionary == {"id": False, "amount": False, "qty": True, "day": True, "colour": True, "note": False}
+    t = pq.read_table(path)
+    assert t.column("id").to_pylist() == [r[0] for r in rows]
+    assert t.column("amount").to_pylist() == [float(r[1]) for r in rows]
+    assert t.column("qty").to_pylist() == [r[2] for r in rows]
+    assert [d.isoformat() for d in t.column("day").to_pylist()] == [r[3] for r in rows]
+    assert t.column("colour").to_pylist() == [r[4] for r in rows]
+    assert t.column("note").to_pylist() == [r[5] for r in rows]

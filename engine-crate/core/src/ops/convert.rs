@@ -10,7 +10,10 @@
 //! policy, as `stats` does, and left out or fixed the same way when written);
 //! the second parses record-aligned chunks in parallel into Arrow arrays and
 //! encodes each chunk as one row group with all threads, appending row
-//! groups in order through a bounded window so memory stays bounded.
+//! groups in order through a bounded window so memory stays bounded. The
+//! first row group decides which columns are dictionary-encoded (see
+//! [`dictionary`]); the others are written plain, which zstd compresses
+//! better than dictionary indices of near-unique values.
 //!
 //! Types per column: `int64` (all ints), `float64` (ints and floats),
 //! `bool` (true/false, any case), `date32` (YYYY-MM-DD), else `utf8`; every
@@ -28,6 +31,8 @@ use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowRowGro
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -53,8 +58,13 @@ use crate::partial::Body;
 use crate::split::{chunk_count, quote_parities, read_aligned};
 use crate::FileTask;
 
+mod dictionary;
+
 /// Bytes of CSV per row group / parallel chunk.
 pub const CHUNK: u64 = 8 << 20;
+
+/// The zstd level of `compression: zstd`.
+const ZSTD_LEVEL: i32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -110,13 +120,19 @@ impl ConvertOp {
         Ok(ConvertOp { csv, compression, output_dir: PathBuf::from(output_dir), chunk: CHUNK, format })
     }
 
-    fn props(&self) -> WriterProperties {
+    /// Writer properties for a file whose first row group holds `first`:
+    /// the codec, and a dictionary only for the columns that repeat values.
+    fn props(&self, schema: &Schema, first: &[ArrayRef]) -> WriterProperties {
         let c = match self.compression {
-            Codec::Zstd => Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
+            Codec::Zstd => Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default()),
             Codec::Snappy => Compression::SNAPPY,
             Codec::None => Compression::UNCOMPRESSED,
         };
-        WriterProperties::builder().set_compression(c).build()
+        let mut props = WriterProperties::builder().set_compression(c);
+        for (field, values) in schema.fields().iter().zip(first) {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), dictionary::pays_off(values));
+        }
+        props.build()
     }
 
     /// Output path for an input path (mirrored under `output_dir`).
@@ -555,14 +571,7 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
         Ok(f) => std::io::BufWriter::with_capacity(1 << 20, f),
         Err(e) => return fail(format!("cannot create {}: {e}", tmp_path.display())),
     };
-    let writer = match ArrowWriter::try_new(out, schema.clone(), Some(op.props())) {
-        Ok(w) => w,
-        Err(e) => return fail(format!("parquet writer: {e}")),
-    };
-    let (mut file_writer, factory) = match writer.into_serialized_writer() {
-        Ok(x) => x,
-        Err(e) => return fail(format!("parquet writer: {e}")),
-    };
+    let mut sink = Sink::new(out);
 
     let framing = layout.framing();
     let quote = framing.records.quote();
@@ -577,9 +586,9 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
             if r == 0 && !at.is_start() {
                 return Ok(Flow::More);
             }
-            let written = encode(&factory, &schema, index, &arrays)
-                .map_err(|e| format!("parquet encode: {e}"))
-                .and_then(|chunks| append_row_group(&mut file_writer, chunks).map_err(|e| format!("parquet write: {e}")));
+            let written = sink.factory(op, &schema, &arrays)
+                .and_then(|factory| encode(factory, &schema, index, &arrays).map_err(|e| format!("parquet encode: {e}")))
+                .and_then(|chunks| sink.append(chunks));
             index += 1;
             rows += r;
             Ok(match written {
@@ -598,7 +607,7 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
             (Ok(()), Some(e)) => return fail(e),
             (Ok(()), None) => {}
         }
-        return finish_output(task, file_writer, &tmp_path, &out_path, rows, columns).or_else(fail);
+        return sink.close(op, &schema).and_then(|()| finish_output(task, &tmp_path, &out_path, rows, columns)).or_else(fail);
     }
     let n = chunk_count(task.size, op.chunk);
     let parity = match quote {
@@ -611,7 +620,9 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
     let window = rayon::current_num_threads().max(1) * 2;
     for start in (0..n).step_by(window) {
         let end = (start + window).min(n);
-        let encoded: Vec<Result<Option<(Vec<ArrowColumnChunk>, u64, u64)>, String>> = (start..end)
+        // Parse the window's chunks, then encode them: the first chunk of
+        // the file decides the writer's dictionaries before any is encoded.
+        let built: Vec<Result<Option<Built>, String>> = (start..end)
             .into_par_iter()
             .map(|i| {
                 if ctl.is_cancelled() {
@@ -630,41 +641,104 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
                     if r == 0 && !(i == 0 && n == 1) {
                         return Ok(None);
                     }
-                    let chunks = encode(&factory, &schema, i, &arrays).map_err(|e| format!("parquet encode: {e}"))?;
-                    Ok(Some((chunks, r, (e - s) as u64)))
+                    Ok(Some(Built { index: i, arrays, rows: r, bytes: (e - s) as u64 }))
                 })
             })
             .collect();
         ctl.check().inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp_path);
         })?;
+        let built = match built.into_iter().filter_map(Result::transpose).collect::<Result<Vec<Built>, String>>() {
+            Ok(b) => b,
+            Err(e) => return fail(e),
+        };
+        let Some(first) = built.first() else { continue };
+        let factory = match sink.factory(op, &schema, &first.arrays) {
+            Ok(f) => f,
+            Err(e) => return fail(e),
+        };
+        let encoded: Vec<Result<(Vec<ArrowColumnChunk>, u64, u64), String>> = built
+            .into_par_iter()
+            .map(|b| {
+                let chunks = encode(factory, &schema, b.index, &b.arrays).map_err(|e| format!("parquet encode: {e}"))?;
+                Ok((chunks, b.rows, b.bytes))
+            })
+            .collect();
         for item in encoded {
-            let Some((chunks, r, bytes)) = (match item {
+            let (chunks, r, bytes) = match item {
                 Ok(x) => x,
                 Err(e) => return fail(e),
-            }) else {
-                continue;
             };
-            if let Err(e) = append_row_group(&mut file_writer, chunks) {
-                return fail(format!("parquet write: {e}"));
+            if let Err(e) = sink.append(chunks) {
+                return fail(e);
             }
             rows += r;
             ctl.add_bytes(bytes);
         }
     }
-    finish_output(task, file_writer, &tmp_path, &out_path, rows, columns).or_else(fail)
+    sink.close(op, &schema).and_then(|()| finish_output(task, &tmp_path, &out_path, rows, columns)).or_else(fail)
 }
 
-/// Closes the Parquet file and moves it to its final name.
-fn finish_output<W: std::io::Write + Send>(
+/// One parsed chunk of a file, waiting to be encoded as row group `index`.
+struct Built {
+    index: usize,
+    arrays: Vec<ArrayRef>,
+    rows: u64,
+    bytes: u64,
+}
+
+type Out = std::io::BufWriter<std::fs::File>;
+
+/// The output file: opened as Parquet once the first row group's values
+/// are known, since they decide the writer's properties.
+struct Sink {
+    unopened: Option<Out>,
+    open: Option<(SerializedFileWriter<Out>, ArrowRowGroupWriterFactory)>,
+}
+
+impl Sink {
+    fn new(out: Out) -> Self {
+        Sink { unopened: Some(out), open: None }
+    }
+
+    /// The factory of column writers, opening the file with properties
+    /// chosen from `first` if it is not open yet.
+    fn factory(&mut self, op: &ConvertOp, schema: &SchemaRef, first: &[ArrayRef]) -> Result<&ArrowRowGroupWriterFactory, String> {
+        if let Some(out) = self.unopened.take() {
+            let opened = ArrowWriter::try_new(out, schema.clone(), Some(op.props(schema, first)))
+                .and_then(ArrowWriter::into_serialized_writer)
+                .map_err(|e| format!("parquet writer: {e}"))?;
+            self.open = Some(opened);
+        }
+        self.open.as_ref().map(|(_, factory)| factory).ok_or_else(not_open)
+    }
+
+    /// Adds one encoded row group to the file.
+    fn append(&mut self, chunks: Vec<ArrowColumnChunk>) -> Result<(), String> {
+        let (writer, _) = self.open.as_mut().ok_or_else(not_open)?;
+        append_row_group(writer, chunks).map_err(|e| format!("parquet write: {e}"))
+    }
+
+    /// Writes the footer, opening the file first if no row group was written.
+    fn close(mut self, op: &ConvertOp, schema: &SchemaRef) -> Result<(), String> {
+        self.factory(op, schema, &[])?;
+        let (writer, _) = self.open.ok_or_else(not_open)?;
+        writer.close().map(drop).map_err(|e| format!("parquet write: {e}"))
+    }
+}
+
+fn not_open() -> String {
+    "parquet writer: not open".into()
+}
+
+/// Moves the closed Parquet file to its final name.
+fn finish_output(
     task: &FileTask,
-    writer: parquet::file::writer::SerializedFileWriter<W>,
     tmp_path: &std::path::Path,
     out_path: &std::path::Path,
     rows: u64,
     columns: Vec<(String, Kind)>,
 ) -> Result<Result<(Output, Vec<(String, Kind)>), FileError>, String> {
-    writer.close().map_err(|e| format!("parquet write: {e}"))?;
     std::fs::rename(tmp_path, out_path).map_err(|e| format!("cannot rename output: {e}"))?;
     let output = Output { source: task.path.clone(), path: out_path.to_string_lossy().into_owned(), rows };
     Ok(Ok((output, columns)))
