@@ -104,6 +104,50 @@ def test_grep_big_file_line_numbers(tmp_path):
     assert doc["result"]["matches"] == len(want)
 
 
+def class_pattern_lines(n):
+    """Log lines where `-3` (the literal every match of DATE_END holds) often
+    appears without a match, and matches sit at every distance from the
+    8 MiB chunk boundaries."""
+    shapes = [
+        "id={i} day=2024-05-{d:02d} ok",   # a match when d is 30 or 31
+        "id={i} range 12-3{d} only",       # the literal without the date
+        "id={i} -3-3-3 2024-1-31",         # the literal, a date too short
+        "id={i} 2024-12-3",                # the literal at the end of the line
+        "id={i} plain text",
+    ]
+    return [shapes[(i * 7 + i // 13) % len(shapes)].format(i=i, d=1 + i % 31) for i in range(n)]
+
+
+DATE_END = r"[0-9]{4}-[0-9]{2}-3[01]"
+
+
+def test_grep_inner_literal_prefilter_matches_python_re_across_chunks(tmp_path):
+    p = tmp_path / "big.log"
+    p.write_text("\n".join(class_pattern_lines(700_000)) + "\n")
+    assert p.stat().st_size > 2 * 8 << 20
+    opts = {"pattern": DATE_END, "max_matches_per_file": 100_000}
+    doc = run_op("grep", opts, files_of(p), threads=2)
+    files, total = grep_reference([p], DATE_END, 0, 100_000)
+    assert 0 < total <= 100_000
+    assert doc["result"]["files"] == files
+    assert doc["result"]["matches"] == total
+
+
+def test_grep_line_numbers_when_the_first_chunk_keeps_fewer_lines_than_the_cap(tmp_path):
+    # Two matches in the first 8 MiB chunk, many in the later ones: the later
+    # chunks' line numbers are shifted by the newlines of the first.
+    p = tmp_path / "sparse-then-dense.log"
+    lines = class_pattern_lines(700_000)
+    lines = [line if i > 400_000 or i in (5, 250_000) else f"id={i} plain text" for i, line in enumerate(lines)]
+    lines[5], lines[250_000] = "2024-05-30 first", "2024-05-31 second"
+    p.write_text("\n".join(lines) + "\n")
+    for cap in (1, 2, 50):
+        doc = run_op("grep", {"pattern": DATE_END, "max_matches_per_file": cap}, files_of(p), threads=2)
+        files, total = grep_reference([p], DATE_END, 0, cap)
+        assert doc["result"]["files"] == files
+        assert doc["result"]["matches"] == total
+
+
 def test_convert_roundtrip_with_pyarrow(tmp_path):
     import pyarrow.parquet as pq
     import datetime
