@@ -21,10 +21,10 @@
 //! one stream whose content is the tar file.
 
 use std::cell::Cell;
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{sync_channel, Receiver};
+
+use crate::blob::{Blob, Stream};
 
 use crate::control::Control;
 use crate::error::{EngineError, FileError};
@@ -83,9 +83,9 @@ impl Codec {
         })
     }
 
-    /// A reader of the whole decompressed content of `file`.
-    pub fn reader<'a>(self, file: &'a File, read: &'a Cell<u64>) -> io::Result<Box<dyn Read + 'a>> {
-        self.decoder(BufReader::with_capacity(STORED_READ, Stored { file, read }))
+    /// A reader of the whole decompressed content of `blob`.
+    pub fn reader<'a>(self, blob: &Blob, read: &'a Cell<u64>) -> io::Result<Box<dyn Read + 'a>> {
+        self.decoder(BufReader::with_capacity(STORED_READ, Stored::new(blob, read)))
     }
 }
 
@@ -137,15 +137,21 @@ impl Decode {
     }
 }
 
-/// The stored bytes of a file, read in order, counting how many were read.
+/// The stored bytes of an input, read in order, counting how many were read.
 struct Stored<'a> {
-    file: &'a File,
+    stream: Stream,
     read: &'a Cell<u64>,
+}
+
+impl<'a> Stored<'a> {
+    fn new(blob: &Blob, read: &'a Cell<u64>) -> Stored<'a> {
+        Stored { stream: blob.stream(0..u64::MAX), read }
+    }
 }
 
 impl Read for Stored<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.read.get())?;
+        let n = self.stream.read(buf)?;
         self.read.set(self.read.get() + n as u64);
         Ok(n)
     }
@@ -317,7 +323,7 @@ fn broken(task: &FileTask, codec: Option<Codec>, b: Broken) -> FileError {
 #[derive(Debug, Clone, Copy)]
 pub struct Reading<'a> {
     pub task: &'a FileTask,
-    pub file: &'a File,
+    pub blob: &'a Blob,
     /// `None`: stored as it is (read on this path to be transcoded).
     pub codec: Option<Codec>,
     pub decode: Decode,
@@ -336,7 +342,7 @@ pub fn for_each_block(
     ctl: &Control,
     mut each: impl FnMut(&[u8], At) -> Result<Flow, EngineError>,
 ) -> Result<Result<(), FileError>, EngineError> {
-    let Reading { task, file, codec, decode, framing, progress } = reading;
+    let Reading { task, blob, codec, decode, framing, progress } = reading;
     let advance = |read: &Cell<u64>, counted: &mut u64| {
         if progress {
             ctl.add_bytes(read.get() - *counted);
@@ -344,8 +350,8 @@ pub fn for_each_block(
         *counted = read.get();
     };
     let read = Cell::new(0u64);
-    fn open<'a>(file: &'a File, codec: Option<Codec>, decode: Decode, framing: Framing, read: &'a Cell<u64>) -> io::Result<Blocks<'a>> {
-        let stored = BufReader::with_capacity(STORED_READ, Stored { file, read });
+    fn open<'a>(blob: &Blob, codec: Option<Codec>, decode: Decode, framing: Framing, read: &'a Cell<u64>) -> io::Result<Blocks<'a>> {
+        let stored = BufReader::with_capacity(STORED_READ, Stored::new(blob, read));
         let content: Box<dyn Read + 'a> = match codec {
             Some(c) => c.decoder(stored)?,
             None => Box::new(stored),
@@ -359,7 +365,7 @@ pub fn for_each_block(
         Ok(Blocks { content, records: framing.records, carry: Vec::new(), ended: false, at })
     }
     if task.size < PIPELINE_FROM {
-        let mut blocks = match open(file, codec, decode, framing, &read) {
+        let mut blocks = match open(blob, codec, decode, framing, &read) {
             Ok(b) => b,
             Err(e) => return Ok(Err(broken(task, codec, Broken { error: e, after: 0 }))),
         };
@@ -385,7 +391,7 @@ pub fn for_each_block(
         let (empty_tx, empty_rx): (_, Receiver<Vec<u8>>) = sync_channel(2);
         s.spawn(move || {
             let read = Cell::new(0u64);
-            let mut blocks = match open(file, codec, decode, framing, &read) {
+            let mut blocks = match open(blob, codec, decode, framing, &read) {
                 Ok(b) => b,
                 Err(error) => {
                     let _ = full_tx.send(Err(Broken { error, after: 0 }));
@@ -431,21 +437,21 @@ pub fn for_each_block(
 /// Stored bytes looked at for magic bytes.
 const MAGIC: usize = 6;
 
-/// An input file as an op receives it: open, its first stored bytes, and
-/// its codec when compressed.
+/// An input as an op receives it: open, its first stored bytes, and its
+/// codec when compressed.
 #[derive(Debug)]
 pub struct Input {
-    pub file: File,
+    pub blob: Blob,
     pub codec: Option<Codec>,
     magic: Vec<u8>,
 }
 
 impl Input {
     /// Reads the file's first bytes, looking for a codec's magic bytes.
-    pub fn new(task: &FileTask, file: File) -> Result<Input, FileError> {
+    pub fn new(task: &FileTask, blob: Blob) -> Result<Input, FileError> {
         let mut magic = Vec::with_capacity(MAGIC);
-        crate::io::read_range_into(&file, 0, MAGIC, &mut magic).map_err(|e| FileError::io(&task.path, &e))?;
-        Ok(Input { codec: Codec::sniff(&magic), file, magic })
+        crate::io::read_range_into(&blob, 0, MAGIC, &mut magic).map_err(|e| FileError::io(&task.path, &e))?;
+        Ok(Input { codec: Codec::sniff(&magic), blob, magic })
     }
 
     /// The first stored bytes (up to six).
@@ -460,11 +466,11 @@ impl Input {
         let mut buf = Vec::with_capacity(n);
         match self.codec {
             None => {
-                crate::io::read_range_into(&self.file, 0, n, &mut buf)?;
+                crate::io::read_range_into(&self.blob, 0, n, &mut buf)?;
             }
             Some(codec) => {
                 let read = Cell::new(0);
-                let content = codec.reader(&self.file, &read);
+                let content = codec.reader(&self.blob, &read);
                 if let Ok(content) = content {
                     let _ = content.take(n as u64).read_to_end(&mut buf);
                 }
@@ -477,7 +483,7 @@ impl Input {
     /// or read in order; `None` when the file is read as stored, in chunks.
     pub fn reading<'a>(&'a self, task: &'a FileTask, decode: Decode, framing: Framing, progress: bool) -> Option<Reading<'a>> {
         (self.codec.is_some() || decode.transcodes(&self.magic) || framing.sequential())
-            .then_some(Reading { task, file: &self.file, codec: self.codec, decode, framing, progress })
+            .then_some(Reading { task, blob: &self.blob, codec: self.codec, decode, framing, progress })
     }
 }
 
@@ -497,9 +503,10 @@ mod tests {
         f.write_all(stored).unwrap();
         let size = if pipelined { PIPELINE_FROM } else { stored.len() as u64 };
         let task = FileTask::new("t.gz", size);
-        let codec = Input::new(&task, f.try_clone().unwrap()).unwrap().codec.unwrap();
+        let blob = Blob::from(f);
+        let codec = Input::new(&task, blob.clone()).unwrap().codec.unwrap();
         let mut out = Vec::new();
-        let reading = Reading { task: &task, file: &f, codec: Some(codec), decode: Decode::Bytes, framing: Framing { records, ..Framing::LINES }, progress: true };
+        let reading = Reading { task: &task, blob: &blob, codec: Some(codec), decode: Decode::Bytes, framing: Framing { records, ..Framing::LINES }, progress: true };
         for_each_block(reading, &Control::default(), |b, at| {
             out.push((b.to_vec(), at));
             Ok(Flow::More)

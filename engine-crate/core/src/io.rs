@@ -1,17 +1,19 @@
-//! Opening input files under the source root, and positioned reads into
-//! reusable buffers.
+//! Opening inputs (files under the source root, or objects of a bucket),
+//! and positioned reads into reusable buffers.
 //!
 //! Big files are never loaded whole: every op reads a bounded range (a chunk)
 //! or streams through a fixed-size buffer.
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
-use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use crate::blob::Blob;
 use crate::error::{EngineError, FileError};
+use crate::remote::Bucket;
 
 /// The reason recorded for a file that resolves outside the source root.
 pub const OUTSIDE_ROOT: &str = "symbolic link leads outside the source root";
@@ -19,12 +21,14 @@ pub const OUTSIDE_ROOT: &str = "symbolic link leads outside the source root";
 /// Where a run may read. Every input file is opened through [`Inputs::open`],
 /// so a file replaced by a symbolic link after the scan is still held to the
 /// rules the scan applied: not followed at all when links are not followed,
-/// and never to a file outside the source root.
+/// and never to a file outside the source root. With a bucket, every path
+/// names one of its objects (`s3://bucket/key`).
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
     /// The root as the caller named it, and where it resolves.
     root: Option<(PathBuf, PathBuf)>,
     follow_symlinks: bool,
+    bucket: Option<Bucket>,
 }
 
 impl Inputs {
@@ -38,12 +42,25 @@ impl Inputs {
                 Some((PathBuf::from(r), real))
             }
         };
-        Ok(Inputs { root, follow_symlinks })
+        Ok(Inputs { root, follow_symlinks, bucket: None })
     }
 
-    /// Opens one input file for reading. The root itself, named by the
-    /// caller, may be a link; below it, links obey `follow_symlinks`.
-    pub fn open(&self, path: &str) -> Result<File, FileError> {
+    /// Inputs that are the objects of `bucket`.
+    pub fn objects(bucket: Bucket) -> Inputs {
+        Inputs { bucket: Some(bucket), ..Inputs::default() }
+    }
+
+    /// Opens one input for reading.
+    pub fn open(&self, path: &str) -> Result<Blob, FileError> {
+        match &self.bucket {
+            Some(bucket) => bucket.open(path).map(Blob::Remote),
+            None => self.open_file(path).map(Blob::from),
+        }
+    }
+
+    /// Opens one input file. The root itself, named by the caller, may be
+    /// a link; below it, links obey `follow_symlinks`.
+    fn open_file(&self, path: &str) -> Result<File, FileError> {
         let is_root = self.root.as_ref().is_some_and(|(given, _)| given.as_path() == Path::new(path));
         let no_follow = !self.follow_symlinks && !is_root;
         // O_NONBLOCK: a FIFO put in a file's place must not hang the open; it
@@ -81,11 +98,18 @@ pub fn opened_path(file: &File) -> io::Result<PathBuf> {
 pub const STREAM_BUF: usize = 1 << 20;
 
 /// Reads up to `len` bytes at `offset`, appending them to `buf`. Returns the
-/// number of bytes read (less than `len` only at end of file).
-///
-/// Reads go straight into the vector's spare capacity, so a reused buffer is
-/// never zero-filled.
-pub fn read_range_into(file: &File, offset: u64, len: usize, buf: &mut Vec<u8>) -> io::Result<usize> {
+/// number of bytes read (less than `len` only at end of input). An object
+/// is read by one GET.
+pub fn read_range_into(blob: &Blob, offset: u64, len: usize, buf: &mut Vec<u8>) -> io::Result<usize> {
+    match blob {
+        Blob::Local(file) => pread_into(file, offset, len, buf),
+        Blob::Remote(object) => object.read_into(offset, len, buf),
+    }
+}
+
+/// [`read_range_into`] for a file: reads go straight into the vector's
+/// spare capacity, so a reused buffer is never zero-filled.
+fn pread_into(file: &File, offset: u64, len: usize, buf: &mut Vec<u8>) -> io::Result<usize> {
     let start = buf.len();
     buf.reserve(len);
     let mut done = 0;
@@ -122,18 +146,24 @@ fn pread_spare(file: &File, buf: &mut Vec<u8>, max: usize, offset: u64) -> io::R
     Ok(n)
 }
 
-/// Reads from `offset` to end of file, appending to `buf`.
-pub fn read_to_end_from(file: &File, offset: u64, buf: &mut Vec<u8>, hint: usize) -> io::Result<usize> {
+/// Reads from `offset` to end of input, appending to `buf`.
+pub fn read_to_end_from(blob: &Blob, offset: u64, buf: &mut Vec<u8>, hint: usize) -> io::Result<usize> {
     let mut total = 0;
     let mut want = hint.max(64 * 1024);
     loop {
-        let n = read_range_into(file, offset + total as u64, want, buf)?;
+        let n = read_range_into(blob, offset + total as u64, want, buf)?;
         total += n;
         if n < want {
             return Ok(total);
         }
         want = want.max(1 << 20);
     }
+}
+
+/// Reads up to `want` bytes from a sequential reader, appending to `buf`;
+/// fewer only at the end of the stream.
+pub fn read_piece(stream: &mut impl Read, want: usize, buf: &mut Vec<u8>) -> io::Result<usize> {
+    stream.take(want as u64).read_to_end(buf)
 }
 
 thread_local! {
@@ -159,22 +189,18 @@ pub fn with_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     r
 }
 
-/// Counts `\n` bytes in `[0, upto)` of a file; used only to turn the byte
+/// Counts `\n` bytes in `[0, upto)` of an input; used only to turn the byte
 /// offset of an error into a line number.
-pub fn line_of_offset(file: &File, upto: u64) -> Option<u64> {
+pub fn line_of_offset(blob: &Blob, upto: u64) -> Option<u64> {
+    let mut stream = blob.stream(0..upto);
     let mut lines = 1u64;
-    let mut pos = 0u64;
     let mut buf = vec![0u8; STREAM_BUF];
-    while pos < upto {
-        let want = ((upto - pos) as usize).min(buf.len());
-        let n = file.read_at(&mut buf[..want], pos).ok()?;
-        if n == 0 {
-            break;
+    loop {
+        match stream.read(&mut buf).ok()? {
+            0 => return Some(lines),
+            n => lines += bytecount::count(&buf[..n], b'\n') as u64,
         }
-        lines += bytecount::count(&buf[..n], b'\n') as u64;
-        pos += n as u64;
     }
-    Some(lines)
 }
 
 #[cfg(test)]
@@ -194,13 +220,13 @@ mod tests {
         (d, root, secret)
     }
 
-    fn read(f: File) -> String {
+    fn read(f: Blob) -> String {
         let mut buf = Vec::new();
         read_to_end_from(&f, 0, &mut buf, 16).unwrap();
         String::from_utf8(buf).unwrap()
     }
 
-    fn open(root: &Path, follow: bool, path: &Path) -> Result<File, FileError> {
+    fn open(root: &Path, follow: bool, path: &Path) -> Result<Blob, FileError> {
         Inputs::new(Some(root.to_str().unwrap()), follow).unwrap().open(path.to_str().unwrap())
     }
 

@@ -101,7 +101,7 @@ pub fn run_per_file<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, c
 /// Reads one file into `acc`: its content into the body, or its error record.
 fn add_file<O: Operation>(op: &O, task: &FileTask, inputs: &Inputs, ctl: &Control, acc: &mut Partial<O::Body>) -> Result<(), EngineError> {
     ctl.check()?;
-    let outcome = match inputs.open(&task.path).and_then(|file| Input::new(task, file)) {
+    let outcome = match inputs.open(&task.path).and_then(|blob| Input::new(task, blob)) {
         Ok(input) => op.process_file(task, &input, ctl, &mut acc.body)?,
         Err(e) => Err(e),
     };

@@ -6,8 +6,12 @@
 //! * [`scan`]: walking a directory tree into a sorted file list.
 //! * [`split`]: planning byte ranges of big files and moving CSV chunk
 //!   boundaries to record boundaries (quote parity).
-//! * [`io`]: opening input files under the source root; positioned reads
-//!   into reusable buffers.
+//! * [`io`]: opening inputs (files under the source root, or objects);
+//!   positioned reads into reusable buffers.
+//! * [`blob`]: what an op reads, a local file or an object, behind one
+//!   interface of positioned and sequential reads.
+//! * [`remote`]: objects of an S3-compatible store, listed and read by
+//!   ranged GETs with read-ahead, never copied to disk.
 //! * [`codec`]: compressed inputs, recognised by magic bytes and streamed
 //!   to the ops in blocks of whole records.
 //! * [`format`]: which reader a file gets (CSV, TSV, NDJSON, Parquet, text).
@@ -18,6 +22,7 @@
 //! * [`sys`]: CPUs usable by this process.
 //! * [`trim`]: leaving out a content's first and last lines as it streams.
 
+pub mod blob;
 pub mod codec;
 pub mod control;
 pub mod error;
@@ -26,6 +31,7 @@ pub mod io;
 pub mod job;
 pub mod ops;
 pub mod partial;
+pub mod remote;
 pub mod scan;
 pub mod split;
 pub mod sys;
@@ -38,6 +44,7 @@ pub use job::{check_options, finalize, merge, Job, Request};
 pub use ops::grep::MAX_MATCHES_PER_FILE;
 pub use ops::stats::bad_rows::MAX_BAD_ROWS;
 pub use ops::stats::dialect::{MAX_HEADER_ROWS, MAX_TRIMMED_LINES};
+pub use remote::{locate, Bucket, S3Config};
 pub use scan::{scan, ScanOptions, ScanResult};
 
 /// A file to process: path and size in bytes as seen when it was listed.

@@ -51,14 +51,41 @@ fn build_set(kind: &str, globs: &[String]) -> Result<Option<GlobSet>, EngineErro
     b.build().map(Some).map_err(|e| EngineError::Invalid(format!("{kind}: {e}")))
 }
 
+/// The include and exclude globs of a scan, matched against paths relative
+/// to the root.
+pub struct Filter {
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+}
+
+impl Filter {
+    pub fn new(opts: &ScanOptions) -> Result<Filter, EngineError> {
+        Ok(Filter { include: build_set("include", &opts.include)?, exclude: build_set("exclude", &opts.exclude)? })
+    }
+
+    pub fn excluded(&self, rel: &Path) -> bool {
+        self.exclude.as_ref().is_some_and(|x| x.is_match(rel))
+    }
+
+    pub fn selected(&self, rel: &Path) -> bool {
+        self.include.as_ref().is_none_or(|inc| inc.is_match(rel)) && !self.excluded(rel)
+    }
+
+    /// For a flat listing of keys: the key is selected and none of its
+    /// parent "directories" is excluded (a walk would not enter them).
+    pub fn selects(&self, rel: &str) -> bool {
+        let mut parents = rel.match_indices('/').map(|(i, _)| &rel[..i]);
+        self.selected(Path::new(rel)) && !parents.any(|dir| self.excluded(Path::new(dir)))
+    }
+}
+
 fn path_string(p: &Path) -> Option<String> {
     p.to_str().map(str::to_string)
 }
 
 /// Walks `root` and returns its regular files (sorted) and the problems met.
 pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
-    let include = build_set("include", &opts.include)?;
-    let exclude = build_set("exclude", &opts.exclude)?;
+    let filter = Filter::new(opts)?;
     let mut out = ScanResult::default();
     let root_path = Path::new(root);
 
@@ -87,8 +114,6 @@ pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
         }
     };
     let mut outside = Vec::new();
-    let excluded = |rel: &Path| exclude.as_ref().is_some_and(|x| x.is_match(rel));
-    let selected = |rel: &Path| include.as_ref().is_none_or(|inc| inc.is_match(rel)) && !excluded(rel);
     let walker = WalkDir::new(root_path).follow_links(opts.follow_symlinks).into_iter();
     let walker = walker.filter_entry(|e| {
         if e.depth() == 0 {
@@ -96,13 +121,13 @@ pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
         }
         let rel = e.path().strip_prefix(root_path).unwrap_or(e.path());
         let is_dir = e.file_type().is_dir();
-        if is_dir && excluded(rel) {
+        if is_dir && filter.excluded(rel) {
             return false;
         }
         let leaves_root = opts.follow_symlinks
             && e.path_is_symlink()
             && !std::fs::canonicalize(e.path()).is_ok_and(|target| target.starts_with(&real_root));
-        if leaves_root && (is_dir || selected(rel)) {
+        if leaves_root && (is_dir || filter.selected(rel)) {
             outside.push((e.path().to_string_lossy().into_owned(), OUTSIDE_ROOT.to_string()));
         }
         !leaves_root
@@ -147,7 +172,7 @@ pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
         if !ft.is_file() {
             continue;
         }
-        if !selected(rel) {
+        if !filter.selected(rel) {
             continue;
         }
         let Some(p) = path_string(path) else {

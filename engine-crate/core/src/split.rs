@@ -15,7 +15,7 @@
 //! ([`quote_parities`]). An odd total means an unterminated quote.
 
 use rayon::prelude::*;
-use std::fs::File;
+use crate::blob::Blob;
 use std::io;
 
 use crate::control::Control;
@@ -65,7 +65,7 @@ pub fn find_record_end(buf: &[u8], from: usize, mut in_quote: bool, quote: Optio
 
 /// Quote state at the start of every raw range, plus the state at end of
 /// file (`n + 1` entries; `true` = inside quotes).
-pub fn quote_parities(file: &File, n: usize, chunk: u64, quote: u8, ctl: &Control) -> Result<Vec<bool>, io::Error> {
+pub fn quote_parities(blob: &Blob, n: usize, chunk: u64, quote: u8, ctl: &Control) -> Result<Vec<bool>, io::Error> {
     let counts: Vec<Result<bool, io::Error>> = (0..n)
         .into_par_iter()
         .map(|i| {
@@ -75,9 +75,9 @@ pub fn quote_parities(file: &File, n: usize, chunk: u64, quote: u8, ctl: &Contro
             with_buffer(|buf| {
                 let s = raw_start(i, chunk);
                 if i + 1 < n {
-                    read_range_into(file, s, (raw_start(i + 1, chunk) - s) as usize, buf)?;
+                    read_range_into(blob, s, (raw_start(i + 1, chunk) - s) as usize, buf)?;
                 } else {
-                    read_to_end_from(file, s, buf, chunk as usize + 1)?;
+                    read_to_end_from(blob, s, buf, chunk as usize + 1)?;
                 }
                 Ok(bytecount::count(buf, quote) % 2 == 1)
             })
@@ -106,7 +106,7 @@ pub struct Aligned {
 /// boundaries. `parity` holds the quote state at each raw start (all `false`
 /// for line-oriented data, where `quote` is `None`).
 pub fn read_aligned(
-    file: &File,
+    blob: &Blob,
     i: usize,
     n: usize,
     chunk: u64,
@@ -117,9 +117,9 @@ pub fn read_aligned(
     buf.clear();
     let base = raw_start(i, chunk);
     if i + 1 < n {
-        read_range_into(file, base, (raw_start(i + 1, chunk) - base) as usize, buf)?;
+        read_range_into(blob, base, (raw_start(i + 1, chunk) - base) as usize, buf)?;
     } else {
-        read_to_end_from(file, base, buf, chunk as usize + 1)?;
+        read_to_end_from(blob, base, buf, chunk as usize + 1)?;
     }
     let pstate = |k: usize| parity.get(k).copied().unwrap_or(false);
     let start = if i == 0 {
@@ -137,7 +137,7 @@ pub fn read_aligned(
     let mut state = pstate(i + 1);
     let mut from = buf.len();
     loop {
-        let got = read_range_into(file, base + buf.len() as u64, 256 * 1024, buf)?;
+        let got = read_range_into(blob, base + buf.len() as u64, 256 * 1024, buf)?;
         if got == 0 {
             return Ok(Aligned { base, start, end: buf.len() });
         }
@@ -155,8 +155,8 @@ mod tests {
     use std::io::Write;
 
     fn chunks_of(data: &[u8], chunk: u64, quote: Option<u8>) -> Vec<Vec<u8>> {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(data).unwrap();
+        let f = Blob::from(tempfile::tempfile().unwrap());
+        (&*f.file().unwrap()).write_all(data).unwrap();
         let n = chunk_count(data.len() as u64, chunk);
         let ctl = Control::default();
         let parity = match quote {

@@ -9,14 +9,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest;
-use std::fs::File;
+use crate::blob::Blob;
 
 use super::options::Options;
 use crate::codec::{for_each_block, Decode, Flow, Framing, Input};
 use super::Operation;
 use crate::control::Control;
 use crate::error::{invalid, EngineError, FileError};
-use crate::io::{read_range_into, with_buffer, STREAM_BUF};
+use crate::io::{read_piece, with_buffer, STREAM_BUF};
 use crate::partial::Body;
 use crate::FileTask;
 
@@ -171,9 +171,9 @@ impl Hasher {
 }
 
 /// Streams a file through the hasher. `Ok(Err)` is a per-file problem.
-fn digest_file(alg: Algorithm, task: &FileTask, file: &File, ctl: &Control) -> Result<Result<(u64, String), FileError>, EngineError> {
+fn digest_file(alg: Algorithm, task: &FileTask, blob: &Blob, ctl: &Control) -> Result<Result<(u64, String), FileError>, EngineError> {
     if alg == Algorithm::Blake3 && task.size >= BLAKE3_PARALLEL_MIN {
-        if let Some(r) = blake3_mapped(file, ctl)? {
+        if let Some(r) = blob.file().map(|file| blake3_mapped(file, ctl)).transpose()?.flatten() {
             return Ok(r);
         }
     }
@@ -182,11 +182,12 @@ fn digest_file(alg: Algorithm, task: &FileTask, file: &File, ctl: &Control) -> R
     // Small files (the common case) are read with one call into a reused
     // buffer and hashed in one shot; bigger ones stream in fixed pieces.
     let mut want = if task.size < STREAM_BUF as u64 { task.size as usize + 1 } else { STREAM_BUF };
+    let mut stream = blob.stream(0..u64::MAX);
     with_buffer(|buf| -> Result<Result<(u64, String), FileError>, EngineError> {
         loop {
             ctl.check()?;
             buf.clear();
-            let n = match read_range_into(file, total, want, buf) {
+            let n = match read_piece(&mut stream, want, buf) {
                 Ok(n) => n,
                 Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
             };
@@ -211,7 +212,7 @@ fn digest_file(alg: Algorithm, task: &FileTask, file: &File, ctl: &Control) -> R
 /// Streams a compressed file's content through the hasher.
 fn digest_content(alg: Algorithm, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<(u64, String), FileError>, EngineError> {
     let Some(reading) = input.reading(task, Decode::Bytes, Framing::LINES, true) else {
-        return digest_file(alg, task, &input.file, ctl);
+        return digest_file(alg, task, &input.blob, ctl);
     };
     let mut hasher = Hasher::new(alg);
     let mut total = 0u64;
@@ -234,7 +235,7 @@ fn one_shot(alg: Algorithm, data: &[u8]) -> String {
 
 /// blake3 over a memory map, all threads per slice. `None` when the file
 /// cannot be mapped (the caller then streams it).
-fn blake3_mapped(file: &File, ctl: &Control) -> Result<Option<Result<(u64, String), FileError>>, EngineError> {
+fn blake3_mapped(file: &std::fs::File, ctl: &Control) -> Result<Option<Result<(u64, String), FileError>>, EngineError> {
     // SAFETY: the map is read-only and dropped before returning; a file
     // truncated underneath would fault, the same trade-off as `b3sum`.
     let map = match unsafe { memmap2::Mmap::map(file) } {
@@ -263,7 +264,7 @@ impl Operation for ChecksumOp {
         let digest = if self.decompressed {
             digest_content(self.algorithm, task, input, ctl)?
         } else {
-            digest_file(self.algorithm, task, &input.file, ctl)?
+            digest_file(self.algorithm, task, &input.blob, ctl)?
         };
         Ok(digest.map(|(bytes, digest)| {
             acc.files.push(FileDigest { path: task.path.clone(), bytes, digest });
@@ -282,7 +283,7 @@ mod tests {
         std::fs::write(&p, b"abc").unwrap();
         let t = FileTask::new(p.to_str().unwrap(), 3);
         let ctl = Control::default();
-        let f = File::open(&p).unwrap();
+        let f = Blob::from(std::fs::File::open(&p).unwrap());
         let sha = digest_file(Algorithm::Sha256, &t, &f, &ctl).unwrap().unwrap();
         assert_eq!(sha.1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         let b3 = digest_file(Algorithm::Blake3, &t, &f, &ctl).unwrap().unwrap();
@@ -298,7 +299,7 @@ mod tests {
         let data: Vec<u8> = (0..(BLAKE3_PARALLEL_MIN as usize * 5 + 12345)).map(|i| (i * 31 % 251) as u8).collect();
         std::fs::write(&p, &data).unwrap();
         let t = FileTask::new(p.to_str().unwrap(), data.len() as u64);
-        let got = digest_file(Algorithm::Blake3, &t, &File::open(&p).unwrap(), &Control::default()).unwrap().unwrap();
+        let got = digest_file(Algorithm::Blake3, &t, &Blob::from(std::fs::File::open(&p).unwrap()), &Control::default()).unwrap().unwrap();
         assert_eq!(got.1, blake3::hash(&data).to_hex().to_string());
     }
 

@@ -533,7 +533,7 @@ fn infer_schema(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) 
 
 /// Pass 2: writes the file's rows with the schema pass 1 inferred.
 fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, inferred: Inferred) -> Result<Result<(Output, Vec<(String, Kind)>), FileError>, EngineError> {
-    let input = &source.file;
+    let input = &source.blob;
     let Inferred { names, kinds, layout, .. } = inferred;
     let schema: SchemaRef = Arc::new(Schema::new(
         names.iter().zip(&kinds).map(|(n, k)| Field::new(n, k.data_type(), true)).collect::<Vec<_>>(),

@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::fs::File;
+use crate::blob::Blob;
 
 use crate::codec::{for_each_block, Decode, Flow, Framing, Input};
 use crate::format::Format;
@@ -18,7 +18,7 @@ use super::options::Options;
 use super::Operation;
 use crate::control::Control;
 use crate::error::{EngineError, FileError};
-use crate::io::{read_range_into, read_to_end_from, with_buffer};
+use crate::io::{read_piece, read_to_end_from, with_buffer};
 use crate::partial::Body;
 use crate::FileTask;
 
@@ -189,7 +189,7 @@ impl Piece {
 
 /// A Parquet file's rows, from its footer.
 fn parquet_rows(task: &FileTask, input: &Input, ctl: &Control) -> Result<u64, FileError> {
-    let file = crate::ops::stats::parquet::Positioned::new(&input.file).map_err(|e| FileError::io(&task.path, &e))?;
+    let file = crate::ops::stats::parquet::Positioned::new(&input.blob).map_err(|e| FileError::io(&task.path, &e))?;
     let reader = parquet::file::reader::SerializedFileReader::new(file)
         .map_err(|e| FileError::new(&task.path, None, format!("parquet: {e}")))?;
     ctl.add_bytes(task.size);
@@ -200,25 +200,19 @@ fn parquet_rows(task: &FileTask, input: &Input, ctl: &Control) -> Result<u64, Fi
 /// data still in cache right after the copy.
 const READ_PIECE: usize = 512 << 10;
 
-/// Counts `len` bytes from `off` (to end of file when `None`), reading in
-/// cache-sized pieces.
-fn count_range(file: &File, off: u64, len: Option<u64>, ctl: &Control, buf: &mut Vec<u8>) -> std::io::Result<Piece> {
+/// Counts `len` bytes from `off` (to end of input when `None`), reading in
+/// cache-sized pieces from a stream (an object is read ahead in large ranges).
+fn count_range(blob: &Blob, off: u64, len: Option<u64>, ctl: &Control, buf: &mut Vec<u8>) -> std::io::Result<Piece> {
+    let mut stream = blob.stream(off..len.map_or(u64::MAX, |l| off + l));
     let mut piece = Piece::default();
-    let mut done = 0u64;
     loop {
-        let want = match len {
-            Some(l) if l - done < READ_PIECE as u64 => (l - done) as usize,
-            _ => READ_PIECE,
-        };
-        if want == 0 {
-            return Ok(piece);
-        }
         buf.clear();
-        let got = read_range_into(file, off + done, want, buf)?;
+        let got = read_piece(&mut stream, READ_PIECE, buf)?;
         ctl.add_bytes(got as u64);
-        piece = piece.then(Piece::of(buf));
-        done += got as u64;
-        if got < want {
+        if got > 0 {
+            piece = piece.then(Piece::of(buf));
+        }
+        if got < READ_PIECE {
             return Ok(piece);
         }
     }
@@ -233,10 +227,10 @@ fn count_file(op: &CountOp, task: &FileTask, input: &Input, ctl: &Control) -> Re
         })?;
         return Ok(done.map(|()| piece));
     }
-    let file = &input.file;
+    let blob = &input.blob;
     let n = crate::split::chunk_count(task.size, op.chunk);
     if n == 1 {
-        return Ok(with_buffer(|buf| match read_to_end_from(file, 0, buf, task.size as usize + 1) {
+        return Ok(with_buffer(|buf| match read_to_end_from(blob, 0, buf, task.size as usize + 1) {
             Ok(_) => {
                 ctl.add_bytes(buf.len() as u64);
                 Ok(Piece::of(buf))
@@ -251,7 +245,7 @@ fn count_file(op: &CountOp, task: &FileTask, input: &Input, ctl: &Control) -> Re
             ctl.check()?;
             let off = i as u64 * chunk;
             let len = if i + 1 < n { Some(chunk) } else { None };
-            Ok(with_buffer(|buf| count_range(file, off, len, ctl, buf)).map_err(|e| FileError::io(&task.path, &e)))
+            Ok(with_buffer(|buf| count_range(blob, off, len, ctl, buf)).map_err(|e| FileError::io(&task.path, &e)))
         })
         .try_reduce(
             || Ok(Piece::default()),

@@ -238,10 +238,10 @@ fn grep_file(op: &GrepOp, task: &FileTask, input: &Input, ctl: &Control) -> Resu
         })?;
         return Ok(done.map(|()| hits));
     }
-    let file = &input.file;
+    let blob = &input.blob;
     let n = chunk_count(task.size, op.chunk);
     if n == 1 {
-        return Ok(with_buffer(|buf| match read_to_end_from(file, 0, buf, task.size as usize + 1) {
+        return Ok(with_buffer(|buf| match read_to_end_from(blob, 0, buf, task.size as usize + 1) {
             Ok(_) => {
                 ctl.add_bytes(buf.len() as u64);
                 Ok(search(&op.matcher, buf, max))
@@ -254,7 +254,7 @@ fn grep_file(op: &GrepOp, task: &FileTask, input: &Input, ctl: &Control) -> Resu
         .into_par_iter()
         .map(|i| -> Result<Result<Hits, FileError>, EngineError> {
             ctl.check()?;
-            Ok(with_buffer(|buf| match read_aligned(file, i, n, op.chunk, None, &parity, buf) {
+            Ok(with_buffer(|buf| match read_aligned(blob, i, n, op.chunk, None, &parity, buf) {
                 Ok(a) => {
                     ctl.add_bytes((a.end - a.start) as u64);
                     Ok(search(&op.matcher, &buf[a.start..a.end], max))

@@ -406,12 +406,12 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
     if let Some(reading) = input.reading(task, op.csv.decode, op.csv.framing(), !op.types_only) {
         return parse_stream(op, reading, ctl);
     }
-    let file = &input.file;
+    let blob = &input.blob;
     let n = chunk_count(task.size, op.chunk);
     let quote = op.csv.framing().records.quote();
     let stats = if n == 1 {
         match with_buffer(|buf| {
-            read_to_end_from(file, 0, buf, task.size as usize + 1).map(|_| {
+            read_to_end_from(blob, 0, buf, task.size as usize + 1).map(|_| {
                 if !op.types_only {
                     ctl.add_bytes(buf.len() as u64);
                 }
@@ -427,7 +427,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
             Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
         }
     } else {
-        let parity = match quote.map(|q| quote_parities(file, n, op.chunk, q, ctl)) {
+        let parity = match quote.map(|q| quote_parities(blob, n, op.chunk, q, ctl)) {
             None => vec![false; n + 1],
             Some(Ok(p)) => p,
             Some(Err(e)) => return Ok(Err(FileError::io(&task.path, &e))),
@@ -444,7 +444,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
             .into_par_iter()
             .map(|i| -> Result<Result<ChunkStats, FileError>, EngineError> {
                 ctl.check()?;
-                Ok(with_buffer(|buf| match read_aligned(file, i, n, op.chunk, quote, &parity, buf) {
+                Ok(with_buffer(|buf| match read_aligned(blob, i, n, op.chunk, quote, &parity, buf) {
                     Ok(a) => {
                         if !op.types_only {
                             ctl.add_bytes((a.end - a.start) as u64);
@@ -468,7 +468,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
     };
     if let Some(mut p) = stats.problem {
         if p.line.is_none() {
-            p.line = line_of_offset(file, p.offset);
+            p.line = line_of_offset(blob, p.offset);
         }
         return Ok(Err(FileError::new(&task.path, p.line, p.reason)));
     }

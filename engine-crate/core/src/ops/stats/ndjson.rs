@@ -354,7 +354,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
         })?;
         return Ok(done.and_then(|()| finish(task, joined)));
     }
-    let file = &input.file;
+    let blob = &input.blob;
     let n = chunk_count(task.size, op.chunk);
     let parity = vec![false; n + 1];
     let joined = (0..n)
@@ -363,9 +363,9 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
             ctl.check()?;
             Ok(with_buffer(|buf| {
                 let range = if n == 1 {
-                    read_to_end_from(file, 0, buf, task.size as usize + 1).map(|_| 0..buf.len())
+                    read_to_end_from(blob, 0, buf, task.size as usize + 1).map(|_| 0..buf.len())
                 } else {
-                    read_aligned(file, i, n, op.chunk, None, &parity, buf).map(|a| a.start..a.end)
+                    read_aligned(blob, i, n, op.chunk, None, &parity, buf).map(|a| a.start..a.end)
                 };
                 match range {
                     Ok(r) => {

@@ -8,9 +8,7 @@
 //! the data is read (row groups in parallel, joined in file order); the
 //! row count comes from the footer.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use crate::blob::{Blob, Stream};
 
 use bytes::Bytes;
 use parquet::errors::ParquetError;
@@ -34,42 +32,30 @@ use crate::FileTask;
 /// Rows per record batch read from a row group.
 const BATCH_ROWS: usize = 16 * 1024;
 
-/// A Parquet file read with positioned reads: row groups are read by
+/// A Parquet input read with positioned reads: row groups are read by
 /// several threads at once, which must not share a file offset.
 #[derive(Clone)]
-pub struct Positioned(Arc<File>);
+pub struct Positioned(Blob);
 
 impl Positioned {
-    pub fn new(file: &File) -> std::io::Result<Positioned> {
-        Ok(Positioned(Arc::new(file.try_clone()?)))
+    /// The input with its length as it is now (a file's footer is found from its end).
+    pub fn new(blob: &Blob) -> std::io::Result<Positioned> {
+        blob.len()?;
+        Ok(Positioned(blob.clone()))
     }
 }
 
 impl Length for Positioned {
     fn len(&self) -> u64 {
-        self.0.metadata().map_or(0, |m| m.len())
-    }
-}
-
-/// A sequential reader from a position, by `pread`.
-pub struct ReadFrom {
-    file: Arc<File>,
-    at: u64,
-}
-
-impl std::io::Read for ReadFrom {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read_at(buf, self.at)?;
-        self.at += n as u64;
-        Ok(n)
+        self.0.len().unwrap_or(0)
     }
 }
 
 impl ChunkReader for Positioned {
-    type T = ReadFrom;
+    type T = Stream;
 
-    fn get_read(&self, start: u64) -> parquet::errors::Result<ReadFrom> {
-        Ok(ReadFrom { file: self.0.clone(), at: start })
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Stream> {
+        Ok(self.0.stream(start..u64::MAX))
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
@@ -202,7 +188,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
     if let Some(codec) = input.codec {
         return fail(format!("a Parquet file compressed whole ({}) is not read: Parquet compresses its own pages", codec.name()));
     }
-    let file = match Positioned::new(&input.file) {
+    let file = match Positioned::new(&input.blob) {
         Ok(f) => f,
         Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
     };
