@@ -4,12 +4,13 @@
 //! lifting), and line boundaries are located only around matches. A line
 //! matches when the regex matches within the line alone: a candidate match
 //! that crosses a newline (e.g. through `\s`) is re-checked against its first
-//! line. A pattern whose matches all contain an inner literal (see
-//! [`literal`]) is searched for that literal instead, and the regex runs only
-//! on the lines holding it. Newlines are counted only as far as line numbers
-//! are needed: up to the last line kept. `^`/`$` match at line starts/ends. Big files are split into chunks
-//! aligned to lines and searched in parallel; chunk results are joined in
-//! order so line numbers stay exact.
+//! line. `^`/`$` match at line starts/ends. A pattern whose matches all
+//! contain an inner literal (see [`literal`]) is searched for that literal
+//! instead, and the regex runs only on the lines holding it. Newlines are
+//! counted only as far as line numbers are needed: up to the last line kept.
+//! Big files are mapped into memory, split into chunks aligned to lines and
+//! searched in parallel; chunk results are joined in order so line numbers
+//! stay exact.
 
 use rayon::prelude::*;
 use memchr::memmem::Finder;
@@ -24,7 +25,7 @@ use crate::control::Control;
 use crate::error::{invalid, EngineError, FileError};
 use crate::io::{read_to_end_from, with_buffer};
 use crate::partial::Body;
-use crate::split::{chunk_count, read_aligned};
+use crate::split::{chunk_count, raw_start, read_aligned};
 use crate::FileTask;
 
 mod literal;
@@ -249,6 +250,9 @@ fn grep_file(op: &GrepOp, task: &FileTask, input: &Input, ctl: &Control) -> Resu
             Err(e) => Err(FileError::io(&task.path, &e)),
         }));
     }
+    if let Some(hits) = blob.file().map(|file| grep_mapped(op, file, n, ctl)).transpose()?.flatten() {
+        return Ok(Ok(hits));
+    }
     let parity = vec![false; n + 1];
     (0..n)
         .into_par_iter()
@@ -269,6 +273,42 @@ fn grep_file(op: &GrepOp, task: &FileTask, input: &Input, ctl: &Control) -> Resu
                 (Err(e), _) | (_, Err(e)) => Err(e),
             }),
         )
+}
+
+/// Searches a file of `n` chunks through a memory map, the line-aligned
+/// chunks in parallel: the regex reads the page cache itself instead of a
+/// copy of it (the copy was half the time of a literal search). `None` when
+/// the file cannot be mapped (the caller then reads it).
+fn grep_mapped(op: &GrepOp, file: &std::fs::File, n: usize, ctl: &Control) -> Result<Option<Hits>, EngineError> {
+    // SAFETY: the map is read-only and dropped before returning; a file
+    // truncated underneath would fault, the same trade-off as ripgrep's maps.
+    let Ok(map) = (unsafe { memmap2::Mmap::map(file) }) else { return Ok(None) };
+    let _ = map.advise(memmap2::Advice::Sequential);
+    let bounds: Vec<usize> = (0..=n).map(|k| line_boundary(&map, k, n, op.chunk)).collect();
+    let max = op.max_matches_per_file;
+    (0..n)
+        .into_par_iter()
+        .map(|i| {
+            ctl.check()?;
+            let lines = &map[bounds[i]..bounds[i + 1]];
+            ctl.add_bytes(lines.len() as u64);
+            Ok(search(&op.matcher, lines, max))
+        })
+        .try_reduce(Hits::default, |a, b| Ok(a.then(b, max)))
+        .map(Some)
+}
+
+/// Where chunk `k` of `n` starts: just after the first newline at or after
+/// its raw start (the data's ends for the first and past the last).
+fn line_boundary(data: &[u8], k: usize, n: usize, chunk: u64) -> usize {
+    if k == 0 {
+        return 0;
+    }
+    if k == n {
+        return data.len();
+    }
+    let raw = (raw_start(k, chunk) as usize).min(data.len());
+    memchr::memchr(b'\n', &data[raw..]).map_or(data.len(), |p| raw + p + 1)
 }
 
 impl Operation for GrepOp {
@@ -327,6 +367,24 @@ mod tests {
         assert_eq!(search(&ws.matcher, b"a\nb\na b\n", 10).matches, 1);
         let anchored = GrepOp::new("^b", false, 10).unwrap();
         assert_eq!(search(&anchored.matcher, b"ab\nba\nbb", 10).matches, 2);
+    }
+
+    #[test]
+    fn mapped_chunks_equal_one_search_of_the_whole_file() {
+        let mut data = String::new();
+        for i in 0..2000 {
+            data.push_str(&format!("row {i} day 2024-0{}-3{} {}\n", 1 + i % 9, i % 3, "x".repeat(i % 23)));
+        }
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, data.as_bytes()).unwrap();
+        for (pattern, max) in [("[0-9]{4}-[0-9]{2}-3[01]", 7), ("x{20}$", usize::MAX), ("^row 1", 3)] {
+            let mut op = GrepOp::new(pattern, false, max).unwrap();
+            op.chunk = 333;
+            let n = chunk_count(data.len() as u64, op.chunk);
+            let mapped = grep_mapped(&op, &file, n, &Control::default()).unwrap().unwrap();
+            let whole = search(&op.matcher, data.as_bytes(), max);
+            assert_eq!((mapped.matches, &mapped.lines), (whole.matches, &whole.lines), "{pattern}");
+        }
     }
 
     fn refusal(options: &str) -> String {
