@@ -6,9 +6,10 @@
 //! data (a corrupt partial) raises `ValueError`; a cancelled run raises
 //! `pravah_engine.Cancelled`; internal failures raise `RuntimeError`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use pravah_core::{EngineError, FileTask, Inputs, Job, ScanOptions, MAX_BAD_ROWS, MAX_HEADER_ROWS, MAX_MATCHES_PER_FILE, MAX_TRIMMED_LINES};
+use pravah_core::{locate, EngineError, FileTask, Inputs, Job, S3Config, ScanOptions, MAX_BAD_ROWS, MAX_HEADER_ROWS, MAX_MATCHES_PER_FILE, MAX_TRIMMED_LINES};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -40,13 +41,58 @@ fn usage_to_py(e: EngineError) -> PyErr {
 
 type ScanOutput = (Vec<(String, u64)>, Vec<(String, String)>);
 
+/// Where objects are read: the `s3` argument of `scan` and `start`, a dict
+/// with any of endpoint, region, access_key_id, secret_access_key and
+/// session_token (unset ones come from the `AWS_*` environment variables).
+fn s3_config(s3: HashMap<String, String>) -> Result<S3Config, EngineError> {
+    let mut config = S3Config::default();
+    for (key, value) in s3 {
+        let field = match key.as_str() {
+            "endpoint" => &mut config.endpoint,
+            "region" => &mut config.region,
+            "access_key_id" => &mut config.access_key_id,
+            "secret_access_key" => &mut config.secret_access_key,
+            "session_token" => &mut config.session_token,
+            other => return Err(EngineError::Invalid(format!("s3: unknown setting '{other}'"))),
+        };
+        *field = Some(value);
+    }
+    Ok(config)
+}
+
 /// Lists the regular files under `root` (sorted by path) and the problems met.
+/// With `s3`, `root` is `s3://bucket/prefix` and the objects under it are listed.
 #[pyfunction]
-#[pyo3(signature = (root, include = Vec::new(), exclude = Vec::new(), follow_symlinks = false))]
-fn scan(py: Python<'_>, root: String, include: Vec<String>, exclude: Vec<String>, follow_symlinks: bool) -> PyResult<ScanOutput> {
+#[pyo3(signature = (root, include = Vec::new(), exclude = Vec::new(), follow_symlinks = false, s3 = None))]
+fn scan(
+    py: Python<'_>,
+    root: String,
+    include: Vec<String>,
+    exclude: Vec<String>,
+    follow_symlinks: bool,
+    s3: Option<HashMap<String, String>>,
+) -> PyResult<ScanOutput> {
     let opts = ScanOptions { include, exclude, follow_symlinks };
-    let r = py.detach(|| pravah_core::scan(&root, &opts)).map_err(usage_to_py)?;
+    let r = py
+        .detach(|| match s3 {
+            None => pravah_core::scan(&root, &opts),
+            Some(s3) => {
+                let (bucket, prefix) = locate(&root, &s3_config(s3)?)?;
+                bucket.list(&prefix, &opts)
+            }
+        })
+        .map_err(usage_to_py)?;
     Ok((r.files, r.errors))
+}
+
+/// The inputs of a run: files under `root`, or with `s3` the objects of the
+/// bucket `root` (`s3://bucket/...`) names.
+fn inputs(root: Option<&str>, follow_symlinks: bool, s3: Option<HashMap<String, String>>) -> Result<Inputs, EngineError> {
+    match (s3, root) {
+        (None, _) => Inputs::new(root, follow_symlinks),
+        (Some(s3), Some(url)) => Ok(Inputs::objects(locate(url, &s3_config(s3)?)?.0)),
+        (Some(_), None) => Err(EngineError::Invalid("s3: needs root, the s3://bucket/prefix read".into())),
+    }
 }
 
 /// A run executing in the background.
@@ -99,10 +145,12 @@ impl Run {
 
 /// Validates the request and starts it on a pool of `threads` threads. Files
 /// are opened under `root` (the scanned directory), following symbolic links
-/// only if `follow_symlinks`, and never to a file outside `root`. With
-/// `per_file`, the outcome is a JSON array of one partial per file, in order.
+/// only if `follow_symlinks`, and never to a file outside `root`; with `s3`
+/// (see `scan`), files are objects named `s3://bucket/key`. With `per_file`,
+/// the outcome is a JSON array of one partial per file, in order.
 #[pyfunction]
-#[pyo3(signature = (op, options_json, files, threads, root = None, follow_symlinks = false, per_file = false))]
+#[pyo3(signature = (op, options_json, files, threads, root = None, follow_symlinks = false, per_file = false, s3 = None))]
+#[allow(clippy::too_many_arguments)]
 fn start(
     py: Python<'_>,
     op: &str,
@@ -112,13 +160,14 @@ fn start(
     root: Option<String>,
     follow_symlinks: bool,
     per_file: bool,
+    s3: Option<HashMap<String, String>>,
 ) -> PyResult<Run> {
     if threads < 1 {
         return Err(UsageError::new_err("threads must be >= 1"));
     }
     let files: Vec<FileTask> = files.into_iter().map(|(p, s)| FileTask { path: p, size: s }).collect();
     let job = py
-        .detach(|| Job::start(op, options_json, files, Inputs::new(root.as_deref(), follow_symlinks)?, threads as usize, per_file))
+        .detach(|| Job::start(op, options_json, files, inputs(root.as_deref(), follow_symlinks, s3)?, threads as usize, per_file))
         .map_err(usage_to_py)?;
     Ok(Run { job })
 }

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from pravah import checks, render
 from pravah.client_cli import register as register_client_commands
 from pravah.dev import dev
-from pravah.local import JobFailed, LocalJob, execute
+from pravah.local import JobFailed, LocalJob, Objects, execute
 from pravah.spec import FORMATS, OPERATIONS, BadRowPolicy, ChecksFile, Encoding, OperationSpec, PravahJobManifest, describe_errors, refuse_unfit_checks
 
 EXIT_FAILED = 1
@@ -31,6 +31,7 @@ def cli() -> None:
       pravah run examples/data --op stats
       pravah run logs/ --op grep --pattern 'ERROR .*timeout' --include '**/*.log'
       pravah run data/ --op checksum --algorithm blake3 --output out/
+      pravah run s3://bucket/logs/ --op count --endpoint http://127.0.0.1:9000
       pravah run -f examples/stats-volume.yaml --json
     """
 
@@ -56,14 +57,29 @@ def parse_quantiles(ctx: click.Context, param: click.Parameter, value: str | Non
         raise click.BadParameter("expected numbers between 0 and 1 separated by commas, e.g. 0.5,0.99") from None
 
 
+class SourceType(click.ParamType):
+    """A local path that exists, or an `s3://bucket/prefix` URL (kept as a string)."""
+
+    name = "path"
+    local = click.Path(exists=True, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
+        if isinstance(value, str) and value.startswith("s3://"):
+            return value
+        return self.local.convert(value, param, ctx)
+
+
 @cli.command()
-@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
+@click.argument("path", required=False, type=SourceType())
 @click.option("-f", "--file", "manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Run a PravahJob manifest locally (its volume path is read relative to the manifest).")
 @click.option("--op", type=click.Choice(OPERATIONS), help="Operation to run on every file.")
 @click.option("--include", multiple=True, metavar="GLOB", help="Only files matching GLOB (repeatable), e.g. '**/*.csv'.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching GLOB (repeatable); wins over --include.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links (loops are detected and reported).")
+@click.option("--endpoint", metavar="URL", help="s3:// PATH: the S3-compatible server, e.g. http://127.0.0.1:9000 "
+                                                "[default: AWS]. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.")
+@click.option("--region", metavar="REGION", help="s3:// PATH: the bucket's region [default: AWS_REGION].")
 @click.option("--threads", type=click.IntRange(min=1), help="Worker threads [default: the CPUs this process may use].")
 @click.option("--pattern", metavar="RE", help="grep: regular expression to search for.")
 @click.option("--ignore-case", "-i", is_flag=True, help="grep: match case-insensitively.")
@@ -93,8 +109,9 @@ def parse_quantiles(ctx: click.Context, param: click.Parameter, value: str | Non
                    "run that wrote RESULT.json; read only new and changed files. Implies --incremental.")
 @click.option("--shard", callback=parse_shard, metavar="INDEX/COUNT", help="Process only shard INDEX of COUNT (as a runner pod does).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result document alone on stdout.")
-def run(path: Path | None, manifest: Path | None, op: str | None, **options: Any) -> None:
-    """Run an operation over the files under PATH (or the job in a manifest).
+def run(path: Path | str | None, manifest: Path | None, op: str | None, **options: Any) -> None:
+    """Run an operation over the files under PATH (or the job in a manifest). PATH may be
+    s3://bucket/prefix: its objects are read in place, never copied to local disk.
 
     \b
     Operations:
@@ -155,7 +172,16 @@ def runner() -> None:
     run_shard()
 
 
-def job_from_options(path: Path | None, op: str | None, options: dict[str, Any]) -> LocalJob:
+def source_of(path: Path | str, options: dict[str, Any]) -> Path | Objects:
+    """The local directory or S3 prefix to read; --endpoint and --region only go with s3://."""
+    if isinstance(path, str):
+        return Objects(path, endpoint=options["endpoint"], region=options["region"])
+    if options["endpoint"] or options["region"]:
+        raise click.UsageError("--endpoint and --region apply to an s3://bucket/prefix PATH only")
+    return path
+
+
+def job_from_options(path: Path | str | None, op: str | None, options: dict[str, Any]) -> LocalJob:
     if path is None:
         raise click.UsageError("missing PATH (or use -f MANIFEST)")
     if op is None:
@@ -181,7 +207,7 @@ def job_from_options(path: Path | None, op: str | None, options: dict[str, Any])
         spec = OperationSpec.model_validate(operation)
     except ValidationError as exc:
         raise click.UsageError("; ".join(describe_errors(exc, "--" + op))) from None
-    return LocalJob(root=path, operation=spec, include=options["include"], exclude=options["exclude"],
+    return LocalJob(root=source_of(path, options), operation=spec, include=options["include"], exclude=options["exclude"],
                     follow_symlinks=options["follow_symlinks"], output_dir=options["output"],
                     max_errors=options["max_errors"])
 

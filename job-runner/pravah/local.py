@@ -19,7 +19,7 @@ from typing import Any
 import pravah_engine
 
 from pravah import checks, reuse
-from pravah.pipeline import BATCH_BYTES, BATCH_FILES, Engine, Merge, Progress, list_volume, plan_batches
+from pravah.pipeline import BATCH_BYTES, BATCH_FILES, Engine, Merge, Objects, Progress, list_source, plan_batches
 from pravah.results import FILE_LISTS, merged, write_checksum_manifest
 from pravah.sharding import FileEntry, shard_files
 from pravah.spec import OperationSpec
@@ -38,7 +38,7 @@ class JobFailed(Exception):
 
 @dataclass
 class LocalJob:
-    root: Path
+    root: Path | Objects
     operation: OperationSpec
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
@@ -53,7 +53,7 @@ class LocalJob:
 
     def list_files(self) -> tuple[list[FileEntry], list[dict[str, str]]]:
         """This shard's files, and the entries the scan could not read."""
-        files, scan_errors = list_volume(self.root, list(self.include), list(self.exclude), self.follow_symlinks)
+        files, scan_errors = list_source(self.root, list(self.include), list(self.exclude), self.follow_symlinks)
         index, count = self.shard
         return shard_files(files, index, count), scan_errors
 
@@ -63,6 +63,8 @@ class LocalJob:
             if self.output_dir is None:
                 raise ValueError("convert needs an output directory (--output)")
             options["output_dir"] = str(self.output_dir)
+        if (self.incremental or self.since) and isinstance(self.root, Objects):
+            raise ValueError("an incremental run reads a local directory, not an s3:// prefix")
         if (self.incremental or self.since) and self.output_dir is None:
             raise ValueError("an incremental run needs an output directory (--output): its per-file partials "
                              "are kept there")

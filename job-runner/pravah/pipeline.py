@@ -27,10 +27,37 @@ BATCH_BYTES = 256 << 20  # bytes per batch
 EngineProgress = dict[str, int]
 
 
-def list_volume(root: Path, include: list[str], exclude: list[str],
+@dataclass(frozen=True)
+class Objects:
+    """An S3 prefix (`s3://bucket/prefix`) whose objects the engine lists and reads in place,
+    by ranged GETs: nothing is copied to local disk. Settings left unset here come from the
+    standard AWS_* environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...)."""
+
+    url: str
+    endpoint: str | None = None  # an S3-compatible server, e.g. http://127.0.0.1:9000
+    region: str | None = None
+    credentials: dict[str, str] = field(default_factory=dict)  # access_key_id, secret_access_key, session_token
+
+    def engine_settings(self) -> dict[str, str]:
+        """The engine's `s3` argument."""
+        settings = {"endpoint": self.endpoint, "region": self.region, **self.credentials}
+        return {key: value for key, value in settings.items() if value}
+
+
+def engine_source(root: Path | Objects | None) -> dict[str, Any]:
+    """The engine's `root` and `s3` arguments for a local directory or an S3 prefix."""
+    if isinstance(root, Objects):
+        return {"root": root.url, "s3": root.engine_settings()}
+    return {"root": None if root is None else str(root)}
+
+
+def list_source(root: Path | Objects, include: list[str], exclude: list[str],
                 follow_symlinks: bool) -> tuple[list[FileEntry], list[dict[str, str]]]:
-    """The files below `root` the globs select, sorted, and the entries the scan could not read."""
-    files, scan_errors = pravah_engine.scan(str(root), list(include), list(exclude), follow_symlinks)
+    """The files below `root` (a directory, or an S3 prefix) the globs select, sorted, and the
+    entries the scan could not read."""
+    source = engine_source(root)
+    files, scan_errors = pravah_engine.scan(source.pop("root"), list(include), list(exclude), follow_symlinks,
+                                            **source)
     return files, [{"path": path, "reason": reason} for path, reason in scan_errors]
 
 
@@ -57,7 +84,7 @@ class Engine:
     op: str
     options: dict[str, Any]
     threads: int
-    root: Path | None = None  # the engine opens files only below it
+    root: Path | Objects | None = None  # the engine opens files only below it (or objects of this prefix)
     follow_symlinks: bool = False
     poll_seconds: float = 0.1
 
@@ -68,8 +95,7 @@ class Engine:
         `on_poll` sees the engine's progress while it runs; cancelling the call cancels the
         engine, so no worker thread outlives it (Ctrl-C, a pod's SIGTERM)."""
         run = pravah_engine.start(self.op, json.dumps(self.options), files, self.threads,
-                                  root=None if self.root is None else str(self.root),
-                                  follow_symlinks=self.follow_symlinks, per_file=per_file)
+                                  follow_symlinks=self.follow_symlinks, per_file=per_file, **engine_source(self.root))
         while True:
             try:
                 partial = await asyncio.to_thread(run.wait, self.poll_seconds)

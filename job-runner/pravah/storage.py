@@ -19,7 +19,7 @@ import aioboto3
 from wcmatch import glob
 
 from pravah import reuse
-from pravah.pipeline import list_volume
+from pravah.pipeline import list_source
 from pravah.sharding import FileEntry
 from pravah.spec import Location, PravahJobSpec
 from pravah_operator.planning import OUTPUT_MOUNT, S3_CREDENTIAL_KEYS, SOURCE_MOUNT, credential_variable
@@ -109,7 +109,7 @@ class Source:
         if self.location.volume is not None:
             if not self.volume_dir.exists():
                 raise FileNotFoundError(f"source directory {self.volume_dir} does not exist")
-            return list_volume(self.volume_dir, self.spec.include, self.spec.exclude, self.spec.followSymlinks)
+            return list_source(self.volume_dir, self.spec.include, self.spec.exclude, self.spec.followSymlinks)
         s3 = self.location.s3
         files, errors = [], []
         async with s3_client(s3, "source") as client:

@@ -130,7 +130,11 @@ impl Bucket {
             .and_then(|p| p.strip_prefix(self.name.as_str()))
             .and_then(|p| p.strip_prefix('/'))
             .ok_or_else(|| format!("not an object of {}{}", SCHEME, self.name))?;
-        Key::parse(key).map_err(|e| format!("not a readable object key: {e}"))
+        match Key::parse(key) {
+            Ok(parsed) if parsed.as_ref() == key => Ok(parsed),
+            Ok(_) => Err("not a readable object key: it starts or ends with '/'".to_string()),
+            Err(e) => Err(format!("not a readable object key: {e}")),
+        }
     }
 
     /// Opens the object a path names: its size is asked for (a HEAD), so a
@@ -340,7 +344,10 @@ mod tests {
         assert_eq!(missing.path, "s3://data/nope");
         assert!(missing.reason.contains("not found"), "{}", missing.reason);
         assert_eq!(b.open("s3://other/a").unwrap_err().reason, "not an object of s3://data");
-        assert!(b.open("s3://data/x/../a").unwrap_err().reason.starts_with("not a readable object key"));
+        for unsafe_key in ["x/../a", "/a", "a/", "x//a", "./a"] {
+            let refused = b.open(&format!("s3://data/{unsafe_key}")).unwrap_err();
+            assert!(refused.reason.starts_with("not a readable object key"), "{unsafe_key}: {}", refused.reason);
+        }
     }
 
     #[test]

@@ -135,9 +135,11 @@ impl ConvertOp {
         props.build()
     }
 
-    /// Output path for an input path (mirrored under `output_dir`).
+    /// Output path for an input path (mirrored under `output_dir`); an
+    /// object `s3://bucket/key` is mirrored as `bucket/key`.
     pub fn output_path(&self, source: &str) -> PathBuf {
         let mut out = self.output_dir.clone();
+        let source = source.strip_prefix(crate::remote::SCHEME).unwrap_or(source);
         for c in Path::new(source).components() {
             match c {
                 Component::Normal(s) => out.push(s),
@@ -794,6 +796,7 @@ mod tests {
         let op = ConvertOp::from_options(r#"{"output_dir": "/out"}"#).unwrap();
         assert_eq!(op.output_path("/data/in/a.csv"), PathBuf::from("/out/data/in/a.csv.parquet"));
         assert_eq!(op.output_path("../x.csv"), PathBuf::from("/out/_up_/x.csv.parquet"));
+        assert_eq!(op.output_path("s3://bkt/in/a b.csv"), PathBuf::from("/out/bkt/in/a b.csv.parquet"));
     }
 
     #[test]
