@@ -23,7 +23,6 @@ import io
 import itertools
 import json
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -82,6 +81,11 @@ class RunnerContext(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings, description="How the log is written.")
 
 
+def disk_use(directory: Path) -> int:
+    """Bytes of the files under `directory` (0 when it does not exist)."""
+    return sum(entry.stat().st_size for entry in directory.rglob("*") if entry.is_file() and not entry.is_symlink())
+
+
 def changed_record(path: str, how: str) -> dict[str, Any]:
     """An error record for a file that is no longer what the job's list says."""
     return {"path": path, "reason": f"changed during the job: {how}", "skipped": True}
@@ -127,7 +131,9 @@ class ShardRunner:
         except ValueError as exc:
             raise BadInput(str(exc)) from None
         self.source_dir = source_dir
-        self.source = Source(self.spec, source_dir, context.scratch_dir / context.job_uid)
+        self.scratch_dir = context.scratch_dir / context.job_uid
+        self.peak_scratch = 0  # bytes: S3 sources are read in place, so only outputs waiting for upload count
+        self.source = Source(self.spec, source_dir, self.scratch_dir)
         self.output = Output(self.spec.output, output_dir, context.scratch_dir / context.job_uid)
         # An incremental job keeps one partial per file, for the runs that build on it.
         self.per_file = self.spec.incremental is not None
@@ -135,7 +141,7 @@ class ShardRunner:
         self.versions: dict[str, str | None] = {}
         # The engine honours the cgroup CPU quota (v1 cfs_quota_us and v2 cpu.max) and affinity.
         self.threads = min(context.threads, pravah_engine.threads_available())
-        self.engine = Engine(self.op, self.engine_options(), self.threads, self.source.local_root,
+        self.engine = Engine(self.op, self.engine_options(), self.threads, self.source.engine_root(),
                              self.spec.followSymlinks, poll_seconds=PROGRESS_SECONDS)
 
     def engine_options(self) -> dict[str, Any]:
@@ -162,19 +168,16 @@ class ShardRunner:
         if finished:
             log.info("resuming: %d of %d batches already stored", len(finished), len(batches))
         pending = [(index, batch) for index, batch in enumerate(batches) if index not in finished]
-        prefetch = asyncio.create_task(self.source.fetch(pending[0][1])) if pending else None
-        for position, (index, batch) in enumerate(pending):
-            await prefetch
-            if position + 1 < len(pending):
-                prefetch = asyncio.create_task(self.source.fetch(pending[position + 1][1]))
-            unchanged, changed = self.split_changed(batch)
+        for index, batch in pending:
+            unchanged, changed = await self.split_changed(batch)
             partial, file_partials = await self.read_batch(unchanged, progress)
+            self.peak_scratch = max(self.peak_scratch, disk_use(self.scratch_dir))
             finished_batch = json.loads(pravah_engine.finalize(self.op, partial))
             await self.output.store_outputs(output_paths(finished_batch))
             errors = finished_batch["errors"] + changed
             await self.reports.save_batch(index, batch, partial, errors, file_partials)
-            self.source.release(batch)
             progress.finished(batch, len(errors))
+        log.info("peak scratch disk use: %d bytes", self.peak_scratch)
         if await self.reports.finish_shard():
             await self.merge(listing)
 
@@ -263,16 +266,15 @@ class ShardRunner:
             after = page[-1][0]
         return files
 
-    def split_changed(self, batch: list[FileEntry]) -> tuple[list[FileEntry], list[dict[str, Any]]]:
+    async def split_changed(self, batch: list[FileEntry]) -> tuple[list[FileEntry], list[dict[str, Any]]]:
         """The batch's files still as listed, and error records for those changed or gone since."""
         unchanged, changed = [], []
+        sizes = await self.source.sizes_now(batch)
         for path, size in batch:
-            try:
-                now = (os.stat if self.spec.followSymlinks else os.lstat)(path).st_size
-            except FileNotFoundError:
+            now = sizes[path]
+            if now is None:
                 changed.append(changed_record(path, "removed since it was listed"))
-                continue
-            if now == size:
+            elif now == size:
                 unchanged.append((path, size))
             else:
                 changed.append(changed_record(path, f"listed with {size} bytes, now {now} bytes"))
@@ -290,7 +292,8 @@ class ShardRunner:
                 log.warning("progress not recorded (%s); continuing", exc.__class__.__name__)
 
         try:
-            partial, singles = await self.engine.read_batch(batch, heartbeat, per_file=self.per_file)
+            partial, singles = await self.engine.read_batch(self.source.engine_files(batch), heartbeat,
+                                                            per_file=self.per_file)
         except ValueError as exc:  # the engine refused an option (e.g. a pattern): a retry gives the same
             raise BadInput(f"spec.operation: {exc}") from None
         records = [(self.display(path), size, self.versions.get(path), json.dumps(self.relocated(single)),

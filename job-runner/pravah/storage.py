@@ -1,10 +1,11 @@
 """Where a runner reads its files from and writes its outputs to: a mounted volume or S3.
 
 A volume is already a local directory. S3 objects are listed with the same include and
-exclude globs as the engine's scan, downloaded concurrently into a scratch directory that
-mirrors their keys (so the engine reads local files), and reported back as `s3://` URIs.
-A key that could name a path outside that directory is never downloaded: it becomes an
-error record. A volume directory must resolve inside its mount.
+exclude globs as the engine's scan and read in place by the engine (ranged GETs, nothing
+downloaded to the pod's disk), which names them `s3://bucket/key`. The stored list names an
+object by the path it would have in a scratch directory mirroring the keys, so that a key
+that could name a path outside that directory (`../x`, `a//b`) is an error record and never
+read. A volume directory must resolve inside its mount.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import aioboto3
 from wcmatch import glob
 
 from pravah import reuse
-from pravah.pipeline import list_source
+from pravah.pipeline import Objects, list_source
 from pravah.sharding import FileEntry
 from pravah.spec import Location, PravahJobSpec
 from pravah_operator.planning import OUTPUT_MOUNT, S3_CREDENTIAL_KEYS, SOURCE_MOUNT, credential_variable
 
-DOWNLOAD_CONCURRENCY = 32
+HEAD_CONCURRENCY = 32  # HEAD requests in flight when a batch's objects are checked
 
 
 def s3_client(location: Any, role: str):
@@ -137,39 +138,61 @@ class Source:
             return self.etags.get(path)
         return reuse.local_version(path, self.spec.followSymlinks)
 
-    async def fetch(self, files: list[FileEntry]) -> None:
-        """Make the files of one batch readable locally (downloads for S3)."""
-        if self.location.volume is not None:
-            return
+    def objects(self) -> Objects:
+        """The S3 source as the engine reads it, with the keys of its own credentialsSecret."""
         s3 = self.location.s3
-        limit = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
-        root = str(self.local_root) + "/"
+        credentials = {key.lower().removeprefix("aws_"): os.environ.get(credential_variable("source", key))
+                       for key in S3_CREDENTIAL_KEYS}
+        return Objects(f"s3://{s3.bucket}/", endpoint=s3.endpoint, region=s3.region,
+                       credentials={key: value for key, value in credentials.items() if value})
 
+    def engine_root(self) -> Path | Objects:
+        """What the engine reads below: the volume directory, or the bucket in place."""
+        return self.local_root if self.location.volume is not None else self.objects()
+
+    def engine_files(self, files: list[FileEntry]) -> list[FileEntry]:
+        """A batch as the engine opens it: S3 objects by their `s3://bucket/key` URI."""
+        if self.location.volume is not None:
+            return files
+        root = str(self.local_root) + "/"
+        return [(self.display_prefix() + self.key_of(path, root), size) for path, size in files]
+
+    def key_of(self, path: str, root: str) -> str:
+        """The object key of a listed path; UnsafeKey for a path that no safe key gives."""
+        key = path.removeprefix(root)
+        if key == path:
+            raise UnsafeKey(f"{path} is not below the source's scratch directory")
+        object_path(self.local_root, key)
+        return key
+
+    async def sizes_now(self, files: list[FileEntry]) -> dict[str, int | None]:
+        """Each file's size now, None when it is gone: from the file system on a volume, from
+        a HEAD request on S3."""
+        if self.location.volume is not None:
+            stat = os.stat if self.spec.followSymlinks else os.lstat
+            sizes: dict[str, int | None] = {}
+            for path, _ in files:
+                try:
+                    sizes[path] = stat(path).st_size
+                except FileNotFoundError:
+                    sizes[path] = None
+            return sizes
+        s3 = self.location.s3
+        limit = asyncio.Semaphore(HEAD_CONCURRENCY)
+        root = str(self.local_root) + "/"
         async with s3_client(s3, "source") as client:
-            async def download(path: str) -> None:
-                key = path.removeprefix(root)
-                target = object_path(self.local_root, key)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if not target.parent.resolve().is_relative_to(self.local_root.resolve()):
-                    raise UnsafeKey(f"s3://{s3.bucket}/{key}: its directory leads outside the scratch directory")
+            async def size(path: str) -> int | None:
                 async with limit:
                     try:
-                        response = await client.get_object(Bucket=s3.bucket, Key=key)
-                    except client.exceptions.NoSuchKey:
-                        return  # deleted since it was listed: the runner records it as changed
-                    partial = target.with_name(target.name + ".part")
-                    with partial.open("wb") as out:
-                        async for chunk in response["Body"].iter_chunks(1 << 20):
-                            out.write(chunk)
-                    os.replace(partial, target)
+                        head = await client.head_object(Bucket=s3.bucket, Key=path.removeprefix(root))
+                    except client.exceptions.ClientError as exc:
+                        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                            return None
+                        raise
+                    return head["ContentLength"]
 
-            await asyncio.gather(*(download(path) for path, _ in files))
-
-    def release(self, files: list[FileEntry]) -> None:
-        """Drop downloaded copies once their batch is stored, so scratch space stays bounded."""
-        if self.location.s3 is not None:
-            for path, _ in files:
-                Path(path).unlink(missing_ok=True)
+            found = await asyncio.gather(*(size(path) for path, _ in files))
+        return {path: now for (path, _), now in zip(files, found)}
 
 
 class Output:

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import boto3
+import pravah_engine
 import pytest
 import yaml
 from botocore.exceptions import ClientError
@@ -98,9 +99,15 @@ def written(tmp_path: Path) -> list[str]:
     return sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if not p.is_dir())
 
 
+def count_objects(source: Source, files: list[tuple[str, int]]) -> dict:
+    """The engine's count of listed files, read in place from the source's bucket."""
+    run = pravah_engine.start("count", "{}", source.engine_files(files), 1, **source.engine_source())
+    return json.loads(pravah_engine.finalize("count", run.wait()))
+
+
 def test_keys_that_climb_never_reach_the_runner_from_minio(s3, bucket, tmp_path, monkeypatch):
     """MinIO refuses `../../x` and stores `/x` as `x`: its listing hands the runner neither,
-    and what it does hand is fetched inside the scratch directory."""
+    and what it does hand is read in place, nothing written to the scratch directory."""
     client = boto3.client("s3", **s3.client_kwargs())
     with pytest.raises(ClientError) as refused:
         client.put_object(Bucket=bucket, Key="../../x", Body=b"planted")
@@ -113,9 +120,10 @@ def test_keys_that_climb_never_reach_the_runner_from_minio(s3, bucket, tmp_path,
     source = s3_source(s3, bucket, tmp_path)
     files, errors = asyncio.run(source.list())
     assert (files, errors) == ([(str(source.local_root / "x"), len(b"planted"))], [])
-    asyncio.run(source.fetch(files))
-    assert written(tmp_path) == [f"scratch/source/{bucket}/x"]
-
+    counted = count_objects(source, files)
+    assert counted["errors"] == []
+    assert [(f["path"], f["bytes"]) for f in counted["result"]["files"]] == [(f"s3://{bucket}/x", len(b"planted"))]
+    assert written(tmp_path) == []
 
 @pytest.mark.parametrize(("key", "reason"), UNSAFE_KEYS)
 def test_unsafe_object_keys_never_become_paths(tmp_path, key, reason):
@@ -126,12 +134,21 @@ def test_unsafe_object_keys_never_become_paths(tmp_path, key, reason):
     assert object_path(root, "a/b.csv") == root / "a" / "b.csv"
 
 
-def test_fetch_writes_nothing_for_unsafe_keys(s3, bucket, tmp_path):
-    """Entries naming a path off the scratch root are refused before anything is written."""
+def test_unsafe_paths_never_reach_the_engine_and_it_refuses_unsafe_keys(s3, bucket, tmp_path, monkeypatch):
+    """Entries naming a path off the scratch root are refused before any request; keys that
+    do not name one object as they are written are error records of the engine, never read."""
     source = s3_source(s3, bucket, tmp_path)
     root = str(source.local_root)
     for path in (f"{root}/../../x", "/x", f"{root}/a//b"):
         with pytest.raises(UnsafeKey):
-            asyncio.run(source.fetch([(path, 7)]))
+            source.engine_files([(path, 7)])
+    boto3.client("s3", **s3.client_kwargs()).put_object(Bucket=bucket, Key="x", Body=b"planted")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+    unsafe = [f"s3://{bucket}/{key}" for key in ("../x", "/x", "a//x", "./x")]
+    run = pravah_engine.start("count", "{}", [(path, 7) for path in unsafe], 1, **source.engine_source())
+    counted = json.loads(pravah_engine.finalize("count", run.wait()))
+    assert sorted(error["path"] for error in counted["errors"]) == sorted(unsafe)
+    assert all(error["reason"].startswith("not a readable object key") for error in counted["errors"])
+    assert counted["result"]["bytes"] == 0
     assert list(tmp_path.rglob("*")) == []
-    assert not Path("/x").exists()

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pravah.storage import UnsafeKey, inside_mounts, object_path
+from pravah.spec import PravahJobSpec
+from pravah.storage import Source, UnsafeKey, inside_mounts, object_path
 
 
 def test_runner_directories_inside_their_mounts_are_kept():
@@ -42,3 +43,36 @@ def test_plain_keys_map_below_the_root(tmp_path, key):
 def test_keys_that_are_not_plain_paths_are_refused(tmp_path, key):
     with pytest.raises(UnsafeKey):
         object_path(tmp_path, key)
+
+
+def s3_source(tmp_path: Path, **location: str) -> Source:
+    spec = PravahJobSpec.model_validate({"source": {"s3": {"bucket": "raw", **location}},
+                                         "operation": {"type": "count"}})
+    return Source(spec, tmp_path / "volume", tmp_path / "scratch")
+
+
+def test_the_engine_reads_listed_objects_by_their_uri(tmp_path):
+    source = s3_source(tmp_path)
+    root = source.local_root
+    listed = [(str(root / "a b.csv"), 3), (str(root / "in" / "ü+%.csv"), 4)]
+    assert source.engine_files(listed) == [("s3://raw/a b.csv", 3), ("s3://raw/in/ü+%.csv", 4)]
+
+
+@pytest.mark.parametrize("path", ["{root}/../../x", "/x", "{root}/a//b", "{root}/./a", "{root}-other/a"])
+def test_paths_no_safe_key_gives_never_reach_the_engine(tmp_path, path):
+    source = s3_source(tmp_path)
+    with pytest.raises(UnsafeKey):
+        source.engine_files([(path.format(root=source.local_root), 1)])
+
+
+def test_the_engine_gets_the_source_location_and_its_own_credentials(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRAVAH_SOURCE_AWS_ACCESS_KEY_ID", "source-key")
+    monkeypatch.setenv("PRAVAH_SOURCE_AWS_SECRET_ACCESS_KEY", "source-secret")
+    monkeypatch.setenv("PRAVAH_OUTPUT_AWS_ACCESS_KEY_ID", "output-key")
+    source = s3_source(tmp_path, endpoint="http://minio:9000", region="eu-west-1")
+    assert source.engine_source() == {"root": "s3://raw/", "s3": {
+        "endpoint": "http://minio:9000", "region": "eu-west-1",
+        "access_key_id": "source-key", "secret_access_key": "source-secret"}}
+    volume = Source(PravahJobSpec.model_validate({"source": {"volume": {"claimName": "d"}},
+                                                  "operation": {"type": "count"}}), tmp_path, tmp_path)
+    assert volume.engine_source() == {"root": str(tmp_path)}
