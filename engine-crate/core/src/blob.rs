@@ -19,10 +19,10 @@ pub enum Blob {
 
 impl Blob {
     /// The size now (a local file's, or the object's when it was opened).
-    pub fn len(&self) -> io::Result<u64> {
+    pub fn size(&self) -> io::Result<u64> {
         match self {
             Blob::Local(file) => file.metadata().map(|m| m.len()),
-            Blob::Remote(object) => Ok(object.len()),
+            Blob::Remote(object) => Ok(object.size()),
         }
     }
 

@@ -182,7 +182,7 @@ pub struct Object {
 }
 
 impl Object {
-    pub fn len(&self) -> u64 {
+    pub fn size(&self) -> u64 {
         self.len
     }
 
@@ -320,7 +320,7 @@ mod tests {
     fn positioned_reads_stop_at_the_end() {
         let data = pattern(1000);
         let blob = Blob::Remote(bucket(&[("a", &data)]).open("s3://data/a").unwrap());
-        assert_eq!(blob.len().unwrap(), 1000);
+        assert_eq!(blob.size().unwrap(), 1000);
         let mut buf = b"kept".to_vec();
         assert_eq!(read_range_into(&blob, 990, 64, &mut buf).unwrap(), 10);
         assert_eq!(&buf[4..], &data[990..]);
@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(listed.files, want);
         assert!(listed.errors.is_empty());
         for (path, size) in listed.files.iter().filter(|(p, _)| odd.iter().any(|k| p.ends_with(k))) {
-            assert_eq!((b.open(path).unwrap().len(), *size), (2, 2), "{path}");
+            assert_eq!((b.open(path).unwrap().size(), *size), (2, 2), "{path}");
         }
         let one = b.list("in/k0001.csv", &ScanOptions::default()).unwrap();
         assert_eq!(one.files, vec![("s3://data/in/k0001.csv".to_string(), 1)]);

@@ -40,14 +40,14 @@ pub struct Positioned(Blob);
 impl Positioned {
     /// The input with its length as it is now (a file's footer is found from its end).
     pub fn new(blob: &Blob) -> std::io::Result<Positioned> {
-        blob.len()?;
+        blob.size()?;
         Ok(Positioned(blob.clone()))
     }
 }
 
 impl Length for Positioned {
     fn len(&self) -> u64 {
-        self.0.len().unwrap_or(0)
+        self.0.size().unwrap_or(0)
     }
 }
 
