@@ -134,7 +134,7 @@ class ShardRunner:
         self.scratch_dir = context.scratch_dir / context.job_uid
         self.peak_scratch = 0  # bytes: S3 sources are read in place, so only outputs waiting for upload count
         self.source = Source(self.spec, source_dir, self.scratch_dir)
-        self.output = Output(self.spec.output, output_dir, context.scratch_dir / context.job_uid)
+        self.output = Output(self.spec.output, output_dir, self.scratch_dir)
         # An incremental job keeps one partial per file, for the runs that build on it.
         self.per_file = self.spec.incremental is not None
         self.reuse: dict[str, Any] | None = None
