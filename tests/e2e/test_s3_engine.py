@@ -6,6 +6,7 @@ pyarrow), never from the engine."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import gzip
 import hashlib
@@ -15,13 +16,15 @@ import uuid
 from typing import Any
 
 import boto3
+import pravah_engine
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 from pravah.cli import cli
 from pravah.local import LocalJob, Objects, execute
-from pravah.spec import OperationSpec
+from pravah.spec import OperationSpec, PravahJobSpec
+from pravah.storage import Source
 
 ROWS = 3000
 LISTED = 1100  # more than one ListObjectsV2 page (1,000 keys)
@@ -148,3 +151,31 @@ def test_a_missing_bucket_is_a_clear_error(s3):
     assert out.exit_code == 2, out.output
     assert f"cannot list s3://{missing}/x" in out.output
     assert "NoSuchBucket" in out.output or "not found" in out.output.lower(), out.output
+
+
+def test_the_runner_source_reads_listed_objects_in_place_and_sees_changes(s3, bucket, tmp_path, monkeypatch):
+    """What a runner does with an S3 source: list once, HEAD a batch's objects for changes,
+    hand the engine their URIs; nothing is written to the scratch directory."""
+    data = {f"in/{name}": csv_text(20 + i, i) for i, name in enumerate(["a.csv", "b c.csv", "gone.csv", "grown.csv"])}
+    put(s3, bucket, data)
+    monkeypatch.setenv("PRAVAH_SOURCE_AWS_ACCESS_KEY_ID", s3.access_key)
+    monkeypatch.setenv("PRAVAH_SOURCE_AWS_SECRET_ACCESS_KEY", s3.secret_key)
+    spec = PravahJobSpec.model_validate({"source": {"s3": {"bucket": bucket, "prefix": "in/", "endpoint": s3.endpoint,
+                                                           "region": s3.region, "credentialsSecret": "creds"}},
+                                         "operation": {"type": "checksum"}})
+    source = Source(spec, tmp_path / "volume", tmp_path / "scratch")
+    files, errors = asyncio.run(source.list())
+    assert errors == [] and [size for _, size in files] == [len(data[key]) for key in sorted(data)]
+
+    client(s3).delete_object(Bucket=bucket, Key="in/gone.csv")
+    client(s3).put_object(Bucket=bucket, Key="in/grown.csv", Body=data["in/grown.csv"] + b"1,x\n")
+    now = asyncio.run(source.sizes_now(files))
+    assert [now[path] for path, _ in files] == [len(data["in/a.csv"]), len(data["in/b c.csv"]), None,
+                                                len(data["in/grown.csv"]) + 4]
+
+    kept = files[:2]
+    run = pravah_engine.start("checksum", "{}", source.engine_files(kept), 2, **source.engine_source())
+    document = json.loads(pravah_engine.finalize("checksum", run.wait()))
+    assert {f["path"]: f["digest"] for f in document["result"]["files"]} == \
+        {f"s3://{bucket}/{key}": hashlib.sha256(data[key]).hexdigest() for key in ("in/a.csv", "in/b c.csv")}
+    assert not (tmp_path / "scratch").exists()
