@@ -373,6 +373,56 @@ mod tests {
         assert_eq!(one.files, vec![("s3://data/in/k0001.csv".to_string(), 1)]);
     }
 
+    /// An S3 endpoint that answers HEAD, then throttles the first GET (503
+    /// SlowDown) and serves the second; returns its address and a GET counter.
+    fn throttling_server(body: &'static [u8]) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let gets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = gets.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = io::BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                while reader.read_line(&mut request).is_ok_and(|n| n > 2) && !request.ends_with("\r\n\r\n") {}
+                let common = "Connection: close\r\nLast-Modified: Fri, 04 Dec 2026 10:00:00 GMT\r\nETag: \"e\"\r\n";
+                let answer = if request.starts_with("HEAD") {
+                    format!("HTTP/1.1 200 OK\r\n{common}Content-Length: {}\r\n\r\n", body.len()).into_bytes()
+                } else if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    let why = "<Error><Code>SlowDown</Code><Message>slow down</Message></Error>";
+                    format!("HTTP/1.1 503 Slow Down\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{why}", why.len()).into_bytes()
+                } else {
+                    let head = format!(
+                        "HTTP/1.1 206 Partial Content\r\n{common}Content-Range: bytes 0-{}/{}\r\nContent-Length: {}\r\n\r\n",
+                        body.len() - 1,
+                        body.len(),
+                        body.len()
+                    );
+                    [head.as_bytes(), body].concat()
+                };
+                let _ = (&stream).write_all(&answer);
+            }
+        });
+        (address, gets)
+    }
+
+    #[test]
+    fn a_throttled_read_is_retried() {
+        let (endpoint, gets) = throttling_server(b"hello");
+        let config = S3Config {
+            endpoint: Some(endpoint),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("key".into()),
+            secret_access_key: Some("secret".into()),
+            session_token: None,
+        };
+        let object = Bucket::s3("b", &config).unwrap().open("s3://b/k").unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(object.read_into(0, 64, &mut buf).unwrap(), 5);
+        assert_eq!((buf.as_slice(), gets.load(std::sync::atomic::Ordering::SeqCst)), (&b"hello"[..], 2));
+    }
+
     #[test]
     fn a_run_reads_objects_in_place() {
         let csv: Vec<u8> = (0..200_000).flat_map(|i| format!("{i},\"v {i}\"\n").into_bytes()).collect();
