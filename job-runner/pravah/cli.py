@@ -15,7 +15,7 @@ from pravah import checks, render
 from pravah.client_cli import register as register_client_commands
 from pravah.dev import dev
 from pravah.local import JobFailed, LocalJob, Objects, execute
-from pravah.spec import FORMATS, OPERATIONS, BadRowPolicy, ChecksFile, Encoding, OperationSpec, PravahJobManifest, describe_errors, refuse_unfit_checks
+from pravah.spec import FORMATS, OPERATIONS, BadRowPolicy, ChecksFile, Encoding, Location, OperationSpec, PravahJobManifest, describe_errors, refuse_unfit_checks
 
 EXIT_FAILED = 1
 
@@ -224,6 +224,15 @@ def read_checks(path: Path, operation: OperationSpec) -> list[checks.Rule]:
     return rules
 
 
+def manifest_source(manifest: Path, source: Location) -> Path | Objects:
+    """A manifest's source as run here: a volume path relative to the manifest, or the S3 prefix
+    read in place with the AWS_* credentials of this shell (a credentialsSecret lives on the cluster)."""
+    if source.s3 is not None:
+        s3 = source.s3
+        return Objects(f"s3://{s3.bucket}/{s3.prefix}", endpoint=s3.endpoint, region=s3.region)
+    return manifest.parent / source.volume.path
+
+
 def job_from_manifest(manifest: Path, options: dict[str, Any]) -> LocalJob:
     try:
         document = yaml.safe_load(manifest.read_text())
@@ -233,16 +242,13 @@ def job_from_manifest(manifest: Path, options: dict[str, Any]) -> LocalJob:
     except ValidationError as exc:
         raise click.UsageError(f"{manifest}: " + "; ".join(describe_errors(exc))) from None
     spec = parsed.spec
-    if spec.source.volume is None:
-        raise click.UsageError(f"{manifest}: spec.source: only volume sources run locally; "
-                               "submit S3 jobs to the cluster")
     if spec.rerunOf is not None:
         raise click.UsageError(f"{manifest}: spec.rerunOf: a re-run builds on a job's records on the cluster; "
                                "locally, --since RESULT.json reads only what changed")
     output_dir = options["output"]
     if output_dir is None and spec.output is not None and spec.output.volume is not None:
         output_dir = manifest.parent / spec.output.volume.path
-    return LocalJob(root=manifest.parent / spec.source.volume.path, operation=spec.operation,
+    return LocalJob(root=manifest_source(manifest, spec.source), operation=spec.operation,
                     include=spec.include, exclude=spec.exclude, follow_symlinks=spec.followSymlinks,
                     output_dir=output_dir, checks=spec.checks or (), incremental=spec.incremental is not None,
                     max_errors=options["max_errors"] if options["max_errors"] is not None else spec.maxErrors)

@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from e2e import reference
+from pravah.cli import job_from_manifest
+from pravah.local import Objects
 
 ROOT = Path(__file__).resolve().parents[2]
 PRAVAH = str(Path(sys.executable).parent / "pravah")
@@ -30,6 +32,8 @@ def pravah(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     (["run", str(SALES / "missing"), "--op", "count"], "PATH"),
     (["run", str(SALES)], "'--op'"),
     (["run", str(SALES), "--op", "convert"], "--output"),
+    (["run", str(SALES), "--op", "count", "--endpoint", "http://127.0.0.1:9000"], "--endpoint"),
+    (["run", "s3://bucket/prefix/", "--op", "count", "--incremental", "--output", "out"], "s3://"),
 ])
 def test_usage_errors_exit_2_and_name_the_option(args, named):
     result = pravah(*args)
@@ -44,6 +48,15 @@ def test_bad_manifest_names_the_field(tmp_path):
     result = pravah("run", "-f", str(manifest))
     assert result.returncode == 2
     assert "spec.operation.type" in result.stderr and "spec.parallelism" in result.stderr
+
+
+def test_a_manifest_with_an_s3_source_reads_the_prefix_in_place(tmp_path):
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text("apiVersion: pravah.io/v1alpha1\nkind: PravahJob\nmetadata: {name: x}\nspec:\n"
+                        "  source: {s3: {bucket: raw, prefix: in/2026/, endpoint: 'http://127.0.0.1:9000', "
+                        "region: eu-west-1, credentialsSecret: creds}}\n  operation: {type: count}\n")
+    job = job_from_manifest(manifest, {"output": None, "max_errors": None})
+    assert job.root == Objects("s3://raw/in/2026/", endpoint="http://127.0.0.1:9000", region="eu-west-1")
 
 
 def test_json_prints_the_result_document_alone(tmp_path):
