@@ -75,7 +75,7 @@ class RunnerContext(BaseSettings):
     source_dir: Path = Field(default=Path("/data/source"), description="A volume source's directory in its mount.")
     output_dir: Path = Field(default=Path("/data/output"), description="A volume output's directory in its mount.")
     scratch_dir: Path = Field(default=Path("/tmp/pravah"),
-                              description="Local space: S3 downloads, outputs before upload, the merge.")
+                              description="Local space: outputs before upload, the merge.")
     batch_files: int = Field(default=BATCH_FILES, ge=1, description="Files per stored batch: the unit of resumption.")
     batch_bytes: int = Field(default=BATCH_BYTES, ge=1, description="Bytes per stored batch.")
     log: LogSettings = Field(default_factory=LogSettings, description="How the log is written.")
