@@ -69,6 +69,15 @@ class SourceType(click.ParamType):
         return self.local.convert(value, param, ctx)
 
 
+def parse_header_rows(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter("expected a number of rows or auto") from None
+
+
 @cli.command()
 @click.argument("path", required=False, type=SourceType())
 @click.option("-f", "--file", "manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -88,7 +97,16 @@ class SourceType(click.ParamType):
 @click.option("--decompressed", is_flag=True, help="checksum: hash the content of compressed files, not the stored bytes.")
 @click.option("--format", "file_format", type=click.Choice(FORMATS["stats"]),
               help="stats/convert: read every file as this format [default: auto, by name then content].")
-@click.option("--delimiter", metavar="CHAR", help="stats/convert: field delimiter, '\\t' for TSV [default: ,].")
+@click.option("--delimiter", metavar="CHAR", help="stats/convert: field delimiter, '\\t' for TSV, or auto to sniff it "
+                                                "per file [default: ,].")
+@click.option("--quote", metavar="CHAR", help="stats/convert: quote character, '' for none, or auto [default: \"].")
+@click.option("--escape", metavar="CHAR", help="stats/convert: escape character inside quotes, e.g. '\\' "
+                                              "[default: none, quotes are doubled].")
+@click.option("--comment", metavar="CHAR", help="stats/convert: skip lines starting with CHAR, e.g. '#'.")
+@click.option("--skip-rows", type=click.IntRange(min=0), help="stats/convert: lines to skip before the header.")
+@click.option("--header-rows", metavar="N|auto", callback=parse_header_rows,
+              help="stats/convert: rows naming the columns (names of several joined with '.'), or auto to sniff.")
+@click.option("--footer-rows", type=click.IntRange(min=0), help="stats/convert: lines to drop at the end of each file.")
 @click.option("--encoding", type=click.Choice(get_args(get_args(Encoding)[0])),
               help="stats/convert: text encoding [default: auto, UTF-8 or UTF-16 by its byte-order mark].")
 @click.option("--no-header", is_flag=True, help="stats/convert: the first row is data, not column names.")
@@ -189,15 +207,17 @@ def job_from_options(path: Path | str | None, op: str | None, options: dict[str,
     operation: dict[str, Any] = {"type": op}
     if options["file_format"]:
         operation["format"] = options["file_format"]
+    csv_options = {"delimiter": options["delimiter"], "header": False if options["no_header"] else None,
+                   "headerRows": options["header_rows"], "quote": options["quote"], "escape": options["escape"],
+                   "comment": options["comment"], "skipRows": options["skip_rows"],
+                   "footerRows": options["footer_rows"], "encoding": options["encoding"],
+                   "badRows": options["bad_rows"]}
     op_options = {
-        "stats": {"delimiter": options["delimiter"], "header": False if options["no_header"] else None,
-                  "encoding": options["encoding"], "badRows": options["bad_rows"],
-                  "quantiles": options["quantiles"]},
+        "stats": {**csv_options, "quantiles": options["quantiles"]},
         "checksum": {"algorithm": options["algorithm"], "decompressed": options["decompressed"] or None},
         "grep": {"pattern": options["pattern"], "ignoreCase": options["ignore_case"] or None,
                  "maxMatchesPerFile": options["max_matches"]},
-        "convert": {"delimiter": options["delimiter"], "header": False if options["no_header"] else None,
-                    "encoding": options["encoding"], "badRows": options["bad_rows"]},
+        "convert": csv_options,
     }.get(op)
     if op == "grep" and not options["pattern"]:
         raise click.UsageError("missing option '--pattern' (grep needs a regular expression)")

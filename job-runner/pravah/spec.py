@@ -113,14 +113,34 @@ class Location(SpecModel):
 
 def _single_byte(delimiter: str) -> str:
     delimiter = delimiter.replace("\\t", "\t")
-    if len(delimiter.encode()) != 1:
-        raise ValueError("delimiter must be a single byte, e.g. ',' or '\\t'")
+    if delimiter != AUTO and len(delimiter.encode()) != 1:
+        raise ValueError("delimiter must be a single byte, e.g. ',' or '\\t', or auto")
     return delimiter
 
 
+def _byte_or_none(value: str | None) -> str | None:
+    if value not in (None, "", AUTO) and len(value.encode()) != 1:
+        raise ValueError("must be a single byte, or empty for none")
+    return value
+
+
+# Sniffed from each file's first bytes (the result lists what was found under `dialects`).
+AUTO = "auto"
+
 Delimiter = Annotated[
-    str, AfterValidator(_single_byte), Field(max_length=2, description="Field delimiter; \\t for TSV.")
+    str, AfterValidator(_single_byte),
+    Field(max_length=4, description="Field delimiter; \\t for TSV; auto to sniff it per file (one of , ; tab | :).")
 ]
+Quote = Annotated[
+    Annotated[str, Field(max_length=4)] | None, AfterValidator(_byte_or_none),
+    Field(description="Quote character; empty for no quoting; auto to sniff \" or ' per file.")]
+OneByte = Annotated[Annotated[str, Field(max_length=1)] | None, AfterValidator(_byte_or_none)]
+Lines = Annotated[int, Field(ge=0, le=pravah_engine.MAX_TRIMMED_LINES)]
+HeaderRows = Annotated[
+    int | Literal["auto"] | None,
+    Field(description="Rows naming the columns: 0 (none), 1, or several, whose names are joined with '.' column by "
+                      "column (empty parts left out); auto to sniff 0 or 1 per file. In place of header.",
+          json_schema_extra={"minimum": 0, "maximum": pravah_engine.MAX_HEADER_ROWS})]
 
 
 Encoding = Annotated[
@@ -139,22 +159,58 @@ MaxBadRows = Annotated[
     int, Field(ge=0, le=pravah_engine.MAX_BAD_ROWS, description="Bad rows listed per file (all of them are counted).")]
 
 # The engine's name of each CSV option whose name differs in the spec.
-CSV_ENGINE_NAMES = {"badRows": "bad_rows", "maxBadRows": "max_bad_rows"}
+CSV_ENGINE_NAMES = {"badRows": "bad_rows", "maxBadRows": "max_bad_rows", "skipRows": "skip_rows",
+                    "headerRows": "header_rows", "footerRows": "footer_rows"}
 
 
 class CsvReading(SpecModel):
     """Options of the operations that read CSV: the engine knows some of them by other names."""
 
-    def engine_options(self) -> dict[str, Any]:
-        return {CSV_ENGINE_NAMES.get(field, field): value for field, value in self.model_dump().items()}
-
-
-class StatsOptions(CsvReading):
     delimiter: Delimiter = ","
-    header: bool = Field(default=True, description="The first row names the columns.")
+    header: bool = Field(default=True, description="The first row names the columns (see headerRows for more).")
+    headerRows: HeaderRows = None
+    quote: Quote = '"'
+    escape: OneByte = Field(default=None, description="Character making the next one in a quoted field literal, "
+                                                      "e.g. \\ (doubled quotes are then not special); default none.")
+    comment: OneByte = Field(default=None, description="Lines starting with this character are skipped, e.g. #.")
+    skipRows: Lines = Field(default=0, description="Lines skipped before the header (a preamble).")
+    footerRows: Lines = Field(default=0, description="Lines dropped at the end of each file (a footer).")
     encoding: Encoding = "auto"
     badRows: BadRowPolicy = "skip"
     maxBadRows: MaxBadRows = 100
+
+    def engine_options(self) -> dict[str, Any]:
+        options = {CSV_ENGINE_NAMES.get(field, field): value for field, value in self.model_dump().items()}
+        if options["quote"] is None:
+            options["quote"] = ""
+        if options.pop("header_rows") is not None:
+            options["header_rows"] = self.headerRows
+            del options["header"]
+        return options
+
+    @field_validator("headerRows")
+    @classmethod
+    def _header_rows_range(cls, value: int | str | None) -> int | str | None:
+        return value if value is None else within(value, (0, pravah_engine.MAX_HEADER_ROWS), "headerRows")
+
+    @model_validator(mode="after")
+    def _dialect_is_readable(self) -> Self:
+        if self.headerRows is not None and "header" in self.model_fields_set:
+            raise ValueError("give headerRows or header, not both")
+        seen: dict[str, str] = {}
+        for name in ("delimiter", "quote", "escape", "comment"):
+            value = getattr(self, name)
+            if value in (None, "", AUTO) or (name == "escape" and value == self.quote):
+                continue
+            if value in "\r\n":
+                raise ValueError(f"{name} must not be a line end")
+            if value in seen:
+                raise ValueError(f"{name} must differ from the {seen[value]}")
+            seen[value] = name
+        return self
+
+
+class StatsOptions(CsvReading):
     quantiles: list[float] = Field(
         default=[0.5, 0.9, 0.99],
         max_length=32,
@@ -216,11 +272,6 @@ class GrepOptions(SpecModel):
 class ConvertOptions(CsvReading):
     to: Literal["parquet"] = "parquet"
     compression: Literal["zstd", "snappy", "none"] = "zstd"
-    delimiter: Delimiter = ","
-    header: bool = True
-    encoding: Encoding = "auto"
-    badRows: BadRowPolicy = "skip"
-    maxBadRows: MaxBadRows = 100
 
 
 # How each operation reads a file, beyond its bytes: the formats it may be told to use. Files are

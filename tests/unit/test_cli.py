@@ -1,5 +1,7 @@
 """`pravah run` as a user meets it: usage errors, exit codes, the result document."""
 
+import csv
+import io
 import json
 import shutil
 import subprocess
@@ -90,6 +92,22 @@ def test_skipped_bad_rows_are_listed_not_counted_as_errors(tmp_path):
     assert document["errors"] == []
     assert document["result"]["badRows"] == {
         "total": 1, "rows": [{"path": str(ragged), "line": 3, "reason": "expected 2 fields, found 1"}]}
+
+
+def test_dialect_flags_reach_the_engine(tmp_path):
+    body = "id;note\n1;'a;b'\n# a comment\n2;'c'\n"
+    report = tmp_path / "data" / "report.csv"
+    report.parent.mkdir()
+    report.write_text("exported by hand\n" + body + "total;2\n")
+    result = pravah("run", str(report.parent), "--op", "stats", "--delimiter", "auto", "--quote", "'",
+                    "--comment", "#", "--skip-rows", "1", "--footer-rows", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    kept = "".join(line for line in body.splitlines(keepends=True) if not line.startswith("#"))
+    header, *rows = csv.reader(io.StringIO(kept), delimiter=";", quotechar="'")
+    assert document["result"]["rows"] == len(rows)
+    assert [c["name"] for c in document["result"]["columns"]] == header
+    assert document["result"]["dialects"] == [{"path": str(report), "delimiter": ";", "quote": "'", "headerRows": 1}]
 
 
 @pytest.mark.parametrize(("algorithm", "checker"), [("sha256", "sha256sum")])

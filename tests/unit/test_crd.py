@@ -274,6 +274,9 @@ BASE = {"apiVersion": "pravah.io/v1alpha1", "kind": "PravahJob", "metadata": {"n
     ({"resources": {"memory": "lots"}}, "spec.resources.memory"),
     ({"source": {"volume": {"claimName": "Not_A_Name"}}}, "spec.source.volume.claimName"),
     ({"operation": {"type": "stats", "stats": {"quantiles": [1.5]}}}, "spec.operation.stats.quantiles.0"),
+    ({"operation": {"type": "stats", "stats": {"skipRows": -1}}}, "spec.operation.stats.skipRows"),
+    ({"operation": {"type": "convert", "convert": {"escape": "ab"}}}, "spec.operation.convert.escape"),
+    ({"operation": {"type": "convert", "convert": {"delimiter": "comma"}}}, "spec.operation.convert.delimiter"),
 ])
 def test_schema_refuses_bad_manifests(validator, patch, field):
     manifest = copy.deepcopy(BASE)

@@ -42,8 +42,45 @@ def test_engine_options_use_the_engine_vocabulary():
     assert stats.engine_options()["delimiter"] == "\t"
     assert OperationSpec.model_validate({"type": "checksum"}).engine_options() == {"algorithm": "sha256", "decompressed": False}
     convert = OperationSpec.model_validate({"type": "convert", "convert": {"badRows": "pad"}})
-    assert convert.engine_options() == {"to": "parquet", "compression": "zstd", "delimiter": ",", "header": True,
-                                        "encoding": "auto", "bad_rows": "pad", "max_bad_rows": 100, "format": "auto"}
+    assert convert.engine_options() == {
+        "to": "parquet", "compression": "zstd", "delimiter": ",", "header": True, "quote": '"', "escape": None,
+        "comment": None, "skip_rows": 0, "footer_rows": 0, "encoding": "auto", "bad_rows": "pad", "max_bad_rows": 100,
+        "format": "auto"}
+
+
+@pytest.mark.parametrize("op", ["stats", "convert"])
+def test_dialect_options_map_to_the_engine(op):
+    dialect = {"delimiter": "auto", "quote": None, "escape": "\\", "comment": "#", "skipRows": 2, "headerRows": 3,
+               "footerRows": 1}
+    options = OperationSpec.model_validate({"type": op, op: dialect}).engine_options()
+    assert {k: options.get(k) for k in ("delimiter", "quote", "escape", "comment", "skip_rows", "header_rows",
+                                        "footer_rows", "header")} == {
+        "delimiter": "auto", "quote": "", "escape": "\\", "comment": "#", "skip_rows": 2, "header_rows": 3,
+        "footer_rows": 1, "header": None}
+    if op == "convert":
+        options["output_dir"] = "/out"
+    pravah_engine.check_options(op, json.dumps(options))
+    sniffed = OperationSpec.model_validate({"type": op, op: {"quote": "auto", "headerRows": "auto"}}).engine_options()
+    pravah_engine.check_options(op, json.dumps({**sniffed, "output_dir": "/out"} if op == "convert" else sniffed))
+
+
+@pytest.mark.parametrize(("dialect", "message"), [
+    ({"quote": ";", "delimiter": ";"}, "quote must differ from the delimiter"),
+    ({"comment": "'", "quote": "'"}, "comment must differ from the quote"),
+    ({"comment": "\n"}, "comment must not be a line end"),
+    ({"header": False, "headerRows": 2}, "give headerRows or header, not both"),
+    ({"escape": "ab"}, "at most 1 character"),
+    ({"quote": "ab"}, "must be a single byte, or empty for none"),
+    ({"delimiter": "ab"}, "delimiter must be a single byte"),
+    ({"skipRows": -1}, "greater than or equal to 0"),
+    ({"footerRows": pravah_engine.MAX_TRIMMED_LINES + 1}, "less than or equal to"),
+    ({"headerRows": pravah_engine.MAX_HEADER_ROWS + 1}, "headerRows must be between 0 and"),
+    ({"headerRows": "some"}, "headerRows"),
+])
+@pytest.mark.parametrize("op", ["stats", "convert"])
+def test_bad_dialect_options_are_refused(op, dialect, message):
+    with pytest.raises(ValidationError, match=message):
+        OperationSpec.model_validate({"type": op, op: dialect})
 
 
 @pytest.mark.parametrize("op", ["stats", "convert"])
