@@ -179,3 +179,25 @@ def test_bad_dialect_options_are_refused(options, message):
     import pravah_engine as pe
     with pytest.raises(pe.UsageError, match=message.replace(".", r"\.")):
         pe.check_options("stats", json.dumps(options))
+
+
+def test_bad_rows_name_lines_of_the_file_past_a_preamble(tmp_path):
+    body = "".join(f"{i},x\n" if i % 1000 else f"{i}\n" for i in range(1, 300_000))
+    text = "report\nof today\n" + "id,v\n" + body + "total\n"
+    lines = text.splitlines(keepends=True)
+    short = [n for n, line in enumerate(lines, 1) if 3 < n < len(lines) and line.count(",") == 0]
+    for path in plain_and_gzip(tmp_path, "b.csv", text):
+        doc = run_op("stats", {"skip_rows": 2, "footer_rows": 1, "max_bad_rows": 1000}, files_of(path))
+        assert doc["result"]["badRows"]["total"] == len(short) > 200
+        assert [row["line"] for row in doc["result"]["badRows"]["rows"]] == short
+
+
+def test_convert_reports_the_sniffed_dialect_and_writes_its_rows(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("id|name\n1|'a|b'\n2|'c'\n")
+    header, *rows = csv_rows(path.read_text(), delimiter="|", quotechar="'")
+    doc = run_op("convert", {"delimiter": "auto", "quote": "auto", "output_dir": str(tmp_path / "out")},
+                 files_of(path))
+    assert doc["result"]["dialects"] == [{"path": str(path), "delimiter": "|", "quote": "'", "headerRows": 1}]
+    table = pq.read_table(doc["result"]["outputs"][0]["path"])
+    assert table.column_names == header and table.column("name").to_pylist() == [r[1] for r in rows]
