@@ -2,10 +2,13 @@
 //! Parquet ([`parquet`]) files, each file read by the format
 //! [`crate::format`] chooses for it.
 //!
-//! CSV files are parsed with [`csv::Reader`]; big files are split into chunks
-//! aligned to records by quote parity ([`crate::split`]) and parsed in
-//! parallel, chunk results joined in file order; every chunk knows the
-//! width of the file's first record, read beforehand. A row of another
+//! CSV files are parsed with [`csv::Reader`] in the dialect of the job's
+//! options ([`dialect`]; parts of it may be sniffed per file, [`sniff`]);
+//! big files are split into chunks aligned to records by quote parity
+//! ([`crate::split`]) and parsed in parallel, chunk results joined in file
+//! order; every chunk knows the width of the file's first record, read
+//! beforehand. Escapes, comment lines and lines left out at either end make
+//! a file be read as one ordered stream instead ([`crate::codec`]). A row of another
 //! width is handled by the `bad_rows` policy ([`bad_rows`]). A file with
 //! any other problem (invalid UTF-8, unterminated quote, read error), or a
 //! ragged row under `fail`, contributes nothing but one error record
