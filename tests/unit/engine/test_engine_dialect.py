@@ -201,3 +201,16 @@ def test_convert_reports_the_sniffed_dialect_and_writes_its_rows(tmp_path):
     assert doc["result"]["dialects"] == [{"path": str(path), "delimiter": "|", "quote": "'", "headerRows": 1}]
     table = pq.read_table(doc["result"]["outputs"][0]["path"])
     assert table.column_names == header and table.column("name").to_pylist() == [r[1] for r in rows]
+
+
+def test_convert_drops_preamble_and_footer_across_chunks(tmp_path):
+    values = ["x", "y\nz", 'q""r']
+    body = big(lambda i, rnd: f'{i},"{rnd.choice(values)}"\n', "id,v\n", size=2 * CHUNK)
+    text = 'Report "draft\n' + body + '"unbalanced footer\nlast line'
+    header, *rows = csv_rows("".join(text.splitlines(keepends=True)[1:-2]))
+    for path in plain_and_gzip(tmp_path, "pf.csv", text):
+        doc = run_op("convert", {"skip_rows": 1, "footer_rows": 2, "output_dir": str(tmp_path / "out")}, files_of(path))
+        assert doc["errors"] == [] and doc["result"]["rows"] == len(rows)
+        table = pq.read_table(doc["result"]["outputs"][0]["path"])
+        assert table.column_names == header
+        assert table.column("v").to_pylist() == [r[1] for r in rows]
