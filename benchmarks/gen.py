@@ -11,7 +11,7 @@ a minute instead of the tens of minutes a pure-Python loop would need.
 Layout under ``--data-dir`` (default ``benchmarks/data``)::
 
     scale-<S>/manifest.json      parameters + seed + resulting sizes
-    scale-<S>/big/part-NNN.csv   12 files x 128 MB at scale 1
+    scale-<S>/big/part-NNN.csv   12 files, 32 to 224 MB (1.5 GB) at scale 1
     scale-<S>/small/dNNN/fNNNNN.csv   20,000 files x ~4 KB, 200 per directory
     scale-<S>/big-gz/part-NNN.csv.gz, big-zst/part-NNN.csv.zst,
               ndjson/part-NNN.ndjson, parquet/part-NNN.parquet   each big CSV converted
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import random
 import shutil
 import sys
 import time
@@ -40,7 +41,7 @@ import zstandard
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from schema import COLUMNS, polars_schema
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
 
 CATEGORIES = [
@@ -48,6 +49,17 @@ CATEGORIES = [
     "health", "automotive", "music", "office", "pets", "beauty", "tools",
     "kitchen", "travel",
 ]
+
+# Places for the city column: most hold a comma, so the CSV writer quotes them.
+CITIES = [
+    "Springfield, IL", "Portland, OR", "Austin, TX", "Columbus, OH", "Madison, WI",
+    "Salem, MA", "Boulder, CO", "Raleigh, NC", "Fresno, CA", "Tampa, FL", "Reno, NV",
+    "Provo, UT", "London", "Pune", "Lyon", "Osaka",
+]
+USERS = 2_000_000  # distinct user ids the rows draw from
+USER_ID_DIGITS = 10  # hex digits after "u-"
+FIRST_TIMESTAMP_SECONDS = 1_577_836_800  # 2020-01-01 00:00:00 UTC
+DAYS = 1827  # 2020-01-01 .. 2024-12-31
 
 # Words for the free-text column, with weights out of 1000.  The grep
 # workloads look for "timeout", "error|timeout|refused" and day-30/31 dates,
@@ -62,7 +74,11 @@ WORDS = {
     "address": 20, "updated": 15,
 }
 NEWLINE_EVERY = 5000  # about one row in this many has an embedded newline
-NULL_PERCENT = 3
+NULL_PERCENT = 3  # empty amounts
+SPARSE_NULL_PERCENT = 2  # empty cells in user_id, created, discount, city and rating
+# Big files range from SMALLEST_FILE to 2 - SMALLEST_FILE times the nominal size (mean 1).
+SMALLEST_FILE = 0.25
+CSV_OPTIONS = {"float_precision": 2, "datetime_format": "%Y-%m-%d %H:%M:%S"}
 
 _U64 = pl.UInt64
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -123,13 +139,34 @@ def _weighted_table(weights: dict[str, int]) -> pl.Series:
     return pl.Series([w for w, n in weights.items() for _ in range(n)], dtype=pl.String)
 
 
+def _hex(h: pl.Expr, digits: int) -> pl.Expr:
+    """The low ``digits`` hex digits of a UInt64 hash, as a string."""
+    alphabet = pl.lit(pl.Series(list("0123456789abcdef")))
+    nibbles = [alphabet.gather((h // (1 << (4 * i)) % 16).cast(pl.Int64)) for i in reversed(range(digits))]
+    return pl.concat_str(nibbles)
+
+
+def _sparse(h: pl.Expr, value: pl.Expr) -> pl.Expr:
+    """``value``, or null in about SPARSE_NULL_PERCENT % of the rows (decided by hash ``h``)."""
+    return pl.when(h % 100 < SPARSE_NULL_PERCENT).then(None).otherwise(value)
+
+
+def _skewed(h: pl.Expr, values: list[str]) -> pl.Expr:
+    """One of ``values``, the first ones most often."""
+    return pl.lit(pl.Series(values)).gather(((_unit(h) ** 2) * len(values)).cast(pl.Int64))
+
+
 def frame(first_row: int, rows: int, seed: int) -> pl.DataFrame:
     """Rows ``first_row .. first_row+rows`` of the data set, as a DataFrame."""
     words = _weighted_table(WORDS)
     n_words = len(words)
     row = pl.int_range(first_row, first_row + rows, dtype=_U64)
     base = pl.select(row=row)
-    h = {k: _stream(pl.col("row"), seed, k) for k in range(16)}
+    h = {k: _stream(pl.col("row"), seed, k) for k in range(24)}
+    user = _mix(h[15] % USERS + _lit(seed))
+    created = pl.from_epoch(
+        (h[16] % (DAYS * 86_400) + FIRST_TIMESTAMP_SECONDS).cast(pl.Int64), time_unit="s"
+    ).cast(pl.Datetime("us"))
 
     word_cols = [
         pl.lit(words).gather((h[6 + i] % n_words).cast(pl.Int64)).alias(f"w{i}")
@@ -147,13 +184,16 @@ def frame(first_row: int, rows: int, seed: int) -> pl.DataFrame:
         base.with_columns(word_cols)
         .select(
             id=(pl.col("row") + 1).cast(pl.Int64),
+            user_id=_sparse(h[17], "u-" + _hex(user, USER_ID_DIGITS)),
+            created=_sparse(h[18], created),
             amount=pl.when(h[0] % 100 < NULL_PERCENT).then(None).otherwise(amount),
             quantity=((_unit(h[2]) ** 2) * 500).cast(pl.Int64) + 1,
+            discount=_sparse(h[19], (_unit(h[20]) * 0.5).round(2)),
             flag=(h[3] % 4 == 0),
-            day=pl.date(2020, 1, 1) + pl.duration(days=(h[4] % 1827).cast(pl.Int64)),
-            category=pl.lit(pl.Series(CATEGORIES)).gather(
-                ((_unit(h[13]) ** 2) * len(CATEGORIES)).cast(pl.Int64)
-            ),
+            day=pl.date(2020, 1, 1) + pl.duration(days=(h[4] % DAYS).cast(pl.Int64)),
+            category=_skewed(h[13], CATEGORIES),
+            city=_sparse(h[21], _skewed(h[22], CITIES)),
+            rating=_sparse(h[23], (h[12] % 5 + 1).cast(pl.Int64)),
             note=note,
         )
     )
@@ -162,20 +202,34 @@ def frame(first_row: int, rows: int, seed: int) -> pl.DataFrame:
 def _write(df: pl.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    df.write_csv(tmp, float_precision=2)
+    df.write_csv(tmp, **CSV_OPTIONS)
     tmp.rename(path)
 
 
 def _bytes_per_row(seed: int) -> float:
     sample = frame(0, 20_000, seed)
-    return len(sample.write_csv(float_precision=2, include_header=False).encode()) / sample.height
+    return len(sample.write_csv(include_header=False, **CSV_OPTIONS).encode()) / sample.height
+
+
+def big_file_rows(nominal_rows: int, files: int, seed: int) -> list[int]:
+    """Rows per big file: sizes spread evenly from SMALLEST_FILE to 2 - SMALLEST_FILE times nominal.
+
+    The factors average 1, so the set keeps its nominal total; their order over the
+    files is a seeded shuffle, so neither the first nor the last files are all big.
+    """
+    span = 2 * (1 - SMALLEST_FILE)
+    factors = [SMALLEST_FILE + span * i / max(1, files - 1) for i in range(files)]
+    random.Random(seed).shuffle(factors)
+    return [max(10, round(nominal_rows * f)) for f in factors]
 
 
 def generate_big(root: Path, p: Params, log) -> None:
-    rows = max(10, int(p.big_file_bytes / _bytes_per_row(p.seed)))
-    for i in range(p.big_files):
+    nominal = int(p.big_file_bytes / _bytes_per_row(p.seed))
+    first = 0
+    for i, rows in enumerate(big_file_rows(nominal, p.big_files, p.seed)):
         path = root / "big" / f"part-{i:03d}.csv"
-        _write(frame(i * rows, rows, p.seed), path)
+        _write(frame(first, rows, p.seed), path)
+        first += rows
         log(f"  big {i + 1}/{p.big_files}: {path.name} {path.stat().st_size / 1e6:.1f} MB")
 
 

@@ -64,11 +64,14 @@ def duckdb_stats_sql(source: str) -> str:
     """Per-column aggregates comparable to Pravah's stats (see README: what each side computes)."""
     numeric = ("min({c})", "max({c})", "avg({c})", "stddev({c})", "approx_count_distinct({c})",
                "approx_quantile({c}, [0.5, 0.99])")
+    ordered = ("min({c})", "max({c})", "approx_count_distinct({c})")
     per_kind = {
         "int": numeric,
         "float": numeric,
         "bool": ("count_if({c})", "approx_count_distinct({c})", "approx_top_k({c}, 5)"),
-        "date": ("min({c})", "max({c})", "approx_count_distinct({c})"),
+        "date": ordered,
+        "timestamp": ordered,
+        "key": ordered,
         "category": ("min({c})", "max({c})", "approx_count_distinct({c})", "approx_top_k({c}, 5)"),
         "text": ("min(length({c}))", "max(length({c}))", "avg(length({c}))",
                  "approx_count_distinct({c})"),
@@ -133,7 +136,7 @@ def polars_stats_exprs(pl) -> list:
                     c.quantile(0.5), c.quantile(0.99)]
         elif kind == "bool":
             more = [c.sum(), c.approx_n_unique(), c.value_counts(sort=True).head(5).implode()]
-        elif kind == "date":
+        elif kind in ("date", "timestamp", "key"):
             more = [c.min(), c.max(), c.approx_n_unique()]
         elif kind == "category":
             more = [c.min(), c.max(), c.approx_n_unique(), c.value_counts(sort=True).head(5).implode()]
