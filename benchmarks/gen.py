@@ -214,8 +214,9 @@ def _bytes_per_row(seed: int) -> float:
 def big_file_rows(nominal_rows: int, files: int, seed: int) -> list[int]:
     """Rows per big file: sizes spread evenly from SMALLEST_FILE to 2 - SMALLEST_FILE times nominal.
 
-    The factors average 1, so the set keeps its nominal total; their order over the
-    files is a seeded shuffle, so neither the first nor the last files are all big.
+    The factors average 1, so the set keeps its nominal total (to a row per file);
+    their order over the files is a seeded shuffle, so neither the first nor the
+    last files are all big.
     """
     span = 2 * (1 - SMALLEST_FILE)
     factors = [SMALLEST_FILE + span * i / max(1, files - 1) for i in range(files)]
