@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from pravah.pipeline import engine_source
 from pravah.spec import PravahJobSpec
 from pravah.storage import Source, UnsafeKey, inside_mounts, object_path
 
@@ -70,9 +71,9 @@ def test_the_engine_gets_the_source_location_and_its_own_credentials(tmp_path, m
     monkeypatch.setenv("PRAVAH_SOURCE_AWS_SECRET_ACCESS_KEY", "source-secret")
     monkeypatch.setenv("PRAVAH_OUTPUT_AWS_ACCESS_KEY_ID", "output-key")
     source = s3_source(tmp_path, endpoint="http://minio:9000", region="eu-west-1")
-    assert source.engine_source() == {"root": "s3://raw/", "s3": {
+    assert engine_source(source.engine_root()) == {"root": "s3://raw/", "s3": {
         "endpoint": "http://minio:9000", "region": "eu-west-1",
         "access_key_id": "source-key", "secret_access_key": "source-secret"}}
     volume = Source(PravahJobSpec.model_validate({"source": {"volume": {"claimName": "d"}},
                                                   "operation": {"type": "count"}}), tmp_path, tmp_path)
-    assert volume.engine_source() == {"root": str(tmp_path)}
+    assert engine_source(volume.engine_root()) == {"root": str(tmp_path)}
