@@ -2,7 +2,9 @@ import { useMemo, useState } from "react";
 
 import { formatNumber } from "../common/format";
 import { HorizontalBars, ValueLine } from "./charts";
-import { columnCards, sortColumns, type ColumnCard, type SortDirection, type StatsSortKey } from "./mapping";
+import {
+  columnCards, sortColumns, visibleCharacter, type ColumnCard, type SortDirection, type StatsSortKey,
+} from "./mapping";
 import type { StatsDocument } from "./types";
 
 const TABLE_COLUMNS: { key: StatsSortKey; label: string }[] = [
@@ -130,6 +132,26 @@ export function StatsResult({ document }: { document: StatsDocument }) {
                     <td>{row.path}</td>
                     <td>{row.line ?? "–"}</td>
                     <td>{row.reason}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </>
+      )}
+      {document.result.dialects && document.result.dialects.length > 0 && (
+        <>
+          <h3>Dialects sniffed: {formatNumber(document.result.dialects.length)} files</h3>
+          <div className="table-wrap">
+            <table data-testid="stats-dialects">
+              <thead><tr><th scope="col">File</th><th scope="col">Delimiter</th><th scope="col">Quote</th><th scope="col">Header rows</th></tr></thead>
+              <tbody>
+                {document.result.dialects.map((dialect) => (
+                  <tr key={dialect.path}>
+                    <td>{dialect.path}</td>
+                    <td><code>{visibleCharacter(dialect.delimiter)}</code></td>
+                    <td>{dialect.quote ? <code>{dialect.quote}</code> : "none"}</td>
+                    <td>{dialect.headerRows}</td>
                   </tr>
                 ))}
               </tbody>

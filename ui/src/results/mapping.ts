@@ -193,3 +193,8 @@ export function baseName(path: string): string {
   const cut = path.replace(/\/+$/, "");
   return cut.slice(cut.lastIndexOf("/") + 1) || path;
 }
+
+/** A delimiter as people write it: a tab is invisible in a table cell. */
+export function visibleCharacter(character: string): string {
+  return character === "\t" ? "\\t (tab)" : character;
+}

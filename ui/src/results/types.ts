@@ -41,9 +41,22 @@ export interface StatsColumn {
   jsonTypes?: Record<string, number>;
 }
 
+/** The CSV dialect a file was read with, when it was sniffed (`delimiter: auto`, ...). */
+export interface SniffedDialect {
+  path: string;
+  delimiter: string;
+  quote: string | null;
+  headerRows: number;
+}
+
 export interface StatsDocument extends DocumentBase {
   operation: "stats";
-  result: { rows: number; columns: StatsColumn[]; badRows?: { total: number; rows: FileFailure[] } };
+  result: {
+    rows: number;
+    columns: StatsColumn[];
+    badRows?: { total: number; rows: FileFailure[] };
+    dialects?: SniffedDialect[];
+  };
 }
 
 export interface CountFile {
