@@ -20,7 +20,7 @@ from pravah.cli import cli
 ALL_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
 
 
-RAGGED_ROW = "1,2,3,4\n"  # wider than the header: the engine reports the whole file as an error
+RAGGED_ROW = "1,2,3,4\n"  # wider than the header: under badRows: fail, the whole file is an error record
 
 
 def job(cluster, name: str, path: str, **changes: Any) -> dict[str, Any]:
@@ -44,7 +44,9 @@ def test_a_rerun_reads_only_the_failed_files_and_equals_a_clean_run(cluster):
     broken = [root / f"part-{index:04d}.csv" for index in (3, 17, 41)]
     for path in broken:
         path.write_text(path.read_text() + RAGGED_ROW)
-    manifest = job(cluster, "first-pass", "rerun", parallelism=2)
+    strict = manifest_for("stats")["spec"]["operation"]
+    strict["stats"]["badRows"] = "fail"
+    manifest = job(cluster, "first-pass", "rerun", parallelism=2, operation=strict)
     first = cluster.wait_phase("first-pass")
     assert sorted(error["path"] for error in cluster.result(first)["errors"]) == [p.name for p in broken]
 
@@ -52,14 +54,14 @@ def test_a_rerun_reads_only_the_failed_files_and_equals_a_clean_run(cluster):
     # when it is created, by the operator when it is applied.
     token = service_account(cluster.control_plane, cluster.namespace, "rerunner", ALL_VERBS, CLAIMS)
     api = DeployedApi(cluster.control_plane)
+    other_operation = {"type": "stats", "stats": {**strict["stats"], "top": 7}}
     other_top = {**manifest["spec"], "namespace": cluster.namespace, "rerunOf": "first-pass",
-                 "operation": {"type": "stats", "stats": {"top": 7}}}
+                 "operation": other_operation}
     refused = assert_error(api.request("POST", "/jobs", token, json=other_top), 422, "operation.stats.top")
     assert "in job first-pass" in refused["message"], refused
     no_such = {**other_top, "rerunOf": "never-ran", "operation": manifest["spec"]["operation"]}
     assert_error(api.request("POST", "/jobs", token, json=no_such), 422, "rerunOf")
-    job(cluster, "other-top", "rerun", rerunOf="first-pass",
-        operation={"type": "stats", "stats": {"top": 7}})
+    job(cluster, "other-top", "rerun", rerunOf="first-pass", operation=other_operation)
     refused = cluster.wait_phase("other-top", ("Failed",), timeout=60)["status"]
     assert refused["reason"] == "InvalidRerun" and "spec.operation.stats.top" in refused["message"], refused
     job(cluster, "no-such", "rerun", rerunOf="never-ran")
@@ -88,7 +90,7 @@ def test_a_rerun_reads_only_the_failed_files_and_equals_a_clean_run(cluster):
     # A re-run builds on an original job only.
     again = assert_error(api.request("POST", f"/jobs/{second['metadata']['uid']}/rerun", token), 422, "rerunOf")
     assert "itself a re-run of first-pass" in again["message"], again
-    job(cluster, "third-pass", "rerun", rerunOf="second-pass")
+    job(cluster, "third-pass", "rerun", rerunOf="second-pass", operation=strict)
     chained = cluster.wait_phase("third-pass", ("Failed",), timeout=60)["status"]
     assert chained["reason"] == "InvalidRerun" and "itself a re-run of first-pass" in chained["message"], chained
 
