@@ -148,41 +148,94 @@ impl Kinds {
     }
 }
 
-/// Walks one row as the parser reads it, adding every leaf value to its
-/// column without building the row in memory: strings are borrowed from the
-/// line unless they hold escapes.
-struct Leaves<'a> {
-    chunk: &'a mut JsonChunk,
-    op: &'a StatsOp,
-    path: &'a mut String,
-    text: &'a mut String,
+/// One line's leaf values, kept until the whole line has parsed so that a
+/// line found bad adds nothing; reused from line to line.
+#[derive(Default)]
+struct LineLeaves<'b> {
+    /// The paths of all leaves, one after the other.
+    paths: String,
+    /// Values not borrowed from the line: unescaped strings and numbers.
+    text: Vec<u8>,
+    leaves: Vec<Leaf<'b>>,
 }
 
-impl Leaves<'_> {
-    fn leaf<E>(self, kind: Kind, field: &[u8]) -> Result<(), E> {
-        self.chunk.add_leaf(self.op, self.path, kind, field);
-        Ok(())
-    }
+/// One leaf: where its path ends in `paths` (it starts where the previous
+/// one ends), its kind and its value.
+struct Leaf<'b> {
+    path_end: usize,
+    kind: Kind,
+    value: LeafValue<'b>,
+}
 
-    /// A number, or an array's length: its decimal text.
-    fn number<E>(self, kind: Kind, n: impl std::fmt::Display) -> Result<(), E> {
-        use std::fmt::Write;
+enum LeafValue<'b> {
+    Borrowed(&'b [u8]),
+    /// A range of `text`.
+    Text(usize, usize),
+}
+
+impl<'b> LineLeaves<'b> {
+    fn clear(&mut self) {
+        self.paths.clear();
         self.text.clear();
-        let _ = write!(self.text, "{n}");
-        self.chunk.add_leaf(self.op, self.path, kind, self.text.as_bytes());
+        self.leaves.clear();
+    }
+
+    fn push(&mut self, path: &str, kind: Kind, value: LeafValue<'b>) {
+        self.paths.push_str(path);
+        self.leaves.push(Leaf { path_end: self.paths.len(), kind, value });
+    }
+
+    /// A value that does not outlive the parser's call.
+    fn push_copied(&mut self, path: &str, kind: Kind, value: &[u8]) {
+        let start = self.text.len();
+        self.text.extend_from_slice(value);
+        self.push(path, kind, LeafValue::Text(start, self.text.len()));
+    }
+
+    /// Adds the line's leaves to their columns.
+    fn apply(&self, chunk: &mut JsonChunk, op: &StatsOp) {
+        let mut path_start = 0;
+        for leaf in &self.leaves {
+            let value = match leaf.value {
+                LeafValue::Borrowed(v) => v,
+                LeafValue::Text(start, end) => &self.text[start..end],
+            };
+            chunk.add_leaf(op, &self.paths[path_start..leaf.path_end], leaf.kind, value);
+            path_start = leaf.path_end;
+        }
+    }
+}
+
+/// Walks one row as the parser reads it, collecting every leaf value without
+/// building the row in memory: strings are borrowed from the line unless
+/// they hold escapes.
+struct Leaves<'a, 'b> {
+    line: &'a mut LineLeaves<'b>,
+    path: &'a mut String,
+}
+
+impl<'b> Leaves<'_, 'b> {
+    fn leaf<E>(self, kind: Kind, value: &'b [u8]) -> Result<(), E> {
+        self.line.push(self.path, kind, LeafValue::Borrowed(value));
+        Ok(())
+    }
+
+    /// A whole number, or an array's length: its decimal text.
+    fn integer<E>(self, kind: Kind, n: impl itoa::Integer) -> Result<(), E> {
+        self.line.push_copied(self.path, kind, itoa::Buffer::new().format(n).as_bytes());
         Ok(())
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Leaves<'_> {
+impl<'b> DeserializeSeed<'b> for Leaves<'_, 'b> {
     type Value = ();
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'b>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Leaves<'_> {
+impl<'b> Visitor<'b> for Leaves<'_, 'b> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -198,37 +251,58 @@ impl<'de> Visitor<'de> for Leaves<'_> {
     }
 
     fn visit_i64<E>(self, n: i64) -> Result<(), E> {
-        self.number(Kind::Number, n)
+        self.integer(Kind::Number, n)
     }
 
     fn visit_u64<E>(self, n: u64) -> Result<(), E> {
-        self.number(Kind::Number, n)
+        self.integer(Kind::Number, n)
     }
 
     fn visit_f64<E>(self, n: f64) -> Result<(), E> {
-        self.number(Kind::Number, n)
+        let mut buf = ryu::Buffer::new();
+        self.line.push_copied(self.path, Kind::Number, float_text(n, &mut buf).as_bytes());
+        Ok(())
     }
 
-    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+    fn visit_borrowed_str<E>(self, s: &'b str) -> Result<(), E> {
         self.leaf(Kind::String, s.as_bytes())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        self.line.push_copied(self.path, Kind::String, s.as_bytes());
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'b>>(self, mut items: A) -> Result<(), A::Error> {
         let mut n = 0u64;
         while items.next_element::<IgnoredAny>()?.is_some() {
             n += 1;
         }
-        self.number(Kind::Array, n)
+        self.integer(Kind::Array, n)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'b>>(self, mut fields: A) -> Result<(), A::Error> {
         let len = self.path.len();
         while fields.next_key_seed(Key { path: self.path, nested: len > 0 })?.is_some() {
-            let value = Leaves { chunk: self.chunk, op: self.op, path: self.path, text: self.text };
-            fields.next_value_seed(value)?;
+            fields.next_value_seed(Leaves { line: self.line, path: self.path })?;
             self.path.truncate(len);
         }
         Ok(())
+    }
+}
+
+/// A float's text as Rust's `Display` writes it (shortest round-trip digits,
+/// never an exponent, no `.0`), through `ryu`, which finds the same digits
+/// faster; the rare values `ryu` writes with an exponent go through `Display`.
+fn float_text(n: f64, buf: &mut ryu::Buffer) -> std::borrow::Cow<'_, str> {
+    if !n.is_finite() {
+        return n.to_string().into();
+    }
+    let s = buf.format_finite(n);
+    if s.contains('e') {
+        n.to_string().into()
+    } else {
+        s.strip_suffix(".0").unwrap_or(s).into()
     }
 }
 
@@ -282,27 +356,40 @@ pub fn for_each_leaf<'v>(value: &'v Value, path: &mut String, leaf: &mut impl Fn
     }
 }
 
+/// Parses one line into `leaves`, or says why it is bad.
+fn parse_line<'b>(line: &'b [u8], leaves: &mut LineLeaves<'b>, path: &mut String) -> Result<(), String> {
+    if line[0] != b'{' {
+        return Err(match serde_json::from_slice::<IgnoredAny>(line) {
+            Ok(_) => "not a JSON object".into(),
+            Err(e) => format!("malformed JSON: {e}"),
+        });
+    }
+    leaves.clear();
+    path.clear();
+    let mut parser = serde_json::Deserializer::from_slice(line);
+    Leaves { line: leaves, path }
+        .deserialize(&mut parser)
+        .and_then(|()| parser.end())
+        .map_err(|e| format!("malformed JSON: {e}"))
+}
+
 /// Parses a buffer of whole lines.
 pub fn parse_chunk(op: &StatsOp, buf: &[u8], file_start: bool) -> JsonChunk {
     let mut out = JsonChunk { newlines: bytecount::count(buf, b'\n') as u64, ..JsonChunk::default() };
     let buf = if file_start { buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf) } else { buf };
-    let (mut path, mut text) = (String::new(), String::new());
+    let mut path = String::new();
+    let mut leaves = LineLeaves::default();
     for (i, line) in buf.split(|&b| b == b'\n').enumerate() {
         let line = line.trim_ascii();
         if line.is_empty() {
             continue;
         }
-        // Checked whole first, so that a line found bad adds nothing.
-        match serde_json::from_slice::<IgnoredAny>(line) {
-            Ok(_) if line[0] == b'{' => {
+        match parse_line(line, &mut leaves, &mut path) {
+            Ok(()) => {
                 out.rows += 1;
-                path.clear();
-                let mut parser = serde_json::Deserializer::from_slice(line);
-                let leaves = Leaves { chunk: &mut out, op, path: &mut path, text: &mut text };
-                leaves.deserialize(&mut parser).expect("a line already checked parses");
+                leaves.apply(&mut out, op);
             }
-            Ok(_) => out.bad.push((i as u64 + 1, "not a JSON object".into())),
-            Err(e) => out.bad.push((i as u64 + 1, format!("malformed JSON: {e}"))),
+            Err(reason) => out.bad.push((i as u64 + 1, reason)),
         }
     }
     for (_, c) in &mut out.columns {
@@ -386,4 +473,33 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
             }),
         )?;
     Ok(joined.and_then(|chunk| finish(task, chunk)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::float_text;
+    use proptest::prelude::*;
+
+    fn same_as_display(n: f64) {
+        assert_eq!(float_text(n, &mut ryu::Buffer::new()), n.to_string(), "{n:e}");
+    }
+
+    #[test]
+    fn float_text_matches_display_at_the_edges() {
+        for n in [0.0, -0.0, 1.0, -1.5, 0.1, 1e15, 1e16, 1e-5, 1e-7, 123456789.125, f64::MAX, f64::MIN_POSITIVE, 5e-324] {
+            same_as_display(n);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn float_text_matches_display(bits in any::<u64>()) {
+            same_as_display(f64::from_bits(bits));
+        }
+
+        #[test]
+        fn float_text_matches_display_for_decimals(n in -1e9f64..1e9) {
+            same_as_display(n);
+        }
+    }
 }
