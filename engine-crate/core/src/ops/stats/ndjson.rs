@@ -84,16 +84,16 @@ pub struct JsonChunk {
 }
 
 impl JsonChunk {
-    fn column(&mut self, op: &StatsOp, path: &str) -> &mut JsonColumn {
-        let i = match self.index.get(path) {
+    /// The index of the column of `path`, added when new.
+    fn column_index(&mut self, op: &StatsOp, path: &str) -> usize {
+        match self.index.get(path) {
             Some(&i) => i,
             None => {
                 self.columns.push((path.to_string(), JsonColumn { acc: op.new_column(), kinds: Kinds::default() }));
                 self.index.insert(path.to_string(), self.columns.len() - 1);
                 self.columns.len() - 1
             }
-        };
-        &mut self.columns[i].1
+        }
     }
 
     /// Joins with the range that directly follows in the file.
@@ -118,9 +118,9 @@ impl JsonChunk {
         self
     }
 
-    /// Adds one leaf value to the column of `path`.
-    fn add_leaf(&mut self, op: &StatsOp, path: &str, kind: Kind, field: &[u8]) {
-        let col = self.column(op, path);
+    /// Adds one leaf value to column `i`.
+    fn add_leaf(&mut self, i: usize, kind: Kind, field: &[u8]) {
+        let col = &mut self.columns[i].1;
         col.kinds.bump(kind);
         col.acc.add(field);
     }
@@ -192,16 +192,29 @@ impl<'b> LineLeaves<'b> {
         self.push(path, kind, LeafValue::Text(start, self.text.len()));
     }
 
-    /// Adds the line's leaves to their columns.
-    fn apply(&self, chunk: &mut JsonChunk, op: &StatsOp) {
+    /// Adds the line's leaves to their columns. `slots` holds the column of
+    /// each leaf of the line before: rows mostly have the same fields in the
+    /// same order, so comparing the path with that column's name saves a
+    /// hash lookup.
+    fn apply(&self, chunk: &mut JsonChunk, op: &StatsOp, slots: &mut Vec<usize>) {
         let mut path_start = 0;
-        for leaf in &self.leaves {
+        for (n, leaf) in self.leaves.iter().enumerate() {
+            let path = &self.paths[path_start..leaf.path_end];
+            path_start = leaf.path_end;
+            let column = match slots.get(n) {
+                Some(&i) if chunk.columns[i].0 == path => i,
+                _ => {
+                    let i = chunk.column_index(op, path);
+                    slots.truncate(n);
+                    slots.push(i);
+                    i
+                }
+            };
             let value = match leaf.value {
                 LeafValue::Borrowed(v) => v,
                 LeafValue::Text(start, end) => &self.text[start..end],
             };
-            chunk.add_leaf(op, &self.paths[path_start..leaf.path_end], leaf.kind, value);
-            path_start = leaf.path_end;
+            chunk.add_leaf(column, leaf.kind, value);
         }
     }
 }
@@ -379,6 +392,7 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], file_start: bool) -> JsonChunk {
     let buf = if file_start { buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf) } else { buf };
     let mut path = String::new();
     let mut leaves = LineLeaves::default();
+    let mut slots = Vec::new();
     for (i, line) in buf.split(|&b| b == b'\n').enumerate() {
         let line = line.trim_ascii();
         if line.is_empty() {
@@ -387,7 +401,7 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], file_start: bool) -> JsonChunk {
         match parse_line(line, &mut leaves, &mut path) {
             Ok(()) => {
                 out.rows += 1;
-                leaves.apply(&mut out, op);
+                leaves.apply(&mut out, op, &mut slots);
             }
             Err(reason) => out.bad.push((i as u64 + 1, reason)),
         }
