@@ -113,6 +113,34 @@ def test_blank_lines_bom_bad_lines_and_a_10_mb_line(tmp_path):
     assert (s["count"], s["nulls"], s["max"]) == (2, len(objects) - 2, long_text)
 
 
+def test_escapes_field_order_floats_and_trailing_text(tmp_path):
+    rnd = random.Random(3)
+    floats = [2.0, -0.5, 1e16, 1.5e-7, 123456.789, 3.0e5, -7.25e-3]
+    texts = ['tab\tquote"', "caf\u00e9 \\ slash", "plain", "line\nbreak"]
+    rows = []
+    for i in range(400):
+        fields = [("x", rnd.choice(floats)), ("s", rnd.choice(texts)), ("n", {"k": i})]
+        rnd.shuffle(fields)
+        rows.append(dict(fields))
+    lines = [json.dumps(r) for r in rows] + ['{"x": 1.0, "s": "z"} {"s": "zz"}']
+    path = tmp_path / "mixed.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    doc = run_op("stats", {}, files_of(path))
+    assert doc["result"]["rows"] == len(rows)
+    (bad,) = doc["result"]["badRows"]["rows"]
+    assert bad["line"] == len(lines) and bad["reason"].startswith("malformed JSON")
+    names = []
+    for r in rows:
+        names += [k if k != "n" else "n.k" for k in r if (k if k != "n" else "n.k") not in names]
+    assert [c["name"] for c in doc["result"]["columns"]] == names
+    xs, ss = [r["x"] for r in rows], [r["s"] for r in rows]
+    x, s = column(doc, "x"), column(doc, "s")
+    assert (x["count"], x["min"], x["max"]) == (len(xs), min(xs), max(xs))
+    assert x["mean"] == pytest.approx(statistics.fmean(xs), rel=1e-9)
+    assert (s["count"], s["min"], s["max"]) == (len(ss), min(ss), max(ss))
+    assert column(doc, "n.k")["max"] == len(rows) - 1
+
+
 def _loads(line):
     try:
         return json.loads(line)
