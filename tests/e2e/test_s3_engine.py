@@ -22,7 +22,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 from pravah.cli import cli
-from pravah.local import LocalJob, Objects, execute
+from pravah.local import LocalJob, execute
+from pravah.pipeline import Objects, engine_source
 from pravah.spec import OperationSpec, PravahJobSpec
 from pravah.storage import Source
 
@@ -174,7 +175,7 @@ def test_the_runner_source_reads_listed_objects_in_place_and_sees_changes(s3, bu
                                                 len(data["in/grown.csv"]) + 4]
 
     kept = files[:2]
-    run = pravah_engine.start("checksum", "{}", source.engine_files(kept), 2, **source.engine_source())
+    run = pravah_engine.start("checksum", "{}", source.engine_files(kept), 2, **engine_source(source.engine_root()))
     document = json.loads(pravah_engine.finalize("checksum", run.wait()))
     assert {f["path"]: f["digest"] for f in document["result"]["files"]} == \
         {f"s3://{bucket}/{key}": hashlib.sha256(data[key]).hexdigest() for key in ("in/a.csv", "in/b c.csv")}

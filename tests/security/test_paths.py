@@ -22,6 +22,7 @@ import yaml
 from botocore.exceptions import ClientError
 
 from e2e.harness import manifest_for
+from pravah.pipeline import engine_source
 from pravah.spec import PravahJobSpec
 from pravah.storage import Source, UnsafeKey, object_path
 
@@ -101,7 +102,7 @@ def written(tmp_path: Path) -> list[str]:
 
 def count_objects(source: Source, files: list[tuple[str, int]]) -> dict:
     """The engine's count of listed files, read in place from the source's bucket."""
-    run = pravah_engine.start("count", "{}", source.engine_files(files), 1, **source.engine_source())
+    run = pravah_engine.start("count", "{}", source.engine_files(files), 1, **engine_source(source.engine_root()))
     return json.loads(pravah_engine.finalize("count", run.wait()))
 
 
@@ -146,7 +147,7 @@ def test_unsafe_paths_never_reach_the_engine_and_it_refuses_unsafe_keys(s3, buck
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
     unsafe = [f"s3://{bucket}/{key}" for key in ("../x", "/x", "a//x", "./x")]
-    run = pravah_engine.start("count", "{}", [(path, 7) for path in unsafe], 1, **source.engine_source())
+    run = pravah_engine.start("count", "{}", [(path, 7) for path in unsafe], 1, **engine_source(source.engine_root()))
     counted = json.loads(pravah_engine.finalize("count", run.wait()))
     assert sorted(error["path"] for error in counted["errors"]) == sorted(unsafe)
     assert all(error["reason"].startswith("not a readable object key") for error in counted["errors"])
