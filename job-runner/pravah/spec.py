@@ -195,7 +195,8 @@ class CsvReading(SpecModel):
 
     @model_validator(mode="after")
     def _dialect_is_readable(self) -> Self:
-        if self.headerRows is not None and "header" in self.model_fields_set:
+        # The CRD defaults header to true on every stored job, so only header: false conflicts.
+        if self.headerRows is not None and not self.header:
             raise ValueError("give headerRows or header, not both")
         seen: dict[str, str] = {}
         for name in ("delimiter", "quote", "escape", "comment"):

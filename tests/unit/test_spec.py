@@ -155,3 +155,12 @@ def test_max_matches_per_file_has_the_engine_bound():
     pravah_engine.check_options("grep", json.dumps(grep.engine_options()))
     errors = grep_errors(pattern="x", maxMatchesPerFile=bound + 1)
     assert errors == [f"spec.operation.grep.maxMatchesPerFile: Input should be less than or equal to {bound}"]
+
+
+@pytest.mark.parametrize("op", ["stats", "convert"])
+def test_header_rows_beside_the_crd_default_header_is_accepted(op):
+    """The API server stores `header: true` (the CRD's default) on every job: a job giving
+    headerRows must still be read with its header rows."""
+    stored = OperationSpec.model_validate({"type": op, op: {"header": True, "headerRows": 2}})
+    options = stored.engine_options()
+    assert options["header_rows"] == 2 and "header" not in options
