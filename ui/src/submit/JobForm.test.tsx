@@ -1,4 +1,5 @@
 import { fireEvent, render, screen, waitFor, within } from "@testing-library/react";
+import { getDefaultFormState } from "@rjsf/utils";
 import validator from "@rjsf/validator-ajv8";
 import { parse } from "yaml";
 import { describe, expect, it, vi } from "vitest";
@@ -24,6 +25,15 @@ function field(id: string): HTMLInputElement {
 }
 
 describe("the schema for the form", () => {
+  it("fills in defaults that the form's own validator accepts, for every operation", () => {
+    for (const item of config.operations) {
+      const schema = formSchema(config.spec, item);
+      const defaults = getDefaultFormState(validator, schema, {}, schema);
+      const errors = validator.validateFormData(defaults, schema).errors.filter((error) => error.name !== "required");
+      expect(errors, item.type).toEqual([]);
+    }
+  });
+
   it("is valid JSON Schema for the form's validator, for every operation", () => {
     for (const item of config.operations) {
       const schema = formSchema(config.spec, item);

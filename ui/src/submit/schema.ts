@@ -33,9 +33,10 @@ function simplify(node: unknown): unknown {
   const union = out.anyOf;
   if (Array.isArray(union)) {
     const kept = union.filter((branch) => !(isObject(branch) && branch.type === "null"));
+    // Without its null branch, a null default would be an invalid value the form fills in.
+    if (kept.length < union.length && out.default === null) delete out.default;
     if (kept.length === 1 && kept.length < union.length) {
       delete out.anyOf;
-      if (out.default === null) delete out.default;
       return { ...(kept[0] as Node), ...out };
     }
     out.anyOf = kept.map((branch) => {
