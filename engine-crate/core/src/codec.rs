@@ -74,7 +74,7 @@ impl Codec {
     }
 
     /// A reader of the decompressed content of every stream in `stored`.
-    fn decoder<'a>(self, stored: impl BufRead + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    pub(crate) fn decoder<'a>(self, stored: impl BufRead + 'a) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(stored)),
             Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(stored)?),
@@ -260,7 +260,7 @@ impl Framing {
 }
 
 /// Cuts a decompressed stream into blocks of whole records.
-struct Blocks<'a> {
+pub(crate) struct Blocks<'a> {
     content: Box<dyn Read + 'a>,
     records: Records,
     carry: Vec<u8>,
@@ -269,14 +269,19 @@ struct Blocks<'a> {
 }
 
 /// A stream that failed: the error and how many content bytes came before it.
-struct Broken {
-    error: io::Error,
-    after: u64,
+pub(crate) struct Broken {
+    pub error: io::Error,
+    pub after: u64,
 }
 
-impl Blocks<'_> {
+impl<'a> Blocks<'a> {
+    /// Blocks of `content`, whose first byte lies `at`.
+    pub(crate) fn new(content: Box<dyn Read + 'a>, records: Records, at: At) -> Blocks<'a> {
+        Blocks { content, records, carry: Vec::new(), ended: false, at }
+    }
+
     /// Fills `buf` with the next block; `None` once the content is exhausted.
-    fn next_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<At>, Broken> {
+    pub(crate) fn next_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<At>, Broken> {
         buf.clear();
         buf.append(&mut self.carry);
         let mut target = BLOCK;
@@ -362,7 +367,7 @@ pub fn for_each_block(
         }
         // Lines are counted in the file, preamble included.
         let at = At { offset: 0, lines: framing.skip_lines };
-        Ok(Blocks { content, records: framing.records, carry: Vec::new(), ended: false, at })
+        Ok(Blocks::new(content, framing.records, at))
     }
     if task.size < PIPELINE_FROM {
         let mut blocks = match open(blob, codec, decode, framing, &read) {

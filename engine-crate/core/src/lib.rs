@@ -27,6 +27,7 @@ pub mod codec;
 pub mod control;
 pub mod error;
 pub mod format;
+pub mod frames;
 pub mod io;
 pub mod job;
 pub mod ops;

@@ -13,6 +13,7 @@ use crate::blob::Blob;
 
 use super::options::Options;
 use crate::codec::{for_each_block, Decode, Flow, Framing, Input};
+use crate::frames::for_each_group;
 use super::Operation;
 use crate::control::Control;
 use crate::error::{invalid, EngineError, FileError};
@@ -216,11 +217,17 @@ fn digest_content(alg: Algorithm, task: &FileTask, input: &Input, ctl: &Control)
     };
     let mut hasher = Hasher::new(alg);
     let mut total = 0u64;
-    let done = for_each_block(reading, ctl, |block, _| {
+    let mut each = |block: &[u8]| {
         hasher.update(block);
         total += block.len() as u64;
-        Ok(Flow::More)
-    })?;
+    };
+    let done = match for_each_group(&reading, ctl, &mut each) {
+        Some(done) => done?,
+        None => for_each_block(reading, ctl, |block, _| {
+            each(block);
+            Ok(Flow::More)
+        })?,
+    };
     Ok(done.map(|()| (total, hasher.finish())))
 }
 

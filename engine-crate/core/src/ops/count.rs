@@ -13,6 +13,7 @@ use crate::blob::Blob;
 
 use crate::codec::{for_each_block, Decode, Flow, Framing, Input};
 use crate::format::Format;
+use crate::frames::fold_groups;
 
 use super::options::Options;
 use super::Operation;
@@ -220,6 +221,9 @@ fn count_range(blob: &Blob, off: u64, len: Option<u64>, ctl: &Control, buf: &mut
 
 fn count_file(op: &CountOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<Piece, FileError>, EngineError> {
     if let Some(reading) = input.reading(task, Decode::Bytes, Framing::LINES, true) {
+        if let Some(split) = fold_groups(&reading, ctl, Piece::default, |p, block| p.then(Piece::of(block)), Piece::then) {
+            return split;
+        }
         let mut piece = Piece::default();
         let done = for_each_block(reading, ctl, |block, _| {
             piece = piece.then(Piece::of(block));

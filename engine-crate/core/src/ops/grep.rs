@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 use super::options::Options;
 use crate::codec::{for_each_block, Decode, Flow, Framing, Input};
+use crate::frames::fold_groups;
 use super::Operation;
 use crate::control::Control;
 use crate::error::{invalid, EngineError, FileError};
@@ -232,9 +233,13 @@ pub fn search(matcher: &Matcher, buf: &[u8], max: usize) -> Hits {
 fn grep_file(op: &GrepOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<Hits, FileError>, EngineError> {
     let max = op.max_matches_per_file;
     if let Some(reading) = input.reading(task, Decode::Bytes, Framing::LINES, true) {
+        let each = |hits: Hits, block: &[u8]| hits.then(search(&op.matcher, block, max), max);
+        if let Some(split) = fold_groups(&reading, ctl, Hits::default, each, |a, b| a.then(b, max)) {
+            return split;
+        }
         let mut hits = Hits::default();
         let done = for_each_block(reading, ctl, |block, _| {
-            hits = std::mem::take(&mut hits).then(search(&op.matcher, block, max), max);
+            hits = each(std::mem::take(&mut hits), block);
             Ok(Flow::More)
         })?;
         return Ok(done.map(|()| hits));
