@@ -35,7 +35,7 @@ use crate::FileTask;
 /// Decompressed bytes per block handed to an op.
 pub const BLOCK: usize = 8 << 20;
 /// Stored (compressed) bytes read at a time.
-const STORED_READ: usize = 256 << 10;
+pub(crate) const STORED_READ: usize = 256 << 10;
 /// Files stored in fewer bytes than this are decompressed on the op's own
 /// thread: a second thread would cost more than it saves.
 const PIPELINE_FROM: u64 = 1 << 20;

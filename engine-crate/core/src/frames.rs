@@ -21,15 +21,13 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::blob::Blob;
-use crate::codec::{At, Blocks, Broken, Codec, Decode, Framing, Reading, Records};
+use crate::codec::{At, Blocks, Broken, Codec, Decode, Framing, Reading, Records, STORED_READ};
 use crate::control::Control;
 use crate::error::{EngineError, FileError};
 use crate::io::read_range_into;
 
 /// Stored bytes per group decompressed by one thread.
 pub const GROUP: u64 = 8 << 20;
-/// Stored bytes read at a time while decompressing a group.
-const STORED_READ: usize = 256 << 10;
 
 const ZSTD_MAGIC: u32 = 0xFD2F_B528;
 /// Skippable zstd frames have magic numbers 0x184D2A50..=0x184D2A5F.
@@ -194,6 +192,12 @@ impl Read for Owned<'_> {
     }
 }
 
+/// The decompressed content of `stored`, buffered.
+fn decoded<'a>(codec: Codec, stored: impl Read + 'a) -> io::Result<Box<dyn BufRead + 'a>> {
+    let content = codec.decoder(BufReader::with_capacity(STORED_READ, stored))?;
+    Ok(Box::new(BufReader::with_capacity(STORED_READ, content)))
+}
+
 /// Reads past the first newline; whether there was one.
 fn skip_line(content: &mut dyn BufRead) -> io::Result<bool> {
     loop {
@@ -231,9 +235,8 @@ fn fold_group<T>(
     let (blob, size, first) = (reading.blob, reading.task.size, group.start == 0);
     let read = Cell::new(0u64);
     let failed = |error, after| GroupError { stored_at: group.start, broken: Broken { error, after } };
-    let stored = BufReader::with_capacity(STORED_READ, Counted { inner: blob.stream(group.clone()), read: &read });
-    let mut own: Box<dyn BufRead + '_> = match codec.decoder(stored) {
-        Ok(d) => Box::new(BufReader::with_capacity(STORED_READ, d)),
+    let mut own = match decoded(codec, Counted { inner: blob.stream(group.clone()), read: &read }) {
+        Ok(d) => d,
         Err(e) => return Ok(Err(failed(e, 0))),
     };
     let mut counted = 0u64;
@@ -262,8 +265,7 @@ fn fold_group<T>(
             if after_group == size {
                 return Ok(Box::new(io::empty()) as Box<dyn BufRead + '_>);
             }
-            let stored = BufReader::with_capacity(STORED_READ, blob.stream(after_group..size));
-            Ok(Box::new(BufReader::with_capacity(STORED_READ, codec.decoder(stored)?)) as Box<dyn BufRead + '_>)
+            decoded(codec, blob.stream(after_group..size))
         }),
         done: false,
     };
@@ -320,8 +322,7 @@ pub fn for_each_group(reading: &Reading<'_>, ctl: &Control, mut each: impl FnMut
     let decompress = |group: &Range<u64>| -> Result<Result<Vec<u8>, GroupError>, EngineError> {
         ctl.check()?;
         let mut content = Vec::new();
-        let stored = BufReader::with_capacity(STORED_READ, reading.blob.stream(group.clone()));
-        let done = codec.decoder(stored).and_then(|mut d| d.read_to_end(&mut content));
+        let done = decoded(codec, reading.blob.stream(group.clone())).and_then(|mut d| d.read_to_end(&mut content));
         if reading.progress {
             ctl.add_bytes(group.end - group.start);
         }
