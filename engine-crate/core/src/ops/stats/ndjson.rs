@@ -306,17 +306,28 @@ impl<'b> Visitor<'b> for Leaves<'_, 'b> {
 
 /// A float's text as Rust's `Display` writes it (shortest round-trip digits,
 /// never an exponent, no `.0`), through `ryu`, which finds the same digits
-/// faster; the rare values `ryu` writes with an exponent go through `Display`.
+/// faster. Two cases go through `Display`: the values `ryu` writes with an
+/// exponent, and texts of 16 or more significant digits. Only there can the
+/// exact value lie halfway between two shortest candidates (its expansion
+/// then has 17 or more digits, ending in 5), and the two break that tie
+/// differently: `ryu` to even, `Display` up (982796954799253.25 is
+/// `…253.2` in one and `…253.3` in the other).
 fn float_text(n: f64, buf: &mut ryu::Buffer) -> std::borrow::Cow<'_, str> {
     if !n.is_finite() {
         return n.to_string().into();
     }
     let s = buf.format_finite(n);
-    if s.contains('e') {
+    if s.contains('e') || significant_digits(s) >= 16 {
         n.to_string().into()
     } else {
         s.strip_suffix(".0").unwrap_or(s).into()
     }
+}
+
+/// Digits of a plain decimal text after its leading zeros (an upper bound
+/// of its significant digits: trailing zeros are counted too).
+fn significant_digits(text: &str) -> usize {
+    text.bytes().skip_while(|&b| matches!(b, b'-' | b'0' | b'.')).filter(u8::is_ascii_digit).count()
 }
 
 /// Appends an object key to the path (after a dot when nested).
@@ -500,7 +511,8 @@ mod tests {
 
     #[test]
     fn float_text_matches_display_at_the_edges() {
-        for n in [0.0, -0.0, 1.0, -1.5, 0.1, 1e15, 1e16, 1e-5, 1e-7, 123456789.125, f64::MAX, f64::MIN_POSITIVE, 5e-324] {
+        for n in [0.0, -0.0, 1.0, -1.5, 0.1, 1e15, 1e16, 1e-5, 1e-7, 123456789.125, f64::MAX, f64::MIN_POSITIVE, 5e-324,
+                  982796954799253.25, -964367322320340.25, 4503599627370495.5] {
             same_as_display(n);
         }
     }
