@@ -4,6 +4,7 @@ import gzip
 import json
 import random
 import statistics
+from collections import Counter
 
 import pytest
 
@@ -139,6 +140,32 @@ def test_escapes_field_order_floats_and_trailing_text(tmp_path):
     assert x["mean"] == pytest.approx(statistics.fmean(xs), rel=1e-9)
     assert (s["count"], s["min"], s["max"]) == (len(ss), min(ss), max(ss))
     assert column(doc, "n.k")["max"] == len(rows) - 1
+
+
+def test_raw_utf8_strings_a_line_of_invalid_utf8_and_crlf_endings(tmp_path):
+    rnd = random.Random(5)
+    texts = ["caf\u00e9", "na\u00efve", "\u6771\u4eac", "emoji \U0001f642", "plain", "\u00e9t\u00e9 \\ \"q\""]
+    rows = [{"s": rnd.choice(texts), "i": i} for i in range(300)]
+    lines = [json.dumps(r, ensure_ascii=False).encode() for r in rows]
+    lines.insert(120, b'{"s": "caf\xe9", "i": -1}')  # a Latin-1 byte: not UTF-8
+    path = tmp_path / "utf8.ndjson"
+    path.write_bytes(b"\r\n".join(lines[:200]) + b"\r\n" + b"\n".join(lines[200:]))  # no final newline
+    doc = run_op("stats", {"top": 3}, files_of(path))
+    good, bad_lines = [], []
+    for n, line in enumerate(lines, 1):
+        try:
+            good.append(json.loads(line))
+        except ValueError:
+            bad_lines.append(n)
+    assert bad_lines == [121]
+    assert doc["result"]["rows"] == len(good) == len(rows)
+    assert [(r["line"], r["reason"].startswith("malformed JSON")) for r in doc["result"]["badRows"]["rows"]] == [(121, True)]
+    ss = [r["s"] for r in good]
+    s = column(doc, "s")
+    assert (s["count"], s["min"], s["max"]) == (len(ss), min(ss), max(ss))
+    counts = sorted(Counter(ss).items(), key=lambda kv: (-kv[1], kv[0].encode()))[:3]
+    assert [(t["value"], t["count"]) for t in s["top"]] == counts
+    assert column(doc, "i")["max"] == len(rows) - 1
 
 
 def _loads(line):

@@ -390,11 +390,35 @@ fn parse_line<'b>(line: &'b [u8], leaves: &mut LineLeaves<'b>, path: &mut String
     }
     leaves.clear();
     path.clear();
-    let mut parser = serde_json::Deserializer::from_slice(line);
+    // One UTF-8 check of the whole line spares the parser a check of every
+    // string; a line that fails it is parsed from bytes, so its error says
+    // where the bad bytes are.
+    match std::str::from_utf8(line) {
+        Ok(text) => parse_object(&mut serde_json::Deserializer::from_str(text), leaves, path),
+        Err(_) => parse_object(&mut serde_json::Deserializer::from_slice(line), leaves, path),
+    }
+}
+
+fn parse_object<'b, R: serde_json::de::Read<'b>>(
+    parser: &mut serde_json::Deserializer<R>,
+    leaves: &mut LineLeaves<'b>,
+    path: &mut String,
+) -> Result<(), String> {
     Leaves { line: leaves, path }
-        .deserialize(&mut parser)
+        .deserialize(&mut *parser)
         .and_then(|()| parser.end())
         .map_err(|e| format!("malformed JSON: {e}"))
+}
+
+/// The pieces of `buf` between newlines, as `split` on `\n` gives them, found
+/// with `memchr` rather than by testing every byte.
+fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', buf).chain([buf.len()]).map(move |end| {
+        let line = &buf[start..end];
+        start = end + 1;
+        line
+    })
 }
 
 /// Parses a buffer of whole lines.
@@ -404,7 +428,7 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], file_start: bool) -> JsonChunk {
     let mut path = String::new();
     let mut leaves = LineLeaves::default();
     let mut slots = Vec::new();
-    for (i, line) in buf.split(|&b| b == b'\n').enumerate() {
+    for (i, line) in lines(buf).enumerate() {
         let line = line.trim_ascii();
         if line.is_empty() {
             continue;
@@ -502,7 +526,7 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
 
 #[cfg(test)]
 mod tests {
-    use super::float_text;
+    use super::{float_text, lines};
     use proptest::prelude::*;
 
     fn same_as_display(n: f64) {
@@ -521,6 +545,11 @@ mod tests {
         #[test]
         fn float_text_matches_display(bits in any::<u64>()) {
             same_as_display(f64::from_bits(bits));
+        }
+
+        #[test]
+        fn lines_are_the_pieces_split_gives(buf in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'x'), Just(b' ')], 0..40)) {
+            prop_assert!(lines(&buf).eq(buf.split(|&b| b == b'\n')));
         }
 
         #[test]
