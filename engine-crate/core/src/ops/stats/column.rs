@@ -281,6 +281,14 @@ impl ColumnAcc {
         self.apply(m);
     }
 
+    /// Adds the field `f` `n` times (a column's value the Parquet footer
+    /// vouches for, without its pages).
+    pub fn add_repeated(&mut self, f: &[u8], n: u64) {
+        for _ in 0..n {
+            self.add(f);
+        }
+    }
+
     #[inline]
     fn update_min_max(&mut self, f: &[u8]) {
         if !self.bufs_set {

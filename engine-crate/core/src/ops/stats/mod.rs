@@ -24,6 +24,7 @@ pub mod bad_rows;
 pub mod column;
 pub mod csv;
 pub mod dialect;
+pub mod footer;
 pub mod ndjson;
 pub mod parquet;
 pub mod sketch;
@@ -113,6 +114,24 @@ pub struct Column {
     /// JSON kinds of its values, when it came from NDJSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kinds: Option<Kinds>,
+    /// Every file's part of it was settled by its Parquet footer, no data read.
+    #[serde(default)]
+    pub from_footer: bool,
+}
+
+/// A column of one file, before columns merge by name.
+pub struct FileColumn {
+    pub name: String,
+    pub acc: ColumnAcc,
+    pub kinds: Option<Kinds>,
+    pub from_footer: bool,
+}
+
+impl FileColumn {
+    /// A column whose values were read.
+    fn read(name: String, acc: ColumnAcc, kinds: Option<Kinds>) -> FileColumn {
+        FileColumn { name, acc, kinds, from_footer: false }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,10 +149,11 @@ pub struct StatsBody {
 
 impl StatsBody {
     /// Adds one file's columns (already named).
-    fn add_file(&mut self, path: &str, format: Format, rows: u64, cols: Vec<(String, ColumnAcc, Option<Kinds>)>) {
+    fn add_file(&mut self, path: &str, format: Format, rows: u64, cols: Vec<FileColumn>) {
         self.rows += rows;
-        for (i, (name, acc, kinds)) in cols.into_iter().enumerate() {
-            self.add_column(Column { name, first: (path.to_string(), i), acc, formats: vec![format], kinds });
+        for (i, c) in cols.into_iter().enumerate() {
+            let first = (path.to_string(), i);
+            self.add_column(Column { name: c.name, first, acc: c.acc, formats: vec![format], kinds: c.kinds, from_footer: c.from_footer });
         }
     }
 
@@ -144,6 +164,7 @@ impl StatsBody {
                     x.first = c.first;
                 }
                 x.acc.merge(c.acc);
+                x.from_footer &= c.from_footer;
                 for f in c.formats {
                     if let Err(at) = x.formats.binary_search(&f) {
                         x.formats.insert(at, f);
@@ -198,6 +219,9 @@ impl Body for StatsBody {
                 }
                 if let Some(k) = c.kinds {
                     v["jsonTypes"] = k.result();
+                }
+                if c.from_footer {
+                    v["fromFooter"] = json!(true);
                 }
                 v
             })
@@ -493,14 +517,15 @@ impl Operation for StatsOp {
         };
         if format == Format::Ndjson {
             return Ok(ndjson::parse_file(self, task, input, ctl)?.map(|f| {
-                let cols = f.columns.into_iter().map(|(name, c)| (name, c.acc, Some(c.kinds))).collect();
+                let cols = f.columns.into_iter().map(|(name, c)| FileColumn::read(name, c.acc, Some(c.kinds))).collect();
                 acc.add_file(&task.path, format, f.rows, cols);
                 acc.bad_rows.add_file(&task.path, f.bad.len() as u64, f.bad);
             }));
         }
         if format == Format::Parquet {
             return Ok(parquet::parse_file(self, task, input, ctl)?.map(|f| {
-                acc.add_file(&task.path, format, f.rows, f.columns.into_iter().map(|(n, c)| (n, c, None)).collect());
+                let cols = f.columns.into_iter().map(|(name, acc, from_footer)| FileColumn { name, acc, kinds: None, from_footer }).collect();
+                acc.add_file(&task.path, format, f.rows, cols);
             }));
         }
         let (csv, sniffed) = match self.csv.for_file(format, input, &task.path) {
@@ -514,7 +539,7 @@ impl Operation for StatsOp {
             let names = column_names(s.header, width);
             let mut cols = s.cols;
             cols.resize_with(width, || self.new_column());
-            acc.add_file(&task.path, format, s.rows, names.into_iter().zip(cols).map(|(n, c)| (n, c, None)).collect());
+            acc.add_file(&task.path, format, s.rows, names.into_iter().zip(cols).map(|(n, c)| FileColumn::read(n, c, None)).collect());
             acc.bad_rows.add_file(&task.path, s.bad.total, s.bad.rows);
         }))
     }

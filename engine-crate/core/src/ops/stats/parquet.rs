@@ -5,8 +5,10 @@
 //! (dates as `YYYY-MM-DD`, numbers as written), so a column gets the same
 //! statistics from either format; a null, or a field of a null struct, is
 //! a null. Distinct counts, quantiles and top values need every value, so
-//! the data is read (row groups in parallel, joined in file order); the
-//! row count comes from the footer.
+//! the data is read (row groups in parallel, joined in file order), except
+//! for columns the footer's statistics settle ([`super::footer`]): those
+//! are left out of the read, and a file made only of them reads no page.
+//! The row count comes from the footer.
 
 use crate::blob::{Blob, Stream};
 
@@ -15,13 +17,16 @@ use parquet::errors::ParquetError;
 use parquet::file::reader::{ChunkReader, Length};
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef};
+use arrow_array::{Array, ArrayRef, RecordBatchReader};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
-use arrow_schema::{DataType, Fields};
+use arrow_schema::{DataType, FieldRef, Fields};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use parquet::schema::types::SchemaDescriptor;
 use rayon::prelude::*;
 
 use super::column::ColumnAcc;
+use super::footer::{settle, Settled};
 use super::StatsOp;
 use crate::codec::Input;
 use crate::control::Control;
@@ -68,20 +73,41 @@ impl ChunkReader for Positioned {
     }
 }
 
-/// One file's rows and columns, in schema order.
+/// One file's rows and columns, in schema order; a column is `true` when
+/// its footer settled it.
 #[derive(Debug)]
 pub struct ParquetFile {
     pub rows: u64,
-    pub columns: Vec<(String, ColumnAcc)>,
+    pub columns: Vec<(String, ColumnAcc, bool)>,
 }
 
-/// The leaf paths of a schema, structs flattened.
-fn leaf_paths(prefix: &str, fields: &Fields, out: &mut Vec<String>) {
+/// A column of the result: an Arrow field below its enclosing structs.
+struct Leaf {
+    /// Field names from the schema's root.
+    path: Vec<String>,
+    field: FieldRef,
+}
+
+impl Leaf {
+    fn name(&self) -> String {
+        self.path.join(".")
+    }
+
+    /// The Parquet leaf column holding it, when it is one value per row
+    /// (a list or map spans several, repeated).
+    fn parquet_column(&self, schema: &SchemaDescriptor) -> Option<usize> {
+        schema.columns().iter().position(|c| c.max_rep_level() == 0 && c.path().parts() == self.path.as_slice())
+    }
+}
+
+/// The leaves of a schema, structs flattened.
+fn leaves(prefix: &[String], fields: &Fields, out: &mut Vec<Leaf>) {
     for f in fields {
-        let path = if prefix.is_empty() { f.name().clone() } else { format!("{prefix}.{}", f.name()) };
+        let mut path = prefix.to_vec();
+        path.push(f.name().clone());
         match f.data_type() {
-            DataType::Struct(children) => leaf_paths(&path, children, out),
-            _ => out.push(path),
+            DataType::Struct(children) => leaves(&path, children, out),
+            _ => out.push(Leaf { path, field: f.clone() }),
         }
     }
 }
@@ -163,13 +189,19 @@ fn add_arrays(
     Ok(())
 }
 
-/// Reads one row group into fresh accumulators.
-fn read_row_group(op: &StatsOp, file: &Positioned, meta: &ArrowReaderMetadata, group: usize, width: usize) -> Result<Vec<ColumnAcc>, String> {
+/// Reads the `width` leaves in `mask` of one row group into fresh accumulators.
+fn read_row_group(op: &StatsOp, file: &Positioned, meta: &ArrowReaderMetadata, mask: &ProjectionMask, group: usize, width: usize) -> Result<Vec<ColumnAcc>, String> {
     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file.clone(), meta.clone())
         .with_row_groups(vec![group])
+        .with_projection(mask.clone())
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| format!("parquet: {e}"))?;
+    let mut found = Vec::new();
+    leaves(&[], reader.schema().fields(), &mut found);
+    if found.len() != width {
+        return Err(format!("parquet: {} columns read where {width} were asked for", found.len()));
+    }
     let mut accs: Vec<ColumnAcc> = (0..width).map(|_| op.new_column()).collect();
     let mut text = String::new();
     for batch in reader {
@@ -196,30 +228,46 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
         Ok(m) => m,
         Err(e) => return fail(format!("parquet: {e}")),
     };
-    let mut paths = Vec::new();
-    leaf_paths("", meta.schema().fields(), &mut paths);
-    let groups = meta.metadata().num_row_groups();
+    let mut schema_leaves = Vec::new();
+    leaves(&[], meta.schema().fields(), &mut schema_leaves);
+    let parquet_schema = meta.metadata().file_metadata().schema_descr();
     let rows = meta.metadata().file_metadata().num_rows().max(0) as u64;
+    let settled: Vec<Option<(usize, Settled)>> = schema_leaves
+        .iter()
+        .map(|l| l.parquet_column(parquet_schema).and_then(|c| Some((c, settle(meta.metadata(), c, &l.field)?))))
+        .collect();
+    let left_out: Vec<usize> = settled.iter().flatten().map(|(c, _)| *c).collect();
+    let mask = ProjectionMask::leaves(parquet_schema, (0..parquet_schema.num_columns()).filter(|c| !left_out.contains(c)));
+    // Positions in `schema_leaves` of the leaves read, in schema order.
+    let read_leaves: Vec<usize> = (0..schema_leaves.len()).filter(|&i| settled[i].is_none()).collect();
+    let groups = if read_leaves.is_empty() { 0 } else { meta.metadata().num_row_groups() };
     let read: Vec<Result<Vec<ColumnAcc>, String>> = (0..groups)
         .into_par_iter()
         .map(|g| {
             if ctl.is_cancelled() {
                 return Err("cancelled".into());
             }
-            let accs = read_row_group(op, &file, &meta, g, paths.len());
+            let accs = read_row_group(op, &file, &meta, &mask, g, read_leaves.len());
             if !op.types_only {
-                ctl.add_bytes(meta.metadata().row_group(g).compressed_size().max(0) as u64);
+                let chunks = meta.metadata().row_group(g).columns().iter().enumerate();
+                ctl.add_bytes(chunks.filter(|(c, _)| mask.leaf_included(*c)).map(|(_, chunk)| chunk.compressed_size().max(0) as u64).sum());
             }
             accs
         })
         .collect();
     ctl.check()?;
-    let mut columns: Vec<ColumnAcc> = (0..paths.len()).map(|_| op.new_column()).collect();
+    let mut columns: Vec<ColumnAcc> = (0..schema_leaves.len()).map(|_| op.new_column()).collect();
+    for (acc, known) in columns.iter_mut().zip(&settled) {
+        if let Some((_, s)) = known {
+            s.add_to(acc, rows);
+        }
+    }
     for group in read {
         match group {
-            Ok(accs) => columns.iter_mut().zip(accs).for_each(|(a, b)| a.merge(b)),
+            Ok(accs) => read_leaves.iter().zip(accs).for_each(|(&i, b)| columns[i].merge(b)),
             Err(e) => return fail(e),
         }
     }
-    Ok(Ok(ParquetFile { rows, columns: paths.into_iter().zip(columns).collect() }))
+    let columns = schema_leaves.iter().zip(columns).zip(&settled).map(|((l, acc), s)| (l.name(), acc, s.is_some())).collect();
+    Ok(Ok(ParquetFile { rows, columns }))
 }
