@@ -6,10 +6,17 @@
 //!
 //! Consecutive units are grouped into ~[`GROUP`] stored bytes and the groups
 //! are decompressed in parallel. Group `i` skips its content up to its
-//! first newline (group 0 skips nothing), then reads on past its end into
-//! the following units up to their first newline, the one group `i + 1`
-//! skips to. Every line is thus seen by exactly one group, whole, and the
+//! first record end (group 0 skips nothing), then reads on past its end into
+//! the following units up to their first record end, the one group `i + 1`
+//! skips to. Every record is thus seen by exactly one group, whole, and the
 //! ops join the groups' results as they join plain chunks.
+//!
+//! A record ends at a newline; for CSV, at a newline outside quotes. Whether
+//! a group starts inside quotes is the parity of the quote bytes in all the
+//! content before it, so CSV files take a first parallel pass that
+//! decompresses every group and counts its quotes (as [`crate::split`] does
+//! for a plain file), and the prefix sums tell each group where its first
+//! record starts.
 //!
 //! An ordinary gzip file (one member, or members without a stored size)
 //! and a single zstd frame are read as one stream ([`crate::codec`]).
@@ -21,10 +28,11 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::blob::Blob;
-use crate::codec::{At, Blocks, Broken, Codec, Decode, Framing, Reading, Records, STORED_READ};
+use crate::codec::{At, Blocks, Broken, Codec, Decode, Flow, Reading, STORED_READ};
 use crate::control::Control;
 use crate::error::{EngineError, FileError};
 use crate::io::read_range_into;
+use crate::split::find_record_end;
 
 /// Stored bytes per group decompressed by one thread.
 pub const GROUP: u64 = 8 << 20;
@@ -159,13 +167,17 @@ impl Read for Counted<'_> {
     }
 }
 
-/// The content a group owns: its own content past the first newline (all
-/// of it in group 0), then the content after it up to the next newline.
+/// The content a group owns: its own content past the first record end
+/// (all of it in group 0), then the content after it up to the next record
+/// end.
 struct Owned<'a> {
     own: Box<dyn Read + 'a>,
     /// The content after the group, opened once its own is exhausted.
     rest: Option<Box<dyn BufRead + 'a>>,
     open_rest: Box<dyn FnMut() -> io::Result<Box<dyn BufRead + 'a>> + 'a>,
+    quote: Option<u8>,
+    /// Whether the content read from `rest` so far ends inside quotes.
+    in_quote: bool,
     done: bool,
 }
 
@@ -183,10 +195,15 @@ impl Read for Owned<'_> {
         }
         let rest = self.rest.as_mut().expect("opened above");
         let avail = rest.fill_buf()?;
-        let line_end = memchr::memchr(b'\n', avail).map(|p| p + 1);
-        let n = line_end.unwrap_or(avail.len()).min(buf.len());
+        let (n, ends) = match find_record_end(avail, 0, self.in_quote, self.quote) {
+            Ok(end) if end <= buf.len() => (end, true),
+            _ => (avail.len().min(buf.len()), false),
+        };
         buf[..n].copy_from_slice(&avail[..n]);
-        self.done = n == 0 || line_end == Some(n);
+        if let (Some(q), false) = (self.quote, ends) {
+            self.in_quote ^= bytecount::count(&avail[..n], q) % 2 == 1;
+        }
+        self.done = n == 0 || ends;
         rest.consume(n);
         Ok(n)
     }
@@ -198,20 +215,24 @@ fn decoded<'a>(codec: Codec, stored: impl Read + 'a) -> io::Result<Box<dyn BufRe
     Ok(Box::new(BufReader::with_capacity(STORED_READ, content)))
 }
 
-/// Reads past the first newline; whether there was one.
-fn skip_line(content: &mut dyn BufRead) -> io::Result<bool> {
+/// Reads past the first record end, starting inside quotes or not;
+/// whether there was one.
+fn skip_record(content: &mut dyn BufRead, quote: Option<u8>, mut in_quote: bool) -> io::Result<bool> {
     loop {
         let avail = content.fill_buf()?;
         if avail.is_empty() {
             return Ok(false);
         }
-        let (n, found) = match memchr::memchr(b'\n', avail) {
-            Some(p) => (p + 1, true),
-            None => (avail.len(), false),
-        };
-        content.consume(n);
-        if found {
-            return Ok(true);
+        match find_record_end(avail, 0, in_quote, quote) {
+            Ok(end) => {
+                content.consume(end);
+                return Ok(true);
+            }
+            Err(state) => {
+                in_quote = state;
+                let n = avail.len();
+                content.consume(n);
+            }
         }
     }
 }
@@ -222,15 +243,24 @@ struct GroupError {
     broken: Broken,
 }
 
+/// Where a group's records start: inside quotes or not, at its start and at
+/// its end.
+#[derive(Debug, Clone, Copy, Default)]
+struct Quoting {
+    at_start: bool,
+    at_end: bool,
+}
+
 /// Decompresses `group` and folds the content it owns into `init`, in
-/// blocks of whole lines.
+/// blocks of whole records; the fold is told whether a block starts the file.
 fn fold_group<T>(
     reading: &Reading<'_>,
     codec: Codec,
     group: &Range<u64>,
+    quoting: Quoting,
     ctl: &Control,
     init: T,
-    fold: &(impl Fn(T, &[u8]) -> T + Sync),
+    fold: &(impl Fn(T, &[u8], bool) -> T + Sync),
 ) -> Result<Result<T, GroupError>, EngineError> {
     let (blob, size, first) = (reading.blob, reading.task.size, group.start == 0);
     let read = Cell::new(0u64);
@@ -246,8 +276,9 @@ fn fold_group<T>(
             counted = read.get();
         }
     };
+    let records = reading.framing.records;
     if !first {
-        match skip_line(&mut own) {
+        match skip_record(&mut own, records.quote(), quoting.at_start) {
             Ok(true) => {}
             // No newline: every line here started in an earlier group.
             Ok(false) => {
@@ -267,9 +298,11 @@ fn fold_group<T>(
             }
             decoded(codec, blob.stream(after_group..size))
         }),
+        quote: records.quote(),
+        in_quote: quoting.at_end,
         done: false,
     };
-    let mut blocks = Blocks::new(Box::new(content), Records::Lines, At { offset: 0, lines: 0 });
+    let mut blocks = Blocks::new(Box::new(content), records, At { offset: 0, lines: 0 });
     let mut acc = init;
     let mut buf = Vec::new();
     loop {
@@ -277,30 +310,53 @@ fn fold_group<T>(
         let next = blocks.next_into(&mut buf);
         advance();
         match next {
-            Ok(Some(_)) => acc = fold(acc, &buf),
+            Ok(Some(at)) => acc = fold(acc, &buf, first && at.is_start()),
             Ok(None) => return Ok(Ok(acc)),
             Err(broken) => return Ok(Err(GroupError { stored_at: group.start, broken })),
         }
     }
 }
 
-/// Folds the content of a file split into groups, the groups in parallel,
-/// joining their results in order; `None` when the file is read as one
-/// stream (see the module documentation).
-pub fn fold_groups<T: Send>(
-    reading: &Reading<'_>,
-    ctl: &Control,
-    empty: impl Fn() -> T + Sync + Send,
-    fold: impl Fn(T, &[u8]) -> T + Sync,
-    join: impl Fn(T, T) -> T + Sync + Send,
-) -> Option<Result<Result<T, FileError>, EngineError>> {
+/// The codec, stored groups and quote states of a file that is split;
+/// `None` when it is read as one stream.
+type Prepared = (Codec, Vec<Range<u64>>, Vec<Quoting>);
+
+fn prepare(reading: &Reading<'_>, ctl: &Control) -> Option<Result<Result<Prepared, FileError>, EngineError>> {
     let (codec, groups) = match split(reading)? {
         Ok(split) => split,
         Err(e) => return Some(Ok(Err(e))),
     };
+    let quoting = match reading.framing.records.quote() {
+        None => vec![Quoting::default(); groups.len()],
+        Some(q) => match quote_states(reading, codec, &groups, q, ctl) {
+            Ok(Ok(states)) => states,
+            Ok(Err(e)) => return Some(Ok(Err(group_error(reading, codec, e)))),
+            Err(e) => return Some(Err(e)),
+        },
+    };
+    Some(Ok(Ok((codec, groups, quoting))))
+}
+
+/// Folds the content of a file split into groups, the groups in parallel,
+/// joining their results in order; `None` when the file is read as one
+/// stream (see the module documentation). The fold gets blocks of whole
+/// records and whether the block starts the file.
+pub fn fold_groups<T: Send>(
+    reading: &Reading<'_>,
+    ctl: &Control,
+    empty: impl Fn() -> T + Sync + Send,
+    fold: impl Fn(T, &[u8], bool) -> T + Sync,
+    join: impl Fn(T, T) -> T + Sync + Send,
+) -> Option<Result<Result<T, FileError>, EngineError>> {
+    let (codec, groups, quoting) = match prepare(reading, ctl)? {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return Some(Ok(Err(e))),
+        Err(e) => return Some(Err(e)),
+    };
     let result = groups
         .par_iter()
-        .map(|g| fold_group(reading, codec, g, ctl, empty(), &fold))
+        .zip(quoting)
+        .map(|(g, quoting)| fold_group(reading, codec, g, quoting, ctl, empty(), &fold))
         .try_reduce(
             || Ok(empty()),
             |a, b| Ok(match (a, b) {
@@ -309,6 +365,45 @@ pub fn fold_groups<T: Send>(
             }),
         );
     Some(result.map(|r| r.map_err(|e| group_error(reading, codec, e))))
+}
+
+/// Folds the groups of a file split into groups as [`fold_groups`] does,
+/// as many at once as the pool has threads, and hands each such window's
+/// results to `each` in file order, until it says stop; for work whose
+/// output must be written in order. `None` when the file is read as one
+/// stream.
+pub fn fold_windows<T: Send>(
+    reading: &Reading<'_>,
+    ctl: &Control,
+    empty: impl Fn() -> T + Sync + Send,
+    fold: impl Fn(T, &[u8], bool) -> T + Sync,
+    mut each: impl FnMut(Vec<T>) -> Flow,
+) -> Option<Result<Result<(), FileError>, EngineError>> {
+    let (codec, groups, quoting) = match prepare(reading, ctl)? {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return Some(Ok(Err(e))),
+        Err(e) => return Some(Err(e)),
+    };
+    let window = rayon::current_num_threads().max(1);
+    for (groups, quoting) in groups.chunks(window).zip(quoting.chunks(window)) {
+        let folded: Result<Vec<_>, EngineError> = groups
+            .par_iter()
+            .zip(quoting)
+            .map(|(g, quoting)| fold_group(reading, codec, g, *quoting, ctl, empty(), &fold))
+            .collect();
+        let folded = match folded {
+            Ok(f) => f,
+            Err(e) => return Some(Err(e)),
+        };
+        let folded = match folded.into_iter().collect::<Result<Vec<T>, GroupError>>() {
+            Ok(f) => f,
+            Err(e) => return Some(Ok(Err(group_error(reading, codec, e)))),
+        };
+        if each(folded) == Flow::Stop {
+            break;
+        }
+    }
+    Some(Ok(Ok(())))
 }
 
 /// Hands the content of a file split into groups to `each` in order, as
@@ -347,16 +442,72 @@ pub fn for_each_group(reading: &Reading<'_>, ctl: &Control, mut each: impl FnMut
     Some(Ok(Ok(())))
 }
 
-/// The codec and stored groups of a file that is split; `None` when it is
-/// read as one stream: not a splittable format, content that is transcoded
-/// or framed otherwise than in lines, a remote object (whose headers would
-/// each cost a request), or too small for two groups.
-fn split(reading: &Reading<'_>) -> Option<Result<(Codec, Vec<Range<u64>>), FileError>> {
-    let codec = reading.codec?;
-    let (blob, size) = (reading.blob, reading.task.size);
-    if reading.decode != Decode::Bytes || reading.framing != Framing::LINES || blob.file().is_none() || size <= GROUP {
+/// Whether each group starts and ends inside quotes: every group is
+/// decompressed and its quote bytes counted, in parallel.
+fn quote_states(reading: &Reading<'_>, codec: Codec, groups: &[Range<u64>], quote: u8, ctl: &Control) -> Result<Result<Vec<Quoting>, GroupError>, EngineError> {
+    let odd = |group: &Range<u64>| -> Result<Result<bool, GroupError>, EngineError> {
+        ctl.check()?;
+        let mut quotes = 0usize;
+        let mut content_read = 0u64;
+        let counted = decoded(codec, reading.blob.stream(group.clone())).and_then(|mut content| loop {
+            let avail = content.fill_buf()?;
+            if avail.is_empty() {
+                return Ok(());
+            }
+            quotes += bytecount::count(avail, quote);
+            let n = avail.len();
+            content_read += n as u64;
+            content.consume(n);
+        });
+        Ok(match counted {
+            Ok(()) => Ok(quotes % 2 == 1),
+            Err(error) => Err(GroupError { stored_at: group.start, broken: Broken { error, after: content_read } }),
+        })
+    };
+    let odd: Vec<bool> = match groups.par_iter().map(odd).collect::<Result<Result<Vec<bool>, GroupError>, EngineError>>()? {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut inside = false;
+    Ok(Ok(odd
+        .into_iter()
+        .map(|o| {
+            let at_start = inside;
+            inside ^= o;
+            Quoting { at_start, at_end: inside }
+        })
+        .collect()))
+}
+
+/// The codec a file is split by, before its units are looked at; `None`
+/// when it is read as one stream: not a splittable codec, content that is
+/// transcoded or must be read in order, a remote object (whose headers
+/// would each cost a request), or too small for two groups.
+pub fn splittable(reading: &Reading<'_>) -> Option<Codec> {
+    let codec = reading.codec.filter(|c| matches!(c, Codec::Zstd | Codec::Gzip))?;
+    if reading.framing.sequential() || reading.blob.file().is_none() || reading.task.size <= GROUP {
         return None;
     }
+    // Text read through a decoder (a named encoding, or a byte-order mark
+    // that names one) is decoded from its start, in order; text without a
+    // byte-order mark is passed through as it is.
+    let passed_through = match reading.decode {
+        Decode::Bytes => true,
+        Decode::Auto => {
+            let mut head = Vec::new();
+            decoded(codec, reading.blob.stream(0..reading.task.size)).ok()?.take(3).read_to_end(&mut head).ok()?;
+            !(head.starts_with(b"\xEF\xBB\xBF") || head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF"))
+        }
+        Decode::From(_) => false,
+    };
+    passed_through.then_some(codec)
+}
+
+/// The codec and stored groups of a file that is split; `None` when it is
+/// read as one stream.
+fn split(reading: &Reading<'_>) -> Option<Result<(Codec, Vec<Range<u64>>), FileError>> {
+    let codec = splittable(reading)?;
+    let (blob, size) = (reading.blob, reading.task.size);
     match units(blob, codec, size) {
         Ok(Some(units)) => {
             let groups = groups(&units, GROUP);
@@ -381,6 +532,7 @@ fn group_error(reading: &Reading<'_>, codec: Codec, e: GroupError) -> FileError 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{Framing, Records};
     use crate::FileTask;
     use std::io::Write;
 
@@ -493,11 +645,11 @@ mod tests {
         let reading = Reading { task: &task, blob: &blob, codec: Some(codec), decode: Decode::Bytes, framing: Framing::LINES, progress: false };
         let units = units(&blob, codec, task.size).unwrap().unwrap();
         let ctl = Control::default();
-        let append = |mut acc: Vec<u8>, block: &[u8]| {
+        let append = |mut acc: Vec<u8>, block: &[u8], _| {
             acc.extend_from_slice(block);
             acc
         };
-        units.iter().map(|u| fold_group(&reading, codec, u, &ctl, Vec::new(), &append).unwrap().ok().unwrap()).collect()
+        units.iter().map(|u| fold_group(&reading, codec, u, Quoting::default(), &ctl, Vec::new(), &append).unwrap().ok().unwrap()).collect()
     }
 
     #[test]
@@ -518,6 +670,37 @@ mod tests {
     }
 
     #[test]
+    fn every_csv_record_is_owned_by_one_group_whole() {
+        // Most newlines lie inside quotes, so most units start inside a quoted field.
+        let data: Vec<u8> = (0..4_000).flat_map(|i| format!("{i},\"a\nb \"\"{i}\"\"\nc\",x\n").into_bytes()).collect();
+        let parts: Vec<&[u8]> = data.chunks(997).collect();
+        let (stored, _) = tiled(parts.iter().map(|p| zstd::encode_all(*p, 1).unwrap()).collect());
+        let blob = blob_of(&stored);
+        let task = FileTask::new("t", stored.len() as u64);
+        let framing = Framing { records: Records::Quotes(b'"'), ..Framing::LINES };
+        let reading = Reading { task: &task, blob: &blob, codec: Some(Codec::Zstd), decode: Decode::Bytes, framing, progress: false };
+        let units = units(&blob, Codec::Zstd, task.size).unwrap().unwrap();
+        let ctl = Control::default();
+        let quoting = quote_states(&reading, Codec::Zstd, &units, b'"', &ctl).unwrap().ok().unwrap();
+        assert!(quoting.iter().filter(|q| q.at_start).count() > units.len() / 2);
+        let append = |mut acc: Vec<u8>, block: &[u8], _| {
+            acc.extend_from_slice(block);
+            acc
+        };
+        let owned: Vec<Vec<u8>> = units
+            .iter()
+            .zip(&quoting)
+            .map(|(u, q)| fold_group(&reading, Codec::Zstd, u, *q, &ctl, Vec::new(), &append).unwrap().ok().unwrap())
+            .collect();
+        assert_eq!(owned.concat(), data);
+        for o in owned.iter().filter(|o| !o.is_empty()) {
+            let first = &o[..memchr::memchr(b',', o).unwrap()];
+            assert!(first.iter().all(u8::is_ascii_digit) && o.ends_with(b",x\n"), "{}", String::from_utf8_lossy(o));
+            assert_eq!(bytecount::count(o, b'"') % 2, 0);
+        }
+    }
+
+    #[test]
     fn a_corrupt_unit_fails_its_group() {
         let data = text(0..3_000);
         let (mut stored, extents) = tiled(data.chunks(20_000).map(|c| zstd::encode_all(c, 1).unwrap()).collect());
@@ -528,11 +711,11 @@ mod tests {
         let blob = blob_of(&stored);
         let task = FileTask::new("t", stored.len() as u64);
         let reading = Reading { task: &task, blob: &blob, codec: Some(Codec::Zstd), decode: Decode::Bytes, framing: Framing::LINES, progress: false };
-        let count = |n: u64, block: &[u8]| n + block.len() as u64;
+        let count = |n: u64, block: &[u8], _| n + block.len() as u64;
         let ctl = Control::default();
-        assert!(fold_group(&reading, Codec::Zstd, &extents[1], &ctl, 0, &count).unwrap().is_err(), "its last line runs into the corrupt frame");
-        let e = fold_group(&reading, Codec::Zstd, middle, &ctl, 0, &count).unwrap().err().unwrap();
+        assert!(fold_group(&reading, Codec::Zstd, &extents[1], Quoting::default(), &ctl, 0, &count).unwrap().is_err(), "its last line runs into the corrupt frame");
+        let e = fold_group(&reading, Codec::Zstd, middle, Quoting::default(), &ctl, 0, &count).unwrap().err().unwrap();
         assert_eq!(e.stored_at, middle.start);
-        assert!(fold_group(&reading, Codec::Zstd, &extents[0], &ctl, 0, &count).unwrap().is_ok());
+        assert!(fold_group(&reading, Codec::Zstd, &extents[0], Quoting::default(), &ctl, 0, &count).unwrap().is_ok());
     }
 }

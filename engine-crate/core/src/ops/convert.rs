@@ -55,6 +55,7 @@ use crate::control::Control;
 use crate::error::{invalid, EngineError, FileError};
 use crate::io::{read_to_end_from, with_buffer};
 use crate::partial::Body;
+use crate::frames::fold_windows;
 use crate::split::{chunk_count, quote_parities, read_aligned};
 use crate::FileTask;
 
@@ -578,12 +579,35 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
     let framing = layout.framing();
     let quote = framing.records.quote();
     let mut rows = 0u64;
+    // The next row group's ordinal.
+    let mut index = 0;
     if let Some(reading) = source.reading(task, op.csv.decode, framing, true) {
-        // Compressed: one row group per block, encoded while the next block
-        // is decompressed.
-        let mut index = 0;
         let mut failure = None;
-        let done = for_each_block(reading, ctl, |block, at| {
+        // Compressed in independent frames: groups of them parsed in
+        // parallel, their blocks encoded in parallel, written in order.
+        let build = |mut built: Vec<Built>, block: &[u8], file_start: bool| {
+            let (arrays, r) = layout.build(block, file_start, &kinds);
+            if r > 0 || file_start {
+                built.push(Built { arrays, rows: r, bytes: 0 });
+            }
+            built
+        };
+        let windows = fold_windows(&reading, ctl, Vec::new, build, |groups| {
+            let built: Vec<Built> = groups.into_iter().flatten().collect();
+            match write_in_order(op, &schema, &mut sink, built, &mut index) {
+                Ok(r) => {
+                    rows += r;
+                    Flow::More
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    Flow::Stop
+                }
+            }
+        });
+        // Otherwise one row group per block, encoded while the next block
+        // is decompressed.
+        let done = windows.unwrap_or_else(|| for_each_block(reading, ctl, |block, at| {
             let (arrays, r) = layout.build(block, at.is_start(), &kinds);
             if r == 0 && !at.is_start() {
                 return Ok(Flow::More);
@@ -600,7 +624,7 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
                     Flow::Stop
                 }
             })
-        })
+        }))
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp_path);
         })?;
@@ -643,7 +667,7 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
                     if r == 0 && !(i == 0 && n == 1) {
                         return Ok(None);
                     }
-                    Ok(Some(Built { index: i, arrays, rows: r, bytes: (e - s) as u64 }))
+                    Ok(Some(Built { arrays, rows: r, bytes: (e - s) as u64 }))
                 })
             })
             .collect();
@@ -654,36 +678,42 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
             Ok(b) => b,
             Err(e) => return fail(e),
         };
-        let Some(first) = built.first() else { continue };
-        let factory = match sink.factory(op, &schema, &first.arrays) {
-            Ok(f) => f,
+        let bytes: u64 = built.iter().map(|b| b.bytes).sum();
+        match write_in_order(op, &schema, &mut sink, built, &mut index) {
+            Ok(r) => rows += r,
             Err(e) => return fail(e),
-        };
-        let encoded: Vec<Result<(Vec<ArrowColumnChunk>, u64, u64), String>> = built
-            .into_par_iter()
-            .map(|b| {
-                let chunks = encode(factory, &schema, b.index, &b.arrays).map_err(|e| format!("parquet encode: {e}"))?;
-                Ok((chunks, b.rows, b.bytes))
-            })
-            .collect();
-        for item in encoded {
-            let (chunks, r, bytes) = match item {
-                Ok(x) => x,
-                Err(e) => return fail(e),
-            };
-            if let Err(e) = sink.append(chunks) {
-                return fail(e);
-            }
-            rows += r;
-            ctl.add_bytes(bytes);
         }
+        ctl.add_bytes(bytes);
     }
     sink.close(op, &schema).and_then(|()| finish_output(task, &tmp_path, &out_path, rows, columns)).or_else(fail)
 }
 
-/// One parsed chunk of a file, waiting to be encoded as row group `index`.
+/// Encodes parsed blocks as the next row groups, in parallel, and appends
+/// them in order; the rows written.
+fn write_in_order(op: &ConvertOp, schema: &SchemaRef, sink: &mut Sink, built: Vec<Built>, index: &mut usize) -> Result<u64, String> {
+    let Some(first) = built.first() else { return Ok(0) };
+    let factory = sink.factory(op, schema, &first.arrays)?;
+    let start = *index;
+    *index += built.len();
+    let encoded: Vec<Result<(Vec<ArrowColumnChunk>, u64), String>> = built
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let chunks = encode(factory, schema, start + i, &b.arrays).map_err(|e| format!("parquet encode: {e}"))?;
+            Ok((chunks, b.rows))
+        })
+        .collect();
+    let mut rows = 0;
+    for item in encoded {
+        let (chunks, r) = item?;
+        sink.append(chunks)?;
+        rows += r;
+    }
+    Ok(rows)
+}
+
+/// One parsed chunk of a file, waiting to be encoded as a row group.
 struct Built {
-    index: usize,
     arrays: Vec<ArrayRef>,
     rows: u64,
     bytes: u64,

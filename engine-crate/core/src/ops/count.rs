@@ -221,7 +221,7 @@ fn count_range(blob: &Blob, off: u64, len: Option<u64>, ctl: &Control, buf: &mut
 
 fn count_file(op: &CountOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<Piece, FileError>, EngineError> {
     if let Some(reading) = input.reading(task, Decode::Bytes, Framing::LINES, true) {
-        if let Some(split) = fold_groups(&reading, ctl, Piece::default, |p, block| p.then(Piece::of(block)), Piece::then) {
+        if let Some(split) = fold_groups(&reading, ctl, Piece::default, |p, block, _| p.then(Piece::of(block)), Piece::then) {
             return split;
         }
         let mut piece = Piece::default();

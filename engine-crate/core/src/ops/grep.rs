@@ -233,13 +233,13 @@ pub fn search(matcher: &Matcher, buf: &[u8], max: usize) -> Hits {
 fn grep_file(op: &GrepOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<Hits, FileError>, EngineError> {
     let max = op.max_matches_per_file;
     if let Some(reading) = input.reading(task, Decode::Bytes, Framing::LINES, true) {
-        let each = |hits: Hits, block: &[u8]| hits.then(search(&op.matcher, block, max), max);
+        let each = |hits: Hits, block: &[u8], _| hits.then(search(&op.matcher, block, max), max);
         if let Some(split) = fold_groups(&reading, ctl, Hits::default, each, |a, b| a.then(b, max)) {
             return split;
         }
         let mut hits = Hits::default();
         let done = for_each_block(reading, ctl, |block, _| {
-            hits = each(std::mem::take(&mut hits), block);
+            hits = each(std::mem::take(&mut hits), block, false);
             Ok(Flow::More)
         })?;
         return Ok(done.map(|()| hits));

@@ -41,10 +41,11 @@ pub use self::dialect::{csv_options, CsvOptions};
 use self::sniff::Dialects;
 use self::ndjson::Kinds;
 use super::options::Options;
-use crate::codec::{for_each_block, Flow, Input, Reading, Records};
+use crate::codec::{for_each_block, At, Flow, Input, Reading, Records};
 use super::Operation;
 use crate::control::Control;
 use crate::error::{EngineError, FileError};
+use crate::frames::{fold_groups, splittable};
 use crate::format::{Choice, Format};
 use crate::io::{line_of_offset, read_to_end_from, with_buffer};
 use crate::partial::Body;
@@ -240,14 +241,6 @@ struct Problem {
     reason: String,
 }
 
-fn earliest(a: Option<Problem>, b: Option<Problem>) -> Option<Problem> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(if y.offset < x.offset { y } else { x }),
-        (x, None) => x,
-        (None, y) => y,
-    }
-}
-
 /// Result of parsing one record-aligned range of a file.
 #[derive(Debug, Default)]
 pub struct ChunkStats {
@@ -267,7 +260,9 @@ impl ChunkStats {
     /// Joins with the chunk that directly follows in the file; `max` caps
     /// the bad rows listed.
     fn then(mut self, next: ChunkStats, max: usize) -> ChunkStats {
-        self.problem = earliest(self.problem.take(), next.problem);
+        // A problem's line, when known, counts from its chunk's start.
+        let shift = self.newlines;
+        self.problem = self.problem.take().or(next.problem.map(|p| Problem { line: p.line.map(|l| l + shift), ..p }));
         self.header = self.header.or(next.header);
         self.width = self.width.or(next.width);
         self.bad = self.bad.then(next.bad, self.newlines, max);
@@ -428,9 +423,38 @@ fn parse_stream(op: &StatsOp, reading: Reading<'_>, ctl: &Control) -> Result<Res
     })
 }
 
+/// Parses a compressed file split into groups of frames, the groups in
+/// parallel (see [`crate::frames`]); `None` when it is read as one stream.
+fn parse_groups(op: &StatsOp, reading: &Reading<'_>, input: &Input, ctl: &Control) -> Option<Result<Result<ChunkStats, FileError>, EngineError>> {
+    splittable(reading)?;
+    let path = &reading.task.path;
+    let width = match first_width(op, input, reading.task.size) {
+        Ok(w) => w,
+        Err(e) => return Some(Ok(Err(FileError::io(path, &e)))),
+    };
+    let max = op.csv.bad_rows.max;
+    let fold = |joined: ChunkStats, block: &[u8], file_start: bool| {
+        let mut chunk = parse_chunk(op, block, 0, file_start, width);
+        if let Some(p) = &mut chunk.problem {
+            p.line = Some(At { offset: 0, lines: 0 }.line_of(block, p.offset));
+        }
+        joined.then(chunk, max)
+    };
+    let joined = fold_groups(reading, ctl, ChunkStats::default, fold, |a, b| a.then(b, max))?;
+    Some(joined.map(|r| {
+        r.and_then(|s| match s.problem {
+            Some(p) => Err(FileError::new(path, p.line, p.reason)),
+            None => Ok(s),
+        })
+    }))
+}
+
 /// Parses a whole file (in parallel chunks when big).
 pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<ChunkStats, FileError>, EngineError> {
     if let Some(reading) = input.reading(task, op.csv.decode, op.csv.framing(), !op.types_only) {
+        if let Some(split) = parse_groups(op, &reading, input, ctl) {
+            return split;
+        }
         return parse_stream(op, reading, ctl);
     }
     let blob = &input.blob;

@@ -26,6 +26,7 @@ use super::StatsOp;
 use crate::codec::{for_each_block, Flow, Framing, Input};
 use crate::control::Control;
 use crate::error::{EngineError, FileError};
+use crate::frames::fold_groups;
 use crate::io::{read_to_end_from, with_buffer};
 use crate::split::{chunk_count, read_aligned};
 use crate::FileTask;
@@ -478,6 +479,10 @@ fn finish(task: &FileTask, chunk: JsonChunk) -> Result<JsonFile, FileError> {
 /// block when compressed.
 pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<JsonFile, FileError>, EngineError> {
     if let Some(reading) = input.reading(task, op.csv.decode, Framing::LINES, !op.types_only) {
+        let fold = |joined: JsonChunk, block: &[u8], file_start: bool| joined.then(parse_chunk(op, block, file_start));
+        if let Some(split) = fold_groups(&reading, ctl, JsonChunk::default, fold, JsonChunk::then) {
+            return Ok(split?.and_then(|chunk| finish(task, chunk)));
+        }
         let mut joined = JsonChunk::default();
         let done = for_each_block(reading, ctl, |block, at| {
             let mut chunk = parse_chunk(op, block, at.is_start());
