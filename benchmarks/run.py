@@ -329,6 +329,9 @@ def goal_rows(goals: list[GoalRow]) -> list[list[str]]:
     return [[g.workload.name, g.workload.dataset, g.text, fmt(g.ratio, ".2f"), g.status] for g in goals]
 
 
+CLUSTER_HEADERS = ["goal", "measured", "status"]
+
+
 def check_rows(checks: list[tuple[Workload, str, str]]) -> list[list[str]]:
     return [[wl.name, wl.dataset, message, status] for wl, status, message in checks]
 
@@ -387,13 +390,16 @@ def describe_run(args, ctx: Ctx, cpus: set[int]) -> list[str]:
     ]
 
 
-def write_readme(about: list[str], results, goals, checks) -> None:
-    block = "\n\n".join([
+def write_readme(about: list[str], results, goals, checks, cluster_figures) -> None:
+    parts = [
         "\n".join(about),
         markdown(RESULT_HEADERS, result_rows(results)),
         "Goals:\n\n" + markdown(GOAL_HEADERS, goal_rows(goals)),
         "Cross-checks:\n\n" + (markdown(CHECK_HEADERS, check_rows(checks)) if checks else "none ran"),
-    ])
+    ]
+    if cluster_figures:
+        parts.append("The cluster path:\n\n" + markdown(CLUSTER_HEADERS, cluster.goal_lines(cluster_figures)))
+    block = "\n\n".join(parts)
     text = README.read_text() if README.exists() else f"# Benchmarks\n\n{MARK_START}\n{MARK_END}\n"
     head, _, rest = text.partition(MARK_START)
     _, _, tail = rest.partition(MARK_END)
@@ -487,13 +493,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.cluster:
         cluster_figures = cluster.measure(gen.files_of(root, gen.SOURCE), gen.SETS[gen.SOURCE].pattern, args.runs,
                                           console.print)
-        print_table("The cluster path (ratios measured in this run)", ["goal", "measured", "status"],
+        print_table("The cluster path (ratios measured in this run)", CLUSTER_HEADERS,
                     [list(row) for row in cluster.goal_lines(cluster_figures)])
     if args.smoke:
         console.print("[yellow]smoke data: start-up costs dominate, the ratios say nothing about speed[/yellow]")
     save_json(args.out_dir / "results.json", about, results, goals, checks, cluster_figures)
     if args.write_readme:
-        write_readme(about, results, goals, checks)
+        write_readme(about, results, goals, checks, cluster_figures)
     failed = [r for r in results if r.tool.startswith("pravah") and r.status == "failed"]
     return 1 if failed else 0
 
