@@ -442,26 +442,40 @@ pub fn for_each_block(
 /// Stored bytes looked at for magic bytes.
 const MAGIC: usize = 6;
 
-/// An input as an op receives it: open, its first stored bytes, and its
-/// codec when compressed.
+/// Files smaller than this are read whole when opened: one read instead of
+/// one for the magic bytes and more for the content.
+pub const SMALL_FILE: u64 = 64 << 10;
+
+/// An input as an op receives it: open, its first stored bytes (all of a
+/// small local file), and its codec when compressed.
 #[derive(Debug)]
 pub struct Input {
     pub blob: Blob,
     pub codec: Option<Codec>,
-    magic: Vec<u8>,
+    head: Vec<u8>,
+    whole: bool,
 }
 
 impl Input {
-    /// Reads the file's first bytes, looking for a codec's magic bytes.
+    /// Reads the file's first bytes, looking for a codec's magic bytes; a
+    /// small local file is read whole.
     pub fn new(task: &FileTask, blob: Blob) -> Result<Input, FileError> {
-        let mut magic = Vec::with_capacity(MAGIC);
-        crate::io::read_range_into(&blob, 0, MAGIC, &mut magic).map_err(|e| FileError::io(&task.path, &e))?;
-        Ok(Input { codec: Codec::sniff(&magic), blob, magic })
+        let small = blob.file().is_some() && task.size < SMALL_FILE;
+        let expected = if small { task.size as usize } else { MAGIC };
+        let mut head = Vec::new();
+        let whole = crate::io::read_whole_into(&blob, expected, &mut head).map_err(|e| FileError::io(&task.path, &e))?;
+        Ok(Input { codec: Codec::sniff(&head), blob, head, whole })
     }
 
     /// The first stored bytes (up to six).
     pub fn magic(&self) -> &[u8] {
-        &self.magic
+        &self.head[..self.head.len().min(MAGIC)]
+    }
+
+    /// All the stored bytes, when the input was small enough to be read
+    /// whole on opening.
+    pub fn whole(&self) -> Option<&[u8]> {
+        self.whole.then_some(self.head.as_slice())
     }
 
     /// Up to `n` bytes of the content, decompressed when compressed. A
@@ -487,7 +501,7 @@ impl Input {
     /// How to read the content when it is compressed, must be transcoded
     /// or read in order; `None` when the file is read as stored, in chunks.
     pub fn reading<'a>(&'a self, task: &'a FileTask, decode: Decode, framing: Framing, progress: bool) -> Option<Reading<'a>> {
-        (self.codec.is_some() || decode.transcodes(&self.magic) || framing.sequential())
+        (self.codec.is_some() || decode.transcodes(self.magic()) || framing.sequential())
             .then_some(Reading { task, blob: &self.blob, codec: self.codec, decode, framing, progress })
     }
 }

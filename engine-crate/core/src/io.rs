@@ -5,13 +5,14 @@
 //! or streams through a fixed-size buffer.
 
 use std::cell::RefCell;
-use std::fs::{File, OpenOptions};
+use rustix::fs::OFlags;
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::blob::Blob;
+use crate::dirs::OpenDir;
 use crate::error::{EngineError, FileError};
 use crate::remote::Bucket;
 
@@ -50,23 +51,24 @@ impl Inputs {
         Inputs { bucket: Some(bucket), ..Inputs::default() }
     }
 
-    /// Opens one input for reading.
-    pub fn open(&self, path: &str) -> Result<Blob, FileError> {
+    /// Opens one input for reading; `dirs` holds the directory of the
+    /// previous file opened.
+    pub fn open(&self, path: &str, dirs: &mut OpenDir) -> Result<Blob, FileError> {
         match &self.bucket {
             Some(bucket) => bucket.open(path).map(Blob::Remote),
-            None => self.open_file(path).map(Blob::from),
+            None => self.open_file(path, dirs).map(Blob::from),
         }
     }
 
     /// Opens one input file. The root itself, named by the caller, may be
     /// a link; below it, links obey `follow_symlinks`.
-    fn open_file(&self, path: &str) -> Result<File, FileError> {
+    fn open_file(&self, path: &str, dirs: &mut OpenDir) -> Result<File, FileError> {
         let is_root = self.root.as_ref().is_some_and(|(given, _)| given.as_path() == Path::new(path));
         let no_follow = !self.follow_symlinks && !is_root;
         // O_NONBLOCK: a FIFO put in a file's place must not hang the open; it
         // changes nothing for the regular files that are then accepted.
-        let flags = libc::O_NONBLOCK | if no_follow { libc::O_NOFOLLOW } else { 0 };
-        let file = OpenOptions::new().read(true).custom_flags(flags).open(path).map_err(|e| {
+        let flags = OFlags::NONBLOCK | if no_follow { OFlags::NOFOLLOW } else { OFlags::empty() };
+        let file = dirs.open(Path::new(path), flags).map_err(|e| {
             if no_follow && e.raw_os_error() == Some(libc::ELOOP) {
                 FileError::new(path, None, "is a symbolic link, and symbolic links are not followed")
             } else {
@@ -105,6 +107,28 @@ pub fn read_range_into(blob: &Blob, offset: u64, len: usize, buf: &mut Vec<u8>) 
         Blob::Local(file) => pread_into(file, offset, len, buf),
         Blob::Remote(object) => object.read_into(offset, len, buf),
     }
+}
+
+/// Reads the start of an input expected to hold `size` bytes, asking for one
+/// byte more so that the end of input is seen: returns whether `buf` now
+/// holds the whole input. A file that still has its scanned size takes one
+/// `pread`, with no second call to confirm the end.
+pub fn read_whole_into(blob: &Blob, size: usize, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let want = size.saturating_add(1);
+    let Blob::Local(file) = blob else {
+        return Ok(read_range_into(blob, 0, want, buf)? < want);
+    };
+    buf.reserve(want);
+    let first = loop {
+        match pread_spare(file, buf, want, 0) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    if first == size || first == 0 {
+        return Ok(true);
+    }
+    Ok(first + pread_into(file, first as u64, want - first, buf)? < want)
 }
 
 /// [`read_range_into`] for a file: reads go straight into the vector's
@@ -227,7 +251,7 @@ mod tests {
     }
 
     fn open(root: &Path, follow: bool, path: &Path) -> Result<Blob, FileError> {
-        Inputs::new(Some(root.to_str().unwrap()), follow).unwrap().open(path.to_str().unwrap())
+        Inputs::new(Some(root.to_str().unwrap()), follow).unwrap().open(path.to_str().unwrap(), &mut OpenDir::default())
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::codec::Input;
 use crate::control::{Control, ProgressSnapshot};
+use crate::dirs::OpenDir;
 use crate::error::{invalid, EngineError};
 use crate::io::Inputs;
 use crate::ops::checksum::{ChecksumBody, ChecksumOp};
@@ -71,12 +72,13 @@ pub fn run_partial<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ct
     let partial = files
         .par_iter()
         .try_fold(
-            || Partial::new(O::NAME, op.empty()),
-            |mut acc, task| -> Result<_, EngineError> {
-                add_file(op, task, inputs, ctl, &mut acc)?;
-                Ok(acc)
+            || (Partial::new(O::NAME, op.empty()), OpenDir::default()),
+            |(mut acc, mut dirs), task| -> Result<_, EngineError> {
+                add_file(op, task, inputs, &mut dirs, ctl, &mut acc)?;
+                Ok((acc, dirs))
             },
         )
+        .map(|folded| folded.map(|(acc, _)| acc))
         .try_reduce(|| Partial::new(O::NAME, op.empty()), |a, b| a.merge(b))?;
     ctl.check()?;
     Ok(partial)
@@ -88,9 +90,9 @@ pub fn run_per_file<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, c
     op.prepare()?;
     let partials = files
         .par_iter()
-        .map(|task| {
+        .map_init(OpenDir::default, |dirs, task| {
             let mut acc = Partial::new(O::NAME, op.empty());
-            add_file(op, task, inputs, ctl, &mut acc)?;
+            add_file(op, task, inputs, dirs, ctl, &mut acc)?;
             Ok(acc)
         })
         .collect::<Result<Vec<_>, EngineError>>()?;
@@ -99,9 +101,9 @@ pub fn run_per_file<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, c
 }
 
 /// Reads one file into `acc`: its content into the body, or its error record.
-fn add_file<O: Operation>(op: &O, task: &FileTask, inputs: &Inputs, ctl: &Control, acc: &mut Partial<O::Body>) -> Result<(), EngineError> {
+fn add_file<O: Operation>(op: &O, task: &FileTask, inputs: &Inputs, dirs: &mut OpenDir, ctl: &Control, acc: &mut Partial<O::Body>) -> Result<(), EngineError> {
     ctl.check()?;
-    let outcome = match inputs.open(&task.path).and_then(|blob| Input::new(task, blob)) {
+    let outcome = match inputs.open(&task.path, dirs).and_then(|blob| Input::new(task, blob)) {
         Ok(input) => op.process_file(task, &input, ctl, &mut acc.body)?,
         Err(e) => Err(e),
     };

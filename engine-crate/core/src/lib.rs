@@ -6,6 +6,7 @@
 //! * [`scan`]: walking a directory tree into a sorted file list.
 //! * [`split`]: planning byte ranges of big files and moving CSV chunk
 //!   boundaries to record boundaries (quote parity).
+//! * [`dirs`]: files reached by name from their directory, kept open.
 //! * [`io`]: opening inputs (files under the source root, or objects);
 //!   positioned reads into reusable buffers.
 //! * [`blob`]: what an op reads, a local file or an object, behind one
@@ -25,6 +26,7 @@
 pub mod blob;
 pub mod codec;
 pub mod control;
+pub mod dirs;
 pub mod error;
 pub mod format;
 pub mod frames;

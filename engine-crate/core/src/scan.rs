@@ -19,6 +19,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use std::path::Path;
 use walkdir::WalkDir;
 
+use crate::dirs::OpenDir;
 use crate::error::{invalid, EngineError};
 use crate::io::OUTSIDE_ROOT;
 
@@ -114,6 +115,7 @@ pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
         }
     };
     let mut outside = Vec::new();
+    let mut dirs = OpenDir::default();
     let walker = WalkDir::new(root_path).follow_links(opts.follow_symlinks).into_iter();
     let walker = walker.filter_entry(|e| {
         if e.depth() == 0 {
@@ -179,8 +181,8 @@ pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
             out.errors.push((path.to_string_lossy().into_owned(), "path is not valid UTF-8".to_string()));
             continue;
         };
-        match entry.metadata() {
-            Ok(m) => out.files.push((p, m.len())),
+        match dirs.size(path, opts.follow_symlinks) {
+            Ok(size) => out.files.push((p, size)),
             Err(e) => out.errors.push((p, e.to_string())),
         }
     }

@@ -9,7 +9,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest;
-use crate::blob::Blob;
 
 use super::options::Options;
 use crate::codec::{for_each_block, Decode, Flow, Framing, Input};
@@ -172,7 +171,12 @@ impl Hasher {
 }
 
 /// Streams a file through the hasher. `Ok(Err)` is a per-file problem.
-fn digest_file(alg: Algorithm, task: &FileTask, blob: &Blob, ctl: &Control) -> Result<Result<(u64, String), FileError>, EngineError> {
+fn digest_file(alg: Algorithm, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<(u64, String), FileError>, EngineError> {
+    if let Some(all) = input.whole() {
+        ctl.add_bytes(all.len() as u64);
+        return Ok(Ok((all.len() as u64, one_shot(alg, all))));
+    }
+    let blob = &input.blob;
     if alg == Algorithm::Blake3 && task.size >= BLAKE3_PARALLEL_MIN {
         if let Some(r) = blob.file().map(|file| blake3_mapped(file, ctl)).transpose()?.flatten() {
             return Ok(r);
@@ -213,7 +217,7 @@ fn digest_file(alg: Algorithm, task: &FileTask, blob: &Blob, ctl: &Control) -> R
 /// Streams a compressed file's content through the hasher.
 fn digest_content(alg: Algorithm, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<(u64, String), FileError>, EngineError> {
     let Some(reading) = input.reading(task, Decode::Bytes, Framing::LINES, true) else {
-        return digest_file(alg, task, &input.blob, ctl);
+        return digest_file(alg, task, input, ctl);
     };
     let mut hasher = Hasher::new(alg);
     let mut total = 0u64;
@@ -271,7 +275,7 @@ impl Operation for ChecksumOp {
         let digest = if self.decompressed {
             digest_content(self.algorithm, task, input, ctl)?
         } else {
-            digest_file(self.algorithm, task, &input.blob, ctl)?
+            digest_file(self.algorithm, task, input, ctl)?
         };
         Ok(digest.map(|(bytes, digest)| {
             acc.files.push(FileDigest { path: task.path.clone(), bytes, digest });
@@ -282,15 +286,22 @@ impl Operation for ChecksumOp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blob::Blob;
+
+    /// `path` opened as the run driver opens it, `size` being its scanned size.
+    fn input(path: &std::path::Path, size: u64) -> (FileTask, Input) {
+        let task = FileTask::new(path.to_str().unwrap(), size);
+        let input = Input::new(&task, Blob::from(std::fs::File::open(path).unwrap())).unwrap();
+        (task, input)
+    }
 
     #[test]
     fn known_digests() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("abc");
         std::fs::write(&p, b"abc").unwrap();
-        let t = FileTask::new(p.to_str().unwrap(), 3);
+        let (t, f) = input(&p, 3);
         let ctl = Control::default();
-        let f = Blob::from(std::fs::File::open(&p).unwrap());
         let sha = digest_file(Algorithm::Sha256, &t, &f, &ctl).unwrap().unwrap();
         assert_eq!(sha.1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         let b3 = digest_file(Algorithm::Blake3, &t, &f, &ctl).unwrap().unwrap();
@@ -300,13 +311,33 @@ mod tests {
     }
 
     #[test]
+    fn a_file_read_whole_on_opening_and_a_streamed_one_agree() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("grown");
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 253) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let ctl = Control::default();
+        let (t, whole) = input(&p, data.len() as u64);
+        assert!(whole.whole().is_some());
+        // Scanned as smaller than it now is: not whole, so streamed.
+        let (t_grown, streamed) = input(&p, 10);
+        assert!(streamed.whole().is_none());
+        for alg in [Algorithm::Sha256, Algorithm::Blake3, Algorithm::Xxh3] {
+            let a = digest_file(alg, &t, &whole, &ctl).unwrap().unwrap();
+            let b = digest_file(alg, &t_grown, &streamed, &ctl).unwrap().unwrap();
+            assert_eq!(a, (data.len() as u64, one_shot(alg, &data)));
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
     fn big_blake3_matches_streaming() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("big");
         let data: Vec<u8> = (0..(BLAKE3_PARALLEL_MIN as usize * 5 + 12345)).map(|i| (i * 31 % 251) as u8).collect();
         std::fs::write(&p, &data).unwrap();
-        let t = FileTask::new(p.to_str().unwrap(), data.len() as u64);
-        let got = digest_file(Algorithm::Blake3, &t, &Blob::from(std::fs::File::open(&p).unwrap()), &Control::default()).unwrap().unwrap();
+        let (t, f) = input(&p, data.len() as u64);
+        let got = digest_file(Algorithm::Blake3, &t, &f, &Control::default()).unwrap().unwrap();
         assert_eq!(got.1, blake3::hash(&data).to_hex().to_string());
     }
 

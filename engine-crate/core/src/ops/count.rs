@@ -231,6 +231,10 @@ fn count_file(op: &CountOp, task: &FileTask, input: &Input, ctl: &Control) -> Re
         })?;
         return Ok(done.map(|()| piece));
     }
+    if let Some(all) = input.whole() {
+        ctl.add_bytes(all.len() as u64);
+        return Ok(Ok(Piece::of(all)));
+    }
     let blob = &input.blob;
     let n = crate::split::chunk_count(task.size, op.chunk);
     if n == 1 {

@@ -244,6 +244,10 @@ fn grep_file(op: &GrepOp, task: &FileTask, input: &Input, ctl: &Control) -> Resu
         })?;
         return Ok(done.map(|()| hits));
     }
+    if let Some(all) = input.whole() {
+        ctl.add_bytes(all.len() as u64);
+        return Ok(Ok(search(&op.matcher, all, max)));
+    }
     let blob = &input.blob;
     let n = chunk_count(task.size, op.chunk);
     if n == 1 {
