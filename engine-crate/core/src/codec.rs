@@ -484,6 +484,7 @@ impl Input {
     pub fn head(&self, n: usize) -> io::Result<Vec<u8>> {
         let mut buf = Vec::with_capacity(n);
         match self.codec {
+            None if self.whole => buf.extend_from_slice(&self.head[..self.head.len().min(n)]),
             None => {
                 crate::io::read_range_into(&self.blob, 0, n, &mut buf)?;
             }

@@ -24,7 +24,7 @@ impl OpenDir {
         if parent.as_os_str().is_empty() {
             return Ok(None);
         }
-        if self.dir.as_ref().is_none_or(|(open, _)| open != parent) {
+        if self.dir.as_ref().is_none_or(|(open, _)| open.as_os_str() != parent.as_os_str()) {
             self.dir = None;
             let fd = rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
             self.dir = Some((parent.to_path_buf(), fd));

@@ -16,6 +16,7 @@
 //!   returned as `(path, reason)` pairs and never abort the scan.
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
 use std::path::Path;
 use walkdir::WalkDir;
 
@@ -115,7 +116,7 @@ pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
         }
     };
     let mut outside = Vec::new();
-    let mut dirs = OpenDir::default();
+    let mut found = Vec::new();
     let walker = WalkDir::new(root_path).follow_links(opts.follow_symlinks).into_iter();
     let walker = walker.filter_entry(|e| {
         if e.depth() == 0 {
@@ -181,7 +182,16 @@ pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
             out.errors.push((path.to_string_lossy().into_owned(), "path is not valid UTF-8".to_string()));
             continue;
         };
-        match dirs.size(path, opts.follow_symlinks) {
+        found.push(p);
+    }
+    // Sizes are looked up on every thread: one `statx` per file is most of a
+    // listing's time, and the walk itself only reads directories.
+    let sizes: Vec<std::io::Result<u64>> = found
+        .par_iter()
+        .map_init(OpenDir::default, |dirs, p| dirs.size(Path::new(p), opts.follow_symlinks))
+        .collect();
+    for (p, size) in found.into_iter().zip(sizes) {
+        match size {
             Ok(size) => out.files.push((p, size)),
             Err(e) => out.errors.push((p, e.to_string())),
         }

@@ -461,21 +461,23 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
     let n = chunk_count(task.size, op.chunk);
     let quote = op.csv.framing().records.quote();
     let stats = if n == 1 {
-        match with_buffer(|buf| {
-            read_to_end_from(blob, 0, buf, task.size as usize + 1).map(|_| {
-                if !op.types_only {
-                    ctl.add_bytes(buf.len() as u64);
-                }
-                let mut s = parse_chunk(op, buf, 0, true, None);
-                if let Some(p) = &mut s.problem {
-                    let upto = (p.offset as usize).min(buf.len());
-                    p.line = Some(1 + bytecount::count(&buf[..upto], b'\n') as u64);
-                }
-                s
-            })
-        }) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+        let whole = |buf: &[u8]| {
+            if !op.types_only {
+                ctl.add_bytes(buf.len() as u64);
+            }
+            let mut s = parse_chunk(op, buf, 0, true, None);
+            if let Some(p) = &mut s.problem {
+                let upto = (p.offset as usize).min(buf.len());
+                p.line = Some(1 + bytecount::count(&buf[..upto], b'\n') as u64);
+            }
+            s
+        };
+        match input.whole() {
+            Some(all) => whole(all),
+            None => match with_buffer(|buf| read_to_end_from(blob, 0, buf, task.size as usize + 1).map(|_| whole(buf))) {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
+            },
         }
     } else {
         let parity = match quote.map(|q| quote_parities(blob, n, op.chunk, q, ctl)) {
