@@ -172,7 +172,7 @@ struct Pending {
 
 impl ColumnAcc {
     pub fn new(top_capacity: usize) -> Self {
-        ColumnAcc { top: TopK::new(top_capacity), ..Default::default() }
+        ColumnAcc { top: TopK::new(top_capacity), distinct: Hll::new(), ..Default::default() }
     }
 
     /// An accumulator that only counts nulls and type evidence.

@@ -19,6 +19,11 @@ const HLL_M: usize = 1 << HLL_P;
 /// Up to this many distinct hashes are kept exactly (and counted exactly).
 const HLL_SPARSE_MAX: usize = 2048;
 
+/// Distinct values a new table has room for before it grows: most small
+/// files have fewer per column, and growing a table step by step from empty
+/// was a fifth of the time of profiling many small files.
+const FIRST_VALUES: usize = 32;
+
 /// Distinct-count sketch over 64-bit hashes. Small sets are kept as the
 /// exact set of hashes; larger ones as HyperLogLog registers. Either way the
 /// state depends only on the set of hashes added, so merging is exactly
@@ -38,6 +43,11 @@ impl PartialEq for Hll {
 }
 
 impl Hll {
+    /// An empty set with room for its first values.
+    pub fn new() -> Self {
+        Hll { sparse: HashTable::with_capacity(FIRST_VALUES), dense: None }
+    }
+
     #[inline]
     pub fn add(&mut self, h: u64) {
         match &mut self.dense {
@@ -431,7 +441,8 @@ pub struct TopK {
 
 impl TopK {
     pub fn new(capacity: usize) -> Self {
-        TopK { capacity, table: HashTable::new(), arena: Vec::new() }
+        let first = if capacity == 0 { 0 } else { FIRST_VALUES };
+        TopK { capacity, table: HashTable::with_capacity(first), arena: Vec::with_capacity(first * 16) }
     }
 
     pub fn capacity(&self) -> usize {
