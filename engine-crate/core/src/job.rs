@@ -69,8 +69,8 @@ pub fn check_options(op: &str, options: &str) -> Result<(), EngineError> {
 /// are opened here, through `inputs`, and nowhere else.
 pub fn run_partial<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ctl: &Control) -> Result<Partial<O::Body>, EngineError> {
     op.prepare()?;
-    let partial = schedule(files)
-        .into_par_iter()
+    let partial = files
+        .par_iter()
         .try_fold(
             || (Partial::new(O::NAME, op.empty()), OpenDir::default()),
             |(mut acc, mut dirs), task| -> Result<_, EngineError> {
@@ -82,20 +82,6 @@ pub fn run_partial<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ct
         .try_reduce(|| Partial::new(O::NAME, op.empty()), |a, b| a.merge(b))?;
     ctl.check()?;
     Ok(partial)
-}
-
-/// Files of at least this size are taken first, the largest first.
-const TAKEN_FIRST: u64 = 1 << 20;
-
-/// The order threads take the files in: big files first, largest first, so
-/// that no thread is left with a big file at the end while the others idle
-/// (not every op splits a file across threads: a sha256 digest cannot); then
-/// the rest in their given order, which keeps files of one directory together.
-fn schedule(files: &[FileTask]) -> Vec<&FileTask> {
-    let (mut order, rest): (Vec<&FileTask>, Vec<&FileTask>) = files.iter().partition(|f| f.size >= TAKEN_FIRST);
-    order.sort_by(|a, b| b.size.cmp(&a.size));
-    order.extend(rest);
-    order
 }
 
 /// One partial per file, in the files' order: what an incremental run keeps, so

@@ -308,8 +308,6 @@ fn count_mapped(file: &std::fs::File, n: usize, chunk: u64, ctl: &Control) -> Re
             ctl.check()?;
             let end = if i + 1 < n { (i + 1) * chunk } else { map.len() };
             let start = (i * chunk).min(end);
-            // Maps the chunk's pages in one call instead of one fault per page.
-            let _ = map.advise_range(memmap2::Advice::PopulateRead, start, end - start);
             let bytes = &map[start..end];
             ctl.add_bytes(bytes.len() as u64);
             Ok(Piece::of(bytes))
