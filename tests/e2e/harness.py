@@ -364,15 +364,25 @@ def stored_batches(cluster, uid: str) -> int:
     return db_fetch(cluster.database, "SELECT count(*) FROM batches WHERE job_uid = $1", uid)[0][0]
 
 
+def started_shards(cluster, uid: str) -> int:
+    return db_fetch(cluster.database, "SELECT count(*) FROM shards WHERE job_uid = $1", uid)[0][0]
+
+
 def freeze_mid_run(cluster, name: str, batches_total: int) -> tuple[str, list[int]]:
     """Catch the runner as it starts and let it go on, a little at a time, until some but
-    not all of its batches are stored; return the job uid and the frozen pids."""
+    not all of its batches are stored; return the job uid and the frozen pids.
+
+    Small batches go by in a few milliseconds each, so once a shard has started (its files
+    listed) the runner is let go for 2 ms at a time and stopped again by the pids it had,
+    before looking for new ones: a longer step could see every batch stored at once."""
     uid = cluster.get(name)["metadata"]["uid"]
     pids = wait_for(lambda: freeze(uid), 60, f"the runner of {name} to start", interval=0.01)
-    while stored_batches(cluster, uid) == 0:
+    while (stored := stored_batches(cluster, uid)) == 0:
+        step = 0.002 if started_shards(cluster, uid) else 0.02
         thaw(pids)
-        time.sleep(0.02)
+        time.sleep(step)
+        signal_all(pids, signal.SIGSTOP)
         pids = freeze(uid)
         assert pids, "the runner finished before it could be stopped mid-run"
-    assert stored_batches(cluster, uid) < batches_total
+    assert stored < batches_total, f"all {stored} batches were stored in one step of the runner"
     return uid, pids
