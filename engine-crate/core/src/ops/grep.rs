@@ -6,7 +6,8 @@
 //! that crosses a newline (e.g. through `\s`) is re-checked against its first
 //! line. `^`/`$` match at line starts/ends. A pattern whose matches all
 //! contain an inner literal (see [`literal`]) is searched for that literal
-//! instead, and the regex runs only on the lines holding it. Newlines are
+//! instead, and only the lines holding it are checked, by a DFA built once
+//! for the pattern (see [`line_dfa`]). Newlines are
 //! counted only as far as line numbers are needed: up to the last line kept.
 //! Big files are mapped into memory, split into chunks aligned to lines and
 //! searched in parallel; chunk results are joined in order so line numbers
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::options::Options;
+use line_dfa::LineDfa;
 use crate::codec::{for_each_block, Decode, Flow, Framing, Input};
 use crate::frames::fold_groups;
 use super::Operation;
@@ -29,6 +31,7 @@ use crate::partial::Body;
 use crate::split::{chunk_count, raw_start, read_aligned};
 use crate::FileTask;
 
+mod line_dfa;
 mod literal;
 
 pub const CHUNK: u64 = 8 << 20;
@@ -47,11 +50,13 @@ pub struct GrepOp {
 }
 
 /// What finds matching lines: the regex, and the literal every match
-/// contains when searching for it first is faster.
+/// contains when searching for it first is faster, with the DFA that checks
+/// the lines holding that literal.
 #[derive(Debug, Clone)]
 pub struct Matcher {
     pub regex: Regex,
     pub inner: Option<Finder<'static>>,
+    line_dfa: Option<LineDfa>,
 }
 
 impl GrepOp {
@@ -72,7 +77,8 @@ impl GrepOp {
             Err(e) => return invalid(format!("grep.pattern: {e}")),
         };
         let inner = literal::required_inner(pattern, ignore_case).map(|l| Finder::new(&l).into_owned());
-        let matcher = Matcher { regex, inner };
+        let line_dfa = inner.as_ref().and_then(|_| LineDfa::new(pattern, ignore_case));
+        let matcher = Matcher { regex, inner, line_dfa };
         Ok(GrepOp { pattern: pattern.to_string(), ignore_case, max_matches_per_file, matcher, chunk: CHUNK })
     }
 }
@@ -182,6 +188,13 @@ impl Hits {
 }
 
 impl Matcher {
+    fn line_matches(&self, line: &[u8]) -> bool {
+        match self.line_dfa.as_ref().and_then(|dfa| dfa.is_match(line)) {
+            Some(found) => found,
+            None => self.regex.is_match(line),
+        }
+    }
+
     /// The next line at or after `pos` that matches, as (start, end) with
     /// the end at its newline (or the end of `buf`).
     fn next_line(&self, buf: &[u8], pos: usize) -> Option<(usize, usize)> {
@@ -197,7 +210,7 @@ impl Matcher {
                 return None; // an empty match after the final newline is not a line
             }
             let verified = match &self.inner {
-                Some(_) => self.regex.is_match(&buf[ls..le]),
+                Some(_) => self.line_matches(&buf[ls..le]),
                 None => end <= le || self.regex.is_match(&buf[ls..le]),
             };
             if verified {
