@@ -376,7 +376,9 @@ def freeze_mid_run(cluster, name: str, batches_total: int) -> tuple[str, list[in
     listed) the runner is let go for 2 ms at a time and stopped again by the pids it had,
     before looking for new ones: a longer step could see every batch stored at once."""
     uid = cluster.get(name)["metadata"]["uid"]
-    pids = wait_for(lambda: freeze(uid), 60, f"the runner of {name} to start", interval=0.01)
+    # As long as wait_phase gives a job: in chaos mode the operator's calls fail at random
+    # and its pod is deleted, which can hold the Job back for more than a minute.
+    pids = wait_for(lambda: freeze(uid), 180, f"the runner of {name} to start", interval=0.01)
     while (stored := stored_batches(cluster, uid)) == 0:
         step = 0.002 if started_shards(cluster, uid) else 0.02
         thaw(pids)
