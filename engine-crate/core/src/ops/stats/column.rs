@@ -277,7 +277,7 @@ impl ColumnAcc {
         self.distinct.add(h);
         self.update_min_max(f);
         let m = Self::memo_of(f);
-        self.top.insert_new(h, f, 1, m);
+        self.top.insert_new(h, f, m);
         self.apply(m);
     }
 
