@@ -30,6 +30,28 @@ pub fn chunk_count(size: u64, chunk: u64) -> usize {
     }
 }
 
+/// Cache line size the copy alignment below is reckoned in.
+const CACHE_LINE: usize = 64;
+
+/// How many bytes before `offset` to read a range of about `len` bytes from,
+/// so that the kernel copies it into `buf` (after `buf`'s current end)
+/// between addresses equally placed within a cache line. glibc hands out a
+/// large buffer 16 bytes into a page, while chunks start one byte before a
+/// multiple of the chunk size; `preadv` of a cached file into a destination so
+/// misplaced took 2.5-3 times as long as into an aligned one, and that copy
+/// was 14 % of a `stats` profile (4 % once aligned). Zero at the file start,
+/// which cannot be read from earlier, and for objects, which are not copied
+/// from the page cache.
+fn copy_lead(blob: &Blob, offset: u64, len: usize, buf: &mut Vec<u8>) -> u64 {
+    if !matches!(blob, Blob::Local(_)) {
+        return 0;
+    }
+    buf.reserve(len + CACHE_LINE);
+    let destination = buf.as_ptr() as usize + buf.len();
+    let lead = (offset as usize).wrapping_sub(destination) % CACHE_LINE;
+    if lead as u64 > offset { 0 } else { lead as u64 }
+}
+
 /// First byte of raw range `i`.
 #[inline]
 pub fn raw_start(i: usize, chunk: u64) -> u64 {
@@ -74,12 +96,13 @@ pub fn quote_parities(blob: &Blob, n: usize, chunk: u64, quote: u8, ctl: &Contro
             }
             with_buffer(|buf| {
                 let s = raw_start(i, chunk);
+                let lead = copy_lead(blob, s, chunk as usize, buf);
                 if i + 1 < n {
-                    read_range_into(blob, s, (raw_start(i + 1, chunk) - s) as usize, buf)?;
+                    read_range_into(blob, s - lead, (raw_start(i + 1, chunk) - s + lead) as usize, buf)?;
                 } else {
-                    read_to_end_from(blob, s, buf, chunk as usize + 1)?;
+                    read_to_end_from(blob, s - lead, buf, chunk as usize + 1)?;
                 }
-                Ok(bytecount::count(buf, quote) % 2 == 1)
+                Ok(bytecount::count(buf.get(lead as usize..).unwrap_or_default(), quote) % 2 == 1)
             })
         })
         .collect();
@@ -115,7 +138,9 @@ pub fn read_aligned(
     buf: &mut Vec<u8>,
 ) -> io::Result<Aligned> {
     buf.clear();
-    let base = raw_start(i, chunk);
+    let raw = raw_start(i, chunk);
+    let lead = copy_lead(blob, raw, chunk as usize, buf);
+    let base = raw - lead;
     if i + 1 < n {
         read_range_into(blob, base, (raw_start(i + 1, chunk) - base) as usize, buf)?;
     } else {
@@ -125,7 +150,7 @@ pub fn read_aligned(
     let start = if i == 0 {
         0
     } else {
-        match find_record_end(buf, 0, pstate(i), quote) {
+        match find_record_end(buf, (lead as usize).min(buf.len()), pstate(i), quote) {
             Ok(p) => p,
             Err(_) => return Ok(Aligned { base, start: buf.len(), end: buf.len() }),
         }
@@ -180,6 +205,35 @@ mod tests {
             assert_eq!(parts.concat(), data.to_vec(), "chunk {chunk}");
             for p in &parts[..parts.len() - 1] {
                 assert!(p.is_empty() || p.ends_with(b"\n"));
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_read_from_before_their_start_still_cover_the_file_exactly() {
+        // Offsets past the first cache line let the reads start early.
+        let mut data = Vec::new();
+        for i in 0..400 {
+            data.extend_from_slice(format!("{i},\"q{}\n,x\",{}\n", "z".repeat(i % 13), i * 7).as_bytes());
+        }
+        for chunk in (97..1500u64).step_by(71) {
+            assert_eq!(chunks_of(&data, chunk, Some(b'"')).concat(), data, "chunk {chunk}");
+            assert_eq!(chunks_of(&data, chunk, None).concat(), data, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn the_lead_places_the_copy_on_the_sources_cache_line_offset() {
+        let f = Blob::from(tempfile::tempfile().unwrap());
+        for filled in 0..70 {
+            for offset in [0u64, 1, 63, 64, 65, 8 << 20, (8 << 20) - 1] {
+                let mut buf = vec![7u8; filled];
+                let lead = copy_lead(&f, offset, 1000, &mut buf);
+                let destination = buf.as_ptr() as usize + buf.len();
+                assert!(lead <= offset && lead < CACHE_LINE as u64);
+                if offset >= CACHE_LINE as u64 {
+                    assert_eq!((destination as u64).wrapping_sub(offset - lead) % CACHE_LINE as u64, 0, "{filled} {offset}");
+                }
             }
         }
     }
