@@ -414,6 +414,25 @@ pub struct Memo {
     pub bits: u64,
 }
 
+/// Whether two byte strings of the same length are equal, without a call
+/// to `memcmp` for the short ones: a value found in the frequent-values table
+/// is compared with the field every time it repeats, fields are mostly under
+/// 16 bytes, and the call cost more than the comparison (7 % of `stats`).
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    debug_assert_eq!(n, b.len());
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap());
+    match n {
+        // Two loads that overlap in the middle cover every byte.
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     hash: u64,
@@ -475,7 +494,7 @@ impl TopK {
         }
         let arena = &self.arena;
         let s = self.table.find_mut(hash, |s| {
-            s.hash == hash && s.len as usize == value.len() && arena[s.off as usize..(s.off + s.len) as usize] == *value
+            s.hash == hash && s.len as usize == value.len() && same_bytes(&arena[s.off as usize..(s.off + s.len) as usize], value)
         })?;
         s.count += 1;
         Some(&mut s.memo)
@@ -523,7 +542,7 @@ impl TopK {
         }
         let arena = &self.arena;
         if let Some(s) = self.table.find_mut(hash, |s| {
-            s.hash == hash && s.len as usize == value.len() && arena[s.off as usize..(s.off + s.len) as usize] == *value
+            s.hash == hash && s.len as usize == value.len() && same_bytes(&arena[s.off as usize..(s.off + s.len) as usize], value)
         }) {
             s.count += n;
             if s.memo.tag == 0 {
@@ -686,6 +705,19 @@ mod tests {
         assert_eq!(DdSketch::key(0.0), DdKey::Zero);
         assert_eq!(DdSketch::key(f64::NAN), DdKey::Skip);
         assert_eq!(DdSketch::key(f64::NEG_INFINITY), DdKey::Skip);
+    }
+
+    #[test]
+    fn same_bytes_agrees_with_slice_equality_at_every_length() {
+        let a: Vec<u8> = (0..40u8).collect();
+        for n in 0..40 {
+            assert!(same_bytes(&a[..n], &a[..n]));
+            for flip in 0..n {
+                let mut b = a[..n].to_vec();
+                b[flip] ^= 0x20;
+                assert!(!same_bytes(&a[..n], &b), "length {n}, byte {flip}");
+            }
+        }
     }
 
     #[test]
