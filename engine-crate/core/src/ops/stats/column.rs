@@ -266,8 +266,12 @@ impl ColumnAcc {
         // distinct sketch and compared with min/max before (or came with a
         // merged partial that accounts for it), so only its count and type
         // evidence are left to do.
+        // Once a column is a string column whatever comes next, what a value
+        // looks like no longer matters: it is not classified (for unique
+        // strings such as timestamps that was three failed parses a value).
+        let stringish = self.is_stringish();
         if let Some(m) = self.top.bump(h, f) {
-            if m.tag == 0 {
+            if m.tag == 0 && !stringish {
                 *m = Self::memo_of(f);
             }
             let m = *m;
@@ -276,7 +280,7 @@ impl ColumnAcc {
         }
         self.distinct.add(h);
         self.update_min_max(f);
-        let m = Self::memo_of(f);
+        let m = if stringish { Memo::default() } else { Self::memo_of(f) };
         self.top.insert_new(h, f, m);
         self.apply(m);
     }
