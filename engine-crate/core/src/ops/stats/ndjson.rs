@@ -31,6 +31,8 @@ use crate::io::{read_to_end_from, with_buffer};
 use crate::split::{chunk_count, read_aligned};
 use crate::FileTask;
 
+mod scan;
+
 /// Bad lines a file may have before it is given up as a whole.
 pub const MAX_BAD_LINES: usize = 100;
 
@@ -160,12 +162,18 @@ struct LineLeaves<'b> {
     leaves: Vec<Leaf<'b>>,
 }
 
-/// One leaf: where its path ends in `paths` (it starts where the previous
-/// one ends), its kind and its value.
+/// One leaf: its path, its kind and its value.
 struct Leaf<'b> {
-    path_end: usize,
+    path: LeafPath<'b>,
     kind: Kind,
     value: LeafValue<'b>,
+}
+
+enum LeafPath<'b> {
+    /// A top-level key, as it stands in the line.
+    Line(&'b str),
+    /// A range of `paths`.
+    Built(usize, usize),
 }
 
 enum LeafValue<'b> {
@@ -182,15 +190,50 @@ impl<'b> LineLeaves<'b> {
     }
 
     fn push(&mut self, path: &str, kind: Kind, value: LeafValue<'b>) {
+        let start = self.paths.len();
         self.paths.push_str(path);
-        self.leaves.push(Leaf { path_end: self.paths.len(), kind, value });
+        self.leaves.push(Leaf { path: LeafPath::Built(start, self.paths.len()), kind, value });
     }
 
-    /// A value that does not outlive the parser's call.
-    fn push_copied(&mut self, path: &str, kind: Kind, value: &[u8]) {
+    /// A leaf under `key` of the object at `prefix` (the top level when
+    /// empty, where the key is the whole path and is not copied).
+    fn push_under(&mut self, prefix: &str, key: &'b str, kind: Kind, value: LeafValue<'b>) {
+        let path = if prefix.is_empty() {
+            LeafPath::Line(key)
+        } else {
+            let start = self.paths.len();
+            self.paths.push_str(prefix);
+            self.paths.push('.');
+            self.paths.push_str(key);
+            LeafPath::Built(start, self.paths.len())
+        };
+        self.leaves.push(Leaf { path, kind, value });
+    }
+
+    /// Keeps a value that does not outlive the parser's call.
+    fn copy(&mut self, value: &[u8]) -> LeafValue<'b> {
         let start = self.text.len();
         self.text.extend_from_slice(value);
-        self.push(path, kind, LeafValue::Text(start, self.text.len()));
+        LeafValue::Text(start, self.text.len())
+    }
+
+    fn push_copied(&mut self, path: &str, kind: Kind, value: &[u8]) {
+        let value = self.copy(value);
+        self.push(path, kind, value);
+    }
+
+    fn path_of(&self, leaf: &Leaf<'b>) -> &str {
+        match leaf.path {
+            LeafPath::Line(key) => key,
+            LeafPath::Built(start, end) => &self.paths[start..end],
+        }
+    }
+
+    fn value_of(&self, leaf: &Leaf<'b>) -> &[u8] {
+        match leaf.value {
+            LeafValue::Borrowed(v) => v,
+            LeafValue::Text(start, end) => &self.text[start..end],
+        }
     }
 
     /// Adds the line's leaves to their columns. `slots` holds the column of
@@ -198,10 +241,8 @@ impl<'b> LineLeaves<'b> {
     /// same order, so comparing the path with that column's name saves a
     /// hash lookup.
     fn apply(&self, chunk: &mut JsonChunk, op: &StatsOp, slots: &mut Vec<usize>) {
-        let mut path_start = 0;
         for (n, leaf) in self.leaves.iter().enumerate() {
-            let path = &self.paths[path_start..leaf.path_end];
-            path_start = leaf.path_end;
+            let path = self.path_of(leaf);
             let column = match slots.get(n) {
                 Some(&i) if chunk.columns[i].0 == path => i,
                 _ => {
@@ -211,11 +252,7 @@ impl<'b> LineLeaves<'b> {
                     i
                 }
             };
-            let value = match leaf.value {
-                LeafValue::Borrowed(v) => v,
-                LeafValue::Text(start, end) => &self.text[start..end],
-            };
-            chunk.add_leaf(column, leaf.kind, value);
+            chunk.add_leaf(column, leaf.kind, self.value_of(leaf));
         }
     }
 }
@@ -391,6 +428,17 @@ fn parse_line<'b>(line: &'b [u8], leaves: &mut LineLeaves<'b>, path: &mut String
     }
     leaves.clear();
     path.clear();
+    if scan::scan_object(line, leaves, path).is_ok() {
+        return Ok(());
+    }
+    leaves.clear();
+    path.clear();
+    parse_with_serde(line, leaves, path)
+}
+
+/// Parses one object line with serde_json: the lines the fast scanner is
+/// unsure of, and the reason a bad line gives.
+fn parse_with_serde<'b>(line: &'b [u8], leaves: &mut LineLeaves<'b>, path: &mut String) -> Result<(), String> {
     // One UTF-8 check of the whole line spares the parser a check of every
     // string; a line that fails it is parsed from bytes, so its error says
     // where the bad bytes are.
