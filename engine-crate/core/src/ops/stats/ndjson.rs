@@ -155,18 +155,38 @@ impl Kinds {
 /// line found bad adds nothing; reused from line to line.
 #[derive(Default)]
 struct LineLeaves<'b> {
-    /// The paths of all leaves, one after the other.
+    /// The paths of leaves below the top level, one after the other.
     paths: String,
     /// Values not borrowed from the line: unescaped strings and numbers.
     text: Vec<u8>,
     leaves: Vec<Leaf<'b>>,
+    /// The top-level key of each leaf of the last line added to the columns.
+    previous: Vec<Option<&'b str>>,
 }
 
 /// One leaf: its path, its kind and its value.
 struct Leaf<'b> {
     path: LeafPath<'b>,
+    /// The leaf at this place in the last line added had the same key.
+    known: bool,
     kind: Kind,
     value: LeafValue<'b>,
+}
+
+impl Leaf<'_> {
+    fn path<'s>(&'s self, paths: &'s str) -> &'s str {
+        match self.path {
+            LeafPath::Line(key) => key,
+            LeafPath::Built(start, end) => &paths[start..end],
+        }
+    }
+
+    fn value<'s>(&'s self, text: &'s [u8]) -> &'s [u8] {
+        match self.value {
+            LeafValue::Borrowed(v) => v,
+            LeafValue::Text(start, end) => &text[start..end],
+        }
+    }
 }
 
 enum LeafPath<'b> {
@@ -192,12 +212,13 @@ impl<'b> LineLeaves<'b> {
     fn push(&mut self, path: &str, kind: Kind, value: LeafValue<'b>) {
         let start = self.paths.len();
         self.paths.push_str(path);
-        self.leaves.push(Leaf { path: LeafPath::Built(start, self.paths.len()), kind, value });
+        self.leaves.push(Leaf { path: LeafPath::Built(start, self.paths.len()), known: false, kind, value });
     }
 
     /// A leaf under `key` of the object at `prefix` (the top level when
-    /// empty, where the key is the whole path and is not copied).
-    fn push_under(&mut self, prefix: &str, key: &'b str, kind: Kind, value: LeafValue<'b>) {
+    /// empty, where the key is the whole path and is not copied). `known`:
+    /// the key is the one [`Self::previous`] has at this place.
+    fn push_under(&mut self, prefix: &str, key: &'b str, known: bool, kind: Kind, value: LeafValue<'b>) {
         let path = if prefix.is_empty() {
             LeafPath::Line(key)
         } else {
@@ -207,7 +228,7 @@ impl<'b> LineLeaves<'b> {
             self.paths.push_str(key);
             LeafPath::Built(start, self.paths.len())
         };
-        self.leaves.push(Leaf { path, kind, value });
+        self.leaves.push(Leaf { path, known, kind, value });
     }
 
     /// Keeps a value that does not outlive the parser's call.
@@ -222,38 +243,29 @@ impl<'b> LineLeaves<'b> {
         self.push(path, kind, value);
     }
 
-    fn path_of(&self, leaf: &Leaf<'b>) -> &str {
-        match leaf.path {
-            LeafPath::Line(key) => key,
-            LeafPath::Built(start, end) => &self.paths[start..end],
-        }
-    }
-
-    fn value_of(&self, leaf: &Leaf<'b>) -> &[u8] {
-        match leaf.value {
-            LeafValue::Borrowed(v) => v,
-            LeafValue::Text(start, end) => &self.text[start..end],
-        }
-    }
-
     /// Adds the line's leaves to their columns. `slots` holds the column of
     /// each leaf of the line before: rows mostly have the same fields in the
-    /// same order, so comparing the path with that column's name saves a
-    /// hash lookup.
-    fn apply(&self, chunk: &mut JsonChunk, op: &StatsOp, slots: &mut Vec<usize>) {
+    /// same order, so a leaf whose key the scanner found where the last line
+    /// had it goes straight to that column, and any other compares its path
+    /// with that column's name before a hash lookup.
+    fn apply(&mut self, chunk: &mut JsonChunk, op: &StatsOp, slots: &mut Vec<usize>) {
         for (n, leaf) in self.leaves.iter().enumerate() {
-            let path = self.path_of(leaf);
             let column = match slots.get(n) {
-                Some(&i) if chunk.columns[i].0 == path => i,
+                Some(&i) if leaf.known || chunk.columns[i].0 == leaf.path(&self.paths) => i,
                 _ => {
-                    let i = chunk.column_index(op, path);
+                    let i = chunk.column_index(op, leaf.path(&self.paths));
                     slots.truncate(n);
                     slots.push(i);
                     i
                 }
             };
-            chunk.add_leaf(column, leaf.kind, self.value_of(leaf));
+            chunk.add_leaf(column, leaf.kind, leaf.value(&self.text));
         }
+        self.previous.clear();
+        self.previous.extend(self.leaves.iter().map(|leaf| match leaf.path {
+            LeafPath::Line(key) => Some(key),
+            LeafPath::Built(..) => None,
+        }));
     }
 }
 

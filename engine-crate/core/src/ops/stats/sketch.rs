@@ -419,7 +419,7 @@ pub struct Memo {
 /// is compared with the field every time it repeats, fields are mostly under
 /// 16 bytes, and the call cost more than the comparison (7 % of `stats`).
 #[inline(always)]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     debug_assert_eq!(n, b.len());
     let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());

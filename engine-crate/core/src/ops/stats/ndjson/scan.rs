@@ -13,6 +13,7 @@
 
 use serde::de::{DeserializeSeed, IgnoredAny};
 
+use super::super::sketch::same_bytes;
 use super::{Kind, LeafValue, Leaves, LineLeaves};
 
 /// The line is not one this scanner vouches for; serde_json decides.
@@ -160,13 +161,17 @@ impl<'b> Scanner<'b> {
             if self.peek() != b'"' {
                 return Err(Unsure);
             }
-            let (key, escaped) = self.string()?;
-            if escaped {
-                return Err(Unsure);
-            }
+            let predicted = if depth == 0 { self.predicted_key(leaves) } else { None };
+            let key = match predicted {
+                Some(key) => key,
+                None => match self.string()? {
+                    (key, false) => key,
+                    (_, true) => return Err(Unsure),
+                },
+            };
             self.expect(b':')?;
             self.skip_spaces();
-            self.value(leaves, path, key, depth)?;
+            self.value(leaves, path, key, predicted.is_some(), depth)?;
             self.skip_spaces();
             match self.peek() {
                 b',' => self.at += 1,
@@ -179,8 +184,24 @@ impl<'b> Scanner<'b> {
         }
     }
 
-    /// The value of field `key` of the object at `path`, as leaves.
-    fn value(&mut self, leaves: &mut LineLeaves<'b>, path: &mut String, key: &'b str, depth: usize) -> Result<(), Unsure> {
+    /// Moves past the key at the cursor when it is the one the last line
+    /// added had for the leaf that comes next (one comparison instead of a
+    /// search for the closing quote).
+    fn predicted_key(&mut self, leaves: &LineLeaves<'b>) -> Option<&'b str> {
+        let key = (*leaves.previous.get(leaves.leaves.len())?)?;
+        let (from, to) = (self.at + 1, self.at + 1 + key.len());
+        let here = self.bytes().get(from..to + 1)?;
+        if here[key.len()] == b'"' && same_bytes(&here[..key.len()], key.as_bytes()) {
+            self.at = to + 1;
+            Some(key)
+        } else {
+            None
+        }
+    }
+
+    /// The value of field `key` of the object at `path`, as leaves; `known`:
+    /// the key is the predicted one.
+    fn value(&mut self, leaves: &mut LineLeaves<'b>, path: &mut String, key: &'b str, known: bool, depth: usize) -> Result<(), Unsure> {
         let start = self.at;
         let (kind, value) = match self.peek() {
             b'"' => {
@@ -215,7 +236,7 @@ impl<'b> Scanner<'b> {
                 (Kind::Number, LeafValue::Borrowed(&self.bytes()[start..self.at]))
             }
         };
-        leaves.push_under(path, key, kind, value);
+        leaves.push_under(path, key, known, kind, value);
         Ok(())
     }
 
@@ -369,13 +390,14 @@ impl<'b> Scanner<'b> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{parse_with_serde, LineLeaves};
+    use super::super::super::StatsOp;
+    use super::super::{parse_chunk, parse_with_serde, JsonChunk, Kind, Leaf, LineLeaves};
     use super::{quote_or_backslash, scan_object};
     use proptest::prelude::*;
 
     /// Each leaf as (path, kind, value).
     fn leaves_of(leaves: &LineLeaves) -> Vec<(String, String, Vec<u8>)> {
-        let each = |leaf| (leaves.path_of(leaf).to_string(), format!("{:?}", leaf.kind), leaves.value_of(leaf).to_vec());
+        let each = |leaf: &Leaf| (leaf.path(&leaves.paths).to_string(), format!("{:?}", leaf.kind), leaf.value(&leaves.text).to_vec());
         leaves.leaves.iter().map(each).collect()
     }
 
@@ -446,6 +468,16 @@ mod tests {
     }
 
     #[test]
+    fn a_predicted_key_must_end_where_the_last_lines_key_did() {
+        let op = StatsOp::from_options("{}").unwrap();
+        // `a::1,` is the second line's key, and the line is bad; a prediction
+        // of `a` that ignored the quote would read it as `"a":1,"x":2`.
+        let chunk = parse_chunk(&op, b"{\"a\":1}\n{\"a::1,\"x\":2}\n", true);
+        assert_eq!(chunk.rows, 1);
+        assert_eq!(chunk.bad.iter().map(|(line, _)| *line).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
     fn quote_or_backslash_finds_the_first_of_either_at_every_offset() {
         for len in 0..40 {
             for at in 0..len {
@@ -491,8 +523,71 @@ mod tests {
         })
     }
 
+    /// Rows of the same keys with values of any shape, now and then one
+    /// with a field left out or a byte changed.
+    fn json_lines() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec("[a-c]{1,2}", 1..5)
+            .prop_flat_map(|keys| {
+                let n = keys.len();
+                let row = (proptest::collection::vec(json_value(), n), 0..n + 3, any::<prop::sample::Index>(), 0..8u8);
+                (Just(keys), proptest::collection::vec(row, 1..10))
+            })
+            .prop_map(|(keys, rows)| {
+                let mut text = Vec::new();
+                for (values, left_out, at, damage) in rows {
+                    let fields: Vec<String> = (keys.iter().zip(&values).enumerate())
+                        .filter(|(i, _)| *i != left_out)
+                        .map(|(_, (k, v))| format!("\"{k}\":{v}"))
+                        .collect();
+                    let mut line = format!("{{{}}}", fields.join(",")).into_bytes();
+                    if damage == 0 {
+                        let i = at.index(line.len());
+                        line[i] = b'"';
+                    }
+                    text.extend_from_slice(&line);
+                    text.push(b'\n');
+                }
+                text
+            })
+    }
+
+    /// What `parse_chunk` should make of `text`: each line read by serde_json
+    /// alone, its leaves added to the columns of their paths.
+    fn by_serde_line_by_line(op: &StatsOp, text: &[u8]) -> JsonChunk {
+        let mut chunk = JsonChunk::default();
+        for (i, line) in text.split(|&b| b == b'\n').enumerate().filter(|(_, l)| !l.is_empty()) {
+            match by_serde(line) {
+                Ok(leaves) => {
+                    chunk.rows += 1;
+                    for (path, kind, value) in leaves {
+                        let column = chunk.column_index(op, &path);
+                        let kind = ["Null", "Boolean", "Number", "String", "Array"].iter().position(|k| *k == kind).unwrap();
+                        let kind = [Kind::Null, Kind::Boolean, Kind::Number, Kind::String, Kind::Array][kind];
+                        chunk.add_leaf(column, kind, &value);
+                    }
+                }
+                Err(reason) => chunk.bad.push((i as u64 + 1, reason)),
+            }
+        }
+        for (_, c) in &mut chunk.columns {
+            c.acc.flush();
+        }
+        chunk
+    }
+
+    fn summary(chunk: &JsonChunk) -> (u64, Vec<(u64, String)>, Vec<String>) {
+        let columns = chunk.columns.iter().map(|(name, c)| format!("{:?} {}", c.kinds, c.acc.result(name, &[0.5], 5))).collect();
+        (chunk.rows, chunk.bad.clone(), columns)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn a_chunk_gives_the_columns_serde_gives_line_by_line(text in json_lines()) {
+            let op = StatsOp::from_options("{}").unwrap();
+            prop_assert_eq!(summary(&parse_chunk(&op, &text, true)), summary(&by_serde_line_by_line(&op, &text)));
+        }
 
         #[test]
         fn a_line_the_scanner_accepts_is_one_serde_reads_the_same(line in json_object_line()) {
