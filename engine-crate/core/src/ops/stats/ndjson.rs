@@ -484,12 +484,14 @@ fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Parses a buffer of whole lines.
 pub fn parse_chunk(op: &StatsOp, buf: &[u8], file_start: bool) -> JsonChunk {
-    let mut out = JsonChunk { newlines: bytecount::count(buf, b'\n') as u64, ..JsonChunk::default() };
+    let mut out = JsonChunk::default();
     let buf = if file_start { buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf) } else { buf };
     let mut path = String::new();
     let mut leaves = LineLeaves::default();
     let mut slots = Vec::new();
     for (i, line) in lines(buf).enumerate() {
+        // The pieces between newlines are one more than the newlines.
+        out.newlines = i as u64;
         let line = line.trim_ascii();
         if line.is_empty() {
             continue;
