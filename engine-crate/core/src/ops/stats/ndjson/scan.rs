@@ -147,35 +147,43 @@ impl<'b> Scanner<'b> {
     /// An object's fields, each value under `path.key` (under `key` at the
     /// top level, where `path` is empty).
     fn object(&mut self, leaves: &mut LineLeaves<'b>, path: &mut String, depth: usize) -> Result<(), Unsure> {
+        self.members(b'}', depth, |scanner| {
+            if scanner.peek() != b'"' {
+                return Err(Unsure);
+            }
+            let predicted = if depth == 0 { scanner.predicted_key(leaves) } else { None };
+            let key = match predicted {
+                Some(key) => key,
+                None => match scanner.string()? {
+                    (key, false) => key,
+                    (_, true) => return Err(Unsure),
+                },
+            };
+            scanner.expect(b':')?;
+            scanner.skip_spaces();
+            scanner.value(leaves, path, key, predicted.is_some(), depth)
+        })
+    }
+
+    /// Moves past the members of the object or array at the cursor, each
+    /// through `member`, up to `close`.
+    fn members(&mut self, close: u8, depth: usize, mut member: impl FnMut(&mut Self) -> Result<(), Unsure>) -> Result<(), Unsure> {
         if depth > MAX_DEPTH {
             return Err(Unsure);
         }
         self.at += 1;
         self.skip_spaces();
-        if self.peek() == b'}' {
+        if self.peek() == close {
             self.at += 1;
             return Ok(());
         }
         loop {
             self.skip_spaces();
-            if self.peek() != b'"' {
-                return Err(Unsure);
-            }
-            let predicted = if depth == 0 { self.predicted_key(leaves) } else { None };
-            let key = match predicted {
-                Some(key) => key,
-                None => match self.string()? {
-                    (key, false) => key,
-                    (_, true) => return Err(Unsure),
-                },
-            };
-            self.expect(b':')?;
-            self.skip_spaces();
-            self.value(leaves, path, key, predicted.is_some(), depth)?;
+            member(self)?;
             self.skip_spaces();
             match self.peek() {
                 b',' => self.at += 1,
-                b'}' => {
+                b if b == close => {
                     self.at += 1;
                     return Ok(());
                 }
@@ -293,30 +301,12 @@ impl<'b> Scanner<'b> {
 
     /// Moves past an array, checking its elements; returns their number.
     fn array(&mut self, depth: usize) -> Result<u64, Unsure> {
-        if depth > MAX_DEPTH {
-            return Err(Unsure);
-        }
-        self.at += 1;
-        self.skip_spaces();
-        if self.peek() == b']' {
-            self.at += 1;
-            return Ok(0);
-        }
         let mut n = 0;
-        loop {
-            self.skip_spaces();
-            self.skip_value(depth)?;
+        self.members(b']', depth, |scanner| {
             n += 1;
-            self.skip_spaces();
-            match self.peek() {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Ok(n);
-                }
-                _ => return Err(Unsure),
-            }
-        }
+            scanner.skip_value(depth)
+        })?;
+        Ok(n)
     }
 
     /// Moves past a value inside an array, checking it as serde_json does
@@ -324,36 +314,15 @@ impl<'b> Scanner<'b> {
     fn skip_value(&mut self, depth: usize) -> Result<(), Unsure> {
         match self.peek() {
             b'"' => self.skip_string(),
-            b'{' => {
-                if depth + 1 > MAX_DEPTH {
+            b'{' => self.members(b'}', depth + 1, |scanner| {
+                if scanner.peek() != b'"' {
                     return Err(Unsure);
                 }
-                self.at += 1;
-                self.skip_spaces();
-                if self.peek() == b'}' {
-                    self.at += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip_spaces();
-                    if self.peek() != b'"' {
-                        return Err(Unsure);
-                    }
-                    self.skip_string()?;
-                    self.expect(b':')?;
-                    self.skip_spaces();
-                    self.skip_value(depth + 1)?;
-                    self.skip_spaces();
-                    match self.peek() {
-                        b',' => self.at += 1,
-                        b'}' => {
-                            self.at += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(Unsure),
-                    }
-                }
-            }
+                scanner.skip_string()?;
+                scanner.expect(b':')?;
+                scanner.skip_spaces();
+                scanner.skip_value(depth + 1)
+            }),
             b'[' => self.array(depth + 1).map(drop),
             b't' => self.literal(b"true").map(drop),
             b'f' => self.literal(b"false").map(drop),
@@ -420,30 +389,18 @@ mod tests {
 
     #[test]
     fn plain_lines_are_scanned_with_each_value_as_the_engine_writes_it() {
-        let line = br#"{"id":7,"amount":-2829.91,"ok":false,"gone":null,"at":{"day":"2022-12-13","n":[1,{"x":[]},"s"]},"e":{}}"#;
-        assert_eq!(
-            scanned(line),
-            Some(vec![
-                leaf("id", "Number", "7"),
-                leaf("amount", "Number", "-2829.91"),
-                leaf("ok", "Boolean", "false"),
-                leaf("gone", "Null", ""),
-                leaf("at.day", "String", "2022-12-13"),
-                leaf("at.n", "Array", "3"),
-            ])
-        );
+        let plain = br#"{"id":7,"amount":-2829.91,"ok":false,"gone":null,"at":{"day":"2022-12-13","n":[1,{"x":[]},"s"]},"e":{}}"#;
         // Values not in the engine's form go through serde_json one by one.
-        let line = br#"{"a": 1.50, "b": 1e3, "c": "x\"y\u00e9", "d": 12345678901234567890, "e": 0.1000000000000000055511151231257827}"#;
-        assert_eq!(
-            scanned(line),
-            Some(vec![
-                leaf("a", "Number", "1.5"),
-                leaf("b", "Number", "1000"),
-                leaf("c", "String", "x\"y\u{e9}"),
-                leaf("d", "Number", "12345678901234567890"),
-                leaf("e", "Number", "0.1"),
-            ])
-        );
+        let unusual = br#"{"a": 1.50, "b": 1e3, "c": "x\"y\u00e9", "d": 12345678901234567890, "e": 0.1000000000000000055511151231257827}"#;
+        for (line, expected) in [
+            (&plain[..], vec![("id", "Number", "7"), ("amount", "Number", "-2829.91"), ("ok", "Boolean", "false"),
+                              ("gone", "Null", ""), ("at.day", "String", "2022-12-13"), ("at.n", "Array", "3")]),
+            (&unusual[..], vec![("a", "Number", "1.5"), ("b", "Number", "1000"), ("c", "String", "x\"y\u{e9}"),
+                                ("d", "Number", "12345678901234567890"), ("e", "Number", "0.1")]),
+        ] {
+            let expected = expected.into_iter().map(|(p, k, v)| leaf(p, k, v)).collect();
+            assert_eq!(scanned(line), Some(expected));
+        }
     }
 
     #[test]
