@@ -346,7 +346,7 @@ impl<'b> Visitor<'b> for Leaves<'_, 'b> {
 
     fn visit_map<A: MapAccess<'b>>(self, mut fields: A) -> Result<(), A::Error> {
         let len = self.path.len();
-        while fields.next_key_seed(Key { path: self.path, nested: len > 0 })?.is_some() {
+        while fields.next_key_seed(Key { path: self.path })?.is_some() {
             fields.next_value_seed(Leaves { line: self.line, path: self.path })?;
             self.path.truncate(len);
         }
@@ -380,10 +380,9 @@ fn significant_digits(text: &str) -> usize {
     text.bytes().skip_while(|&b| matches!(b, b'-' | b'0' | b'.')).filter(u8::is_ascii_digit).count()
 }
 
-/// Appends an object key to the path (after a dot when nested).
+/// Appends an object key to the path (see [`push_key`]).
 struct Key<'a> {
     path: &'a mut String,
-    nested: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Key<'_> {
@@ -402,12 +401,18 @@ impl<'de> Visitor<'de> for Key<'_> {
     }
 
     fn visit_str<E>(self, key: &str) -> Result<(), E> {
-        if self.nested {
-            self.path.push('.');
-        }
-        self.path.push_str(key);
+        push_key(self.path, key);
         Ok(())
     }
+}
+
+/// Appends an object key to a field path: `a.b` and `c` give `a.b.c`; at
+/// the top level, where the path is empty, the key is the path.
+fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
 }
 
 /// Calls `leaf` with the path (`a.b.c`) and value of every value under
@@ -418,10 +423,7 @@ pub fn for_each_leaf<'v>(value: &'v Value, path: &mut String, leaf: &mut impl Fn
         Value::Object(fields) => {
             let len = path.len();
             for (key, v) in fields {
-                if len > 0 {
-                    path.push('.');
-                }
-                path.push_str(key);
+                push_key(path, key);
                 for_each_leaf(v, path, leaf);
                 path.truncate(len);
             }

@@ -14,7 +14,7 @@
 use serde::de::{DeserializeSeed, IgnoredAny};
 
 use super::super::sketch::same_bytes;
-use super::{Kind, LeafValue, Leaves, LineLeaves};
+use super::{push_key, Kind, LeafValue, Leaves, LineLeaves};
 
 /// The line is not one this scanner vouches for; serde_json decides.
 #[derive(Debug)]
@@ -221,10 +221,7 @@ impl<'b> Scanner<'b> {
             }
             b'{' => {
                 let len = path.len();
-                if len > 0 {
-                    path.push('.');
-                }
-                path.push_str(key);
+                push_key(path, key);
                 self.object(leaves, path, depth + 1)?;
                 path.truncate(len);
                 return Ok(());
@@ -346,10 +343,7 @@ impl<'b> Scanner<'b> {
     fn by_serde(&mut self, start: usize, leaves: &mut LineLeaves<'b>, path: &mut String, key: &str) -> Result<(), Unsure> {
         let token = &self.text[start..self.at];
         let len = path.len();
-        if len > 0 {
-            path.push('.');
-        }
-        path.push_str(key);
+        push_key(path, key);
         let mut parser = serde_json::Deserializer::from_str(token);
         let read = Leaves { line: leaves, path }.deserialize(&mut parser).and_then(|()| parser.end());
         path.truncate(len);
