@@ -111,9 +111,11 @@ class InstalledOperator:
 
     def kill(self, pod: str | None = None) -> str:
         """Delete an operator pod at once (no grace period), as a node crash would; the
-        Deployment starts a new one. Returns the name of the pod deleted."""
+        Deployment starts a new one. Returns the name of the pod deleted. In chaos mode the
+        pod may already be gone (deleted by the chaos killer in between): that is the state
+        asked for, not an error."""
         name = pod or self.pods()[0]["metadata"]["name"]
-        self.kubectl("delete", "pod", name, "--grace-period=0", "--force", "--wait=false")
+        self.kubectl("delete", "pod", name, "--ignore-not-found", "--grace-period=0", "--force", "--wait=false")
         return name
 
     def log(self, pod: str | None = None) -> str:
