@@ -115,10 +115,12 @@ def big(tmp_path_factory):
     return path, text
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("policy", ["skip", "pad", "truncate"])
-def test_bad_rows_near_chunk_boundaries_have_exact_lines(big, policy):
+def test_bad_rows_near_chunk_boundaries_have_exact_lines(big, policy, threads):
+    """One thread folds every chunk into one accumulator, two split them."""
     path, text = big
-    doc = run_op("stats", {"bad_rows": policy}, files_of(path))
+    doc = run_op("stats", {"bad_rows": policy}, files_of(path), threads=threads)
     listed, bad = assert_profile(doc, text, policy)
     assert listed == [(str(path), line, reason) for line, reason in bad]
 
@@ -132,9 +134,10 @@ def test_bad_rows_of_a_gzip_file_have_exact_lines(tmp_path, big):
     assert listed == [(str(path), line, reason) for line, reason in bad]
 
 
-def test_fail_in_a_big_file_names_the_first_bad_line(big):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fail_in_a_big_file_names_the_first_bad_line(big, threads):
     path, text = big
-    doc = run_op("stats", {"bad_rows": "fail"}, files_of(path))
+    doc = run_op("stats", {"bad_rows": "fail"}, files_of(path), threads=threads)
     _, _, bad = expected(text, "fail")
     assert [(e["path"], e["line"]) for e in doc["errors"]] == [(str(path), bad[0][0])]
 

@@ -206,6 +206,30 @@ def test_a_big_file_in_chunks_or_blocks(tmp_path, compressed):
     assert (ids["count"], ids["min"], ids["max"]) == (len(kept), 0, len(rows) - 1)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bad_lines_numbered_across_many_chunks(tmp_path, threads):
+    """Consecutive chunks share an accumulator: each bad line must still get
+    its own line number, wherever the chunks between it and the start went."""
+    rnd = random.Random(11)
+    lines, bad_lines, values, size = [], [], [], 0
+    while size < 5 * (8 << 20):
+        if rnd.random() < 0.0002:
+            lines.append("{not json\n")
+            bad_lines.append(len(lines))
+        else:
+            values.append(rnd.randint(-1000, 1000))
+            lines.append(json.dumps({"v": values[-1], "pad": "p" * rnd.randint(200, 1200)}) + "\n")
+        size += len(lines[-1])
+    path = tmp_path / "long.ndjson"
+    path.write_text("".join(lines))
+    doc = run_op("stats", {"top": 0, "quantiles": []}, files_of(path), threads=threads)
+    assert len(bad_lines) > 5
+    assert [r["line"] for r in doc["result"]["badRows"]["rows"]] == bad_lines
+    v = column(doc, "v")
+    assert (doc["result"]["rows"], v["count"], v["min"], v["max"]) == (len(values), len(values), min(values), max(values))
+    assert v["mean"] == pytest.approx(statistics.fmean(values))
+
+
 def test_formats_chosen_per_file_and_named_when_mixed(tmp_path):
     csv_file = tmp_path / "a.csv"
     csv_file.write_text("id,city\n1,Pune\n2,Delhi\n")

@@ -257,6 +257,14 @@ pub struct ChunkStats {
 }
 
 impl ChunkStats {
+    /// Folds the columns' buffered state into their mergeable fields.
+    fn flushed(mut self) -> ChunkStats {
+        for c in &mut self.cols {
+            c.flush();
+        }
+        self
+    }
+
     /// Joins with the chunk that directly follows in the file; `max` caps
     /// the bad rows listed.
     fn then(mut self, next: ChunkStats, max: usize) -> ChunkStats {
@@ -291,11 +299,24 @@ fn strip_bom(buf: &[u8], file_start: bool) -> (&[u8], u64) {
 /// should have `width` fields, or the first record's when it is not known.
 pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool, width: Option<usize>) -> ChunkStats {
     let mut out = ChunkStats { width, ..ChunkStats::default() };
+    parse_records(&mut out, op, buf, base, file_start);
+    out.flushed()
+}
+
+/// Parses `buf` (whole records; `base` = file offset of `buf[0]`), which
+/// directly follows the records `out` holds, into the same columns:
+/// consecutive chunks of a file share one accumulator, so their tables and
+/// sketches warm up once. Nothing is added once `out` has a problem.
+fn parse_records(out: &mut ChunkStats, op: &StatsOp, buf: &[u8], base: u64, file_start: bool) {
+    if out.problem.is_some() {
+        return;
+    }
+    let before = out.newlines;
     let (buf, bom) = strip_bom(buf, file_start);
     let base = base + bom;
     if let Err(e) = std::str::from_utf8(buf) {
         out.problem = Some(Problem { offset: base + e.valid_up_to() as u64, line: None, reason: "invalid UTF-8".into() });
-        return out;
+        return;
     }
     let policy = op.csv.bad_rows;
     let mut lines = Lines::default();
@@ -308,7 +329,7 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool, width:
             Ok(None) => break,
             Err(e) => {
                 out.problem = Some(Problem { offset: base + e.0 as u64, line: None, reason: "unterminated quoted field".into() });
-                return out;
+                return;
             }
         };
         let found = rec.len();
@@ -322,9 +343,9 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool, width:
             let fix = policy.policy.fix(expected, found);
             if fix == Fix::Fail {
                 out.problem = Some(Problem { offset: base + start as u64, line: None, reason: fix.reason(expected, found) });
-                return out;
+                return;
             }
-            out.bad.note(policy.max, || (lines.line_of(buf, start), fix.reason(expected, found)));
+            out.bad.note(policy.max, || (before + lines.line_of(buf, start), fix.reason(expected, found)));
             if !fix.keeps() {
                 continue;
             }
@@ -340,11 +361,7 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], base: u64, file_start: bool, width:
             col.add(b"");
         }
     }
-    for c in &mut out.cols {
-        c.flush();
-    }
-    out.newlines = lines.total(buf);
-    out
+    out.newlines = before + lines.total(buf);
 }
 
 /// Adds a header record's fields to the column names: the names of
@@ -493,20 +510,27 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
             Ok(w) => w,
             Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
         };
+        // Consecutive chunks of one split of the range fold into one
+        // accumulator; splits then join in file order, so bad-row lines
+        // still count the lines before them.
         let joined = (0..n)
             .into_par_iter()
-            .map(|i| -> Result<Result<ChunkStats, FileError>, EngineError> {
-                ctl.check()?;
-                Ok(with_buffer(|buf| match read_aligned(blob, i, n, op.chunk, quote, &parity, buf) {
-                    Ok(a) => {
+            .try_fold(
+                || Ok(ChunkStats { width, ..ChunkStats::default() }),
+                |joined: Result<ChunkStats, FileError>, i| -> Result<Result<ChunkStats, FileError>, EngineError> {
+                    ctl.check()?;
+                    let Ok(mut joined) = joined else { return Ok(joined) };
+                    Ok(with_buffer(|buf| {
+                        let a = read_aligned(blob, i, n, op.chunk, quote, &parity, buf).map_err(|e| FileError::io(&task.path, &e))?;
                         if !op.types_only {
                             ctl.add_bytes((a.end - a.start) as u64);
                         }
-                        Ok(parse_chunk(op, &buf[a.start..a.end], a.base + a.start as u64, i == 0, width))
-                    }
-                    Err(e) => Err(FileError::io(&task.path, &e)),
-                }))
-            })
+                        parse_records(&mut joined, op, &buf[a.start..a.end], a.base + a.start as u64, i == 0);
+                        Ok(joined)
+                    }))
+                },
+            )
+            .map(|split| split.map(|joined| joined.map(ChunkStats::flushed)))
             .try_reduce(
                 || Ok(ChunkStats::default()),
                 |a, b| Ok(match (a, b) {

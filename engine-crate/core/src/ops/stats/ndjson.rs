@@ -121,6 +121,14 @@ impl JsonChunk {
         self
     }
 
+    /// Folds the columns' buffered state into their mergeable fields.
+    fn flushed(mut self) -> JsonChunk {
+        for (_, c) in &mut self.columns {
+            c.acc.flush();
+        }
+        self
+    }
+
     /// Adds one leaf value to column `i`.
     fn add_leaf(&mut self, i: usize, kind: Kind, field: &[u8]) {
         let col = &mut self.columns[i].1;
@@ -487,13 +495,22 @@ fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Parses a buffer of whole lines.
 pub fn parse_chunk(op: &StatsOp, buf: &[u8], file_start: bool) -> JsonChunk {
     let mut out = JsonChunk::default();
+    parse_lines(&mut out, op, buf, file_start);
+    out.flushed()
+}
+
+/// Parses a buffer of whole lines that directly follows the ones `out`
+/// holds, into the same columns: consecutive chunks of a file share one
+/// accumulator, so their tables and sketches warm up once.
+fn parse_lines(out: &mut JsonChunk, op: &StatsOp, buf: &[u8], file_start: bool) {
     let buf = if file_start { buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf) } else { buf };
+    let before = out.newlines;
     let mut path = String::new();
     let mut leaves = LineLeaves::default();
     let mut slots = Vec::new();
     for (i, line) in lines(buf).enumerate() {
         // The pieces between newlines are one more than the newlines.
-        out.newlines = i as u64;
+        out.newlines = before + i as u64;
         let line = line.trim_ascii();
         if line.is_empty() {
             continue;
@@ -501,15 +518,11 @@ pub fn parse_chunk(op: &StatsOp, buf: &[u8], file_start: bool) -> JsonChunk {
         match parse_line(line, &mut leaves, &mut path) {
             Ok(()) => {
                 out.rows += 1;
-                leaves.apply(&mut out, op, &mut slots);
+                leaves.apply(out, op, &mut slots);
             }
-            Err(reason) => out.bad.push((i as u64 + 1, reason)),
+            Err(reason) => out.bad.push((before + i as u64 + 1, reason)),
         }
     }
-    for (_, c) in &mut out.columns {
-        c.acc.flush();
-    }
-    out
 }
 
 /// One file's columns, rows and bad lines.
@@ -562,27 +575,32 @@ pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -
     let blob = &input.blob;
     let n = chunk_count(task.size, op.chunk);
     let parity = vec![false; n + 1];
+    // Consecutive chunks of one split of the range fold into one
+    // accumulator; splits then join in file order, so bad-line numbers still
+    // count the lines before them.
     let joined = (0..n)
         .into_par_iter()
-        .map(|i| -> Result<Result<JsonChunk, FileError>, EngineError> {
-            ctl.check()?;
-            Ok(with_buffer(|buf| {
-                let range = if n == 1 {
-                    read_to_end_from(blob, 0, buf, task.size as usize + 1).map(|_| 0..buf.len())
-                } else {
-                    read_aligned(blob, i, n, op.chunk, None, &parity, buf).map(|a| a.start..a.end)
-                };
-                match range {
-                    Ok(r) => {
-                        if !op.types_only {
-                            ctl.add_bytes(r.len() as u64);
-                        }
-                        Ok(parse_chunk(op, &buf[r], i == 0))
+        .try_fold(
+            || Ok(JsonChunk::default()),
+            |joined: Result<JsonChunk, FileError>, i| -> Result<Result<JsonChunk, FileError>, EngineError> {
+                ctl.check()?;
+                let Ok(mut joined) = joined else { return Ok(joined) };
+                Ok(with_buffer(|buf| {
+                    let range = if n == 1 {
+                        read_to_end_from(blob, 0, buf, task.size as usize + 1).map(|_| 0..buf.len())
+                    } else {
+                        read_aligned(blob, i, n, op.chunk, None, &parity, buf).map(|a| a.start..a.end)
+                    };
+                    let range = range.map_err(|e| FileError::io(&task.path, &e))?;
+                    if !op.types_only {
+                        ctl.add_bytes(range.len() as u64);
                     }
-                    Err(e) => Err(FileError::io(&task.path, &e)),
-                }
-            }))
-        })
+                    parse_lines(&mut joined, op, &buf[range], i == 0);
+                    Ok(joined)
+                }))
+            },
+        )
+        .map(|split| split.map(|joined| joined.map(JsonChunk::flushed)))
         .try_reduce(
             || Ok(JsonChunk::default()),
             |a, b| Ok(match (a, b) {
