@@ -15,6 +15,7 @@ from pravah import checks, render
 from pravah.client_cli import register as register_client_commands
 from pravah.dev import dev
 from pravah.local import JobFailed, LocalJob, Objects, execute
+from pravah.results import write_document
 from pravah.spec import FORMATS, OPERATIONS, BadRowPolicy, ChecksFile, Encoding, Location, OperationSpec, PravahJobManifest, describe_errors, refuse_unfit_checks
 
 EXIT_FAILED = 1
@@ -171,7 +172,7 @@ def run(path: Path | str | None, manifest: Path | None, op: str | None, **option
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if options["as_json"]:
-        click.echo(json.dumps(document, indent=2))
+        write_document(click.get_text_stream("stdout"), document)
     else:
         render.summary(document)
     sys.exit(status)

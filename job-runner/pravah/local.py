@@ -20,7 +20,7 @@ import pravah_engine
 
 from pravah import checks, reuse
 from pravah.pipeline import BATCH_BYTES, BATCH_FILES, Engine, Merge, Objects, Progress, list_source, plan_batches
-from pravah.results import FILE_LISTS, merged, write_checksum_manifest
+from pravah.results import FILE_LISTS, merged, write_checksum_manifest, write_document
 from pravah.sharding import FileEntry, shard_files
 from pravah.spec import OperationSpec
 
@@ -122,7 +122,8 @@ def finish(job: LocalJob, document: dict[str, Any]) -> dict[str, Any]:
         manifest = write_checksum_manifest(document, job.output_dir) if job.output_dir else None
         document["result"]["manifest"] = str(job.output_dir / manifest) if manifest else None
     if job.output_dir is not None:
-        (job.output_dir / "result.json").write_text(json.dumps(document, indent=2) + "\n")
+        with (job.output_dir / "result.json").open("w") as out:
+            write_document(out, document)
     failed = checks.failure(len(document["errors"]), job.max_errors,
                             checks.summarize(document["checks"]) if job.checks else None)
     if failed:

@@ -123,3 +123,14 @@ def write_streamed(out: IO[str], document: dict[str, Any], streams: dict[tuple[s
         out.write("\n]")
         text = text[position + len(placeholder):]
     out.write(text + "\n")
+
+
+def write_document(out: IO[str], document: dict[str, Any]) -> None:
+    """Write a whole document in a runner's `result.json` layout (one error and one per-file
+    entry per line): Python's JSON encoder is only fast without `indent`, and a grep over
+    20,000 files took five times as long to indent as to search."""
+    result = dict(document["result"])
+    streams: dict[tuple[str, ...], Iterable[Any]] = {("errors",): document["errors"]}
+    if (key := FILE_LISTS.get(document["operation"])) in result:
+        streams[("result", key)] = result[key]
+    write_streamed(out, {**document, "result": result}, streams)

@@ -4,7 +4,9 @@ import io
 import json
 import random
 
-from pravah.results import Spool, merged, write_streamed
+import pytest
+
+from pravah.results import Spool, merged, write_document, write_streamed
 
 
 def test_streamed_lists_land_at_their_keys_in_order():
@@ -31,3 +33,21 @@ def test_spools_merge_into_one_ordered_stream(tmp_path):
         spools.append(spool)
     assert [entry["path"] for entry in merged(spools, "files")] == paths
     assert list(merged(spools, "errors")) == []
+
+
+@pytest.mark.parametrize("operation, file_list", [("grep", "files"), ("convert", "outputs"), ("stats", None)])
+def test_a_whole_document_is_written_with_one_entry_per_line(operation, file_list):
+    errors = [{"path": f"bad-{index}.csv", "reason": "line 3: ragged, \"quoted\"\nreason"} for index in range(2)]
+    result = {"total": 5, "nested": {"k": [1, 2]}}
+    if file_list:
+        result[file_list] = [{"path": f"f{index}", "lines": [{"line": 1, "text": "a,\"b\""}]} for index in range(4)]
+    document = {"operation": operation, "files": 6, "bytes": 10, "errors": errors, "result": result}
+    before = json.dumps(document)
+    out = io.StringIO()
+    write_document(out, document)
+    text = out.getvalue()
+    assert json.loads(text) == document
+    assert json.dumps(document) == before  # the caller's document is left as it was
+    lines = text.splitlines()
+    for entry in errors + (result[file_list] if file_list else []):
+        assert json.dumps(entry) in lines or json.dumps(entry) + "," in lines
