@@ -97,9 +97,9 @@ async def run(job: LocalJob, on_progress: ProgressCallback | None) -> dict[str, 
         singles: list[dict[str, Any]] = []
         for batch in plan_batches(to_read, BATCH_FILES, BATCH_BYTES):
             partial, batch_singles = await engine.read_batch(batch, report, per_file=plan is not None)
-            merge.add("read", partial)
+            errors = merge.add("read", partial)
             singles += batch_singles
-            progress.finished(batch, len(json.loads(partial)["errors"]))
+            progress.finished(batch, errors)
         if plan is not None:
             for partial in keep_file_partials(job, plan, earlier, singles):
                 merge.add("reused", partial)

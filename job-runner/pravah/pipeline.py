@@ -150,13 +150,15 @@ class Merge:
     def spool(self, name: str) -> Spool:
         return self.spools.get(name) or self.spools.setdefault(name, Spool(self.work, name))
 
-    def add(self, spool_name: str, partial: str, relocate: Callable[[dict[str, Any]], dict[str, Any]] = same) -> None:
+    def add(self, spool_name: str, partial: str, relocate: Callable[[dict[str, Any]], dict[str, Any]] = same) -> int:
+        """Fold in one partial; its error count (so no caller parses the partial again)."""
         finished = json.loads(pravah_engine.finalize(self.op, partial))
         spool = self.spool(spool_name)
         spool.add("errors", map(relocate, finished["errors"]))
         spool.add("files", map(relocate, finished["result"].get(FILE_LISTS.get(self.op, ""), [])))
         small = strip_partial(self.op, partial)
         self.aggregate = small if self.aggregate is None else pravah_engine.merge(self.op, self.aggregate, small)
+        return len(finished["errors"])
 
     def close(self) -> None:
         for spool in self.spools.values():
