@@ -191,6 +191,13 @@ fn finalize(py: Python<'_>, op: &str, partial_json: &str) -> PyResult<String> {
     py.detach(|| pravah_core::finalize(op, partial_json)).map_err(to_py)
 }
 
+/// Splits a partial, parsed once, into its result document (JSON) and the
+/// partial without its errors and per-file list (what a merge keeps in memory).
+#[pyfunction]
+fn split(py: Python<'_>, op: &str, partial_json: &str) -> PyResult<(String, String)> {
+    py.detach(|| pravah_core::split(op, partial_json)).map_err(to_py)
+}
+
 /// CPUs usable by this process (affinity and cgroup quota honoured).
 #[pyfunction]
 fn threads_available() -> usize {
@@ -203,7 +210,7 @@ mod pravah_engine {
     use pyo3::prelude::*;
 
     #[pymodule_export]
-    use super::{check_options, finalize, merge, scan, start, threads_available, Run};
+    use super::{check_options, finalize, merge, scan, split, start, threads_available, Run};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -19,7 +19,7 @@ from typing import Any
 import pravah_engine
 
 from pravah import reuse
-from pravah.results import FILE_LISTS, Spool, strip_partial
+from pravah.results import FILE_LISTS, Spool
 from pravah.sharding import FileEntry
 
 BATCH_FILES = 4096  # files per batch: a runner's unit of resumption
@@ -152,11 +152,11 @@ class Merge:
 
     def add(self, spool_name: str, partial: str, relocate: Callable[[dict[str, Any]], dict[str, Any]] = same) -> int:
         """Fold in one partial; its error count (so no caller parses the partial again)."""
-        finished = json.loads(pravah_engine.finalize(self.op, partial))
+        document, small = pravah_engine.split(self.op, partial)
+        finished = json.loads(document)
         spool = self.spool(spool_name)
         spool.add("errors", map(relocate, finished["errors"]))
         spool.add("files", map(relocate, finished["result"].get(FILE_LISTS.get(self.op, ""), [])))
-        small = strip_partial(self.op, partial)
         self.aggregate = small if self.aggregate is None else pravah_engine.merge(self.op, self.aggregate, small)
         return len(finished["errors"])
 

@@ -2,7 +2,7 @@
 and the CR's status.
 
 A job's result can list millions of files. The merge keeps only the small aggregate part
-of the partials in memory (`strip_partial`); the per-file lists and the errors are spooled
+of the partials in memory (the engine's `split`); the per-file lists and the errors are spooled
 to disk per shard, already in order, and merged into the written document as streams.
 """
 
@@ -54,16 +54,6 @@ def write_checksum_manifest(document: dict[str, Any], directory: Path) -> str:
     name = manifest_name(document)
     (directory / name).write_text("".join(manifest_line(entry) for entry in document["result"]["files"]))
     return name
-
-
-def strip_partial(op: str, partial: str) -> str:
-    """A partial without its errors and per-file list: the part whose size does not grow with
-    the number of files, which the merge keeps in memory."""
-    value = json.loads(partial)
-    value["errors"] = []
-    if op in FILE_LISTS:
-        value["body"][FILE_LISTS[op]] = []
-    return json.dumps(value)
 
 
 def sort_key(item: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ use crate::ops::count::{CountBody, CountOp};
 use crate::ops::grep::{GrepBody, GrepOp};
 use crate::ops::stats::{StatsBody, StatsOp};
 use crate::ops::{Operation, OPS};
-use crate::partial::{finalize_json, merge_json, Partial};
+use crate::partial::{finalize_json, merge_json, split_json, Partial};
 use crate::FileTask;
 
 /// A validated request.
@@ -125,28 +125,34 @@ pub fn run_op<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ctl: &C
     serde_json::to_string(&partials).map_err(|e| EngineError::Internal(format!("serialising partials: {e}")))
 }
 
+/// Calls `$f::<B>(args)` with the op's body type `B`.
+macro_rules! with_body {
+    ($op:expr, $f:ident($($arg:expr),*)) => {
+        match $op {
+            "stats" => $f::<StatsBody>($($arg),*),
+            "count" => $f::<CountBody>($($arg),*),
+            "checksum" => $f::<ChecksumBody>($($arg),*),
+            "grep" => $f::<GrepBody>($($arg),*),
+            "convert" => $f::<ConvertBody>($($arg),*),
+            other => unknown_op(other),
+        }
+    };
+}
+
 /// `merge(op, a, b)` on partial JSON texts.
 pub fn merge(op: &str, a: &str, b: &str) -> Result<String, EngineError> {
-    match op {
-        "stats" => merge_json::<StatsBody>(op, a, b),
-        "count" => merge_json::<CountBody>(op, a, b),
-        "checksum" => merge_json::<ChecksumBody>(op, a, b),
-        "grep" => merge_json::<GrepBody>(op, a, b),
-        "convert" => merge_json::<ConvertBody>(op, a, b),
-        other => unknown_op(other),
-    }
+    with_body!(op, merge_json(op, a, b))
 }
 
 /// `finalize(op, partial)`: the result document as JSON.
 pub fn finalize(op: &str, p: &str) -> Result<String, EngineError> {
-    match op {
-        "stats" => finalize_json::<StatsBody>(op, p),
-        "count" => finalize_json::<CountBody>(op, p),
-        "checksum" => finalize_json::<ChecksumBody>(op, p),
-        "grep" => finalize_json::<GrepBody>(op, p),
-        "convert" => finalize_json::<ConvertBody>(op, p),
-        other => unknown_op(other),
-    }
+    with_body!(op, finalize_json(op, p))
+}
+
+/// `split(op, partial)`: the result document and the stripped partial (see
+/// [`split_json`]).
+pub fn split(op: &str, p: &str) -> Result<(String, String), EngineError> {
+    with_body!(op, split_json(op, p))
 }
 
 type Outcome = Option<Result<String, EngineError>>;

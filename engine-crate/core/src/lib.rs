@@ -43,7 +43,7 @@ pub mod trim;
 pub use control::{Control, ProgressSnapshot};
 pub use error::{EngineError, FileError};
 pub use io::Inputs;
-pub use job::{check_options, finalize, merge, Job, Request};
+pub use job::{check_options, finalize, merge, split, Job, Request};
 pub use ops::grep::MAX_MATCHES_PER_FILE;
 pub use ops::stats::bad_rows::MAX_BAD_ROWS;
 pub use ops::stats::dialect::{MAX_HEADER_ROWS, MAX_TRIMMED_LINES};

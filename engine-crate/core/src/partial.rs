@@ -25,6 +25,10 @@ pub trait Body: Serialize + DeserializeOwned + Send {
     fn write_result(&self, out: &mut Vec<u8>) -> Result<(), String> {
         serde_json::to_writer(out, &self.result()).map_err(|e| e.to_string())
     }
+
+    /// Drops what grows with the number of files (an op's per-file list),
+    /// keeping what an aggregate of many partials needs; see [`split_json`].
+    fn strip(&mut self) {}
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -110,6 +114,17 @@ pub fn merge_json<B: Body>(op: &str, a: &str, b: &str) -> Result<String, EngineE
 /// `finalize(op, partial)` on a JSON text.
 pub fn finalize_json<B: Body>(op: &str, p: &str) -> Result<String, EngineError> {
     Partial::<B>::from_json(op, p)?.finalize_text()
+}
+
+/// `split(op, partial)` on a JSON text, from one parse: the result document,
+/// and the partial without its errors and per-file list, which is what a merge
+/// of many partials keeps in memory while their lists go to disk.
+pub fn split_json<B: Body>(op: &str, p: &str) -> Result<(String, String), EngineError> {
+    let mut partial = Partial::<B>::from_json(op, p)?;
+    let document = partial.finalize_text()?;
+    partial.errors.clear();
+    partial.body.strip();
+    Ok((document, partial.to_json()?))
 }
 
 /// Merges two lists sorted by `key` into one sorted list.

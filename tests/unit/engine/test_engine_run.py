@@ -195,3 +195,38 @@ def test_files_and_bytes_envelope(tmp_path):
     assert doc["files"] == 2 and doc["bytes"] == 9
     assert [e["path"] for e in doc["errors"]] == [missing[0]]
     assert doc["result"]["lines"] == 1
+
+
+@pytest.mark.parametrize(("op", "options", "file_list"), [
+    ("count", {}, "files"), ("checksum", {"algorithm": "sha256"}, "files"),
+    ("grep", {"pattern": "b[0-9]"}, "files"), ("convert", {"compression": "zstd"}, "outputs"), ("stats", {}, None)])
+def test_split_gives_the_document_and_a_partial_without_its_lists(tmp_path, op, options, file_list):
+    """What a merge of many batches keeps in memory holds no errors and no per-file list, and
+    still adds up to the batches' totals."""
+    texts = {f"{name}.csv": "a,b\n" + "".join(f"{i},b{i}\n" for i in range(rows)) for name, rows in (("p", 3), ("q", 5))}
+    files = []
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text)
+        files.append((str(tmp_path / name), len(text)))
+    missing = (str(tmp_path / "gone.csv"), 4)
+    if op == "convert":
+        options = {**options, "output_dir": str(tmp_path / "out")}
+    partials = [pe.start(op, json.dumps(options), [entry], 1).wait(30) for entry in (*files, missing)]
+    for partial in partials:
+        document, small = pe.split(op, partial)
+        assert json.loads(document) == json.loads(pe.finalize(op, partial))
+        stripped = json.loads(small)
+        assert stripped["errors"] == []
+        if file_list:
+            assert stripped["body"][file_list] == []
+    merged = pe.split(op, partial)[1]
+    for partial in partials[:-1]:
+        merged = pe.merge(op, merged, pe.split(op, partial)[1])
+    total = json.loads(pe.finalize(op, merged))
+    assert (total["files"], total["bytes"], total["errors"]) == (3, sum(size for _, size in (*files, missing)), [])
+    rows = sum(text.count("\n") - 1 for text in texts.values())
+    expected = {"count": ("lines", rows + 2), "grep": ("matches", rows), "convert": ("rows", rows),
+                "stats": ("rows", rows), "checksum": ("algorithm", "sha256")}[op]
+    assert total["result"][expected[0]] == expected[1]
+    if file_list:
+        assert total["result"][file_list] == []

@@ -244,6 +244,10 @@ impl Body for ConvertBody {
         self.dialects.report_in(&mut result);
         result
     }
+
+    fn strip(&mut self) {
+        self.outputs.clear();
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

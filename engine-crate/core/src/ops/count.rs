@@ -104,6 +104,10 @@ impl Body for CountBody {
         let r = ResultOut { bytes: self.bytes, files, lines: self.lines, words: self.words };
         serde_json::to_writer(out, &r).map_err(|e| e.to_string())
     }
+
+    fn strip(&mut self) {
+        self.files.clear();
+    }
 }
 
 /// Counts of one byte range, joinable with its neighbours.

@@ -158,6 +158,10 @@ impl Body for GrepBody {
         let r = ResultOut { files, files_with_matches: self.files_with_matches, matches: self.matches, pattern: &self.pattern };
         serde_json::to_writer(out, &r).map_err(|e| e.to_string())
     }
+
+    fn strip(&mut self) {
+        self.files.clear();
+    }
 }
 
 /// Matches in one line-aligned range; line numbers are 0-based within it.
