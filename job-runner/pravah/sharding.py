@@ -38,6 +38,8 @@ def shard_files(files: Sequence[FileEntry], index: int, count: int) -> list[File
     """The files of shard `index` (0-based) out of `count`."""
     if not 0 <= index < count:
         raise ValueError(f"shard index {index} is outside 0..{count - 1}")
+    if count == 1:
+        return sorted(files)  # the plan's order, without balancing what one shard holds whole
     return plan_shards(files, count)[index]
 
 
