@@ -12,11 +12,13 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import click
 import yaml
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DEFAULT_URL = "http://localhost:8000"
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
@@ -38,10 +40,15 @@ class Client:
     def __init__(self, url: str, token: str | None, timeout: float = 60):
         self.url = url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.timeout = timeout
 
-    def session(self, timeout: aiohttp.ClientTimeout | None = None) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(headers=self.headers, timeout=timeout or self.timeout)
+    def session(self, **timeout: float | None) -> aiohttp.ClientSession:
+        """aiohttp is imported here, not with the module: importing it took longer than a
+        `pravah run` over a small directory, which never talks to the API."""
+        import aiohttp
+
+        return aiohttp.ClientSession(headers=self.headers,
+                                     timeout=aiohttp.ClientTimeout(**(timeout or {"total": self.timeout})))
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
         async with self.session() as session, session.request(method, self.url + path, **kwargs) as answer:
@@ -69,8 +76,7 @@ class Client:
 
     async def events(self, path: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """(event, data) pairs of a Server-Sent Events stream."""
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
-        async with self.session(timeout) as session, session.get(
+        async with self.session(total=None, sock_read=120) as session, session.get(
                 self.url + path, headers={"Accept": "text/event-stream"}) as answer:
             if answer.status >= 400:
                 raise ApiFailure(answer.status, await answer.json(content_type=None))
