@@ -61,11 +61,20 @@ def test_bad_requests_raise_usage_error(tmp_path):
         pe.start("sort", "{}", [], 1)
 
 
-def test_a_corrupt_partial_is_not_a_usage_error():
+@pytest.mark.parametrize("call", [lambda bad: pe.merge("count", "{}", bad), lambda bad: pe.finalize("count", bad),
+                                  lambda bad: pe.split("count", bad)], ids=["merge", "finalize", "split"])
+def test_a_corrupt_partial_is_not_a_usage_error(call):
     """Bad data read back from storage is not the user's request: it must not be refused as one."""
-    with pytest.raises(ValueError) as caught:
-        pe.merge("count", "{}", "not json")
+    with pytest.raises(ValueError, match="invalid count partial") as caught:
+        call("not json")
     assert not isinstance(caught.value, pe.UsageError)
+
+
+def test_split_refuses_a_partial_of_another_operation(tmp_path):
+    (tmp_path / "a.txt").write_text("x\n")
+    partial = pe.start("count", "{}", [(str(tmp_path / "a.txt"), 2)], 1).wait(30)
+    with pytest.raises(ValueError, match="invalid grep partial"):
+        pe.split("grep", partial)
 
 
 # Valid in Python's `re`, refused by the engine's regex crate (with its own words).
