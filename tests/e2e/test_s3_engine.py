@@ -12,14 +12,17 @@ import gzip
 import hashlib
 import io
 import json
+import threading
 import uuid
 from typing import Any
 
+import aiohttp
 import boto3
 import pravah_engine
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from aiohttp import web
 from click.testing import CliRunner
 from pravah.cli import cli
 from pravah.local import LocalJob, execute
@@ -180,3 +183,83 @@ def test_the_runner_source_reads_listed_objects_in_place_and_sees_changes(s3, bu
     assert {f["path"]: f["digest"] for f in document["result"]["files"]} == \
         {f"s3://{bucket}/{key}": hashlib.sha256(data[key]).hexdigest() for key in ("in/a.csv", "in/b c.csv")}
     assert not (tmp_path / "scratch").exists()
+
+
+class FaultyS3:
+    """A plain-HTTP proxy in front of the S3 server that answers the first try of every distinct
+    request (method, path and query, byte range) with a 503 `SlowDown` or a 500, as a throttling
+    or failing S3 endpoint does, and forwards every later try unchanged (its `Host` header too,
+    so the request's signature stays valid)."""
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream.rstrip("/")
+        self.faulted: set[tuple[str, str, str]] = set()
+        self.served: set[tuple[str, str, str]] = set()
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self.serve(),), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10), "the fault proxy did not start"
+
+    async def serve(self) -> None:
+        self.session = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.endpoint = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        self.stopped = asyncio.Event()
+        self.ready.set()
+        await self.stopped.wait()
+        await self.session.close()
+        await self.runner.cleanup()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        key = (request.method, request.path_qs, request.headers.get("Range", ""))
+        if key not in self.faulted:
+            self.faulted.add(key)
+            if len(self.faulted) % 2:
+                return web.Response(status=503, content_type="application/xml",
+                                    text="<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>")
+            return web.Response(status=500, content_type="application/xml",
+                                text="<Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>")
+        # Unencoded answers only: the body is passed on as read.
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS | {"accept-encoding"}}
+        async with self.session.request(request.method, self.upstream + request.path_qs, headers=headers,
+                                        data=await request.read(), skip_auto_headers=("Accept-Encoding",)) as answer:
+            body = await answer.read()
+            self.served.add(key)
+            # Content-Length as the server gave it: a HEAD's names the object's size.
+            reply = web.Response(status=answer.status, body=body if request.method != "HEAD" else None,
+                                 headers={k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS})
+            if "Content-Length" in answer.headers:
+                reply.headers["Content-Length"] = answer.headers["Content-Length"]
+            return reply
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.stopped.set)
+        self.thread.join(10)
+
+
+HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+
+
+def test_throttled_and_failed_requests_are_retried_and_nothing_is_lost(s3, bucket):
+    data = the_data()
+    put(s3, bucket, data)
+    proxy = FaultyS3(s3.endpoint)
+    try:
+        source = Objects(f"s3://{bucket}/mixed/", endpoint=proxy.endpoint, region=s3.region,
+                         credentials={"access_key_id": s3.access_key, "secret_access_key": s3.secret_key})
+        spec = OperationSpec.model_validate({"type": "checksum", "checksum": {"algorithm": "sha256"}})
+        digests = execute(LocalJob(root=source, operation=spec, threads=2))
+    finally:
+        proxy.close()
+    assert digests["errors"] == []
+    assert {f["path"]: f["digest"] for f in digests["result"]["files"]} == \
+        {f"s3://{bucket}/{key}": hashlib.sha256(stored).hexdigest() for key, stored in data.items()}
+    gets = {key for key in proxy.faulted if key[0] == "GET" and "list-type" not in key[1]}
+    assert len(gets) >= len(data), proxy.faulted  # every object's read met a fault first
+    assert proxy.faulted == proxy.served  # and every faulted request was tried again and answered
