@@ -1,8 +1,10 @@
 """count, checksum, grep and convert against independent references."""
 
 import hashlib
+import json
 import re
 
+import pravah_engine as pe
 import pytest
 
 from unit.engine.engine_helpers import files_of, run_op
@@ -92,6 +94,31 @@ def test_grep_matches_python_re(tmp_path, pattern, ignore_case, max_lines):
     assert doc["result"]["matches"] == total
     assert doc["result"]["files_with_matches"] == len(files)
     assert doc["result"]["pattern"] == pattern
+
+
+def test_grep_lines_that_need_escaping_survive_merge_and_finalize(tmp_path):
+    """Kept lines travel through partials as JSON text: quotes, backslashes, control bytes,
+    invalid UTF-8 and non-ASCII text come out as Python decodes them, whichever partials
+    are merged in whichever order."""
+    bodies = {
+        "quotes.txt": b'say "hit" here\nno\n\\hit\\path\\ and \\"\n',
+        "control.txt": b"tab\thit\x01\x1f end\r\nhit at start\n",
+        "bytes.txt": b"caf\xc3\xa9 hit \xe2\x82\xac\nbad \xff\xfe hit\n" + "\u4e2d hit \U0001f600".encode(),
+    }
+    paths = []
+    for name, body in bodies.items():
+        (tmp_path / name).write_bytes(body)
+        paths.append(tmp_path / name)
+    options = json.dumps({"pattern": "hit", "ignore_case": False, "max_matches_per_file": 100})
+    partials = [pe.start("grep", options, files_of(p), 1).wait(30) for p in paths]
+    merged = partials[-1]
+    for partial in reversed(partials[:-1]):
+        merged = pe.merge("grep", partial, merged)
+    files, total = grep_reference(paths, "hit", 0, 100)
+    for document in (pe.finalize("grep", merged), pe.split("grep", merged)[0]):
+        result = json.loads(document)["result"]
+        assert result["files"] == files
+        assert result["matches"] == total
 
 
 def test_grep_big_file_line_numbers(tmp_path):

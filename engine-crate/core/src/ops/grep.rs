@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use memchr::memmem::Finder;
 use regex::bytes::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::options::Options;
@@ -89,11 +90,34 @@ pub struct Line {
     pub text: String,
 }
 
+/// A file's kept lines as JSON text (`[{"line":…,"text":…},…]`), written once
+/// by the thread that found them: merging, splitting and finalizing copy the
+/// text instead of parsing and writing every line again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeptLines(Box<RawValue>);
+
+impl KeptLines {
+    fn new(lines: &[Line]) -> KeptLines {
+        KeptLines(serde_json::value::to_raw_value(lines).expect("lines of text serialise"))
+    }
+
+    fn text(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for KeptLines {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GrepFile {
     pub path: String,
     pub matches: u64,
-    pub lines: Vec<Line>,
+    pub lines: KeptLines,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -106,7 +130,7 @@ pub struct GrepBody {
 }
 
 fn file_order(a: &GrepFile, b: &GrepFile) -> std::cmp::Ordering {
-    a.path.as_bytes().cmp(b.path.as_bytes()).then(a.matches.cmp(&b.matches)).then(a.lines.cmp(&b.lines))
+    a.path.as_bytes().cmp(b.path.as_bytes()).then(a.matches.cmp(&b.matches)).then(a.lines.text().cmp(b.lines.text()))
 }
 
 fn sort_files(files: &mut [GrepFile]) {
@@ -141,7 +165,7 @@ impl Body for GrepBody {
         // fields that way.
         #[derive(Serialize)]
         struct FileOut<'a> {
-            lines: &'a [Line],
+            lines: &'a KeptLines,
             matches: u64,
             path: &'a str,
         }
@@ -356,8 +380,8 @@ impl Operation for GrepOp {
             if h.matches > 0 {
                 acc.matches += h.matches;
                 acc.files_with_matches += 1;
-                let lines = h.lines.into_iter().map(|l| Line { line: l.line + 1, text: l.text }).collect();
-                acc.files.push(GrepFile { path: task.path.clone(), matches: h.matches, lines });
+                let lines: Vec<Line> = h.lines.into_iter().map(|l| Line { line: l.line + 1, text: l.text }).collect();
+                acc.files.push(GrepFile { path: task.path.clone(), matches: h.matches, lines: KeptLines::new(&lines) });
             }
         }))
     }
