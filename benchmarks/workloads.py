@@ -178,6 +178,19 @@ def parse_counts(outputs: list[str]) -> dict:
     return {"matches": total}
 
 
+def parse_matching_lines(outputs: list[str]) -> dict:
+    """`grep -n -H` / `rg -n -H` output: one "path:line:text" per matching line.
+
+    ``kept`` is how many of those lines Pravah keeps with its cap of GREP_KEEP per file.
+    """
+    per_file: dict[str, int] = {}
+    for out in outputs:
+        for line in out.splitlines():
+            path, _, _ = line.partition(":")
+            per_file[path] = per_file.get(path, 0) + 1
+    return {"matches": sum(per_file.values()), "kept": sum(min(n, GREP_KEEP) for n in per_file.values())}
+
+
 # --- cross-checks -------------------------------------------------------------------------------
 # Each check gets the workload, the data set and {tool key: summary}; it returns
 # (status, message) pairs, status "ok", "WARN" or "info".  A speed figure is only worth
@@ -250,8 +263,15 @@ def check_convert(wl: Workload, fs: FileSet, summaries: dict) -> list[tuple[str,
 
 
 def check_grep(wl: Workload, fs: FileSet, summaries: dict) -> list[tuple[str, str]]:
+    """The match totals; when the rivals print the lines, also the lines Pravah kept."""
     result = _pravah_result(summaries)
-    return _compare("matches", result["matches"], summaries, ("rg", "grep")) if result else []
+    if result is None:
+        return []
+    out = _compare("matches", result["matches"], summaries, wl.rivals)
+    if wl.options["max_matches_per_file"]:
+        kept = sum(len(f["lines"]) for f in result["files"])
+        out += _compare("kept", kept, summaries, wl.rivals)
+    return out
 
 
 # --- tools --------------------------------------------------------------------------------------
@@ -325,11 +345,16 @@ TOOLS: dict[str, Tool] = {t.key: t for t in [
          parse_digest_lines, "openssl"),
     Tool("sha256sum", lambda n: f"sha256sum, {n} processes", _per_shard("sha256sum"),
          parse_digest_lines, "sha256sum"),
-    Tool("rg", lambda n: f"ripgrep -j{n}, 1 process",
+    Tool("rg", lambda n: f"ripgrep -j{n} -c, 1 process",
          _single("rg", "--no-config", "--no-ignore", "-j", "{threads}", "-c", "-H", "-e", "{pattern}", "--",
                  ok=GREP_OK), parse_counts, "rg"),
-    Tool("grep", lambda n: f"grep -E, {n} processes",
+    Tool("grep", lambda n: f"grep -E -c, {n} processes",
          _per_shard("grep", "-E", "-c", "-H", "-e", "{pattern}", "--", ok=GREP_OK), parse_counts, "grep"),
+    Tool("rg-lines", lambda n: f"ripgrep -j{n} -n, 1 process",
+         _single("rg", "--no-config", "--no-ignore", "-j", "{threads}", "-n", "-H", "-e", "{pattern}", "--",
+                 ok=GREP_OK), parse_matching_lines, "rg"),
+    Tool("grep-lines", lambda n: f"grep -E -n, {n} processes",
+         _per_shard("grep", "-E", "-n", "-H", "-e", "{pattern}", "--", ok=GREP_OK), parse_matching_lines, "grep"),
 ]}
 
 
@@ -337,9 +362,11 @@ TOOLS: dict[str, Tool] = {t.key: t for t in [
 
 STATS = {"delimiter": ",", "header": True, "quantiles": [0.5, 0.99], "top": 5}
 CONVERT = {"to": "parquet", "compression": "zstd", "delimiter": ",", "header": True}
-# Pravah counts every matching line and keeps the text of the first 100 per
-# file (its default); the rivals count every matching line with -c.  So every
-# tool reads every byte and the totals can be compared.
+# Two ways to grep, each compared like with like.  Counting: Pravah keeps no
+# line (max_matches_per_file 0) and the rivals print counts (-c).  Lines (the
+# small files, where no file has more than GREP_KEEP matches, so both sides
+# write every matching line): Pravah keeps up to GREP_KEEP lines per file (its
+# default) and the rivals print each matching line with its number (-n).
 GREP_KEEP = 100
 PATTERNS = {
     "literal": "timeout",
@@ -366,9 +393,13 @@ def _workloads() -> list[Workload]:
                      (Goal(("openssl",), 0.9),), check_digests),
         ]
         for kind, pattern in PATTERNS.items():
-            options = {"pattern": pattern, "ignore_case": False, "max_matches_per_file": GREP_KEEP}
+            options = {"pattern": pattern, "ignore_case": False, "max_matches_per_file": 0}
             out.append(Workload(f"grep {kind}", ds, "grep", options, ("rg", "grep"),
                                 (Goal(("rg", "grep"), 0.9),), check_grep))
+            if ds == "small":
+                options = {**options, "max_matches_per_file": GREP_KEEP}
+                out.append(Workload(f"grep {kind}, lines", ds, "grep", options, ("rg-lines", "grep-lines"),
+                                    (Goal(("rg-lines", "grep-lines"), 0.9),), check_grep))
     out.append(Workload("convert to parquet (zstd)", "big", "convert", CONVERT, ("duckdb", "polars"),
                         (Goal(("duckdb",), 1.5),), check_convert))
     # The big set again, compressed or in another format: each tool reads the files the set's pattern selects.
