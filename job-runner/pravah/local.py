@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,23 +90,21 @@ async def run(job: LocalJob, on_progress: ProgressCallback | None) -> dict[str, 
         if on_progress:
             on_progress(progress.now(batch))
 
-    with tempfile.TemporaryDirectory(prefix="pravah-merge-") as work:
-        merge = Merge(engine.op, Path(work))
-        merge.spool("scan").add("errors", scan_errors)
-        singles: list[dict[str, Any]] = []
-        for batch in plan_batches(to_read, BATCH_FILES, BATCH_BYTES):
-            partial, batch_singles = await engine.read_batch(batch, report, per_file=plan is not None)
-            errors = merge.add("read", partial)
-            singles += batch_singles
-            progress.finished(batch, errors)
-        if plan is not None:
-            for partial in keep_file_partials(job, plan, earlier, singles):
-                merge.add("reused", partial)
-        merge.close()
-        document = await merge.document(engine)
-        document["errors"] = list(merged(merge.spools.values(), "errors"))
-        if engine.op in FILE_LISTS:
-            document["result"][FILE_LISTS[engine.op]] = list(merged(merge.spools.values(), "files"))
+    merge = Merge(engine.op)
+    merge.spool("scan").add("errors", scan_errors)
+    singles: list[dict[str, Any]] = []
+    for batch in plan_batches(to_read, BATCH_FILES, BATCH_BYTES):
+        partial, batch_singles = await engine.read_batch(batch, report, per_file=plan is not None)
+        errors = merge.add("read", partial)
+        singles += batch_singles
+        progress.finished(batch, errors)
+    if plan is not None:
+        for partial in keep_file_partials(job, plan, earlier, singles):
+            merge.add("reused", partial)
+    document = await merge.document(engine)
+    document["errors"] = list(merged(merge.spools.values(), "errors"))
+    if engine.op in FILE_LISTS:
+        document["result"][FILE_LISTS[engine.op]] = list(merged(merge.spools.values(), "files"))
     if plan is not None:
         document["reuse"] = {"mode": "incremental", "of": str(job.since) if job.since else None, **plan.counts,
                              "root": str(job.root.resolve()), "file_partials": FILE_PARTIALS}

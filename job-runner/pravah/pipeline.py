@@ -19,7 +19,7 @@ from typing import Any
 import pravah_engine
 
 from pravah import reuse
-from pravah.results import FILE_LISTS, Spool
+from pravah.results import FILE_LISTS, MemorySpool, Spool
 from pravah.sharding import FileEntry
 
 BATCH_FILES = 4096  # files per batch: a runner's unit of resumption
@@ -138,17 +138,20 @@ def same(value: dict[str, Any]) -> dict[str, Any]:
 
 
 class Merge:
-    """Partials folded into one aggregate, with their errors and per-file lists spooled to
-    disk in order, one spool per run of consecutive partials (a shard, the reused files)."""
+    """Partials folded into one aggregate, with their errors and per-file lists spooled in
+    order, one spool per run of consecutive partials (a shard, the reused files): to disk
+    under `work`, or without it in memory."""
 
-    def __init__(self, op: str, work: Path):
+    def __init__(self, op: str, work: Path | None = None):
         self.op = op
         self.work = work
-        self.spools: dict[str, Spool] = {}
+        self.spools: dict[str, Spool | MemorySpool] = {}
         self.aggregate: str | None = None
 
-    def spool(self, name: str) -> Spool:
-        return self.spools.get(name) or self.spools.setdefault(name, Spool(self.work, name))
+    def spool(self, name: str) -> Spool | MemorySpool:
+        if name not in self.spools:
+            self.spools[name] = MemorySpool() if self.work is None else Spool(self.work, name)
+        return self.spools[name]
 
     def add(self, spool_name: str, partial: str, relocate: Callable[[dict[str, Any]], dict[str, Any]] = same) -> int:
         """Fold in one partial; its error count (so no caller parses the partial again)."""

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from pravah.results import Spool, merged, write_document, write_streamed
+from pravah.results import MemorySpool, Spool, merged, write_document, write_streamed
 
 
 def test_streamed_lists_land_at_their_keys_in_order():
@@ -21,12 +21,13 @@ def test_streamed_lists_land_at_their_keys_in_order():
     assert seen == entries
 
 
-def test_spools_merge_into_one_ordered_stream(tmp_path):
+@pytest.mark.parametrize("on_disk", [True, False], ids=["disk", "memory"])
+def test_spools_merge_into_one_ordered_stream(tmp_path, on_disk):
     paths = sorted(f"dir/{random.Random(7).randrange(10**6)}-{index}.csv" for index in range(300))
     shards = [paths[index::3] for index in range(3)]  # each shard's entries come in path order
     spools = []
     for number, mine in enumerate(shards):
-        spool = Spool(tmp_path, f"shard-{number}")
+        spool = Spool(tmp_path, f"shard-{number}") if on_disk else MemorySpool()
         for start in range(0, len(mine), 7):  # batch by batch
             spool.add("files", ({"path": path} for path in mine[start:start + 7]))
         spool.close()
