@@ -84,7 +84,7 @@ impl GrepOp {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Line {
     pub line: u64,
     pub text: String,
@@ -380,7 +380,8 @@ impl Operation for GrepOp {
             if h.matches > 0 {
                 acc.matches += h.matches;
                 acc.files_with_matches += 1;
-                let lines: Vec<Line> = h.lines.into_iter().map(|l| Line { line: l.line + 1, text: l.text }).collect();
+                let mut lines = h.lines;
+                lines.iter_mut().for_each(|l| l.line += 1); // 1-based in the result
                 acc.files.push(GrepFile { path: task.path.clone(), matches: h.matches, lines: KeptLines::new(&lines) });
             }
         }))
