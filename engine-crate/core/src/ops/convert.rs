@@ -4,7 +4,13 @@
 //! `stats` names them; an array is kept whole, as its JSON text in a
 //! `utf8` column, and a missing field is null.
 //!
-//! Two passes per file: the first infers the schema (and validates the whole
+//! A plain CSV file of several chunks is read once: its schema is guessed
+//! from the first chunk and every later record is checked against the guess
+//! while it is written; a record that disproves it (see [`guess_schema`])
+//! sends the file through the two passes below, so the output and the
+//! reports are always those of the whole file.
+//!
+//! Otherwise two passes per file: the first infers the schema (and validates the whole
 //! file: a file with any problem produces an error record and no output;
 //! CSV rows of the wrong width are handled and reported by the `bad_rows`
 //! policy, as `stats` does, and left out or fixed the same way when written);
@@ -45,7 +51,7 @@ use super::stats::column::{classify, parse_bool, Class};
 use super::stats::csv::{Reader, Record};
 use super::stats::bad_rows::{BadRows, Found};
 use super::stats::sniff::{Dialects, FileDialect};
-use super::stats::{column_names, csv_options, parse_file, CsvOptions, StatsOp};
+use super::stats::{column_names, csv_options, parse_file, parse_first_chunk, ChunkStats, CsvOptions, StatsOp};
 use super::Operation;
 use crate::codec::{for_each_block, Flow, Framing, Input};
 use crate::format::{Choice, Format};
@@ -324,8 +330,10 @@ impl Builder {
         }
     }
 
+    /// Appends a field; `false` when it does not fit the column's kind (it
+    /// is then stored as null), which only a guessed schema can meet.
     #[inline]
-    fn push(&mut self, f: &[u8]) {
+    fn push(&mut self, f: &[u8]) -> bool {
         if f.is_empty() {
             match self {
                 Builder::Int(b) => b.append_null(),
@@ -334,22 +342,26 @@ impl Builder {
                 Builder::Date(b) => b.append_null(),
                 Builder::Str(b) => b.append_null(),
             }
-            return;
+            return true;
         }
-        match self {
+        let value = match self {
             Builder::Int(b) => match classify(f) {
-                Class::Int(i) => b.append_value(i),
-                _ => b.append_null(),
+                Class::Int(i) => Some(b.append_value(i)),
+                _ => None,
             },
             Builder::Float(b) => match classify(f) {
-                Class::Int(i) => b.append_value(i as f64),
-                Class::Float(x) => b.append_value(x),
-                _ => b.append_null(),
+                Class::Int(i) => Some(b.append_value(i as f64)),
+                Class::Float(x) => Some(b.append_value(x)),
+                _ => None,
             },
-            Builder::Bool(b) => b.append_option(parse_bool(f)),
-            Builder::Date(b) => b.append_value(days_from_civil(f)),
-            Builder::Str(b) => b.append_value(f),
+            Builder::Bool(b) => parse_bool(f).map(|v| b.append_value(v)),
+            Builder::Date(b) => matches!(classify(f), Class::Date).then(|| b.append_value(days_from_civil(f))),
+            Builder::Str(b) => Some(b.append_value(f)),
+        };
+        if value.is_none() {
+            self.push(b"");
         }
+        value.is_some()
     }
 
     fn finish(self) -> ArrayRef {
@@ -389,10 +401,15 @@ impl Layout {
         }
     }
 
-    fn build(&self, buf: &[u8], file_start: bool, kinds: &[Kind]) -> (Vec<ArrayRef>, u64) {
+    /// The block's rows as arrays of the given kinds. With a guessed schema
+    /// (CSV only) the third value says whether every record fitted it.
+    fn build(&self, buf: &[u8], file_start: bool, kinds: &[Kind], guess: Option<&Guess>) -> (Vec<ArrayRef>, u64, bool) {
         match self {
-            Layout::Csv(csv) => build_arrays(csv, buf, file_start, kinds),
-            Layout::Json(columns) => build_json_arrays(columns, buf, file_start, kinds),
+            Layout::Csv(csv) => build_arrays(csv, buf, file_start, kinds, guess),
+            Layout::Json(columns) => {
+                let (arrays, rows) = build_json_arrays(columns, buf, file_start, kinds);
+                (arrays, rows, true)
+            }
         }
     }
 }
@@ -439,8 +456,11 @@ fn build_json_arrays(columns: &HashMap<String, usize>, buf: &[u8], file_start: b
     (builders.into_iter().map(Builder::finish).collect(), rows)
 }
 
-/// Parses whole records into arrays of the given kinds.
-fn build_arrays(csv: &CsvOptions, buf: &[u8], file_start: bool, kinds: &[Kind]) -> (Vec<ArrayRef>, u64) {
+/// Parses whole records into arrays of the given kinds; with a guessed
+/// schema, also whether the block is valid UTF-8 and every record has the
+/// file's width and values of its columns' kinds (no value in an unseen
+/// column).
+fn build_arrays(csv: &CsvOptions, buf: &[u8], file_start: bool, kinds: &[Kind], guess: Option<&Guess>) -> (Vec<ArrayRef>, u64, bool) {
     let mut buf = buf;
     if file_start && buf.starts_with(b"\xEF\xBB\xBF") {
         buf = &buf[3..];
@@ -451,26 +471,41 @@ fn build_arrays(csv: &CsvOptions, buf: &[u8], file_start: bool, kinds: &[Kind]) 
     let mut rec = Record::default();
     let mut header_rows = if file_start { csv.header_rows } else { 0 };
     let mut rows = 0u64;
+    let mut fits = guess.is_none() || std::str::from_utf8(buf).is_ok();
+    let all_seen = vec![false; kinds.len()];
+    let unseen = guess.map_or(&all_seen, |g| &g.unseen);
     // The inference pass validated the file and reported its rows of the
-    // wrong width: here they are only left out or fixed.
-    while let Ok(Some(_)) = reader.next_record(&mut rec) {
+    // wrong width: here they are only left out or fixed. A guessed schema
+    // met neither, so one such row disproves it.
+    loop {
+        match reader.next_record(&mut rec) {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => {
+                fits &= guess.is_none();
+                break;
+            }
+        }
         if header_rows > 0 {
             header_rows -= 1;
             continue;
         }
         let found = rec.len();
-        if found != kinds.len() && !csv.bad_rows.policy.fix(kinds.len(), found).keeps() {
-            continue;
+        if found != kinds.len() {
+            fits &= guess.is_none();
+            if !csv.bad_rows.policy.fix(kinds.len(), found).keeps() {
+                continue;
+            }
         }
         rows += 1;
-        for (b, f) in builders.iter_mut().zip(rec.iter(buf)) {
-            b.push(f);
+        for ((b, f), &unseen) in builders.iter_mut().zip(rec.iter(buf)).zip(unseen) {
+            fits &= b.push(f) & (!unseen || f.is_empty());
         }
         for b in builders.iter_mut().skip(found) {
             b.push(b"");
         }
     }
-    (builders.into_iter().map(Builder::finish).collect(), rows)
+    (builders.into_iter().map(Builder::finish).collect(), rows, fits)
 }
 
 fn encode(factory: &ArrowRowGroupWriterFactory, schema: &Schema, index: usize, arrays: &[ArrayRef]) -> parquet::errors::Result<Vec<ArrowColumnChunk>> {
@@ -510,6 +545,65 @@ struct Inferred {
     bad: Found,
     /// The dialect sniffed for it.
     sniffed: Option<FileDialect>,
+    /// Set when the schema is only guessed, from the first chunk.
+    guess: Option<Guess>,
+}
+
+impl Inferred {
+    /// The schema of a CSV file's rows, from their type evidence.
+    fn of_csv(stats: ChunkStats, csv: CsvOptions, sniffed: Option<FileDialect>) -> Inferred {
+        let width = stats.width.unwrap_or(0);
+        let kinds = (0..width)
+            .map(|i| stats.cols.get(i).map_or(Kind::Str, |c| Kind::from_type_name(c.type_name())))
+            .collect();
+        Inferred { names: column_names(stats.header, width), kinds, layout: Layout::Csv(csv), bad: stats.bad, sniffed, guess: None }
+    }
+}
+
+/// What writing a file with a guessed schema checks the rest against.
+struct Guess {
+    /// The columns with no value in the first chunk: their kind is not
+    /// known, so a value in one of them later disproves the guess.
+    unseen: Vec<bool>,
+    /// Quote parities at the chunk starts, computed for the guess.
+    parity: Vec<bool>,
+}
+
+/// A schema guessed from the first chunk of a plain CSV file of several
+/// chunks, so that the file is read once instead of twice (the inference
+/// pass was a fifth of a convert's time). The write checks every later
+/// record against it: a value of another kind, a value in a column the
+/// chunk left empty, a row of another width, an unterminated quote or
+/// invalid UTF-8 disproves it, and the file is written again after a
+/// whole-file inference, which also reports those rows. `None` when the
+/// file is compressed, NDJSON, a single chunk, or its first chunk is not
+/// clean: those get the two passes straight away.
+fn guess_schema(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) -> Result<Option<Inferred>, EngineError> {
+    let n = chunk_count(task.size, op.chunk);
+    let format = match op.format.resolve(task, source, Format::Csv) {
+        Ok(f) if n > 1 && f != Format::Ndjson => f,
+        _ => return Ok(None),
+    };
+    let Ok((csv, sniffed)) = op.csv.for_file(format, source, &task.path) else { return Ok(None) };
+    let framing = csv.framing();
+    if source.reading(task, op.csv.decode, framing, false).is_some() {
+        return Ok(None);
+    }
+    let parity = match framing.records.quote() {
+        Some(q) => match quote_parities(&source.blob, n, op.chunk, q, ctl) {
+            Ok(p) if !p[n] => p,
+            _ => return Ok(None),
+        },
+        None => vec![false; n + 1],
+    };
+    ctl.check()?;
+    let infer = StatsOp::type_inference(csv.clone(), op.chunk);
+    let Ok(Some(stats)) = parse_first_chunk(&infer, source, n, &parity) else { return Ok(None) };
+    let width = stats.width.unwrap_or(0);
+    let unseen = (0..width).map(|i| stats.cols.get(i).is_none_or(|c| c.count == 0)).collect();
+    let mut inferred = Inferred::of_csv(stats, csv, sniffed);
+    inferred.guess = Some(Guess { unseen, parity });
+    Ok(Some(inferred))
 }
 
 /// The schema of a file, from a first pass over it in the format chosen
@@ -528,7 +622,7 @@ fn infer_schema(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) 
             let names: Vec<String> = f.columns.into_iter().map(|(name, _)| name).collect();
             let index = names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
             let bad = Found { total: f.bad.len() as u64, rows: f.bad };
-            Inferred { names, kinds, layout: Layout::Json(index), bad, sniffed: None }
+            Inferred { names, kinds, layout: Layout::Json(index), bad, sniffed: None, guess: None }
         }));
     }
     let (csv, sniffed) = match op.csv.for_file(format, source, &task.path) {
@@ -536,19 +630,23 @@ fn infer_schema(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control) 
         Err(e) => return Ok(Err(FileError::io(&task.path, &e))),
     };
     let infer = StatsOp::type_inference(csv.clone(), op.chunk);
-    Ok(parse_file(&infer, task, source, ctl)?.map(|stats| {
-        let width = stats.width.unwrap_or(0);
-        let kinds = (0..width)
-            .map(|i| stats.cols.get(i).map_or(Kind::Str, |c| Kind::from_type_name(c.type_name())))
-            .collect();
-        Inferred { names: column_names(stats.header, width), kinds, layout: Layout::Csv(csv), bad: stats.bad, sniffed }
-    }))
+    Ok(parse_file(&infer, task, source, ctl)?.map(|stats| Inferred::of_csv(stats, csv, sniffed)))
 }
 
-/// Pass 2: writes the file's rows with the schema pass 1 inferred.
-fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, inferred: Inferred) -> Result<Result<(Output, Vec<(String, Kind)>), FileError>, EngineError> {
+/// How writing a file ended.
+enum Written {
+    Done { output: Output, columns: Vec<(String, Kind)>, bad: Found, sniffed: Option<FileDialect> },
+    Failed(FileError),
+    /// A record did not fit the guessed schema; nothing was kept, and
+    /// `counted` bytes of progress were reported already.
+    Misfit { counted: u64 },
+}
+
+/// Pass 2: writes the file's rows with the schema pass 1 inferred (or
+/// guessed). `counted` bytes of progress were reported by a write given up.
+fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, inferred: Inferred, counted: u64) -> Result<Written, EngineError> {
     let input = &source.blob;
-    let Inferred { names, kinds, layout, .. } = inferred;
+    let Inferred { names, kinds, layout, bad, sniffed, guess } = inferred;
     let schema: SchemaRef = Arc::new(Schema::new(
         names.iter().zip(&kinds).map(|(n, k)| Field::new(n, k.data_type(), true)).collect::<Vec<_>>(),
     ));
@@ -560,9 +658,14 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
         n.push(".tmp");
         out_path.with_file_name(n)
     };
-    let fail = |e: String| -> Result<Result<(Output, Vec<(String, Kind)>), FileError>, EngineError> {
+    let fail = |e: String| -> Result<Written, EngineError> {
         let _ = std::fs::remove_file(&tmp_path);
-        Ok(Err(FileError::new(&task.path, None, e)))
+        Ok(Written::Failed(FileError::new(&task.path, None, e)))
+    };
+    let finish = |rows: u64| -> Result<Written, String> {
+        std::fs::rename(&tmp_path, &out_path).map_err(|e| format!("cannot rename output: {e}"))
+            .map(|()| Output { source: task.path.clone(), path: out_path.to_string_lossy().into_owned(), rows })
+            .map(|output| Written::Done { output, columns, bad, sniffed })
     };
     if let Some(parent) = out_path.parent() {
         if let Err(e) = std::fs::create_dir_all(parent) {
@@ -597,9 +700,9 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
         // Compressed in independent frames: groups of them parsed in
         // parallel, their blocks encoded in parallel, written in order.
         let build = |mut built: Vec<Built>, block: &[u8], file_start: bool| {
-            let (arrays, r) = layout.build(block, file_start, &kinds);
+            let (arrays, r, _) = layout.build(block, file_start, &kinds, None);
             if r > 0 || file_start {
-                built.push(Built { arrays, rows: r, bytes: 0 });
+                built.push(Built { arrays, rows: r, bytes: 0, fits: true });
             }
             built
         };
@@ -619,7 +722,7 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
         // Otherwise one row group per block, encoded while the next block
         // is decompressed.
         let done = windows.unwrap_or_else(|| for_each_block(reading, ctl, |block, at| {
-            let (arrays, r) = layout.build(block, at.is_start(), &kinds);
+            let (arrays, r, _) = layout.build(block, at.is_start(), &kinds, None);
             if r == 0 && !at.is_start() {
                 return Ok(Flow::More);
             }
@@ -644,16 +747,20 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
             (Ok(()), Some(e)) => return fail(e),
             (Ok(()), None) => {}
         }
-        return sink.close(op, &schema).and_then(|()| finish_output(task, &tmp_path, &out_path, rows, columns)).or_else(fail);
+        return sink.close(op, &schema).and_then(|()| finish(rows)).map_or_else(fail, Ok);
     }
     let n = chunk_count(task.size, op.chunk);
-    let parity = match quote {
-        Some(q) if n > 1 => match quote_parities(input, n, op.chunk, q, ctl) {
+    let parity = match (&guess, quote) {
+        (Some(g), _) => g.parity.clone(),
+        (None, Some(q)) if n > 1 => match quote_parities(input, n, op.chunk, q, ctl) {
             Ok(p) => p,
             Err(e) => return fail(format!("read error: {e}")),
         },
         _ => vec![false; n + 1],
     };
+    // Progress: what this write reported, and what a write given up before
+    // it did (not counted twice).
+    let (mut reported, mut uncounted) = (0, counted);
     let window = rayon::current_num_threads().max(1) * 2;
     for start in (0..n).step_by(window) {
         let end = (start + window).min(n);
@@ -674,11 +781,11 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
                             .map_err(|e| format!("read error: {e}"))?;
                         (a.start, a.end)
                     };
-                    let (arrays, r) = layout.build(&buf[s..e], i == 0, &kinds);
-                    if r == 0 && !(i == 0 && n == 1) {
+                    let (arrays, r, fits) = layout.build(&buf[s..e], i == 0, &kinds, guess.as_ref());
+                    if r == 0 && fits && !(i == 0 && n == 1) {
                         return Ok(None);
                     }
-                    Ok(Some(Built { arrays, rows: r, bytes: (e - s) as u64 }))
+                    Ok(Some(Built { arrays, rows: r, bytes: (e - s) as u64, fits }))
                 })
             })
             .collect();
@@ -689,14 +796,20 @@ fn convert_file(op: &ConvertOp, task: &FileTask, source: &Input, ctl: &Control, 
             Ok(b) => b,
             Err(e) => return fail(e),
         };
+        if built.iter().any(|b| !b.fits) {
+            let _ = std::fs::remove_file(&tmp_path);
+            return Ok(Written::Misfit { counted: reported });
+        }
         let bytes: u64 = built.iter().map(|b| b.bytes).sum();
         match write_in_order(op, &schema, &mut sink, built, &mut index) {
             Ok(r) => rows += r,
             Err(e) => return fail(e),
         }
-        ctl.add_bytes(bytes);
+        ctl.add_bytes(bytes.saturating_sub(uncounted));
+        uncounted = uncounted.saturating_sub(bytes);
+        reported += bytes;
     }
-    sink.close(op, &schema).and_then(|()| finish_output(task, &tmp_path, &out_path, rows, columns)).or_else(fail)
+    sink.close(op, &schema).and_then(|()| finish(rows)).map_or_else(fail, Ok)
 }
 
 /// Encodes parsed blocks as the next row groups, in parallel, and appends
@@ -728,6 +841,8 @@ struct Built {
     arrays: Vec<ArrayRef>,
     rows: u64,
     bytes: u64,
+    /// Every record fitted the schema (always, unless it is guessed).
+    fits: bool,
 }
 
 type Out = std::io::BufWriter<std::fs::File>;
@@ -774,19 +889,6 @@ fn not_open() -> String {
     "parquet writer: not open".into()
 }
 
-/// Moves the closed Parquet file to its final name.
-fn finish_output(
-    task: &FileTask,
-    tmp_path: &std::path::Path,
-    out_path: &std::path::Path,
-    rows: u64,
-    columns: Vec<(String, Kind)>,
-) -> Result<Result<(Output, Vec<(String, Kind)>), FileError>, String> {
-    std::fs::rename(tmp_path, out_path).map_err(|e| format!("cannot rename output: {e}"))?;
-    let output = Output { source: task.path.clone(), path: out_path.to_string_lossy().into_owned(), rows };
-    Ok(Ok((output, columns)))
-}
-
 impl Operation for ConvertOp {
     type Body = ConvertBody;
     const NAME: &'static str = "convert";
@@ -802,19 +904,31 @@ impl Operation for ConvertOp {
     }
 
     fn process_file(&self, task: &FileTask, input: &Input, ctl: &Control, acc: &mut ConvertBody) -> Result<Result<(), FileError>, EngineError> {
-        let mut inferred = match infer_schema(self, task, input, ctl)? {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
+        // A guessed schema first; when it does not fit, the whole-file
+        // inference (which a write never gives up).
+        let mut guess = guess_schema(self, task, input, ctl)?;
+        let mut counted = 0;
+        let written = loop {
+            let inferred = match guess.take() {
+                Some(guessed) => guessed,
+                None => match infer_schema(self, task, input, ctl)? {
+                    Ok(inferred) => inferred,
+                    Err(e) => break Err(e),
+                },
+            };
+            ctl.check()?;
+            match convert_file(self, task, input, ctl, inferred, counted)? {
+                Written::Done { output, columns, bad, sniffed } => break Ok((output, columns, bad, sniffed)),
+                Written::Failed(e) => break Err(e),
+                Written::Misfit { counted: reported } => counted = reported,
+            }
         };
-        ctl.check()?;
-        let bad = std::mem::take(&mut inferred.bad);
-        let sniffed = inferred.sniffed.take();
-        Ok(convert_file(self, task, input, ctl, inferred)?.map(|(out, cols)| {
-            acc.rows += out.rows;
-            for (i, (name, kind)) in cols.into_iter().enumerate() {
+        Ok(written.map(|(output, columns, bad, sniffed)| {
+            acc.rows += output.rows;
+            for (i, (name, kind)) in columns.into_iter().enumerate() {
                 acc.add_column(SchemaColumn { name, ty: kind.arrow_name().to_string(), first: (task.path.clone(), i) });
             }
-            acc.outputs.push(out);
+            acc.outputs.push(output);
             acc.bad_rows.add_file(&task.path, bad.total, bad.rows);
             acc.dialects.add(sniffed);
         }))

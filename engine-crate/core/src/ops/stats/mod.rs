@@ -467,6 +467,21 @@ fn parse_groups(op: &StatsOp, reading: &Reading<'_>, input: &Input, ctl: &Contro
 }
 
 /// Parses a whole file (in parallel chunks when big).
+/// The evidence of chunk 0 of a plain file in `n` chunks, alone: what a
+/// schema can be guessed from before the rest is read. `None` when the
+/// chunk holds no row, a problem or a row of another width (those are for
+/// the whole-file pass to report).
+pub fn parse_first_chunk(op: &StatsOp, input: &Input, n: usize, parity: &[bool]) -> std::io::Result<Option<ChunkStats>> {
+    let quote = op.csv.framing().records.quote();
+    with_buffer(|buf| {
+        let a = read_aligned(&input.blob, 0, n, op.chunk, quote, parity, buf)?;
+        let mut stats = ChunkStats::default();
+        parse_records(&mut stats, op, &buf[a.start..a.end], a.base + a.start as u64, true);
+        let clean = stats.problem.is_none() && stats.bad.total == 0 && stats.rows > 0;
+        Ok(clean.then(|| stats.flushed()))
+    })
+}
+
 pub fn parse_file(op: &StatsOp, task: &FileTask, input: &Input, ctl: &Control) -> Result<Result<ChunkStats, FileError>, EngineError> {
     if let Some(reading) = input.reading(task, op.csv.decode, op.csv.framing(), !op.types_only) {
         if let Some(split) = parse_groups(op, &reading, input, ctl) {
