@@ -130,11 +130,23 @@ fn is_space(b: u8) -> bool {
 /// space and `buf[i]` is not: one pass for both, so each byte is loaded once.
 fn lines_and_word_starts(buf: &[u8]) -> (u64, u64) {
     #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has just been seen to support AVX-512BW.
+        return unsafe { lines_and_word_starts_avx512(buf) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has just been seen to support AVX2.
         return unsafe { lines_and_word_starts_avx2(buf) };
     }
-    lines_and_word_starts_portable(buf)
+    lines_and_word_starts_portable::<32>(buf)
+}
+
+/// The same loop over 64-byte vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn lines_and_word_starts_avx512(buf: &[u8]) -> (u64, u64) {
+    lines_and_word_starts_portable::<64>(buf)
 }
 
 /// The same loop compiled for 32-byte vectors, chosen at run time so the
@@ -142,15 +154,14 @@ fn lines_and_word_starts(buf: &[u8]) -> (u64, u64) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn lines_and_word_starts_avx2(buf: &[u8]) -> (u64, u64) {
-    lines_and_word_starts_portable(buf)
+    lines_and_word_starts_portable::<32>(buf)
 }
 
 #[inline(always)]
-fn lines_and_word_starts_portable(buf: &[u8]) -> (u64, u64) {
+fn lines_and_word_starts_portable<const LANES: usize>(buf: &[u8]) -> (u64, u64) {
     if buf.len() < 2 {
         return (0, 0);
     }
-    const LANES: usize = 32;
     let (prev, cur) = (&buf[..buf.len() - 1], &buf[1..]);
     let (mut lines, mut starts) = (0u64, 0u64);
     let mut pc = prev.chunks_exact(LANES);
@@ -378,12 +389,28 @@ mod tests {
             .collect()
     }
 
+    /// Lengths around 255 blocks of 32 and of 64 bytes, where the loop's
+    /// per-lane counters are added up.
+    const LONG: [usize; 9] = [8159, 8160, 8161, 8193, 16_319, 16_320, 16_321, 16_385, 300_001];
+
     #[test]
     fn long_buffers_count_like_wc() {
-        for len in [8159, 8160, 8161, 8193, 300_001] {
+        for len in LONG {
             let data = mixed_text(len);
             let p = Piece::of(&data);
             assert_eq!((p.lines, p.words, p.bytes), { let (l, w) = naive(&data); (l, w, len as u64) });
+        }
+    }
+
+    #[test]
+    fn every_vector_width_counts_the_same() {
+        for len in LONG {
+            let data = mixed_text(len);
+            let lines = data[1..].iter().filter(|&&b| b == b'\n').count() as u64;
+            let starts = data.windows(2).filter(|w| is_space(w[0]) && !is_space(w[1])).count() as u64;
+            assert_eq!(lines_and_word_starts_portable::<32>(&data), (lines, starts), "32 lanes, {len} bytes");
+            assert_eq!(lines_and_word_starts_portable::<64>(&data), (lines, starts), "64 lanes, {len} bytes");
+            assert_eq!(lines_and_word_starts(&data), (lines, starts), "the CPU's own, {len} bytes");
         }
     }
 
