@@ -16,8 +16,10 @@
 //!   returned as `(path, reason)` pairs and never abort the scan.
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use rayon::prelude::*;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use walkdir::WalkDir;
 
 use crate::dirs::OpenDir;
@@ -81,6 +83,17 @@ impl Filter {
     }
 }
 
+/// Files sized together by one thread while the walk goes on.
+const SIZE_BLOCK: usize = 256;
+
+/// `path` relative to `root`, which the walk put at its start: cutting the
+/// bytes costs less than comparing the paths component by component.
+fn below<'p>(path: &'p Path, root: &Path) -> &'p Path {
+    let Some(rest) = path.as_os_str().as_bytes().strip_prefix(root.as_os_str().as_bytes()) else { return path };
+    let slashes = rest.iter().take_while(|&&b| b == b'/').count();
+    Path::new(OsStr::from_bytes(&rest[slashes..]))
+}
+
 fn path_string(p: &Path) -> Option<String> {
     p.to_str().map(str::to_string)
 }
@@ -116,13 +129,12 @@ pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
         }
     };
     let mut outside = Vec::new();
-    let mut found = Vec::new();
     let walker = WalkDir::new(root_path).follow_links(opts.follow_symlinks).into_iter();
     let walker = walker.filter_entry(|e| {
         if e.depth() == 0 {
             return true;
         }
-        let rel = e.path().strip_prefix(root_path).unwrap_or(e.path());
+        let rel = below(e.path(), root_path);
         let is_dir = e.file_type().is_dir();
         if is_dir && filter.excluded(rel) {
             return false;
@@ -136,70 +148,96 @@ pub fn scan(root: &str, opts: &ScanOptions) -> Result<ScanResult, EngineError> {
         !leaves_root
     });
 
-    for item in walker {
-        let entry = match item {
-            Ok(e) => e,
-            Err(err) => {
-                let path = err.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| root.to_string());
-                let reason = if let Some(anc) = err.loop_ancestor() {
-                    format!("symlink loop to {}", anc.display())
-                } else if let Some(ioe) = err.io_error() {
-                    let dangling = err
-                        .path()
-                        .is_some_and(|p| std::fs::symlink_metadata(p).is_ok() && std::fs::metadata(p).is_err());
-                    if dangling {
-                        format!("broken symlink: {ioe}")
-                    } else {
-                        ioe.to_string()
-                    }
-                } else {
-                    err.to_string()
-                };
-                out.errors.push((path, reason));
-                continue;
+    // Sizes are looked up by blocks of files, handed to the other threads
+    // while the walk goes on: one `statx` per file is most of a listing's
+    // time, and it now overlaps the walk instead of following it.
+    let sized = Mutex::new(Vec::new());
+    let size_block = |block: Vec<String>| {
+        let mut dirs = OpenDir::default();
+        let block: Vec<_> = block
+            .into_iter()
+            .map(|path| match dirs.size(Path::new(&path), opts.follow_symlinks) {
+                Ok(size) => Ok((path, size)),
+                Err(e) => Err((path, e.to_string())),
+            })
+            .collect();
+        sized.lock().unwrap_or_else(PoisonError::into_inner).extend(block);
+    };
+    rayon::scope(|s| {
+        let mut block = Vec::with_capacity(SIZE_BLOCK);
+        for found in walker.filter_map(|item| listed_file(item, root, root_path, &filter)) {
+            match found {
+                Ok(path) => block.push(path),
+                Err(problem) => out.errors.push(problem),
             }
-        };
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            continue;
-        }
-        let path = entry.path();
-        let rel = path.strip_prefix(root_path).unwrap_or(path);
-        if ft.is_symlink() {
-            // Only reached when links are not followed.
-            if let Err(e) = std::fs::metadata(path) {
-                out.errors.push((path.to_string_lossy().into_owned(), format!("broken symlink: {e}")));
+            if block.len() == SIZE_BLOCK {
+                let full = std::mem::replace(&mut block, Vec::with_capacity(SIZE_BLOCK));
+                s.spawn(|_| size_block(full));
             }
-            continue;
         }
-        if !ft.is_file() {
-            continue;
-        }
-        if !filter.selected(rel) {
-            continue;
-        }
-        let Some(p) = path_string(path) else {
-            out.errors.push((path.to_string_lossy().into_owned(), "path is not valid UTF-8".to_string()));
-            continue;
-        };
-        found.push(p);
-    }
-    // Sizes are looked up on every thread: one `statx` per file is most of a
-    // listing's time, and the walk itself only reads directories.
-    let sizes: Vec<std::io::Result<u64>> = found
-        .par_iter()
-        .map_init(OpenDir::default, |dirs, p| dirs.size(Path::new(p), opts.follow_symlinks))
-        .collect();
-    for (p, size) in found.into_iter().zip(sizes) {
-        match size {
-            Ok(size) => out.files.push((p, size)),
-            Err(e) => out.errors.push((p, e.to_string())),
+        size_block(block);
+    });
+    for item in sized.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        match item {
+            Ok(file) => out.files.push(file),
+            Err(problem) => out.errors.push(problem),
         }
     }
     out.errors.append(&mut outside);
     out.files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     out.errors.sort();
     Ok(out)
+}
+
+/// What the walk met at one entry: a selected regular file to size, a
+/// problem to report, or nothing (a directory, a skipped link or a file the
+/// globs leave out).
+fn listed_file(
+    item: walkdir::Result<walkdir::DirEntry>,
+    root: &str,
+    root_path: &Path,
+    filter: &Filter,
+) -> Option<Result<String, (String, String)>> {
+    let entry = match item {
+        Ok(e) => e,
+        Err(err) => {
+            let path = err.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| root.to_string());
+            let reason = if let Some(anc) = err.loop_ancestor() {
+                format!("symlink loop to {}", anc.display())
+            } else if let Some(ioe) = err.io_error() {
+                let dangling = err
+                    .path()
+                    .is_some_and(|p| std::fs::symlink_metadata(p).is_ok() && std::fs::metadata(p).is_err());
+                if dangling {
+                    format!("broken symlink: {ioe}")
+                } else {
+                    ioe.to_string()
+                }
+            } else {
+                err.to_string()
+            };
+            return Some(Err((path, reason)));
+        }
+    };
+    let ft = entry.file_type();
+    if ft.is_dir() {
+        return None;
+    }
+    let path = entry.path();
+    if ft.is_symlink() {
+        // Only reached when links are not followed.
+        if let Err(e) = std::fs::metadata(path) {
+            return Some(Err((path.to_string_lossy().into_owned(), format!("broken symlink: {e}"))));
+        }
+        return None;
+    }
+    if !ft.is_file() {
+        return None;
+    }
+    if !filter.selected(below(path, root_path)) {
+        return None;
+    }
+    Some(path_string(path).ok_or_else(|| (path.to_string_lossy().into_owned(), "path is not valid UTF-8".to_string())))
 }
 
 #[cfg(test)]
@@ -234,6 +272,26 @@ mod tests {
         assert_eq!(csv.files[2].1, 3);
         let ex = scan(r, &opts(&["**/*.csv"], &["x/**"], false)).unwrap();
         assert_eq!(ex.files.len(), 2);
+        let slashed = scan(&format!("{r}//"), &opts(&["x/y/*.csv"], &["b.csv"], false)).unwrap();
+        assert_eq!(slashed.files.iter().map(|f| f.1).collect::<Vec<_>>(), vec![3]);
+    }
+
+    #[test]
+    fn every_file_keeps_its_own_size_across_blocks() {
+        let d = tempfile::tempdir().unwrap();
+        let count = SIZE_BLOCK * 2 + 7;
+        for i in 0..count {
+            let dir = d.path().join(format!("d{}", i % 3));
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join(format!("f{i:04}")), vec![b'x'; i]).unwrap();
+        }
+        let found = scan(d.path().to_str().unwrap(), &opts(&[], &[], false)).unwrap();
+        assert!(found.errors.is_empty());
+        assert_eq!(found.files.len(), count);
+        for (path, size) in &found.files {
+            let i: u64 = path.rsplit_once("/f").unwrap().1.parse().unwrap();
+            assert_eq!(*size, i, "{path}");
+        }
     }
 
     #[test]
