@@ -7,9 +7,10 @@ a file whose size changed since is an error record, never counted twice. The sha
 are cut into deterministic batches. Each finished batch's outputs are written to the output
 storage, then its partial result and file records are sent to the operator, which stores
 them in PostgreSQL in one transaction, so a retried pod skips what is done and nothing is
-counted twice. The shard that finishes last merges every partial into the result document,
-judges the spec's checks on it, and writes it to the output storage. The runner holds no
-database credentials (see pravah.reporting).
+counted twice; a batch is stored while the engine reads the next one. The shard that
+finishes last merges every partial into the result document, judges the spec's checks on
+it, and writes it to the output storage. The runner holds no database credentials (see
+pravah.reporting).
 
 Exit codes (the Job's podFailurePolicy relies on them): 0 done, 3 bad spec or input that
 a retry cannot fix, anything else is retried.
@@ -168,18 +169,36 @@ class ShardRunner:
         if finished:
             log.info("resuming: %d of %d batches already stored", len(finished), len(batches))
         pending = [(index, batch) for index, batch in enumerate(batches) if index not in finished]
-        for index, batch in pending:
-            unchanged, changed = await self.split_changed(batch)
-            partial, file_partials = await self.read_batch(unchanged, progress)
-            self.peak_scratch = max(self.peak_scratch, disk_use(self.scratch_dir))
-            finished_batch = json.loads(pravah_engine.finalize(self.op, partial))
-            await self.output.store_outputs(output_paths(finished_batch))
-            errors = finished_batch["errors"] + changed
-            await self.reports.save_batch(index, batch, partial, errors, file_partials)
-            progress.finished(batch, len(errors))
+        # A batch is stored while the engine reads the next one, so the engine does not wait on
+        # the upload and the operator; one store at a time keeps the batches stored in order.
+        storing: asyncio.Task | None = None
+        try:
+            for index, batch in pending:
+                unchanged, changed = await self.split_changed(batch)
+                partial, file_partials = await self.read_batch(unchanged, progress)
+                self.peak_scratch = max(self.peak_scratch, disk_use(self.scratch_dir))
+                finished_batch = json.loads(pravah_engine.finalize(self.op, partial))
+                errors = finished_batch["errors"] + changed
+                progress.finished(batch, len(errors))
+                if storing is not None:
+                    await storing
+                storing = asyncio.create_task(self.store_batch(index, batch, partial, finished_batch, errors,
+                                                               file_partials))
+            if storing is not None:
+                await storing
+        finally:
+            if storing is not None and not storing.done():  # the shard stops: a retry stores that batch again
+                storing.cancel()
+                await asyncio.gather(storing, return_exceptions=True)
         log.info("peak scratch disk use: %d bytes", self.peak_scratch)
         if await self.reports.finish_shard():
             await self.merge(listing)
+
+    async def store_batch(self, index: int, batch: list[FileEntry], partial: str, finished_batch: dict[str, Any],
+                          errors: list[dict[str, Any]], file_partials: list) -> None:
+        """The batch's outputs first, then its record: a stored batch never lacks an output."""
+        await self.output.store_outputs(output_paths(finished_batch))
+        await self.reports.save_batch(index, batch, partial, errors, file_partials)
 
     async def job_listing(self) -> dict[str, Any]:
         """The job's file list: stored already, listed here, or waited for from the runner listing it."""
