@@ -117,9 +117,10 @@ def relocate_path(key: str, value: str, local_prefix: str, display_prefix: str, 
 
 
 class ShardRunner:
-    def __init__(self, context: RunnerContext, reports: OperatorReports):
+    def __init__(self, context: RunnerContext, reports: OperatorReports, logs: LogArchive):
         self.context = context
         self.reports = reports
+        self.logs = logs
         try:
             self.spec = PravahJobSpec.model_validate_json(context.spec)
         except ValidationError as exc:
@@ -191,6 +192,7 @@ class ShardRunner:
                 storing.cancel()
                 await asyncio.gather(storing, return_exceptions=True)
         log.info("peak scratch disk use: %d bytes", self.peak_scratch)
+        await self.logs.save()
         if await self.reports.finish_shard():
             await self.merge(listing)
 
@@ -352,9 +354,10 @@ class ShardRunner:
         summary = await self.publish(document, list(merge.spools.values()))
         written = self.output.local_dir / "result.json"
         inline = written.read_text() if written.stat().st_size <= INLINE_RESULT_BYTES else None
-        await self.reports.save_result(summary, self.output.uri("result.json"), inline)
         shutil.rmtree(work, ignore_errors=True)
         log.info("merged %d shards: %d files, %d errors", self.context.shards, document["files"], summary["errors"])
+        await self.logs.save()
+        await self.reports.save_result(summary, self.output.uri("result.json"), inline)
 
     async def merge_reused(self, merge: Merge) -> None:
         """Add what this job reuses: an incremental run its baseline's partials of unchanged
@@ -408,6 +411,23 @@ class ShardRunner:
                 "summary": summarize(document, errors), "error_samples": samples}
 
 
+class LogArchive:
+    """The runner's log, kept for the operator's archive. It is sent before each report that
+    can finish the job (the job is Succeeded as soon as its result is recorded, while its pods
+    are still exiting), and once more at exit if anything was logged since."""
+
+    def __init__(self, text: io.StringIO, reports: OperatorReports):
+        self.text = text
+        self.reports = reports
+        self.sent: int | None = None  # length of the log last sent
+
+    async def save(self) -> None:
+        log_text = self.text.getvalue()
+        if len(log_text) != self.sent:
+            await self.reports.save_log(log_text)
+            self.sent = len(log_text)
+
+
 def configure_logging() -> io.StringIO:
     """Log to stderr (the pod log) and keep a copy that the operator archives in PostgreSQL."""
     archive = io.StringIO()
@@ -425,8 +445,9 @@ async def run_shard(context: RunnerContext, archive: io.StringIO) -> int:
     # grace period ends in SIGKILL.
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     async with OperatorReports(context.report_url, context.report_token_file) as reports:
+        logs = LogArchive(archive, reports)
         try:
-            await ShardRunner(context, reports).run()
+            await ShardRunner(context, reports, logs).run()
             status = 0
         except asyncio.CancelledError:
             log.warning("stopped by SIGTERM; a retry resumes after the last stored batch")
@@ -438,7 +459,9 @@ async def run_shard(context: RunnerContext, archive: io.StringIO) -> int:
             log.exception("shard failed; the Job will retry it")
             status = 1
         try:
-            await reports.save_log(archive.getvalue())
+            await logs.save()
+        except asyncio.CancelledError:
+            pass  # stopped while leaving: what it did is reported, and its exit status stands
         except Exception as exc:
             log.warning("could not archive the log: %s", exc)
         return status

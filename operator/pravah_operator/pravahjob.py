@@ -298,9 +298,10 @@ async def create_if_absent(create, namespace: str, manifest: dict[str, Any]) -> 
 
 async def running_in_namespace(ctx: Context, namespace: str, uid: str) -> int:
     """Jobs of the namespace holding a place under the cap: Running ones, ones admitted here
-    whose status does not say so yet, and unfinished jobs whose Job runs (not suspended for
-    Kueue, not finished) whatever their status says: the status write after a Job's creation
-    can be lost with the operator pod that made it, and its successor must still count it."""
+    whose status does not say so yet, and jobs whose Job runs (not suspended for Kueue, not
+    finished) whatever their status says: the status write after a Job's creation can be lost
+    with the operator pod that made it, and a job is Succeeded once its result is recorded,
+    while its pods may still be exiting."""
     listing = await ctx.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     phases = {item["metadata"]["uid"]: (item.get("status") or {}) for item in listing["items"]}
     unfinished = {other for other, status in phases.items() if status.get("phase") not in TERMINAL}
@@ -310,7 +311,7 @@ async def running_in_namespace(ctx: Context, namespace: str, uid: str) -> int:
     jobs = ctx.plain(await ctx.batch.list_namespaced_job(namespace, label_selector=planning.JOB_LABEL))["items"]
     running_jobs = {ref["uid"] for job in jobs if runs(job)
                     for ref in job["metadata"].get("ownerReferences") or [] if ref.get("controller")}
-    return len((active | admitted | (running_jobs & unfinished)) - {uid})
+    return len((active | admitted | running_jobs) - {uid})
 
 
 def runs(job: dict[str, Any]) -> bool:
@@ -333,8 +334,11 @@ async def roll_up(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, 
                   ctx: Context) -> None:
     """Fold the Job's and the runners' state into the status; finish the job when they are done."""
     uid, namespace = body.metadata.uid, body.metadata.namespace
+    # Once the merged result is recorded the job is done, though its pods may still be exiting
+    # (and their Job completing), which takes the kubelet and the Job controller seconds more.
+    recorded = await ctx.store.job_summary(uid) is not None
     if job is None:
-        if await ctx.store.job_summary(uid) is not None:
+        if recorded:
             return await succeed(body, status, spec, ctx)  # finished, then removed by its TTL
         job_name = status.get("jobName") or planning.job_name(body.metadata.name, uid)
         await ctx.store.set_phase(uid, "Failed", "JobDeleted", f"Job {job_name} was deleted before it finished")
@@ -346,6 +350,8 @@ async def roll_up(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, 
                         "succeeded": job_status.get("succeeded", 0), "failed": job_status.get("failed", 0)}
     await roll_up_progress(status, uid, ctx)
     failures = await roll_up_shard_failures(body, status, job, ctx)
+    if recorded:
+        return await succeed(body, status, spec, ctx)
     pods = await waiting_pods(namespace, job, ctx)
     missing = missing_secret(pods, spec, namespace)
     if missing is not None:
