@@ -29,6 +29,7 @@ HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "kee
                "accept-encoding", "content-encoding"}
 JOB_PATH = re.compile(r"^/apis/batch/v1/namespaces/(?P<namespace>[^/]+)/jobs(?:/[^/]+)?$")
 RETRY_AFTER_SECONDS = 1
+SHUTDOWN_SECONDS = 5.0  # how long stopping the proxy lets requests in flight finish
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,10 @@ class FaultProxy:
                                              timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        self.runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        # At the end a watch of the operator pod that is going away may still stream through
+        # the proxy: stopping cancels it after a moment instead of waiting out aiohttp's minute.
+        self.runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                                    shutdown_timeout=SHUTDOWN_SECONDS)
         await self.runner.setup()
         serving_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         serving_tls.load_cert_chain(str(self.cert), str(self.key))
