@@ -141,8 +141,11 @@ def run_job(stack: Stack, folder: str, include: str) -> tuple[float, dict[str, A
     """Seconds from apply to Succeeded, and the job's result document."""
     name = f"bench-{uuid.uuid4().hex[:8]}"
     started = stack.apply(pravah_job(name, folder, include))
-    ended, _ = stack.wait("pravahjob", name, succeeded)
+    ended, found = stack.wait("pravahjob", name, succeeded)
     result = json.loads((Path(stack.volumes["results"]) / "bench" / name / "result.json").read_text())
+    # The job is Succeeded once its result is recorded; its runner pods exit, freeing their
+    # cores, and its Job completes seconds later: the next run starts after that.
+    stack.wait("job", found["status"]["jobName"], complete)
     stack.kubectl("delete", "pravahjob", name, "-n", NAMESPACE, "--wait=false")
     return ended - started, result
 
@@ -203,7 +206,7 @@ def goal_lines(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
          f"{figures['bytes'] / 1e6:.0f} MB)", f"{ratio:.2f}x", "PASS" if ratio >= THROUGHPUT_GOAL else "MISS"),
         (f"cluster: one-file PravahJob apply->Succeeded <= bare Job + {STARTUP_GOAL_SECONDS:g} s "
          f"({figures['one_file_job_seconds']:.1f} s vs {figures['bare_job_seconds']:.1f} s)",
-         f"+{overhead:.1f} s", "PASS" if overhead <= STARTUP_GOAL_SECONDS else "MISS"),
+         f"{overhead:+.1f} s", "PASS" if overhead <= STARTUP_GOAL_SECONDS else "MISS"),
         # Not a goal: the time the big set adds over one file, on each side, to tell the
         # cost of the data from the fixed cost of a job.
         ("cluster: what the big set adds over one file, pravah run against PravahJob "
