@@ -414,7 +414,8 @@ class ShardRunner:
 class LogArchive:
     """The runner's log, kept for the operator's archive. It is sent before each report that
     can finish the job (the job is Succeeded as soon as its result is recorded, while its pods
-    are still exiting), and once more at exit if anything was logged since."""
+    are still exiting), and once more at exit if anything was logged since. Best effort: a log
+    the operator does not take (e.g. over its body limit) is no reason to fail the shard."""
 
     def __init__(self, text: io.StringIO, reports: OperatorReports):
         self.text = text
@@ -423,9 +424,14 @@ class LogArchive:
 
     async def save(self) -> None:
         log_text = self.text.getvalue()
-        if len(log_text) != self.sent:
+        if len(log_text) == self.sent:
+            return
+        try:
             await self.reports.save_log(log_text)
-            self.sent = len(log_text)
+        except Exception as exc:
+            log.warning("could not archive the log: %s", exc)
+            return
+        self.sent = len(log_text)
 
 
 def configure_logging() -> io.StringIO:
@@ -462,8 +468,6 @@ async def run_shard(context: RunnerContext, archive: io.StringIO) -> int:
             await logs.save()
         except asyncio.CancelledError:
             pass  # stopped while leaving: what it did is reported, and its exit status stands
-        except Exception as exc:
-            log.warning("could not archive the log: %s", exc)
         return status
 
 
