@@ -13,9 +13,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from pravah.spec import COMPUTED_FIELDS, LATEST, PravahJobSpec
+from pravah_operator.crd import GROUP, PLURAL, VERSION
 from pravah_operator.status import TERMINAL_PHASES
-
-GROUP, VERSION, PLURAL = "pravah.io", "v1alpha1", "pravahjobs"
 
 
 class Refused(Exception):

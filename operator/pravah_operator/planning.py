@@ -19,6 +19,10 @@ TOKEN_FILE = "token"
 JOB_LABEL = "pravah.io/job"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# Set on a PravahJob when its merged result is recorded: the watch event wakes its roll-up
+# at once instead of at the next status tick. Not under "pravah.io/": kopf keeps its own
+# state there and hides those annotations from change handlers.
+RESULT_RECORDED_ANNOTATION = "results.pravah.io/recorded"
 RUNNER_UID = 10001  # the `pravah` user of the images (Dockerfile)
 S3_CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # what a credentialsSecret holds
 

@@ -27,10 +27,12 @@ from pravah.spec import PravahJobSpec, describe_errors
 from pravah.store import JobRecord, Store
 
 from pravah_operator import egress, lineage, metrics, planning
+from pravah_operator.crd import GROUP, PLURAL, VERSION
 from pravah_operator.settings import OperatorSettings
 from pravah_operator.status import (
     MAX_REASON_CHARS,
     MAX_SHARD_FAILURES,
+    TERMINAL_PHASES,
     PravahJobStatus,
     condition,
     error_sample,
@@ -39,15 +41,15 @@ from pravah_operator.status import (
     set_condition,
 )
 
-GROUP, VERSION, PLURAL = "pravah.io", "v1alpha1", "pravahjobs"
 RESOURCE = (GROUP, VERSION, PLURAL)
-TERMINAL = ("Succeeded", "Failed", "Cancelled")
+TERMINAL = TERMINAL_PHASES
 ACTIVE = ("Running",)
 # How the kubelet says that a Secret a container takes variables from is missing (the
 # container waits in CreateContainerConfigError): the Secret itself, or one of its keys.
 SECRET_NOT_FOUND = re.compile(r'secret "(?P<secret>[^"]+)" not found')
 SECRET_KEY_NOT_FOUND = re.compile(r"couldn't find key (?P<key>\S+) in Secret [^/\s]+/(?P<secret>\S+)")
 UNSCHEDULABLE = "shard pods wait for a node:"
+ENDED_MEMORY = 300.0  # seconds a job's final status is kept to answer bodies read before it
 log = logging.getLogger("pravah.operator")
 
 
@@ -69,6 +71,15 @@ class Context:
         self.admitted: dict[str, set[str]] = collections.defaultdict(set)
         # uid -> (monotonic time, bytes done) at the last roll-up: the current rate.
         self.last_progress: dict[str, tuple[float, int]] = {}
+        # uid -> (monotonic time, the final status written), for a few minutes: a handler
+        # holding a body read before that write (the timer, racing the result's wake-up)
+        # writes it again instead of finishing the job twice.
+        self.ended: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def end(self, uid: str, status: dict[str, Any]) -> None:
+        now = time.monotonic()
+        self.ended = {key: value for key, value in self.ended.items() if now - value[0] < ENDED_MEMORY}
+        self.ended[uid] = (now, status)
 
     def plain(self, obj: Any) -> dict[str, Any]:
         return self.api.sanitize_for_serialization(obj)
@@ -77,6 +88,7 @@ class Context:
         self.admitted[namespace].discard(uid)
         self.last_progress.pop(uid, None)
         self.locks.pop(uid, None)
+        self.ended.pop(uid, None)
 
 
 def context_of(memo: Any) -> Context:
@@ -90,6 +102,12 @@ async def created(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any)
 
 @kopf.on.field(*RESOURCE, field="spec.suspend")
 async def suspend_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile(body, patch, context_of(memo))
+
+
+@kopf.on.field(*RESOURCE, field=("metadata", "annotations", planning.RESULT_RECORDED_ANNOTATION))
+async def result_recorded(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    """The report server marks the job when its merged result is recorded: finish it now."""
     await reconcile(body, patch, context_of(memo))
 
 
@@ -121,9 +139,13 @@ async def reconcile(body: kopf.Body, patch: kopf.Patch, ctx: Context) -> None:
         if current.get("phase") in TERMINAL:
             ctx.forget(body.metadata.namespace, body.metadata.uid)
             return
+        if body.metadata.uid in ctx.ended:
+            return write_status(patch, current, ctx.ended[body.metadata.uid][1])
         status = dict(current)
         with log_fields(job=body.metadata.name, namespace=body.metadata.namespace, request_id=request_id(body)):
             await step(body, status, ctx)
+        if status.get("phase") in TERMINAL:
+            ctx.end(body.metadata.uid, status)
         write_status(patch, current, status)
 
 

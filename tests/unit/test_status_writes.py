@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import kopf
+from kubernetes_asyncio import client
 
-from pravah_operator.pravahjob import write_status
+from pravah_operator.pravahjob import Context, reconcile, write_status
+from pravah_operator.settings import OperatorSettings
 from pravah_operator.status import MAX_REASON_CHARS, error_sample
 
 RUNNING = {"phase": "Running", "reason": "JobCreated", "message": "2 shards",
@@ -35,3 +37,20 @@ def test_error_reasons_are_cut_to_the_status_bound():
     [kept] = status["errors"]["samples"]
     assert len(kept["reason"]) == MAX_REASON_CHARS and kept["reason"].endswith("...")
     assert (kept["path"], kept["line"]) == ("a.csv", 3)
+
+
+async def test_a_body_read_before_the_job_ended_gets_the_final_status_again():
+    """The status timer can hold a body read before the result's wake-up finished the job; it
+    writes that final status again instead of stepping (finishing, counting, announcing) twice.
+    Stepping this body would fail the job: its spec is empty."""
+    uid = "0b7e4c1a-5f3d-4e0b-9d8a-2c6f1e7a9b30"
+    async with client.ApiClient() as api:
+        ctx = Context(OperatorSettings.model_construct(), api, store=None)
+    final = {**RUNNING, "phase": "Succeeded", "reason": "Completed", "message": "10 files, 100 bytes, 0 errors"}
+    ctx.end(uid, final)
+    body = kopf.Body({"metadata": {"uid": uid, "name": "counted", "namespace": "team-a"}, "spec": {},
+                      "status": RUNNING})
+    patch = kopf.Patch()
+    await reconcile(body, patch, ctx)
+    assert {key: patch["status"].get(key) for key in ("phase", "reason", "message")} == {
+        key: final[key] for key in ("phase", "reason", "message")}
