@@ -22,13 +22,22 @@ from e2e.harness import (
 )
 from pravah.store import JobRecord, Store
 
-from pravah_operator.planning import parse_cpu
+from pravah_operator.planning import JOB_LABEL, parse_cpu
 
+
+
+def live_runner_pods(control_plane) -> list[str]:
+    pods = get_json(control_plane, "pods", "-A", "-l", JOB_LABEL, "--field-selector",
+                    "status.phase!=Succeeded,status.phase!=Failed")["items"]
+    return [f"{pod['metadata']['namespace']}/{pod['metadata']['name']}" for pod in pods]
 
 
 def free_whole_cores(control_plane) -> dict[str, int]:
     """Whole cores each node has free, from the pods' requests as the API server lists them
-    (the scheduler's view, computed here independently of the operator's code)."""
+    (the scheduler's view, computed here independently of the operator's code). Counted once
+    earlier tests' runner pods have ended: a job is Succeeded as soon as its result is
+    recorded, while its pods may still be exiting, and the operator would count later."""
+    wait_for(lambda: not live_runner_pods(control_plane), 120, "earlier jobs' runner pods to end")
     nodes = get_json(control_plane, "nodes")["items"]
     pods = get_json(control_plane, "pods", "-A", "--field-selector",
                     "status.phase!=Succeeded,status.phase!=Failed")["items"]
