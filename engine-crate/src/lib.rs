@@ -179,23 +179,49 @@ fn check_options(py: Python<'_>, op: &str, options_json: &str) -> PyResult<()> {
     py.detach(|| pravah_core::check_options(op, options_json)).map_err(usage_to_py)
 }
 
-/// Merges two partials of the same op.
-#[pyfunction]
-fn merge(py: Python<'_>, op: &str, a_json: &str, b_json: &str) -> PyResult<String> {
-    py.detach(|| pravah_core::merge(op, a_json, b_json)).map_err(to_py)
-}
-
 /// Turns a partial into the result document (JSON).
 #[pyfunction]
 fn finalize(py: Python<'_>, op: &str, partial_json: &str) -> PyResult<String> {
     py.detach(|| pravah_core::finalize(op, partial_json)).map_err(to_py)
 }
 
-/// Splits a partial, parsed once, into its result document (JSON) and the
-/// partial without its errors and per-file list (what a merge keeps in memory).
-#[pyfunction]
-fn split(py: Python<'_>, op: &str, partial_json: &str) -> PyResult<(String, String)> {
-    py.detach(|| pravah_core::split(op, partial_json)).map_err(to_py)
+/// Partials of one op folded one at a time into one the engine holds, each parsed once
+/// (a merge of many partials through JSON texts would write and parse the aggregate again
+/// at every step). A partial that fails to merge makes every later call fail too.
+#[pyclass(name = "Aggregate", module = "pravah_engine")]
+struct Aggregate {
+    fold: Box<dyn pravah_core::Fold>,
+}
+
+#[pymethods]
+impl Aggregate {
+    #[new]
+    fn new(op: &str) -> PyResult<Self> {
+        Ok(Aggregate { fold: pravah_core::aggregate(op).map_err(usage_to_py)? })
+    }
+
+    /// Folds in a partial (JSON), whole.
+    fn add(&mut self, py: Python<'_>, partial: &str) -> PyResult<()> {
+        let fold = &mut self.fold;
+        py.detach(|| fold.add(partial)).map_err(to_py)
+    }
+
+    /// Folds in a partial without its errors and per-file list, and returns its result
+    /// document (JSON), which has them: what a merge of many partials spools to disk.
+    fn add_split(&mut self, py: Python<'_>, partial: &str) -> PyResult<String> {
+        let fold = &mut self.fold;
+        py.detach(|| fold.add_split(partial)).map_err(to_py)
+    }
+
+    /// The aggregate as partial JSON; None before the first partial.
+    fn partial(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        py.detach(|| self.fold.partial()).map_err(to_py)
+    }
+
+    /// The aggregate's result document (JSON); None before the first partial.
+    fn finalize(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        py.detach(|| self.fold.finalize()).map_err(to_py)
+    }
 }
 
 /// CPUs usable by this process (affinity and cgroup quota honoured).
@@ -210,7 +236,7 @@ mod pravah_engine {
     use pyo3::prelude::*;
 
     #[pymodule_export]
-    use super::{check_options, finalize, merge, scan, split, start, threads_available, Run};
+    use super::{check_options, finalize, scan, start, threads_available, Aggregate, Run};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

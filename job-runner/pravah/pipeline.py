@@ -146,7 +146,7 @@ class Merge:
         self.op = op
         self.work = work
         self.spools: dict[str, Spool | MemorySpool] = {}
-        self.aggregate: str | None = None
+        self.aggregate = pravah_engine.Aggregate(op)
 
     def spool(self, name: str) -> Spool | MemorySpool:
         if name not in self.spools:
@@ -155,12 +155,10 @@ class Merge:
 
     def add(self, spool_name: str, partial: str, relocate: Callable[[dict[str, Any]], dict[str, Any]] = same) -> int:
         """Fold in one partial; its error count (so no caller parses the partial again)."""
-        document, small = pravah_engine.split(self.op, partial)
-        finished = json.loads(document)
+        finished = json.loads(self.aggregate.add_split(partial))
         spool = self.spool(spool_name)
         spool.add("errors", map(relocate, finished["errors"]))
         spool.add("files", map(relocate, finished["result"].get(FILE_LISTS.get(self.op, ""), [])))
-        self.aggregate = small if self.aggregate is None else pravah_engine.merge(self.op, self.aggregate, small)
         return len(finished["errors"])
 
     def close(self) -> None:
@@ -169,7 +167,8 @@ class Merge:
 
     async def document(self, engine: Engine) -> dict[str, Any]:
         """The merged result document, without its streamed lists (see results.merged)."""
-        aggregate = self.aggregate if self.aggregate is not None else await engine.run([])  # no file at all
-        document = json.loads(pravah_engine.finalize(self.op, aggregate))
+        if (text := self.aggregate.finalize()) is None:  # no file at all
+            text = pravah_engine.finalize(self.op, await engine.run([]))
+        document = json.loads(text)
         document["threads"] = engine.threads
         return document

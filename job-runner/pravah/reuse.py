@@ -103,10 +103,10 @@ def without_failed(partial: str, failed: int, failed_bytes: int) -> str:
 
 def merge_all(op: str, partials: Iterable[str]) -> str | None:
     """The merge of the partials (None when there are none)."""
-    merged = None
+    aggregate = pravah_engine.Aggregate(op)
     for partial in partials:
-        merged = partial if merged is None else pravah_engine.merge(op, merged, partial)
-    return merged
+        aggregate.add(partial)
+    return aggregate.partial()
 
 
 def has_failed(partial: dict) -> bool:

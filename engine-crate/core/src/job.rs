@@ -16,7 +16,7 @@ use crate::ops::count::{CountBody, CountOp};
 use crate::ops::grep::{GrepBody, GrepOp};
 use crate::ops::stats::{StatsBody, StatsOp};
 use crate::ops::{Operation, OPS};
-use crate::partial::{finalize_json, merge_json, split_json, Partial};
+use crate::partial::{finalize_json, Body, Fold, Folded, Partial};
 use crate::FileTask;
 
 /// A validated request.
@@ -139,20 +139,18 @@ macro_rules! with_body {
     };
 }
 
-/// `merge(op, a, b)` on partial JSON texts.
-pub fn merge(op: &str, a: &str, b: &str) -> Result<String, EngineError> {
-    with_body!(op, merge_json(op, a, b))
-}
-
 /// `finalize(op, partial)`: the result document as JSON.
 pub fn finalize(op: &str, p: &str) -> Result<String, EngineError> {
     with_body!(op, finalize_json(op, p))
 }
 
-/// `split(op, partial)`: the result document and the stripped partial (see
-/// [`split_json`]).
-pub fn split(op: &str, p: &str) -> Result<(String, String), EngineError> {
-    with_body!(op, split_json(op, p))
+/// An empty [`Fold`] for `op`'s partials.
+pub fn aggregate(op: &str) -> Result<Box<dyn Fold>, EngineError> {
+    with_body!(op, new_fold(op))
+}
+
+fn new_fold<B: Body + Sync + 'static>(op: &str) -> Result<Box<dyn Fold>, EngineError> {
+    Ok(Box::new(Folded::<B>::new(op)))
 }
 
 type Outcome = Option<Result<String, EngineError>>;
@@ -297,10 +295,27 @@ mod tests {
                 assert_eq!(partial["bytes"], file.size, "{op}: the file's own bytes");
             }
             let texts: Vec<String> = per_file.iter().map(|p| p.to_string()).collect();
-            let reused = merge(op, &texts[0], &texts[2]).unwrap();
-            let new = merge(op, &texts[3], &texts[1]).unwrap();
-            let merged = merge(op, &reused, &new).unwrap();
+            let folded = |parts: &[&str]| {
+                let mut aggregate = aggregate(op).unwrap();
+                parts.iter().for_each(|part| aggregate.add(part).unwrap());
+                aggregate.partial().unwrap().unwrap()
+            };
+            let reused = folded(&[&texts[0], &texts[2]]);
+            let new = folded(&[&texts[3], &texts[1]]);
+            let merged = folded(&[&reused, &new]);
             assert_eq!(finalize(op, &merged).unwrap(), finalize(op, &batch).unwrap(), "{op}");
+
+            // Folded split, the lists go with each partial's document and the aggregate
+            // keeps the rest: its counters and body are the batch's.
+            let mut split = aggregate(op).unwrap();
+            let documents: Vec<serde_json::Value> =
+                texts.iter().map(|text| serde_json::from_str(&split.add_split(text).unwrap()).unwrap()).collect();
+            let errors: usize = documents.iter().map(|d| d["errors"].as_array().unwrap().len()).sum();
+            let whole: serde_json::Value = serde_json::from_str(&finalize(op, &batch).unwrap()).unwrap();
+            assert_eq!(errors, whole["errors"].as_array().unwrap().len(), "{op}: each error in its file's document");
+            let kept: serde_json::Value = serde_json::from_str(&split.finalize().unwrap().unwrap()).unwrap();
+            assert_eq!(kept["errors"], serde_json::json!([]), "{op}");
+            assert_eq!((&kept["files"], &kept["bytes"]), (&whole["files"], &whole["bytes"]), "{op}");
         }
     }
 }

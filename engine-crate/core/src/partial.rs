@@ -27,7 +27,7 @@ pub trait Body: Serialize + DeserializeOwned + Send {
     }
 
     /// Drops what grows with the number of files (an op's per-file list),
-    /// keeping what an aggregate of many partials needs; see [`split_json`].
+    /// keeping what an aggregate of many partials needs; see [`Fold::add_split`].
     fn strip(&mut self) {}
 }
 
@@ -104,27 +104,77 @@ impl<B: Body> Partial<B> {
     }
 }
 
-/// `merge(op, a, b)` on JSON texts.
-pub fn merge_json<B: Body>(op: &str, a: &str, b: &str) -> Result<String, EngineError> {
-    let a = Partial::<B>::from_json(op, a)?;
-    let b = Partial::<B>::from_json(op, b)?;
-    a.merge(b)?.to_json()
-}
-
 /// `finalize(op, partial)` on a JSON text.
 pub fn finalize_json<B: Body>(op: &str, p: &str) -> Result<String, EngineError> {
     Partial::<B>::from_json(op, p)?.finalize_text()
 }
 
-/// `split(op, partial)` on a JSON text, from one parse: the result document,
-/// and the partial without its errors and per-file list, which is what a merge
-/// of many partials keeps in memory while their lists go to disk.
-pub fn split_json<B: Body>(op: &str, p: &str) -> Result<(String, String), EngineError> {
-    let mut partial = Partial::<B>::from_json(op, p)?;
-    let document = partial.finalize_text()?;
-    partial.errors.clear();
-    partial.body.strip();
-    Ok((document, partial.to_json()?))
+/// Partials of one op folded into one held in memory, each parsed once. Merging many
+/// partials a pair of JSON texts at a time would write and parse the growing aggregate
+/// again at every step: for `stats`, a few hundred KB of sketches per batch.
+pub trait Fold: Send + Sync {
+    /// Folds in a partial (JSON text), whole.
+    fn add(&mut self, partial: &str) -> Result<(), EngineError>;
+    /// Folds in a partial without its errors and per-file list, and returns its result
+    /// document, which has them: a merge of many partials keeps only the aggregate in
+    /// memory while the lists go to disk.
+    fn add_split(&mut self, partial: &str) -> Result<String, EngineError>;
+    /// The aggregate as partial JSON text; `None` before the first partial.
+    fn partial(&self) -> Result<Option<String>, EngineError>;
+    /// The aggregate's result document; `None` before the first partial.
+    fn finalize(&self) -> Result<Option<String>, EngineError>;
+}
+
+/// [`Fold`] for the op whose body is `B`. A partial that fails to merge leaves the
+/// aggregate unusable (its counters may be half updated): every later call fails too.
+pub struct Folded<B> {
+    op: String,
+    aggregate: Result<Option<Partial<B>>, EngineError>,
+}
+
+impl<B: Body + Sync> Folded<B> {
+    pub fn new(op: &str) -> Self {
+        Folded { op: op.to_string(), aggregate: Ok(None) }
+    }
+
+    fn fold(&mut self, partial: Partial<B>) -> Result<(), EngineError> {
+        let aggregate = std::mem::replace(&mut self.aggregate, Ok(None))?;
+        self.aggregate = match aggregate {
+            None => Ok(Some(partial)),
+            Some(aggregate) => aggregate.merge(partial).map(Some),
+        };
+        self.aggregate.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    fn current(&self) -> Result<Option<&Partial<B>>, EngineError> {
+        self.aggregate.as_ref().map(Option::as_ref).map_err(Clone::clone)
+    }
+}
+
+impl<B: Body + Sync> Fold for Folded<B> {
+    fn add(&mut self, partial: &str) -> Result<(), EngineError> {
+        self.current()?;
+        let partial = Partial::<B>::from_json(&self.op, partial)?;
+        self.fold(partial)
+    }
+
+    fn add_split(&mut self, partial: &str) -> Result<String, EngineError> {
+        self.current()?;
+        let mut partial = Partial::<B>::from_json(&self.op, partial)?;
+        let document = partial.finalize_text()?;
+        partial.errors.clear();
+        partial.body.strip();
+        self.fold(partial)?;
+        Ok(document)
+    }
+
+    fn partial(&self) -> Result<Option<String>, EngineError> {
+        self.current()?.map(Partial::to_json).transpose()
+    }
+
+    fn finalize(&self) -> Result<Option<String>, EngineError> {
+        self.current()?.map(Partial::finalize_text).transpose()
+    }
 }
 
 /// Merges two lists sorted by `key` into one sorted list.

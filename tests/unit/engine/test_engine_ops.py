@@ -111,11 +111,12 @@ def test_grep_lines_that_need_escaping_survive_merge_and_finalize(tmp_path):
         paths.append(tmp_path / name)
     options = json.dumps({"pattern": "hit", "ignore_case": False, "max_matches_per_file": 100})
     partials = [pe.start("grep", options, files_of(p), 1).wait(30) for p in paths]
-    merged = partials[-1]
-    for partial in reversed(partials[:-1]):
-        merged = pe.merge("grep", partial, merged)
+    aggregate = pe.Aggregate("grep")
+    for partial in reversed(partials):
+        aggregate.add(partial)
+    merged = aggregate.partial()
     files, total = grep_reference(paths, "hit", 0, 100)
-    for document in (pe.finalize("grep", merged), pe.split("grep", merged)[0]):
+    for document in (pe.finalize("grep", merged), aggregate.finalize(), pe.Aggregate("grep").add_split(merged)):
         result = json.loads(document)["result"]
         assert result["files"] == files
         assert result["matches"] == total

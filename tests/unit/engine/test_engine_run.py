@@ -61,8 +61,8 @@ def test_bad_requests_raise_usage_error(tmp_path):
         pe.start("sort", "{}", [], 1)
 
 
-@pytest.mark.parametrize("call", [lambda bad: pe.merge("count", "{}", bad), lambda bad: pe.finalize("count", bad),
-                                  lambda bad: pe.split("count", bad)], ids=["merge", "finalize", "split"])
+@pytest.mark.parametrize("call", [lambda bad: pe.Aggregate("count").add(bad), lambda bad: pe.finalize("count", bad),
+                                  lambda bad: pe.Aggregate("count").add_split(bad)], ids=["add", "finalize", "add_split"])
 def test_a_corrupt_partial_is_not_a_usage_error(call):
     """Bad data read back from storage is not the user's request: it must not be refused as one."""
     with pytest.raises(ValueError, match="invalid count partial") as caught:
@@ -70,11 +70,19 @@ def test_a_corrupt_partial_is_not_a_usage_error(call):
     assert not isinstance(caught.value, pe.UsageError)
 
 
-def test_split_refuses_a_partial_of_another_operation(tmp_path):
+def test_an_aggregate_refuses_a_partial_of_another_operation_and_keeps_what_it_holds(tmp_path):
     (tmp_path / "a.txt").write_text("x\n")
-    partial = pe.start("count", "{}", [(str(tmp_path / "a.txt"), 2)], 1).wait(30)
-    with pytest.raises(ValueError, match="invalid grep partial"):
-        pe.split("grep", partial)
+    aggregate = pe.Aggregate("grep")
+    assert (aggregate.partial(), aggregate.finalize()) == (None, None)
+    grep = pe.start("grep", json.dumps({"pattern": "x"}), [(str(tmp_path / "a.txt"), 2)], 1).wait(30)
+    aggregate.add(grep)
+    count = pe.start("count", "{}", [(str(tmp_path / "a.txt"), 2)], 1).wait(30)
+    for add in (aggregate.add, aggregate.add_split):
+        with pytest.raises(ValueError, match="invalid grep partial"):
+            add(count)
+    assert json.loads(aggregate.finalize()) == json.loads(pe.finalize("grep", grep))
+    with pytest.raises(pe.UsageError, match="op: unknown 'sort'"):
+        pe.Aggregate("sort")
 
 
 # Valid in Python's `re`, refused by the engine's regex crate (with its own words).
@@ -209,7 +217,7 @@ def test_files_and_bytes_envelope(tmp_path):
 @pytest.mark.parametrize(("op", "options", "file_list"), [
     ("count", {}, "files"), ("checksum", {"algorithm": "sha256"}, "files"),
     ("grep", {"pattern": "b[0-9]"}, "files"), ("convert", {"compression": "zstd"}, "outputs"), ("stats", {}, None)])
-def test_split_gives_the_document_and_a_partial_without_its_lists(tmp_path, op, options, file_list):
+def test_a_split_add_gives_the_document_and_keeps_no_list(tmp_path, op, options, file_list):
     """What a merge of many batches keeps in memory holds no errors and no per-file list, and
     still adds up to the batches' totals."""
     texts = {f"{name}.csv": "a,b\n" + "".join(f"{i},b{i}\n" for i in range(rows)) for name, rows in (("p", 3), ("q", 5))}
@@ -221,17 +229,14 @@ def test_split_gives_the_document_and_a_partial_without_its_lists(tmp_path, op, 
     if op == "convert":
         options = {**options, "output_dir": str(tmp_path / "out")}
     partials = [pe.start(op, json.dumps(options), [entry], 1).wait(30) for entry in (*files, missing)]
+    aggregate = pe.Aggregate(op)
     for partial in partials:
-        document, small = pe.split(op, partial)
-        assert json.loads(document) == json.loads(pe.finalize(op, partial))
-        stripped = json.loads(small)
-        assert stripped["errors"] == []
-        if file_list:
-            assert stripped["body"][file_list] == []
-    merged = pe.split(op, partial)[1]
-    for partial in partials[:-1]:
-        merged = pe.merge(op, merged, pe.split(op, partial)[1])
-    total = json.loads(pe.finalize(op, merged))
+        assert json.loads(aggregate.add_split(partial)) == json.loads(pe.finalize(op, partial))
+    stripped = json.loads(aggregate.partial())
+    assert stripped["errors"] == []
+    if file_list:
+        assert stripped["body"][file_list] == []
+    total = json.loads(aggregate.finalize())
     assert (total["files"], total["bytes"], total["errors"]) == (3, sum(size for _, size in (*files, missing)), [])
     rows = sum(text.count("\n") - 1 for text in texts.values())
     expected = {"count": ("lines", rows + 2), "grep": ("matches", rows), "convert": ("rows", rows),

@@ -169,8 +169,13 @@ def test_merge_and_finalize_roundtrip(tmp_path):
     pb = pe.start("stats", "{}", files_of(b), 1).wait(30)
     import json
 
-    ab = json.loads(pe.finalize("stats", pe.merge("stats", pa, pb)))
-    ba = json.loads(pe.finalize("stats", pe.merge("stats", pb, pa)))
+    def merged(*partials):
+        aggregate = pe.Aggregate("stats")
+        for partial in partials:
+            aggregate.add(partial)
+        return json.loads(aggregate.finalize())
+
+    ab, ba = merged(pa, pb), merged(pb, pa)
     both = run_op("stats", {}, files_of(a, b))
     assert ab["result"]["rows"] == 1200 == both["result"]["rows"]
     for x, y, z in zip(ab["result"]["columns"], ba["result"]["columns"], both["result"]["columns"]):
