@@ -2,8 +2,9 @@
 and the CR's status.
 
 A job's result can list millions of files. The merge keeps only the small aggregate part
-of the partials in memory (the engine's `split`); the per-file lists and the errors are spooled
-to disk per shard, already in order, and merged into the written document as streams.
+of the partials in memory (the engine's `Aggregate.add_split`); the per-file lists and the
+errors are spooled to disk per shard, already in order, and merged into the written document
+as streams.
 """
 
 from __future__ import annotations
