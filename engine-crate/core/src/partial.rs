@@ -138,12 +138,12 @@ impl<B: Body + Sync> Folded<B> {
     }
 
     fn fold(&mut self, partial: Partial<B>) -> Result<(), EngineError> {
-        let aggregate = std::mem::replace(&mut self.aggregate, Ok(None))?;
-        self.aggregate = match aggregate {
-            None => Ok(Some(partial)),
-            Some(aggregate) => aggregate.merge(partial).map(Some),
+        self.aggregate = match std::mem::replace(&mut self.aggregate, Ok(None)) {
+            Ok(None) => Ok(Some(partial)),
+            Ok(Some(aggregate)) => aggregate.merge(partial).map(Some),
+            Err(e) => Err(e), // stays unusable
         };
-        self.aggregate.as_ref().map(|_| ()).map_err(Clone::clone)
+        self.current().map(|_| ())
     }
 
     fn current(&self) -> Result<Option<&Partial<B>>, EngineError> {

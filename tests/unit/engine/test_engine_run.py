@@ -85,6 +85,20 @@ def test_an_aggregate_refuses_a_partial_of_another_operation_and_keeps_what_it_h
         pe.Aggregate("sort")
 
 
+def test_an_aggregate_that_failed_to_merge_refuses_every_later_call(tmp_path):
+    """Its counters may be half updated: a later partial or result must not pass it off as whole."""
+    (tmp_path / "a.txt").write_text("x\n")
+    files = [(str(tmp_path / "a.txt"), 2)]
+    sha256, blake3 = (pe.start("checksum", json.dumps({"algorithm": name}), files, 1).wait(30)
+                      for name in ("sha256", "blake3"))
+    aggregate = pe.Aggregate("checksum")
+    aggregate.add(sha256)
+    for call in (lambda: aggregate.add(blake3), lambda: aggregate.add(sha256), lambda: aggregate.add_split(sha256),
+                 aggregate.partial, aggregate.finalize):
+        with pytest.raises(ValueError, match="checksum.algorithm: cannot merge sha256 with blake3"):
+            call()
+
+
 # Valid in Python's `re`, refused by the engine's regex crate (with its own words).
 UNSUPPORTED = [("foo(?=bar)", "look-around"), ("(?<!x)y", "look-around"),
                (r"(a)\1", "backreferences are not supported")]
