@@ -14,7 +14,9 @@ runc, the operator and PostgreSQL):
   where that fixed cost weighs less.
 
 Each is run `runs` times, in rounds of one run of each; the best time is kept, as for the
-other rows. The files are hard-linked (or copied) into the stack's `datasets` volume. A stack
+other rows. Every job is deleted, and its pods gone, before the next measurement starts: the
+clean-up (the operator, the garbage collector, the kubelets tearing the pods down) would
+otherwise take the same two cores from whatever ran next. The files are hard-linked (or copied) into the stack's `datasets` volume. A stack
 already running is used and left running; one started here is stopped at the end.
 """
 
@@ -38,6 +40,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 from pravah_operator.crd import API_VERSION, GROUP, PLURAL, VERSION
+from pravah_operator.planning import JOB_LABEL
 
 PRAVAH = [str(Path(sys.executable).parent / "pravah")]
 NAMESPACE = "default"
@@ -87,6 +90,23 @@ class Stack:
                 if done(found):
                     return time.monotonic(), found
         raise RuntimeError(f"{kind}/{name} not done within {TIMEOUT_SECONDS}s")
+
+    def delete(self, kind: str, name: str, pod_selector: str) -> None:
+        """Delete the object and wait until it and its pods are gone."""
+        self.kubectl("delete", kind, name, "-n", NAMESPACE, "--wait=true", f"--timeout={TIMEOUT_SECONDS}s")
+        pods = client.CoreV1Api(self.api)
+        listed = pods.list_namespaced_pod(NAMESPACE, label_selector=pod_selector)
+        left = {pod.metadata.name for pod in listed.items}
+        if not left:
+            return
+        for event in watch.Watch().stream(pods.list_namespaced_pod, NAMESPACE, label_selector=pod_selector,
+                                          resource_version=listed.metadata.resource_version,
+                                          timeout_seconds=TIMEOUT_SECONDS):
+            if event["type"] == "DELETED":
+                left.discard(event["object"].metadata.name)
+                if not left:
+                    return
+        raise RuntimeError(f"pods {sorted(left)} of {kind}/{name} not gone within {TIMEOUT_SECONDS}s")
 
     def runner_image(self) -> str:
         return self.info["images"]["runner"]["image"]
@@ -153,7 +173,7 @@ def run_job(stack: Stack, folder: str, include: str) -> tuple[float, dict[str, A
     # The job is Succeeded once its result is recorded; its runner pods exit, freeing their
     # cores, and its Job completes seconds later: the next run starts after that.
     stack.wait("job", found["status"]["jobName"], complete)
-    stack.kubectl("delete", "pravahjob", name, "-n", NAMESPACE, "--wait=false")
+    stack.delete("pravahjob", name, f"{JOB_LABEL}={name}")
     return ended - started, result
 
 
@@ -168,7 +188,7 @@ def run_bare_job(stack: Stack) -> float:
                            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
                                                                              "containers": [container]}}}})
     ended, _ = stack.wait("job", name, complete)
-    stack.kubectl("delete", "job", name, "-n", NAMESPACE, "--wait=false", "--cascade=background")
+    stack.delete("job", name, f"batch.kubernetes.io/job-name={name}")
     return ended - started
 
 
