@@ -16,8 +16,9 @@ runc, the operator and PostgreSQL):
 Each is run `runs` times, in rounds of one run of each; the best time is kept, as for the
 other rows. Every job is deleted, and its pods gone, before the next measurement starts: the
 clean-up (the operator, the garbage collector, the kubelets tearing the pods down) would
-otherwise take the same two cores from whatever ran next. The files are hard-linked (or copied) into the stack's `datasets` volume. A stack
-already running is used and left running; one started here is stopped at the end.
+otherwise take the same two cores from whatever ran next. The files are hard-linked (or
+copied) into the stack's `datasets` volume. A stack already running is used and left
+running; one started here is stopped at the end.
 """
 
 from __future__ import annotations
