@@ -95,7 +95,7 @@ async def run(job: LocalJob, on_progress: ProgressCallback | None) -> dict[str, 
     singles: list[dict[str, Any]] = []
     for batch in plan_batches(to_read, BATCH_FILES, BATCH_BYTES):
         partial, batch_singles = await engine.read_batch(batch, report, per_file=plan is not None)
-        errors = merge.add("read", partial)
+        errors = len(merge.add("read", partial)["errors"])
         singles += batch_singles
         progress.finished(batch, errors)
     if plan is not None:

@@ -153,13 +153,15 @@ class Merge:
             self.spools[name] = MemorySpool() if self.work is None else Spool(self.work, name)
         return self.spools[name]
 
-    def add(self, spool_name: str, partial: str, relocate: Callable[[dict[str, Any]], dict[str, Any]] = same) -> int:
-        """Fold in one partial; its error count (so no caller parses the partial again)."""
+    def add(self, spool_name: str, partial: str,
+            relocate: Callable[[dict[str, Any]], dict[str, Any]] = same) -> dict[str, Any]:
+        """Fold in one partial; its own result document, paths as they were (so no caller
+        parses or finalizes the partial again)."""
         finished = json.loads(self.aggregate.add_split(partial))
         spool = self.spool(spool_name)
         spool.add("errors", map(relocate, finished["errors"]))
         spool.add("files", map(relocate, finished["result"].get(FILE_LISTS.get(self.op, ""), [])))
-        return len(finished["errors"])
+        return finished
 
     def close(self) -> None:
         for spool in self.spools.values():

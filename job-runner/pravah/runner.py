@@ -82,6 +82,10 @@ class RunnerContext(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings, description="How the log is written.")
 
 
+def shard_spool(shard: int) -> str:
+    return f"shard-{shard}"
+
+
 def disk_use(directory: Path) -> int:
     """Bytes of the files under `directory` (0 when it does not exist)."""
     return sum(entry.stat().st_size for entry in directory.rglob("*") if entry.is_file() and not entry.is_symlink())
@@ -170,6 +174,9 @@ class ShardRunner:
         if finished:
             log.info("resuming: %d of %d batches already stored", len(finished), len(batches))
         pending = [(index, batch) for index, batch in enumerate(batches) if index not in finished]
+        # The only shard, starting afresh, folds its batches as it reads them: its merge then
+        # need not fetch back and parse again every partial it stored.
+        held = self.merge_area() if self.context.shards == 1 and not finished and self.reuse is None else None
         # A batch is stored while the engine reads the next one, so the engine does not wait on
         # the upload and the operator; one store at a time keeps the batches stored in order.
         storing: asyncio.Task | None = None
@@ -178,7 +185,8 @@ class ShardRunner:
                 unchanged, changed = await self.split_changed(batch)
                 partial, file_partials = await self.read_batch(unchanged, progress)
                 self.peak_scratch = max(self.peak_scratch, disk_use(self.scratch_dir))
-                finished_batch = json.loads(pravah_engine.finalize(self.op, partial))
+                finished_batch = held.add(shard_spool(shard), partial, self.relocated) if held \
+                    else json.loads(pravah_engine.finalize(self.op, partial))
                 errors = finished_batch["errors"] + changed
                 progress.finished(batch, len(errors))
                 if storing is not None:
@@ -194,7 +202,9 @@ class ShardRunner:
         log.info("peak scratch disk use: %d bytes", self.peak_scratch)
         await self.logs.save()
         if await self.reports.finish_shard():
-            await self.merge(listing)
+            await self.merge(listing, held)
+        elif held is not None:
+            held.close()
 
     async def store_batch(self, index: int, batch: list[FileEntry], partial: str, finished_batch: dict[str, Any],
                           errors: list[dict[str, Any]], file_partials: list) -> None:
@@ -321,20 +331,19 @@ class ShardRunner:
                     reuse.has_failed(single)) for (path, size), single in zip(batch, singles)]
         return partial, records
 
-    async def merge(self, listing: dict[str, Any]) -> None:
-        """Merge every shard's partials into the result and publish it, with bounded memory:
-        partials are fetched a page at a time, their aggregate parts merged in memory and
-        their errors and per-file lists spooled to disk per shard, then streamed, in order,
-        into result.json (and the checksum manifest)."""
+    def merge_area(self) -> Merge:
+        """An empty merge, its spools on the scratch disk."""
         work = self.context.scratch_dir / self.context.job_uid / "merge"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        merge = Merge(self.op, work)
-        after = (-1, -1)
-        while page := await self.reports.merge_input(after, MERGE_PAGE):
-            for shard, batch, partial in page:
-                merge.add(f"shard-{shard}", partial, self.relocated)
-                after = (shard, batch)
+        return Merge(self.op, work)
+
+    async def merge(self, listing: dict[str, Any], held: Merge | None = None) -> None:
+        """Merge every shard's partials into the result and publish it, with bounded memory:
+        partials are fetched a page at a time (unless `held` already folded them all), their
+        aggregate parts merged in memory and their errors and per-file lists spooled to disk
+        per shard, then streamed, in order, into result.json (and the checksum manifest)."""
+        merge = held if held is not None else await self.stored_partials()
         await self.merge_reused(merge)
         skipped = merge.spool("skipped")
         after_path = ""
@@ -354,10 +363,20 @@ class ShardRunner:
         summary = await self.publish(document, list(merge.spools.values()))
         written = self.output.local_dir / "result.json"
         inline = written.read_text() if written.stat().st_size <= INLINE_RESULT_BYTES else None
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(merge.work, ignore_errors=True)
         log.info("merged %d shards: %d files, %d errors", self.context.shards, document["files"], summary["errors"])
         await self.logs.save()
         await self.reports.save_result(summary, self.output.uri("result.json"), inline)
+
+    async def stored_partials(self) -> Merge:
+        """Every shard's stored partials, folded in (shard, batch) order."""
+        merge = self.merge_area()
+        after = (-1, -1)
+        while page := await self.reports.merge_input(after, MERGE_PAGE):
+            for shard, batch, partial in page:
+                merge.add(shard_spool(shard), partial, self.relocated)
+                after = (shard, batch)
+        return merge
 
     async def merge_reused(self, merge: Merge) -> None:
         """Add what this job reuses: an incremental run its baseline's partials of unchanged
