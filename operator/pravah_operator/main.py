@@ -25,8 +25,12 @@ log = logging.getLogger("pravah.operator")
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Keep kopf's bookkeeping under our own names and let our Events tell the story."""
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Keep kopf's bookkeeping under our own names and let our Events tell the story.
+
+    A handler that raised is retried after PRAVAH_RETRY_SECONDS, not kopf's default minute:
+    one failed API call would otherwise hold a job's roll-up, or a queued job's admission
+    once cores are free, for a whole minute."""
     settings.persistence.finalizer = "pravah.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="pravah.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -34,6 +38,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 120
     settings.networking.request_timeout = 30
+    settings.execution.default_backoff = pravahjob.context_of(memo).settings.retry_seconds
 
 
 async def load_kube_config() -> client.ApiClient:

@@ -371,7 +371,9 @@ async def roll_up(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, 
     status["shards"] = {"total": total, "active": job_status.get("active", 0),
                         "succeeded": job_status.get("succeeded", 0), "failed": job_status.get("failed", 0)}
     await roll_up_progress(status, uid, ctx)
-    failures = await roll_up_shard_failures(body, status, job, ctx)
+    job_conditions = {c["type"]: c for c in job_status.get("conditions") or [] if c.get("status") == "True"}
+    ending = recorded or "Complete" in job_conditions or "Failed" in job_conditions
+    failures = await roll_up_shard_failures(body, status, job, ctx, ending)
     if recorded:
         return await succeed(body, status, spec, ctx)
     pods = await waiting_pods(namespace, job, ctx)
@@ -380,7 +382,6 @@ async def roll_up(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, 
         await delete_job(ctx, job["metadata"]["name"], namespace)
         await ctx.store.set_phase(uid, "Failed", "MissingSecret", missing)
         return transition(body, status, "Failed", "MissingSecret", missing)
-    job_conditions = {c["type"]: c for c in job_status.get("conditions") or [] if c.get("status") == "True"}
     if "Complete" in job_conditions:
         return await succeed(body, status, spec, ctx)
     if "Failed" in job_conditions:
@@ -407,11 +408,17 @@ async def roll_up(body: kopf.Body, status: dict[str, Any], spec: PravahJobSpec, 
 
 
 async def roll_up_shard_failures(body: kopf.Body, status: dict[str, Any], job: dict[str, Any],
-                                 ctx: Context) -> list[dict[str, Any]]:
+                                 ctx: Context, ending: bool) -> list[dict[str, Any]]:
     """Record each runner pod that failed (why, which shard) in the status with a Warning
-    Event, so an OOMKilled or crashed shard is visible even when its retry succeeds."""
+    Event, so an OOMKilled or crashed shard is visible even when its retry succeeds.
+
+    While the job runs, the pods are read only when the Job counts more failures than are
+    known. As it ends they are read once whatever the Job counts: a failure its
+    podFailurePolicy ignores (a pod with a DisruptionTarget condition) is never counted,
+    and a retry can finish before the count reaches a roll-up."""
     known = list(status.get("shardFailures") or [])
-    if (job.get("status") or {}).get("failed", 0) <= len(known) or len(known) >= MAX_SHARD_FAILURES:
+    counted = (job.get("status") or {}).get("failed", 0)
+    if (counted <= len(known) and not ending) or len(known) >= MAX_SHARD_FAILURES:
         return known
     pods = await ctx.core.list_namespaced_pod(body.metadata.namespace,
                                               label_selector=f"batch.kubernetes.io/job-name={job['metadata']['name']}")
@@ -425,7 +432,8 @@ async def roll_up_shard_failures(body: kopf.Body, status: dict[str, Any], job: d
         post_event(body, "Warning", "ShardFailed", failure["message"])
         log.warning("%s/%s: %s", body.metadata.namespace, body.metadata.name, failure["message"],
                     extra={"shard": failure["shard"]})
-    status["shardFailures"] = known
+    if known:
+        status["shardFailures"] = known
     return known
 
 

@@ -25,6 +25,9 @@ class OperatorSettings(BaseSettings):
         default=None, ge=1, description="Files per stored batch in runners (the unit a retried shard resumes from).")
     max_running_per_namespace: int = Field(default=10, ge=1, description="Jobs beyond this wait in phase Queued.")
     status_interval: float = Field(default=2.0, gt=0, description="Seconds between status roll-ups.")
+    retry_seconds: float = Field(
+        default=5.0, gt=0,
+        description="Seconds before a handler that failed (a transient API or database error) runs again.")
     cron_interval: float = Field(
         default=10.0, gt=0,
         description="Seconds between looks at each PravahCronJob's schedule (how late a run may start).")

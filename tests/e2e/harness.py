@@ -197,7 +197,8 @@ class Cluster:
         except AssertionError as exc:
             if "timed out" in str(exc):
                 status = (self.get(name).get("status") or {})
-                pods = self.kubectl("get", "pods", "-o", "wide", check=False).stdout
+                # Every namespace's pods: what holds the nodes' cores, and the operator's own.
+                pods = self.kubectl("get", "pods", "--all-namespaces", "-o", "wide", check=False).stdout
                 raise AssertionError(f"{exc}; status: {json.dumps(status, indent=1)}\npods:\n{pods}\n"
                                      f"operator log:\n{self.operator.log()[-3000:]}") from None
             raise
