@@ -1,6 +1,6 @@
 # Pravah images, one Dockerfile, three targets:
 #
-#   docker build --target runner   -t ghcr.io/pravah-io/pravah-runner:dev   .   # `pravah runner`
+#   docker build --target runner   -t ghcr.io/pravah-io/pravah-runner:dev   .   # `pravah-runner`
 #   docker build --target operator -t ghcr.io/pravah-io/pravah-operator:dev .   # `pravah-operator`
 #   docker build --target api      -t ghcr.io/pravah-io/pravah-api:dev      .   # `pravah-api`
 #
@@ -111,7 +111,7 @@ FROM runtime AS runner
 # The Pravah packages are owned by the runtime user so that a dev loop (Tilt live_update)
 # can sync source into them; in a cluster the root filesystem is read-only anyway.
 COPY --from=python-engine --chown=10001:10001 /opt/pravah /opt/pravah
-ENTRYPOINT ["pravah", "runner"]
+ENTRYPOINT ["pravah-runner"]
 
 FROM runtime AS operator
 COPY --from=python-engine --chown=10001:10001 /opt/pravah /opt/pravah

@@ -188,7 +188,7 @@ def runner() -> None:
     """
     from pravah.runner import main as run_shard
 
-    run_shard()
+    run_shard([])
 
 
 def source_of(path: Path | str, options: dict[str, Any]) -> Path | Objects:

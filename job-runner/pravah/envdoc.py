@@ -54,7 +54,7 @@ COMPONENTS = (
                           "the Secret pravah-database.", OperatorSettings),
     Component("api", "pravah-api, from the ConfigMaps pravah-api-config and pravah-tenancy and the Secret "
                      "pravah-database.", ApiSettings),
-    Component("runner", "`pravah runner` in each runner pod: the operator sets these on the pod; set them "
+    Component("runner", "`pravah-runner` in each runner pod: the operator sets these on the pod; set them "
                         "yourself only to run a shard by hand.", RunnerContext),
 )
 

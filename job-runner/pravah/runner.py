@@ -18,6 +18,7 @@ a retry cannot fix, anything else is retried.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import io
@@ -490,7 +491,14 @@ async def run_shard(context: RunnerContext, archive: io.StringIO) -> int:
         return status
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """`pravah-runner`, the runner container's command (also `pravah runner`). It imports
+    only what a shard needs, not the whole command-line tool: a pod starts its work sooner."""
+    argparse.ArgumentParser(
+        prog="pravah-runner", description="Run one shard of a PravahJob, as a runner pod does.",
+        epilog="Reads its job from PRAVAH_* environment variables set by the operator (PRAVAH_JOB_UID, "
+               "PRAVAH_SPEC, PRAVAH_SHARDS, PRAVAH_THREADS, PRAVAH_REPORT_URL, ...) and its shard from "
+               "JOB_COMPLETION_INDEX. Exit code 3 means bad input: not retried.").parse_args(argv)
     archive = configure_logging()
     try:
         context = RunnerContext()

@@ -17,7 +17,7 @@ class OperatorSettings(BaseSettings):
     database_url: str = Field(description="PostgreSQL DSN for the operator (runners never get it).",
                               examples=["postgresql://pravah:PASSWORD@db.example.internal:5432/pravah"])
     runner_image: str = Field(default="ghcr.io/pravah-io/pravah-runner:latest", description="Image of the runner pods.")
-    runner_command: list[str] = Field(default=["pravah", "runner"], description="Command of the runner container.")
+    runner_command: list[str] = Field(default=["pravah-runner"], description="Command of the runner container.")
     runner_service_account: str | None = Field(
         default="pravah-runner", description="Runners' service account in the job's namespace; empty = `default`.")
     runner_scratch_dir: str = Field(default="/tmp/pravah", description="Runners' local space (an emptyDir).")

@@ -43,7 +43,7 @@ def test_dockerfile_targets_and_entrypoints():
     assert {"engine-build", "python-engine-prebuilt", "python", "runtime", "runner", "operator", "api"} \
         <= set(all_stages)
     entry = {name: next(i for i in all_stages[name] if i.startswith("ENTRYPOINT")) for name in ("runner", "operator", "api")}
-    assert entry == {"runner": 'ENTRYPOINT ["pravah", "runner"]', "operator": 'ENTRYPOINT ["pravah-operator"]',
+    assert entry == {"runner": 'ENTRYPOINT ["pravah-runner"]', "operator": 'ENTRYPOINT ["pravah-operator"]',
                      "api": 'ENTRYPOINT ["pravah-api"]'}
     # Every image carries the Rust engine: the runner runs it, the operator and the API
     # validate specs with it; every runtime image is slim and runs unprivileged.

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -151,6 +152,21 @@ def test_help_teaches():
     assert result.returncode == 0
     for word in ("--op", "--include", "--threads", "--pattern", "--algorithm", "--json", "Exit codes"):
         assert word in result.stdout
+
+
+def test_the_runner_command_explains_itself_and_refuses_an_incomplete_environment():
+    """`pravah-runner`, the runner image's entry point: --help says where its job comes from;
+    started without one it exits 3 (bad input, not retried), naming what is missing."""
+    runner = str(Path(sys.executable).parent / "pravah-runner")
+    helped = subprocess.run([runner, "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0
+    for word in ("PRAVAH_SPEC", "JOB_COMPLETION_INDEX", "Exit code 3"):
+        assert word in helped.stdout
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("PRAVAH_") and name != "JOB_COMPLETION_INDEX"}
+    bare = subprocess.run([runner], capture_output=True, text=True, env=env)
+    assert bare.returncode == 3
+    assert "runner environment is incomplete" in bare.stderr and "job_uid" in bare.stderr
 
 
 def test_an_incremental_example_run_since_an_earlier_one_reads_nothing_unchanged(tmp_path):
