@@ -1,10 +1,12 @@
-"""The operator writes its status through the model and only when a field changed."""
+"""The operator writes its status through the model and only when a field changed, and
+runs a handler that failed again after its own retry delay."""
 
 from __future__ import annotations
 
 import kopf
 from kubernetes_asyncio import client
 
+from pravah_operator.main import configure
 from pravah_operator.pravahjob import Context, reconcile, write_status
 from pravah_operator.settings import OperatorSettings
 from pravah_operator.status import MAX_REASON_CHARS, error_sample
@@ -54,3 +56,16 @@ async def test_a_body_read_before_the_job_ended_gets_the_final_status_again():
     await reconcile(body, patch, ctx)
     assert {key: patch["status"].get(key) for key in ("phase", "reason", "message")} == {
         key: final[key] for key in ("phase", "reason", "message")}
+
+
+async def test_a_failed_handler_runs_again_after_the_configured_seconds_not_a_minute():
+    """kopf holds a handler that raised for `default_backoff` (60 s) before its next run; the
+    operator sets PRAVAH_RETRY_SECONDS instead, so one failed API call does not stop a job's
+    roll-up, or a queued job's admission, for a minute."""
+    kopf_settings = kopf.OperatorSettings()
+    assert kopf_settings.execution.default_backoff == 60
+    async with client.ApiClient() as api:
+        ctx = Context(OperatorSettings.model_construct(retry_seconds=7.0), api, store=None)
+    configure(settings=kopf_settings, memo=kopf.Memo(context=ctx))
+    assert kopf_settings.execution.default_backoff == 7.0
+    assert OperatorSettings.model_fields["retry_seconds"].default < 60
