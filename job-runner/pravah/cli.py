@@ -178,17 +178,13 @@ def run(path: Path | str | None, manifest: Path | None, op: str | None, **option
     sys.exit(status)
 
 
-@cli.command()
-def runner() -> None:
-    """Run one shard of a PravahJob, as a runner pod does.
-
-    Reads its job from PRAVAH_* environment variables set by the operator
-    (PRAVAH_JOB_UID, PRAVAH_SPEC, PRAVAH_SHARDS, PRAVAH_THREADS, PRAVAH_REPORT_URL, ...)
-    and its shard from JOB_COMPLETION_INDEX. Exit code 3 means bad input: not retried.
-    """
+@cli.command(add_help_option=False, context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def runner(args: tuple[str, ...]) -> None:
+    """Run one shard of a PravahJob, as a runner pod does (`pravah-runner`; see --help)."""
     from pravah.runner import main as run_shard
 
-    run_shard([])
+    run_shard(list(args))
 
 
 def source_of(path: Path | str, options: dict[str, Any]) -> Path | Objects:

@@ -158,10 +158,11 @@ def test_the_runner_command_explains_itself_and_refuses_an_incomplete_environmen
     """`pravah-runner`, the runner image's entry point: --help says where its job comes from;
     started without one it exits 3 (bad input, not retried), naming what is missing."""
     runner = str(Path(sys.executable).parent / "pravah-runner")
-    helped = subprocess.run([runner, "--help"], capture_output=True, text=True)
-    assert helped.returncode == 0
-    for word in ("PRAVAH_SPEC", "JOB_COMPLETION_INDEX", "Exit code 3"):
-        assert word in helped.stdout
+    for command in ([runner], [PRAVAH, "runner"]):
+        helped = subprocess.run([*command, "--help"], capture_output=True, text=True)
+        assert helped.returncode == 0
+        for word in ("PRAVAH_SPEC", "JOB_COMPLETION_INDEX", "Exit code 3"):
+            assert word in helped.stdout
     env = {name: value for name, value in os.environ.items()
            if not name.startswith("PRAVAH_") and name != "JOB_COMPLETION_INDEX"}
     bare = subprocess.run([runner], capture_output=True, text=True, env=env)
