@@ -32,7 +32,7 @@ def take_fraction(files: list, fraction: float) -> list:
 
 
 def pravah(spec: dict) -> tuple[float, dict]:
-    """Scan, run and finalize through the engine's Python API, as `pravah run` does.
+    """Scan, run and write the result document through the engine's Python API.
 
     The time includes listing the files (the rivals get their list on the
     command line for free), so it errs against Pravah; the scan time is also
@@ -47,16 +47,11 @@ def pravah(spec: dict) -> tuple[float, dict]:
     files, _scan_errors = pe.scan(spec["root"], [spec["pattern"]], [], False)
     scan_seconds = time.perf_counter() - started
     files = take_fraction(files, spec.get("fraction", 1.0))
-    run = pe.start(spec["task"], json.dumps(options), files, spec["threads"])
-    partial = run.wait()
-    while partial is None:  # wait() may return early when given (or defaulting to) a timeout
-        partial = run.wait(1.0)
     # The clock stops once the result document is written, as it stops for a command-line
     # tool once its output file is: reading either back for the cross-checks is not timed.
-    text = pe.finalize(spec["task"], partial)
-    Path(spec["doc"]).write_text(text)
+    pe.start(spec["task"], json.dumps(options), files, spec["threads"]).result(spec["doc"])
     seconds = time.perf_counter() - started
-    doc = json.loads(text)
+    doc = json.loads(Path(spec["doc"]).read_text())
     return seconds, {"files": doc["files"], "bytes": doc["bytes"], "errors": len(doc["errors"]),
                      "scan_seconds": scan_seconds, "doc": spec["doc"]}
 

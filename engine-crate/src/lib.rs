@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pravah_core::{locate, EngineError, FileTask, Inputs, Job, S3Config, ScanOptions, MAX_BAD_ROWS, MAX_HEADER_ROWS, MAX_MATCHES_PER_FILE, MAX_TRIMMED_LINES};
+use pravah_core::{locate, EngineError, FileTask, Inputs, Job, Outcome, S3Config, ScanOptions, MAX_BAD_ROWS, MAX_HEADER_ROWS, MAX_MATCHES_PER_FILE, MAX_TRIMMED_LINES};
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 
 create_exception!(pravah_engine, Cancelled, PyException, "The run was cancelled.");
 create_exception!(
@@ -122,17 +122,39 @@ impl Run {
 
     /// Waits for the partial (JSON). Returns None if `timeout` seconds elapse first.
     #[pyo3(signature = (timeout = None))]
-    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<String>> {
+    fn wait<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyString>>> {
         let timeout = match timeout {
             Some(t) if t.is_nan() => return Err(PyValueError::new_err("timeout must be a number")),
             Some(t) => Some(Duration::from_secs_f64(t.clamp(0.0, 1e9))),
             None => None,
         };
         let job = &self.job;
-        match py.detach(|| job.wait(timeout)) {
+        match py.detach(|| job.wait(timeout).map(|r| r.and_then(|outcome| outcome.partial_json()))) {
             None => Ok(None),
-            Some(Ok(s)) => Ok(Some(s)),
+            Some(Ok(text)) => Ok(Some(PyString::new(py, &text))),
             Some(Err(e)) => Err(to_py(e)),
+        }
+    }
+
+    /// Waits for the run and gives its result document (JSON), as `finalize` of its
+    /// partial would, but written from the engine's own values: no partial text is made,
+    /// copied and parsed again first. With `path`, the document goes to that file (and
+    /// None is returned) without being held in memory whole.
+    #[pyo3(signature = (path = None))]
+    fn result<'py>(&self, py: Python<'py>, path: Option<std::path::PathBuf>) -> PyResult<Option<Bound<'py, PyString>>> {
+        let job = &self.job;
+        let outcome = py.detach(|| job.wait(None)).expect("a wait without a timeout ends with the run").map_err(to_py)?;
+        match path {
+            None => {
+                let mut text = Vec::new();
+                py.detach(|| outcome.write_document(&mut text)).map_err(usage_to_py)?;
+                let text = String::from_utf8(text).map_err(|e| PyRuntimeError::new_err(format!("engine failure: {e}")))?;
+                Ok(Some(PyString::new(py, &text)))
+            }
+            Some(path) => {
+                py.detach(|| write_document_file(&outcome, &path))?;
+                Ok(None)
+            }
         }
     }
 
@@ -141,6 +163,25 @@ impl Run {
     fn done(&self) -> bool {
         self.job.is_done()
     }
+}
+
+/// Writes a run's result document to `path`. A document that cannot be written whole
+/// leaves no file behind: a misused run raises `UsageError`, the file's own errors `OSError`.
+fn write_document_file(outcome: &Outcome, path: &std::path::Path) -> PyResult<()> {
+    let named = |e: std::io::Error| PyErr::from(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())));
+    let written = std::fs::File::create(path).map_err(named).and_then(|file| {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        outcome.write_document(&mut out).map_err(|e| match e {
+            EngineError::Internal(m) => PyOSError::new_err(format!("{}: {m}", path.display())),
+            other => usage_to_py(other),
+        })?;
+        out.into_inner().map_err(|e| named(e.into_error()))?;
+        Ok(())
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written
 }
 
 /// Validates the request and starts it on a pool of `threads` threads. Files

@@ -30,8 +30,9 @@ fn main() {
     for _ in 0..runs {
         let t = Instant::now();
         let job = pravah_core::Job::start(&op, &options, files.clone(), pravah_core::Inputs::default(), threads, false).unwrap();
-        let p = job.wait(None).unwrap().unwrap();
-        doc = pravah_core::finalize(&op, &p).unwrap();
+        let mut text = Vec::new();
+        job.wait(None).unwrap().unwrap().write_document(&mut text).unwrap();
+        doc = String::from_utf8(text).unwrap();
         best = best.min(t.elapsed().as_secs_f64());
     }
     println!("{op} {threads}t: {} files {:.1} MB best {:.3}s = {:.0} MB/s", files.len(), bytes as f64 / 1e6, best, bytes as f64 / 1e6 / best);

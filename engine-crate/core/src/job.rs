@@ -2,7 +2,8 @@
 //! to a run executing in the background on its own thread pool.
 
 use rayon::prelude::*;
-use std::sync::{Arc, Condvar, Mutex};
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::codec::Input;
@@ -46,9 +47,9 @@ impl Request {
         })
     }
 
-    /// Runs on the current rayon pool and returns the partial as JSON, or with
-    /// `per_file` a JSON array of one partial per file, in the files' order.
-    pub fn run(&self, files: &[FileTask], inputs: &Inputs, ctl: &Control, per_file: bool) -> Result<String, EngineError> {
+    /// Runs on the current rayon pool and returns the partial, or with `per_file` one
+    /// partial per file, in the files' order.
+    pub fn run(&self, files: &[FileTask], inputs: &Inputs, ctl: &Control, per_file: bool) -> Result<Box<dyn Finished>, EngineError> {
         match self {
             Request::Stats(op) => run_op(op, files, inputs, ctl, per_file),
             Request::Count(op) => run_op(op, files, inputs, ctl, per_file),
@@ -117,12 +118,44 @@ fn add_file<O: Operation>(op: &O, task: &FileTask, inputs: &Inputs, dirs: &mut O
     Ok(())
 }
 
-pub fn run_op<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ctl: &Control, per_file: bool) -> Result<String, EngineError> {
-    if !per_file {
-        return run_partial(op, files, inputs, ctl)?.to_json();
+pub fn run_op<O: Operation>(op: &O, files: &[FileTask], inputs: &Inputs, ctl: &Control, per_file: bool) -> Result<Box<dyn Finished>, EngineError>
+where
+    O::Body: Sync + 'static,
+{
+    Ok(if per_file { Box::new(PerFile(run_per_file(op, files, inputs, ctl)?)) } else { Box::new(run_partial(op, files, inputs, ctl)?) })
+}
+
+/// What a run gives back, kept as the engine's own values: its partial becomes JSON text
+/// only when asked for, and its result document is written from it directly (a partial
+/// listing many files' lines would otherwise be written, copied and parsed again first).
+pub trait Finished: Send + Sync {
+    /// The partial as JSON text (with `per_file`, an array of one partial per file).
+    fn partial_json(&self) -> Result<String, EngineError>;
+    /// Writes the result document, as `finalize` of the partial gives it.
+    fn write_document(&self, out: &mut dyn Write) -> Result<(), EngineError>;
+}
+
+impl<B: Body + Sync> Finished for Partial<B> {
+    fn partial_json(&self) -> Result<String, EngineError> {
+        self.to_json()
     }
-    let partials = run_per_file(op, files, inputs, ctl)?;
-    serde_json::to_string(&partials).map_err(|e| EngineError::Internal(format!("serialising partials: {e}")))
+
+    fn write_document(&self, out: &mut dyn Write) -> Result<(), EngineError> {
+        Partial::write_document(self, out).map_err(|e| EngineError::Internal(format!("writing result: {e}")))
+    }
+}
+
+/// The partials of a `per_file` run, one per file.
+struct PerFile<B>(Vec<Partial<B>>);
+
+impl<B: Body + Sync> Finished for PerFile<B> {
+    fn partial_json(&self) -> Result<String, EngineError> {
+        serde_json::to_string(&self.0).map_err(|e| EngineError::Internal(format!("serialising partials: {e}")))
+    }
+
+    fn write_document(&self, _out: &mut dyn Write) -> Result<(), EngineError> {
+        invalid("a per-file run has one partial per file and no result document of its own: finalize each partial")
+    }
 }
 
 /// Calls `$f::<B>(args)` with the op's body type `B`.
@@ -153,11 +186,25 @@ fn new_fold<B: Body + Sync + 'static>(op: &str) -> Result<Box<dyn Fold>, EngineE
     Ok(Box::new(Folded::<B>::new(op)))
 }
 
-type Outcome = Option<Result<String, EngineError>>;
+/// A finished run's outcome; its partial's JSON text is made once, on first request.
+pub struct Outcome {
+    finished: Box<dyn Finished>,
+    json: OnceLock<Result<Arc<String>, EngineError>>,
+}
+
+impl Outcome {
+    pub fn partial_json(&self) -> Result<Arc<String>, EngineError> {
+        self.json.get_or_init(|| self.finished.partial_json().map(Arc::new)).clone()
+    }
+
+    pub fn write_document(&self, out: &mut dyn Write) -> Result<(), EngineError> {
+        self.finished.write_document(out)
+    }
+}
 
 #[derive(Default)]
 struct Shared {
-    outcome: Mutex<Outcome>,
+    outcome: Mutex<Option<Result<Arc<Outcome>, EngineError>>>,
     cond: Condvar,
 }
 
@@ -191,6 +238,7 @@ impl Job {
             .spawn(move || {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     pool.install(|| request.run(&files, &inputs, &ctl2, per_file))
+                        .map(|finished| Arc::new(Outcome { finished, json: OnceLock::new() }))
                 }))
                 .unwrap_or_else(|p| {
                     let msg = p
@@ -227,14 +275,14 @@ impl Job {
     /// Waits for the outcome. `None` when `timeout` elapsed first. After a
     /// cancel, returns `Err(Cancelled)` within a short grace period even if
     /// a worker is still finishing its current buffer.
-    pub fn wait(&self, timeout: Option<Duration>) -> Option<Result<String, EngineError>> {
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<Result<Arc<Outcome>, EngineError>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut cancel_seen: Option<Instant> = None;
         let mut g = self.shared.outcome.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(r) = g.as_ref() {
                 return Some(match r {
-                    Ok(s) if !self.ctl.is_cancelled() || cancel_seen.is_none() => Ok(s.clone()),
+                    Ok(outcome) if !self.ctl.is_cancelled() || cancel_seen.is_none() => Ok(outcome.clone()),
                     Ok(_) => Err(EngineError::Cancelled),
                     Err(e) => Err(e.clone()),
                 });
@@ -286,9 +334,9 @@ mod tests {
         for (op, options) in options {
             let request = Request::parse(op, options).unwrap();
             let ctl = Control::default();
-            let batch = request.run(&files, &Inputs::default(), &ctl, false).unwrap();
+            let batch = request.run(&files, &Inputs::default(), &ctl, false).unwrap().partial_json().unwrap();
             let per_file: Vec<serde_json::Value> =
-                serde_json::from_str(&request.run(&files, &Inputs::default(), &ctl, true).unwrap()).unwrap();
+                serde_json::from_str(&request.run(&files, &Inputs::default(), &ctl, true).unwrap().partial_json().unwrap()).unwrap();
             assert_eq!(per_file.len(), files.len());
             for (partial, file) in per_file.iter().zip(&files) {
                 assert_eq!(partial["files"], 1, "{op}: one file per partial");

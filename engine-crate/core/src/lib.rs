@@ -43,7 +43,7 @@ pub mod trim;
 pub use control::{Control, ProgressSnapshot};
 pub use error::{EngineError, FileError};
 pub use io::Inputs;
-pub use job::{aggregate, check_options, finalize, Job, Request};
+pub use job::{aggregate, check_options, finalize, Finished, Job, Outcome, Request};
 pub use partial::Fold;
 pub use ops::grep::MAX_MATCHES_PER_FILE;
 pub use ops::stats::bad_rows::MAX_BAD_ROWS;

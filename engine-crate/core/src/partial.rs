@@ -5,6 +5,8 @@
 //! (kept sorted, so the result does not depend on merge order) and merges the
 //! bodies. Finalizing turns a partial into the result document.
 
+use std::io::Write;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -22,7 +24,7 @@ pub trait Body: Serialize + DeserializeOwned + Send {
     /// Writes [`Body::result`] as JSON text. Ops with long file lists override
     /// this to serialise straight from their state; the text must equal the
     /// default's (object keys in sorted order).
-    fn write_result(&self, out: &mut Vec<u8>) -> Result<(), String> {
+    fn write_result(&self, out: &mut dyn Write) -> Result<(), String> {
         serde_json::to_writer(out, &self.result()).map_err(|e| e.to_string())
     }
 
@@ -75,19 +77,25 @@ impl<B: Body> Partial<B> {
     /// [`Partial::finalize`] as JSON text, without building the document as
     /// a `Value` first.
     pub fn finalize_text(&self) -> Result<String, EngineError> {
-        let err = |e: String| EngineError::Internal(format!("serialising result: {e}"));
+        let mut out = Vec::with_capacity(256);
+        self.write_document(&mut out).map_err(|e| EngineError::Internal(format!("serialising result: {e}")))?;
+        String::from_utf8(out).map_err(|e| EngineError::Internal(format!("serialising result: {e}")))
+    }
+
+    /// Writes [`Partial::finalize`]'s document to `out` as it goes: a result listing
+    /// many files reaches its file without a copy of the whole text in memory.
+    pub fn write_document(&self, out: &mut dyn Write) -> Result<(), String> {
         let mut errors = self.errors.clone();
         sort_errors(&mut errors);
-        let errors = serde_json::to_value(&errors).map_err(|e| err(e.to_string()))?;
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(format!("{{\"bytes\":{},\"errors\":", self.bytes).as_bytes());
-        serde_json::to_writer(&mut out, &errors).map_err(|e| err(e.to_string()))?;
-        out.extend_from_slice(format!(",\"files\":{},\"operation\":", self.files).as_bytes());
-        serde_json::to_writer(&mut out, &self.operation).map_err(|e| err(e.to_string()))?;
-        out.extend_from_slice(b",\"result\":");
-        self.body.write_result(&mut out).map_err(err)?;
-        out.push(b'}');
-        String::from_utf8(out).map_err(|e| err(e.to_string()))
+        // Through a `Value`, so that each record's keys come out sorted.
+        let errors = serde_json::to_value(&errors).map_err(|e| e.to_string())?;
+        write!(out, "{{\"bytes\":{},\"errors\":", self.bytes).map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut *out, &errors).map_err(|e| e.to_string())?;
+        write!(out, ",\"files\":{},\"operation\":", self.files).map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut *out, &self.operation).map_err(|e| e.to_string())?;
+        out.write_all(b",\"result\":").map_err(|e| e.to_string())?;
+        self.body.write_result(out)?;
+        out.write_all(b"}").map_err(|e| e.to_string())
     }
 
     pub fn to_json(&self) -> Result<String, EngineError> {

@@ -2,13 +2,14 @@
 
 import json
 import os
+import re
 import threading
 import time
 
 import pytest
 
 from e2e.harness import wait_for
-from unit.engine.engine_helpers import pe
+from unit.engine.engine_helpers import files_of, pe
 
 
 def big_csv(path, mb):
@@ -258,3 +259,38 @@ def test_a_split_add_gives_the_document_and_keeps_no_list(tmp_path, op, options,
     assert total["result"][expected[0]] == expected[1]
     if file_list:
         assert total["result"][file_list] == []
+
+
+def test_a_runs_result_document_comes_from_the_data_in_memory_or_in_its_file(tmp_path):
+    """`Run.result` writes the document from the engine's own values (no partial text first):
+    every kept line and count must still be what the data holds, and the file the same text."""
+    texts = {"a.log": "ok\nerror: disk\nfine\nerror: net 2024-01-31\n", "b.log": "quiet\n",
+             "c.log": "timeout\nerror\n" * 3}
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text)
+    files = files_of(*(tmp_path / name for name in texts)) + [(str(tmp_path / "gone.log"), 5)]
+    pattern = r"error|\d{4}-\d{2}-3[01]"
+    run = pe.start("grep", json.dumps({"pattern": pattern}), files, 2)
+    document = json.loads(run.result())
+    expected = {str(tmp_path / name): [{"line": number, "text": line}
+                                       for number, line in enumerate(text.splitlines(), 1) if re.search(pattern, line)]
+                for name, text in texts.items()}
+    assert {f["path"]: f["lines"] for f in document["result"]["files"]} == {p: l for p, l in expected.items() if l}
+    assert document["result"]["matches"] == sum(map(len, expected.values()))
+    assert (document["files"], [e["path"] for e in document["errors"]]) == (4, [str(tmp_path / "gone.log")])
+    out = tmp_path / "result.json"
+    assert run.result(out) is None
+    assert out.read_text() == json.dumps(document, separators=(",", ":"), sort_keys=True)
+    assert json.loads(pe.finalize("grep", run.wait())) == document
+
+
+def test_a_result_that_cannot_be_written_leaves_no_file_and_says_why(tmp_path):
+    (tmp_path / "a.txt").write_text("x\n")
+    files = files_of(tmp_path / "a.txt")
+    missing = tmp_path / "no-such-dir" / "result.json"
+    with pytest.raises(FileNotFoundError, match=f"{re.escape(str(missing))}: No such file"):
+        pe.start("count", "{}", files, 1).result(missing)
+    per_file = tmp_path / "per-file.json"
+    with pytest.raises(pe.UsageError, match="one partial per file"):
+        pe.start("count", "{}", files, 1, per_file=True).result(per_file)
+    assert not per_file.exists() and not missing.parent.exists()

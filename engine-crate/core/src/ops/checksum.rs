@@ -108,7 +108,7 @@ impl Body for ChecksumBody {
         json!({"algorithm": self.algorithm.name(), "files": files})
     }
 
-    fn write_result(&self, out: &mut Vec<u8>) -> Result<(), String> {
+    fn write_result(&self, out: &mut dyn std::io::Write) -> Result<(), String> {
         #[derive(Serialize)]
         struct DigestOut<'a> {
             bytes: u64,

@@ -81,7 +81,7 @@ impl Body for CountBody {
         json!({"lines": self.lines, "words": self.words, "bytes": self.bytes, "files": files})
     }
 
-    fn write_result(&self, out: &mut Vec<u8>) -> Result<(), String> {
+    fn write_result(&self, out: &mut dyn std::io::Write) -> Result<(), String> {
         #[derive(Serialize)]
         struct CountOut<'a> {
             bytes: u64,

@@ -160,7 +160,7 @@ impl Body for GrepBody {
         })
     }
 
-    fn write_result(&self, out: &mut Vec<u8>) -> Result<(), String> {
+    fn write_result(&self, out: &mut dyn std::io::Write) -> Result<(), String> {
         // Keys in sorted order, as in `result`; `Line` already declares its
         // fields that way.
         #[derive(Serialize)]
