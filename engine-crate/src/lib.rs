@@ -169,17 +169,17 @@ impl Run {
 /// leaves no file behind: a misused run raises `UsageError`, the file's own errors `OSError`.
 fn write_document_file(outcome: &Outcome, path: &std::path::Path) -> PyResult<()> {
     let named = |e: std::io::Error| PyErr::from(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())));
-    let written = std::fs::File::create(path).map_err(named).and_then(|file| {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        outcome.write_document(&mut out).map_err(|e| match e {
+    let file = std::fs::File::create(path).map_err(named)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let written = outcome
+        .write_document(&mut out)
+        .map_err(|e| match e {
             EngineError::Internal(m) => PyOSError::new_err(format!("{}: {m}", path.display())),
             other => usage_to_py(other),
-        })?;
-        out.into_inner().map_err(|e| named(e.into_error()))?;
-        Ok(())
-    });
+        })
+        .and_then(|()| out.into_inner().map(drop).map_err(|e| named(e.into_error())));
     if written.is_err() {
-        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(path); // only ever the file made above
     }
     written
 }

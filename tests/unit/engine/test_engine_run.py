@@ -284,7 +284,7 @@ def test_a_runs_result_document_comes_from_the_data_in_memory_or_in_its_file(tmp
     assert json.loads(pe.finalize("grep", run.wait())) == document
 
 
-def test_a_result_that_cannot_be_written_leaves_no_file_and_says_why(tmp_path):
+def test_a_result_that_cannot_be_written_leaves_no_file_of_its_own_and_names_the_path(tmp_path):
     (tmp_path / "a.txt").write_text("x\n")
     files = files_of(tmp_path / "a.txt")
     missing = tmp_path / "no-such-dir" / "result.json"
@@ -294,3 +294,8 @@ def test_a_result_that_cannot_be_written_leaves_no_file_and_says_why(tmp_path):
     with pytest.raises(pe.UsageError, match="one partial per file"):
         pe.start("count", "{}", files, 1, per_file=True).result(per_file)
     assert not per_file.exists() and not missing.parent.exists()
+    kept = tmp_path / "kept.json"  # a link to where nothing can be made: its target's directory is missing
+    kept.symlink_to(missing)
+    with pytest.raises(FileNotFoundError, match=re.escape(str(kept))):
+        pe.start("count", "{}", files, 1).result(kept)
+    assert kept.is_symlink(), "what the run could not open is left as it was"
