@@ -146,9 +146,7 @@ impl Run {
         let outcome = py.detach(|| job.wait(None)).expect("a wait without a timeout ends with the run").map_err(to_py)?;
         match path {
             None => {
-                let mut text = Vec::new();
-                py.detach(|| outcome.write_document(&mut text)).map_err(usage_to_py)?;
-                let text = String::from_utf8(text).map_err(|e| PyRuntimeError::new_err(format!("engine failure: {e}")))?;
+                let text = py.detach(|| outcome.document()).map_err(usage_to_py)?;
                 Ok(Some(PyString::new(py, &text)))
             }
             Some(path) => {

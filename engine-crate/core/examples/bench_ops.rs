@@ -30,9 +30,7 @@ fn main() {
     for _ in 0..runs {
         let t = Instant::now();
         let job = pravah_core::Job::start(&op, &options, files.clone(), pravah_core::Inputs::default(), threads, false).unwrap();
-        let mut text = Vec::new();
-        job.wait(None).unwrap().unwrap().write_document(&mut text).unwrap();
-        doc = String::from_utf8(text).unwrap();
+        doc = job.wait(None).unwrap().unwrap().document().unwrap();
         best = best.min(t.elapsed().as_secs_f64());
     }
     println!("{op} {threads}t: {} files {:.1} MB best {:.3}s = {:.0} MB/s", files.len(), bytes as f64 / 1e6, best, bytes as f64 / 1e6 / best);

@@ -133,6 +133,8 @@ pub trait Finished: Send + Sync {
     fn partial_json(&self) -> Result<String, EngineError>;
     /// Writes the result document, as `finalize` of the partial gives it.
     fn write_document(&self, out: &mut dyn Write) -> Result<(), EngineError>;
+    /// The result document as JSON text.
+    fn document(&self) -> Result<String, EngineError>;
 }
 
 impl<B: Body + Sync> Finished for Partial<B> {
@@ -143,7 +145,14 @@ impl<B: Body + Sync> Finished for Partial<B> {
     fn write_document(&self, out: &mut dyn Write) -> Result<(), EngineError> {
         Partial::write_document(self, out).map_err(|e| EngineError::Internal(format!("writing result: {e}")))
     }
+
+    fn document(&self) -> Result<String, EngineError> {
+        self.finalize_text()
+    }
 }
+
+const NO_PER_FILE_DOCUMENT: &str =
+    "a per-file run has one partial per file and no result document of its own: finalize each partial";
 
 /// The partials of a `per_file` run, one per file.
 struct PerFile<B>(Vec<Partial<B>>);
@@ -154,7 +163,11 @@ impl<B: Body + Sync> Finished for PerFile<B> {
     }
 
     fn write_document(&self, _out: &mut dyn Write) -> Result<(), EngineError> {
-        invalid("a per-file run has one partial per file and no result document of its own: finalize each partial")
+        invalid(NO_PER_FILE_DOCUMENT)
+    }
+
+    fn document(&self) -> Result<String, EngineError> {
+        invalid(NO_PER_FILE_DOCUMENT)
     }
 }
 
@@ -199,6 +212,10 @@ impl Outcome {
 
     pub fn write_document(&self, out: &mut dyn Write) -> Result<(), EngineError> {
         self.finished.write_document(out)
+    }
+
+    pub fn document(&self) -> Result<String, EngineError> {
+        self.finished.document()
     }
 }
 
