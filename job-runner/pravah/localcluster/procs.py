@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,25 +20,40 @@ class PlatformError(RuntimeError):
     """A part of the test platform could not be started or is not healthy."""
 
 
+LOWEST_PORT = 10000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on the loopback interface that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free right now (see `free_ports`)."""
+    return free_ports(1)[0]
 
 
 def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
+    """`n` TCP ports free on every address right now, for servers about to start.
+
+    Taken below the kernel's range for outgoing connections, which could otherwise take a
+    port between its choice here and its server's bind, and never one handed out before in
+    this process: a server started later may not have bound its port yet."""
+    ceiling = int(EPHEMERAL_RANGE.read_text().split()[0]) if EPHEMERAL_RANGE.exists() else 32768
+    ports: list[int] = []
+    with _handed_out_lock:
+        start = random.randrange(LOWEST_PORT, ceiling)
+        for candidate in itertools.chain(range(start, ceiling), range(LOWEST_PORT, start)):
+            if candidate in _handed_out:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind(("", candidate))
+                except OSError:
+                    continue
+            _handed_out.add(candidate)
+            ports.append(candidate)
+            if len(ports) == n:
+                return ports
+    raise PlatformError(f"no {n} free TCP ports between {LOWEST_PORT} and {ceiling}")
 
 
 def tail(path: Path | str, lines: int = 40) -> str:
