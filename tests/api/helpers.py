@@ -16,7 +16,8 @@ import requests
 import yaml
 from aiohttp import web
 
-from e2e.harness import free_port, wait_for
+from e2e.harness import wait_for
+from pravah.localcluster.procs import free_port
 from pravah_api.app import create_app
 from pravah_api.settings import ApiSettings
 

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import tarfile
 import time
@@ -55,12 +54,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 def get_json(control_plane, *args: str) -> dict[str, Any]:
     """`kubectl get ARGS -o json`, parsed."""
     return json.loads(control_plane.kubectl("get", *args, "-o", "json").stdout)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 _APPLIED_SETTINGS: dict[str, str] = {}  # what InstalledOperator.configure last set
