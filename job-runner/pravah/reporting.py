@@ -14,9 +14,9 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
-import aiohttp
+import h11
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 # A runner's exit code for what a retry cannot fix (a bad spec, a missing source): the Job's
@@ -35,44 +35,67 @@ class ReportUnavailable(Exception):
 
 
 def transient(exc: BaseException) -> bool:
-    return isinstance(exc, (ReportUnavailable, aiohttp.ClientConnectionError, asyncio.TimeoutError))
+    return isinstance(exc, (ReportUnavailable, TimeoutError))
 
 
 class OperatorReports:
     """The runner's side of the report endpoint: one method per kind of record."""
 
     def __init__(self, url: str, token_file: Path, retry_seconds: float = 600.0, timeout: float = 180.0):
-        self.url = url.rstrip("/") + "/v1/shard"
+        parts = urlsplit(url)
+        self.host, self.netloc, self.tls = parts.hostname or "", parts.netloc, parts.scheme == "https"
+        self.port = parts.port or (443 if self.tls else 80)
+        self.base_path = parts.path.rstrip("/") + "/v1/shard"
         self.token_file = token_file
         self.retry_seconds = retry_seconds
         self.timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> OperatorReports:
-        self._session = aiohttp.ClientSession()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._session is not None:
-            await self._session.close()
 
     async def _once(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> Any:
         # Read on every call: the kubelet replaces the token before it expires.
         token = self.token_file.read_text().strip()
-        assert self._session is not None, "use OperatorReports as an async context manager"
-        async with self._session.request(
-                method, self.url + path, json=body, headers={"Authorization": f"Bearer {token}"},
-                timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as response:
-            text = await response.text()
-            try:
-                answer = json.loads(text) if text else {}
-            except ValueError:
-                answer = {"error": text[:200]}
-            if response.status in RETRIED_STATUSES:
-                raise ReportUnavailable(f"{response.status}: {(answer or {}).get('error')}")
-            if response.status >= 400:
-                raise ReportRefused(f"{method} {path}: {response.status}: {(answer or {}).get('error')}")
-            return answer
+        payload = b"" if body is None else json.dumps(body).encode()
+        headers = [("Host", self.netloc), ("Authorization", f"Bearer {token}"), ("Content-Type", "application/json"),
+                   ("Content-Length", str(len(payload))), ("Connection", "close")]
+        async with asyncio.timeout(timeout or self.timeout):
+            status, text = await self._exchange(h11.Request(method=method, target=self.base_path + path,
+                                                            headers=headers), payload)
+        try:
+            answer = json.loads(text) if text else {}
+        except ValueError:
+            answer = {"error": text[:200]}
+        if status in RETRIED_STATUSES:
+            raise ReportUnavailable(f"{status}: {(answer or {}).get('error')}")
+        if status >= 400:
+            raise ReportRefused(f"{method} {path}: {status}: {(answer or {}).get('error')}")
+        return answer
+
+    async def _exchange(self, request: h11.Request, payload: bytes) -> tuple[int, str]:
+        """One request on its own connection: (status, body text).
+
+        HTTP/1.1 framing by h11 over asyncio streams rather than an aiohttp session:
+        importing aiohttp took 0.15 s of a runner pod's start, ahead of its first batch."""
+        try:
+            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls or None)
+        except OSError as exc:
+            raise ReportUnavailable(f"cannot reach the operator at {self.netloc}: {exc}") from exc
+        try:
+            connection = h11.Connection(h11.CLIENT)
+            writer.write(connection.send(request) + connection.send(h11.Data(data=payload))
+                         + connection.send(h11.EndOfMessage()))
+            await writer.drain()
+            status, chunks = 0, []
+            while not isinstance(event := connection.next_event(), h11.EndOfMessage):
+                if event is h11.NEED_DATA:
+                    connection.receive_data(await reader.read(1 << 16))
+                elif isinstance(event, h11.Response):
+                    status = event.status_code
+                elif isinstance(event, h11.Data):
+                    chunks.append(event.data)
+            return status, b"".join(chunks).decode(errors="replace")
+        except (OSError, h11.ProtocolError) as exc:
+            raise ReportUnavailable(f"the operator at {self.netloc} broke off: {exc}") from exc
+        finally:
+            writer.close()
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         async for attempt in AsyncRetrying(retry=retry_if_exception(transient), stop=stop_after_delay(self.retry_seconds),

@@ -470,25 +470,25 @@ async def run_shard(context: RunnerContext, archive: io.StringIO) -> int:
     # handler for: without this, a deleted pod or a cancelled job would run on until the
     # grace period ends in SIGKILL.
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
-    async with OperatorReports(context.report_url, context.report_token_file) as reports:
-        logs = LogArchive(archive, reports)
-        try:
-            await ShardRunner(context, reports, logs).run()
-            status = 0
-        except asyncio.CancelledError:
-            log.warning("stopped by SIGTERM; a retry resumes after the last stored batch")
-            status = EXIT_TERMINATED
-        except BadInput as exc:
-            log.error("bad input: %s", exc)
-            status = EXIT_BAD_INPUT
-        except Exception:
-            log.exception("shard failed; the Job will retry it")
-            status = 1
-        try:
-            await logs.save()
-        except asyncio.CancelledError:
-            pass  # stopped while leaving: what it did is reported, and its exit status stands
-        return status
+    reports = OperatorReports(context.report_url, context.report_token_file)
+    logs = LogArchive(archive, reports)
+    try:
+        await ShardRunner(context, reports, logs).run()
+        status = 0
+    except asyncio.CancelledError:
+        log.warning("stopped by SIGTERM; a retry resumes after the last stored batch")
+        status = EXIT_TERMINATED
+    except BadInput as exc:
+        log.error("bad input: %s", exc)
+        status = EXIT_BAD_INPUT
+    except Exception:
+        log.exception("shard failed; the Job will retry it")
+        status = 1
+    try:
+        await logs.save()
+    except asyncio.CancelledError:
+        pass  # stopped while leaving: what it did is reported, and its exit status stands
+    return status
 
 
 def main(argv: list[str] | None = None) -> None:
