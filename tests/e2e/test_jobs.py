@@ -351,9 +351,10 @@ def test_concurrency_cap_queues_jobs_in_a_namespace(cluster, sample_data):
 
 
 def test_runner_over_its_memory_limit_is_oom_killed_and_the_job_says_so(cluster, sample_data):
-    """32Mi is less than a runner needs to start: the kernel kills it each time and the job
-    fails naming the shard and OOMKilled (status, Event), not with a bare exit code."""
-    manifest = manifest_for("count", resources={"cpu": 1, "memory": "32Mi"}, parallelism=1, maxRetriesPerShard=1)
+    """16Mi is less than a runner needs to start (its imports alone take about 25 MiB of
+    memory of its own): the kernel kills it each time and the job fails naming the shard and
+    OOMKilled (status, Event), not with a bare exit code."""
+    manifest = manifest_for("count", resources={"cpu": 1, "memory": "16Mi"}, parallelism=1, maxRetriesPerShard=1)
     manifest["metadata"]["name"] = "tiny-memory"
     cluster.apply(manifest)
     status = cluster.wait_phase("tiny-memory", ("Failed",), timeout=240)["status"]
