@@ -172,7 +172,7 @@ def run(path: Path | str | None, manifest: Path | None, op: str | None, **option
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if options["as_json"]:
-        write_document(click.get_text_stream("stdout"), document)
+        write_document(sys.stdout, document)
     else:
         render.summary(document)
     sys.exit(status)

@@ -29,6 +29,8 @@ import shutil
 import signal
 import sys
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ LISTING_PAGE = 10_000
 LISTING_WAIT_SECONDS = 2.0
 INLINE_RESULT_BYTES = 1 << 20  # a result up to this size is also kept for the REST API
 MERGE_PAGE = 16  # partials per request: each can list a batch's files
+SKIPPED_PAGE = 1_600  # error records of unread files per request
 log = logging.getLogger("pravah.runner")
 
 
@@ -81,6 +84,20 @@ class RunnerContext(BaseSettings):
     batch_files: int = Field(default=BATCH_FILES, ge=1, description="Files per stored batch: the unit of resumption.")
     batch_bytes: int = Field(default=BATCH_BYTES, ge=1, description="Bytes per stored batch.")
     log: LogSettings = Field(default_factory=LogSettings, description="How the log is written.")
+
+
+async def paged(fetch: Callable[[Any, int], Awaitable[list[Any]]], after: Any, limit: int,
+                cursor: Callable[[Any], Any]) -> AsyncIterator[Any]:
+    """Every row of a list the operator serves a page at a time, each page after the `cursor` of
+    the last row seen. A page shorter than `limit` is the last: no request is made only to learn
+    that the list has ended (the operator's pages are SQL `LIMIT`s)."""
+    while True:
+        page = await fetch(after, limit)
+        for row in page:
+            yield row
+        if len(page) < limit:
+            return
+        after = cursor(page[-1])
 
 
 def shard_spool(shard: int) -> str:
@@ -262,21 +279,12 @@ class ShardRunner:
             return reuse.incremental_plan(current, {})
         if self.reuse["mode"] == "incremental":
             baseline = {path: reuse.Before(size, version, failed) async for path, size, version, failed
-                        in self.pages(self.reports.baseline_files)}
+                        in paged(self.reports.baseline_files, "", LISTING_PAGE, itemgetter(0))}
             return reuse.incremental_plan(current, baseline)
         prefix, display_prefix = self.earlier_prefix(), self.source.display_prefix()
         redo = {relocate_path("path", path, prefix, display_prefix, None)
-                async for path in self.pages(self.reports.rerun_paths)}
+                async for path in paged(self.reports.rerun_paths, "", LISTING_PAGE, lambda path: path)}
         return reuse.rerun_plan(current, redo, self.reuse["good_files"])
-
-    @staticmethod
-    async def pages(fetch):
-        """The rows of a listing fetched page by page, after the last path seen."""
-        after = ""
-        while page := await fetch(after, LISTING_PAGE):
-            for row in page:
-                yield row
-            after = page[-1] if isinstance(page[-1], str) else page[-1][0]
 
     def display(self, path: str) -> str:
         """A listed file as users see it: the key that matches it across jobs."""
@@ -291,11 +299,10 @@ class ShardRunner:
     async def listed_files(self) -> list[FileEntry]:
         """This shard's files, page by page from the stored list."""
         files: list[FileEntry] = []
-        after = -1
-        while page := await self.reports.listed_files(after, LISTING_PAGE):
-            files += [(path, size) for _, path, size, _ in page]
-            self.versions.update((path, version) for _, path, _, version in page if version is not None)
-            after = page[-1][0]
+        async for _, path, size, version in paged(self.reports.listed_files, -1, LISTING_PAGE, itemgetter(0)):
+            files.append((path, size))
+            if version is not None:
+                self.versions[path] = version
         return files
 
     async def split_changed(self, batch: list[FileEntry]) -> tuple[list[FileEntry], list[dict[str, Any]]]:
@@ -347,10 +354,8 @@ class ShardRunner:
         merge = held if held is not None else await self.stored_partials()
         await self.merge_reused(merge)
         skipped = merge.spool("skipped")
-        after_path = ""
-        while errors := await self.reports.skipped_errors(after_path, MERGE_PAGE * 100):
-            skipped.add("errors", map(self.relocated, errors))
-            after_path = errors[-1]["path"]
+        async for error in paged(self.reports.skipped_errors, "", SKIPPED_PAGE, itemgetter("path")):
+            skipped.add("errors", (self.relocated(error),))
         merge.close()
         document = await merge.document(self.engine)
         document.update(shards=self.context.shards,
@@ -372,11 +377,8 @@ class ShardRunner:
     async def stored_partials(self) -> Merge:
         """Every shard's stored partials, folded in (shard, batch) order."""
         merge = self.merge_area()
-        after = (-1, -1)
-        while page := await self.reports.merge_input(after, MERGE_PAGE):
-            for shard, batch, partial in page:
-                merge.add(shard_spool(shard), partial, self.relocated)
-                after = (shard, batch)
+        async for shard, batch, partial in paged(self.reports.merge_input, (-1, -1), MERGE_PAGE, itemgetter(0, 1)):
+            merge.add(shard_spool(shard), partial, self.relocated)
         return merge
 
     async def merge_reused(self, merge: Merge) -> None:
@@ -385,20 +387,16 @@ class ShardRunner:
         and, when that job was incremental, the partials it reused."""
         if self.reuse is None or self.reuse["uid"] is None:
             return
-        after = ""  # an incremental job's unchanged files; those a re-run job had itself reused
-        while page := await self.reports.merge_reused(after, MERGE_PAGE):
-            for path, partial in page:
-                merge.add("reused", partial, self.relocated)
-                after = path
+        # an incremental job's unchanged files; those a re-run job had itself reused
+        async for _, partial in paged(self.reports.merge_reused, "", MERGE_PAGE, itemgetter(0)):
+            merge.add("reused", partial, self.relocated)
         if self.reuse["mode"] == "incremental":
             return
         prefix = self.earlier_prefix()
         relocate = lambda value: relocate_paths(value, prefix, self.source.display_prefix(), self.output)  # noqa: E731
-        after = (-1, -1)
-        while page := await self.reports.merge_rerun(after, MERGE_PAGE):
-            for shard, batch, partial, failed, failed_bytes in page:
-                merge.add(f"rerun-{shard}", reuse.without_failed(partial, failed, failed_bytes), relocate)
-                after = (shard, batch)
+        async for shard, _, partial, failed, failed_bytes in paged(self.reports.merge_rerun, (-1, -1), MERGE_PAGE,
+                                                                   itemgetter(0, 1)):
+            merge.add(f"rerun-{shard}", reuse.without_failed(partial, failed, failed_bytes), relocate)
 
     def relocated(self, value: dict[str, Any]) -> dict[str, Any]:
         return relocate_paths(value, str(self.source.local_root) + "/", self.source.display_prefix(), self.output)
